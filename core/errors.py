@@ -1,0 +1,37 @@
+"""Typed domain errors; `api/errors.py` maps them to HTTP status codes in one place."""
+
+
+class MlftError(Exception):
+    """Base class of every error the domain raises on purpose."""
+
+
+class InvalidDatasetError(MlftError):
+    """An uploaded dataset cannot be used; the message names the configuration and the problem."""
+
+
+class InvalidSpecError(MlftError):
+    """A job specification is inconsistent (unknown dataset, elements the foundation lacks, ...)."""
+
+
+class NotFoundError(MlftError):
+    """A named object (dataset, job, foundation model) does not exist."""
+
+
+class FoundationModelUnavailableError(MlftError):
+    """A foundation model is registered by name but cannot be loaded here (no file, no network)."""
+
+
+class InvalidStateTransitionError(MlftError):
+    """A job was asked to move to a state its current state does not allow."""
+
+
+class ArtifactMissingError(MlftError):
+    """A job artifact (model, metrics) is not there yet or any more."""
+
+
+class E0MismatchError(MlftError):
+    """The E0s inside a trained model differ from the E0s the job chose."""
+
+
+class TrainingFailedError(MlftError):
+    """mace-torch training stopped with an error."""
