@@ -1,4 +1,4 @@
-"""All settings of the service in one pydantic-settings object (environment variables, `MLFT_` optional)."""
+"""All settings of the service in one pydantic-settings object, read from `MLFT_*` variables."""
 
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +23,8 @@ class Settings(BaseSettings):
     models_dir: Path | None = None
     # Device mace-torch trains on: "cpu" or "cuda".
     device: str = "cpu"
+    # In the embedded default the API starts a local Celery worker process beside itself.
+    start_embedded_worker: bool = True
     # Upper bound on an uploaded dataset, in bytes.
     max_upload_bytes: int = 512 * 1024 * 1024
 

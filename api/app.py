@@ -1,0 +1,70 @@
+"""create_app(): the FastAPI application, its database, storage and (embedded) worker."""
+
+import logging
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+
+from api.errors import install_error_handlers
+from api.routes import datasets, foundations, jobs
+from core.config import Settings, get_settings
+from core.db import migrate
+from core.runner import context_from_settings
+
+logger = logging.getLogger(__name__)
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    enqueue: Callable[[str], None] | None = None,
+    start_worker: bool | None = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    if start_worker is None:
+        start_worker = settings.embedded and settings.start_embedded_worker
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        migrate(settings.resolved_database_url)
+        worker = None
+        if start_worker:
+            from worker.local import start_local_worker
+
+            worker = start_local_worker(settings)
+        try:
+            yield
+        finally:
+            if worker is not None:
+                from worker.local import stop_local_worker
+
+                stop_local_worker(worker)
+
+    app = FastAPI(
+        title="mlft",
+        summary="Fine-tune MACE foundation models: upload data, pick a strategy, get a model.",
+        version="0.1.0",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.context = context_from_settings(settings)
+    app.state.enqueue = enqueue or _celery_enqueue
+    install_error_handlers(app)
+    for module in (datasets, jobs, foundations):
+        app.include_router(module.router)
+
+    @app.get("/health", tags=["health"])
+    def health() -> dict[str, str]:
+        return {"status": "ok"}
+
+    return app
+
+
+def _celery_enqueue(job_id: str) -> None:
+    from worker.tasks import enqueue_job
+
+    enqueue_job(job_id)
+
+

@@ -1,0 +1,66 @@
+"""Datasets as stored objects: validate an upload, keep the file and its summary, look them up."""
+
+import logging
+import re
+from pathlib import Path
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.datasets import inspect_extxyz
+from core.errors import InvalidSpecError, NotFoundError
+from core.models import Dataset, new_id
+from core.storage import Storage
+
+logger = logging.getLogger(__name__)
+
+
+def register_dataset(session: Session, storage: Storage, upload: Path, name: str) -> Dataset:
+    """Validate and store an uploaded file; a rejected or failed upload leaves nothing behind."""
+    summary = inspect_extxyz(upload)
+    dataset_id = new_id()
+    key = f"datasets/{dataset_id}/{_safe_filename(name)}"
+    storage.put_file(key, upload)
+    try:
+        dataset = Dataset(
+            id=dataset_id,
+            name=name,
+            storage_key=key,
+            sha256=summary.sha256,
+            summary=summary.to_dict(),
+        )
+        session.add(dataset)
+        session.commit()
+    except BaseException:
+        session.rollback()
+        storage.delete(key)
+        raise
+    logger.info(
+        "dataset=%s stored name=%s configs=%d", dataset_id, name, summary.n_configs
+    )
+    return dataset
+
+
+def get_dataset(session: Session, dataset_id: str) -> Dataset:
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise NotFoundError(f"dataset {dataset_id} does not exist")
+    return dataset
+
+
+def referenced_dataset(session: Session, dataset_id: str, role: str) -> Dataset:
+    """A dataset named in a job spec: a missing one makes the spec invalid, not the URL."""
+    dataset = session.get(Dataset, dataset_id)
+    if dataset is None:
+        raise InvalidSpecError(f"{role} {dataset_id} does not exist")
+    return dataset
+
+
+def list_datasets(session: Session, *, limit: int = 100, offset: int = 0) -> list[Dataset]:
+    query = select(Dataset).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def _safe_filename(name: str) -> str:
+    stem = re.sub(r"[^A-Za-z0-9._-]+", "_", Path(name).name).strip("._") or "dataset"
+    return stem[:100]

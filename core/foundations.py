@@ -1,0 +1,115 @@
+"""Registry of named foundation models.
+
+A name resolves, in order, to `<models_dir>/<name>.model` (how offline sites and the demo model
+work), or to a published MACE model fetched through mace-torch's own download-and-cache code.
+"""
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from core.errors import FoundationModelUnavailableError, NotFoundError
+
+logger = logging.getLogger(__name__)
+
+DEMO_FOUNDATION_NAME = "mace-demo-emt"
+
+
+def _mace_mp(variant: str) -> Callable[[], str]:
+    def download() -> str:
+        from mace.calculators.foundations_models import download_mace_mp_checkpoint
+
+        return download_mace_mp_checkpoint(variant)
+
+    return download
+
+
+def _mace_off(size: str) -> Callable[[], str]:
+    def download() -> str:
+        import torch
+        from mace.calculators.foundations_models import mace_off
+        from mace.tools.utils import get_cache_dir
+
+        # mace_off downloads into mace's cache and returns the module; keep a pickled copy so
+        # later jobs load it like any other foundation.
+        path = Path(get_cache_dir()) / f"mlft-mace-off23-{size}.model"
+        if not path.is_file():
+            torch.save(mace_off(model=size, device="cpu", return_raw_model=True), path)
+        return str(path)
+
+    return download
+
+
+PUBLISHED: dict[str, Callable[[], str]] = {
+    "mace-mp-0-small": _mace_mp("small"),
+    "mace-mp-0-medium": _mace_mp("medium"),
+    "mace-mp-0-large": _mace_mp("large"),
+    "mace-mp-0b3-medium": _mace_mp("medium-0b3"),
+    "mace-mpa-0-medium": _mace_mp("medium-mpa-0"),
+    "mace-omat-0-small": _mace_mp("small-omat-0"),
+    "mace-omat-0-medium": _mace_mp("medium-omat-0"),
+    "mace-off23-small": _mace_off("small"),
+    "mace-off23-medium": _mace_off("medium"),
+    "mace-off23-large": _mace_off("large"),
+}
+
+
+@dataclass(frozen=True)
+class FoundationModel:
+    name: str
+    path: Path
+    sha256: str
+
+
+@dataclass(frozen=True)
+class FoundationListing:
+    name: str
+    source: str  # "local" (a file in models_dir) or "published" (downloaded on first use)
+    available: bool
+
+
+def file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as stream:
+        for block in iter(lambda: stream.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class FoundationRegistry:
+    def __init__(self, models_dir: Path) -> None:
+        self.models_dir = models_dir
+
+    def local_names(self) -> list[str]:
+        if not self.models_dir.is_dir():
+            return []
+        return sorted(path.stem for path in self.models_dir.glob("*.model"))
+
+    def listing(self) -> list[FoundationListing]:
+        local = self.local_names()
+        published = [name for name in PUBLISHED if name not in local]
+        return [FoundationListing(name, "local", True) for name in local] + [
+            FoundationListing(name, "published", False) for name in published
+        ]
+
+    def exists(self, name: str) -> bool:
+        return name in PUBLISHED or (self.models_dir / f"{name}.model").is_file()
+
+    def resolve(self, name: str) -> FoundationModel:
+        local = self.models_dir / f"{name}.model"
+        if local.is_file():
+            return FoundationModel(name, local, file_sha256(local))
+        if name not in PUBLISHED:
+            known = ", ".join(self.local_names() + list(PUBLISHED))
+            raise NotFoundError(f"unknown foundation model {name!r}; known: {known}")
+        try:
+            path = Path(PUBLISHED[name]())
+        except Exception as error:  # the download path raises anything from URLError to OSError
+            raise FoundationModelUnavailableError(
+                f"foundation model {name!r} could not be downloaded ({error}); place the file "
+                f"at {local} to use it offline"
+            ) from error
+        logger.info("foundation %s resolved to %s", name, path)
+        return FoundationModel(name, path, file_sha256(path))

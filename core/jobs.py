@@ -1,0 +1,99 @@
+"""Job rows and their state machine: queued → running → succeeded | failed | cancelled.
+
+Every transition is a compare-and-set on the current state, so two workers (or a worker and a
+cancel request) can never both win.
+"""
+
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import InvalidStateTransitionError, NotFoundError
+from core.models import Job, JobState, utcnow
+
+ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
+    JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
+    JobState.RUNNING: frozenset(
+        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED}
+    ),
+    JobState.SUCCEEDED: frozenset(),
+    JobState.FAILED: frozenset(),
+    JobState.CANCELLED: frozenset(),
+}
+TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+
+
+def create_job(session: Session, spec: dict[str, Any], train_dataset_id: str) -> Job:
+    job = Job(spec=spec, train_dataset_id=train_dataset_id, epochs=[], attempts=0)
+    session.add(job)
+    session.flush()
+    return job
+
+
+def get_job(session: Session, job_id: str) -> Job:
+    job = session.get(Job, job_id)
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return job
+
+
+def list_jobs(session: Session, *, limit: int = 100, offset: int = 0) -> list[Job]:
+    query = select(Job).order_by(Job.created_at.desc()).limit(limit).offset(offset)
+    return list(session.scalars(query))
+
+
+def transition(
+    session: Session, job_id: str, expected: JobState, target: JobState, **values: Any
+) -> bool:
+    """Move a job from `expected` to `target`; False when another actor changed it first."""
+    if target not in ALLOWED_TRANSITIONS[expected]:
+        raise InvalidStateTransitionError(
+            f"job {job_id}: {expected.value} → {target.value} is not allowed"
+        )
+    now = utcnow()
+    if target is JobState.RUNNING:
+        values.setdefault("started_at", now)
+    if target in TERMINAL_STATES:
+        values.setdefault("finished_at", now)
+    result = session.execute(
+        update(Job)
+        .where(Job.id == job_id, Job.state == expected)
+        .values(state=target, updated_at=now, **values)
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return result.rowcount == 1
+
+
+def cancel_job(session: Session, job_id: str) -> Job:
+    job = get_job(session, job_id)
+    if job.state in TERMINAL_STATES:
+        raise InvalidStateTransitionError(
+            f"job {job_id} is already {job.state.value} and cannot be cancelled"
+        )
+    if not transition(session, job_id, job.state, JobState.CANCELLED):
+        session.refresh(job)
+        raise InvalidStateTransitionError(
+            f"job {job_id} changed to {job.state.value} while being cancelled"
+        )
+    session.refresh(job)
+    return job
+
+
+def record_stage(session: Session, job_id: str, stage: str) -> None:
+    session.execute(update(Job).where(Job.id == job_id).values(stage=stage, updated_at=utcnow()))
+    session.commit()
+
+
+def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> None:
+    job = get_job(session, job_id)
+    job.epochs = [*job.epochs, entry]
+    session.commit()
+
+
+def current_state(session: Session, job_id: str) -> JobState:
+    state = session.scalar(select(Job.state).where(Job.id == job_id))
+    if state is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    return state

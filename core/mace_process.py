@@ -1,0 +1,106 @@
+"""Run mace-torch's own training entry point in a child process and follow its progress.
+
+A child process keeps mace's global state (logging, default dtype) out of the worker, and lets a
+cancelled job be stopped at once.
+"""
+
+import json
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from core.errors import TrainingFailedError
+
+EpochCallback = Callable[[dict[str, Any]], None]
+StopCheck = Callable[[], bool]
+
+
+class TrainingCancelled(Exception):
+    """Raised when should_stop() turned true while mace was training."""
+
+
+@dataclass
+class ResultsFollower:
+    """Reads the JSON lines mace appends to its results file, each line once."""
+
+    path: Path
+    offset: int = 0
+    seen: list[dict[str, Any]] = field(default_factory=list)
+
+    def new_entries(self) -> list[dict[str, Any]]:
+        if not self.path.is_file():
+            return []
+        with self.path.open(encoding="utf-8") as stream:
+            stream.seek(self.offset)
+            text = stream.read()
+        complete, _, _partial = text.rpartition("\n")
+        if not complete:
+            return []
+        self.offset += len(complete) + 1
+        entries = [json.loads(line) for line in complete.splitlines() if line.strip()]
+        self.seen += entries
+        return entries
+
+
+def epoch_entry(raw: dict[str, Any]) -> dict[str, Any] | None:
+    """The validation record of one epoch, in the units people read (meV/atom, meV/Å)."""
+    if raw.get("mode") != "eval":
+        return None
+    entry: dict[str, Any] = {"epoch": raw.get("epoch"), "loss": raw.get("loss")}
+    if raw.get("rmse_e_per_atom") is not None:
+        entry["valid_energy_rmse_mev_per_atom"] = raw["rmse_e_per_atom"] * 1e3
+    if raw.get("rmse_f") is not None:
+        entry["valid_forces_rmse_mev_per_a"] = raw["rmse_f"] * 1e3
+    return entry
+
+
+def run_mace_training(
+    argv: list[str],
+    results_file: Path,
+    log_file: Path,
+    *,
+    on_epoch: EpochCallback,
+    should_stop: StopCheck,
+    poll_seconds: float = 1.0,
+) -> None:
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    follower = ResultsFollower(results_file)
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "mace.cli.run_train", *argv], stdout=log, stderr=log
+        )
+        try:
+            while process.poll() is None:
+                time.sleep(poll_seconds)
+                _report(follower, on_epoch)
+                if should_stop():
+                    raise TrainingCancelled
+        finally:
+            if process.poll() is None:
+                process.terminate()
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+    _report(follower, on_epoch)
+    if process.returncode != 0:
+        raise TrainingFailedError(
+            f"mace-torch training exited with code {process.returncode}: {_last_error(log_file)}"
+        )
+
+
+def _report(follower: ResultsFollower, on_epoch: EpochCallback) -> None:
+    for raw in follower.new_entries():
+        entry = epoch_entry(raw)
+        if entry is not None:
+            on_epoch(entry)
+
+
+def _last_error(log_file: Path, lines: int = 3) -> str:
+    text = log_file.read_text(encoding="utf-8", errors="replace").strip().splitlines()
+    meaningful = [line for line in text if line.strip()]
+    return " | ".join(meaningful[-lines:]) if meaningful else "no output"

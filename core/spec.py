@@ -1,0 +1,99 @@
+"""The job specification a researcher submits: typed, closed choices, paper defaults."""
+
+from typing import Annotated, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from core.foundations import DEMO_FOUNDATION_NAME
+
+E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
+
+
+class Hyperparameters(BaseModel):
+    """Training settings; `None` means the strategy's preset from the study (core.strategies)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    lr: float | None = Field(default=None, gt=0, le=1)
+    ema_decay: float | None = Field(default=None, gt=0, lt=1)
+    clip_grad: float | None = Field(default=None, gt=0)
+    weight_decay: float = Field(default=0.0, ge=0)
+    energy_weight: float = Field(default=10.0, ge=0)
+    forces_weight: float = Field(default=10.0, ge=0)
+    max_num_epochs: int = Field(default=50, ge=1, le=10_000)
+    patience: int = Field(default=2048, ge=1)
+    batch_size: int = Field(default=5, ge=1, le=4096)
+    valid_batch_size: int = Field(default=10, ge=1, le=4096)
+    seed: int = 123
+
+
+class NaiveStrategy(BaseModel):
+    """Every weight trains, starting from the foundation (the study: best for one system)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["naive"] = "naive"
+
+
+class ScratchArchitecture(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    r_max: float = Field(default=5.0, gt=1, le=12)
+    hidden_irreps: str = "16x0e+16x1o"
+    num_interactions: int = Field(default=2, ge=1, le=6)
+    correlation: int = Field(default=3, ge=1, le=4)
+
+
+class ScratchStrategy(BaseModel):
+    """A new MACE trained on the data alone: the study's baseline."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["scratch"] = "scratch"
+    architecture: ScratchArchitecture = ScratchArchitecture()
+
+
+Strategy = Annotated[NaiveStrategy | ScratchStrategy, Field(discriminator="name")]
+
+
+class JobSpec(BaseModel):
+    """What to fine-tune, on which data, how. Datasets are referred to by their ids."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    foundation_model: str = DEMO_FOUNDATION_NAME
+    train_dataset: str
+    valid_dataset: str | None = None
+    valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
+    test_dataset: str | None = None
+    strategy: Strategy = NaiveStrategy()
+    # A method name, or explicit {element: eV} values; `estimated` is the study's choice (§2).
+    e0s: E0MethodName | dict[str, float] = "estimated"
+    # Single-atom configurations at the training data's level of theory, for e0s="isolated_atoms"
+    # when the training set does not contain them itself.
+    isolated_atoms_dataset: str | None = None
+    hyperparameters: Hyperparameters = Hyperparameters()
+
+    @field_validator("e0s")
+    @classmethod
+    def _explicit_e0s_are_elements(cls, value: str | dict[str, float]) -> str | dict[str, float]:
+        if isinstance(value, dict):
+            from ase.data import atomic_numbers
+
+            unknown = sorted(set(value) - set(atomic_numbers))
+            if unknown:
+                raise ValueError(f"e0s names unknown elements: {', '.join(unknown)}")
+        return value
+
+    @model_validator(mode="after")
+    def _scratch_has_no_foundation_e0s(self) -> "JobSpec":
+        if self.strategy.name == "scratch" and self.e0s == "foundation":
+            raise ValueError(
+                "e0s='foundation' keeps the foundation's E0s, but a scratch model has none: "
+                "choose estimated, isolated_atoms, average or explicit values"
+            )
+        return self
+
+    @property
+    def dataset_ids(self) -> list[str]:
+        named = [self.train_dataset, self.valid_dataset, self.test_dataset]
+        named.append(self.isolated_atoms_dataset)
+        return [dataset_id for dataset_id in named if dataset_id is not None]

@@ -1,0 +1,50 @@
+"""The Celery application: Redis (or any broker URL) when configured, a folder broker otherwise.
+
+The embedded default still runs a real Celery worker; kombu's filesystem transport only replaces
+the broker server, so there is one code path from a laptop to a GPU cluster.
+"""
+
+from pathlib import Path
+
+from celery import Celery
+
+from core.config import Settings, get_settings
+
+TRAINING_QUEUE = "training"
+# Redis redelivers an unacknowledged task after this long; training may take many hours, and
+# acks_late keeps a task unacknowledged until it ends.
+VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
+
+
+def broker_settings(settings: Settings) -> tuple[str, dict]:
+    if settings.broker_url:
+        return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
+    folder = (settings.data_dir / "broker").resolve()
+    for sub in ("queue", "processed"):
+        Path(folder / sub).mkdir(parents=True, exist_ok=True)
+    options = {
+        "data_folder_in": str(folder / "queue"),
+        "data_folder_out": str(folder / "queue"),
+        "processed_folder": str(folder / "processed"),
+        "store_processed": False,
+    }
+    return "filesystem://", options
+
+
+def make_celery(settings: Settings) -> Celery:
+    broker, transport_options = broker_settings(settings)
+    app = Celery("mlft", broker=broker, include=["worker.tasks"])
+    app.conf.update(
+        broker_transport_options=transport_options,
+        broker_connection_retry_on_startup=True,
+        task_default_queue=TRAINING_QUEUE,
+        task_ignore_result=True,
+        task_acks_late=True,
+        task_reject_on_worker_lost=True,
+        worker_prefetch_multiplier=1,
+        worker_hijack_root_logger=False,
+    )
+    return app
+
+
+app = make_celery(get_settings())

@@ -1,0 +1,42 @@
+"""The embedded worker: a real Celery worker process beside the API when no broker is set."""
+
+import logging
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from core.config import Settings
+from worker.celery_app import TRAINING_QUEUE
+
+logger = logging.getLogger(__name__)
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def worker_command(queue: str = TRAINING_QUEUE) -> list[str]:
+    return [
+        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
+        "--pool=solo", "--concurrency=1", f"--queues={queue}", "--loglevel=INFO",
+    ]
+
+
+def start_local_worker(settings: Settings) -> subprocess.Popen:
+    log_file = settings.data_dir / "logs" / "worker.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    # The worker runs from the repository root, so relative folders are handed over resolved.
+    env = {**os.environ, "MLFT_DATA_DIR": str(settings.data_dir.resolve())}
+    env["MLFT_MODELS_DIR"] = str(settings.resolved_models_dir.resolve())
+    with log_file.open("ab") as log:
+        process = subprocess.Popen(
+            worker_command(), cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+        )
+    logger.info("embedded worker started pid=%d log=%s", process.pid, log_file)
+    return process
+
+
+def stop_local_worker(process: subprocess.Popen) -> None:
+    process.terminate()
+    try:
+        process.wait(timeout=30)
+    except subprocess.TimeoutExpired:
+        process.kill()
