@@ -50,7 +50,7 @@ def create_app(
     )
     app.state.settings = settings
     app.state.context = context_from_settings(settings)
-    app.state.enqueue = enqueue or _celery_enqueue
+    app.state.enqueue = enqueue or _celery_enqueue(settings)
     install_error_handlers(app)
     for module in (datasets, jobs, foundations):
         app.include_router(module.router)
@@ -62,9 +62,16 @@ def create_app(
     return app
 
 
-def _celery_enqueue(job_id: str) -> None:
-    from worker.tasks import enqueue_job
+def _celery_enqueue(settings: Settings) -> Callable[[str], None]:
+    from worker.celery_app import make_celery
+    from worker.tasks import RUN_JOB
 
-    enqueue_job(job_id)
+    celery = make_celery(settings)
+
+    def enqueue(job_id: str) -> None:
+        celery.send_task(RUN_JOB, args=[job_id])
+        logger.info("job=%s enqueued", job_id)
+
+    return enqueue
 
 

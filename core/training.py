@@ -104,13 +104,23 @@ def run_training(
     model = load_model(model_path, device)
     progress.stage("verifying e0s")
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    isolated_energies = e0_methods.verify_model_e0s(model, fit.e0s)
+    isolated_energies = e0_methods.verify_model_e0s(
+        model, fit.e0s, check_isolated_atoms=_lone_atoms_are_exact(spec, foundation_model)
+    )
 
     metrics = None
     if files.test is not None:
         progress.stage("evaluating")
         metrics = accuracy(model, read_configurations(files.test), device=device)
     return TrainingResult(model_path, fit, isolated_energies, metrics)
+
+
+def _lone_atoms_are_exact(spec: JobSpec, foundation_model: torch.nn.Module | None) -> bool:
+    # A scratch MACE has no shift, so a lone atom's energy is its E0; a fine-tuned model keeps
+    # whatever biases its foundation has on lone atoms.
+    if isinstance(spec.strategy, ScratchStrategy) or foundation_model is None:
+        return True
+    return e0_methods.isolated_atoms_carry_e0s(foundation_model)
 
 
 def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms]) -> None:

@@ -24,8 +24,14 @@ def start_local_worker(settings: Settings) -> subprocess.Popen:
     log_file = settings.data_dir / "logs" / "worker.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     # The worker runs from the repository root, so relative folders are handed over resolved.
-    env = {**os.environ, "MLFT_DATA_DIR": str(settings.data_dir.resolve())}
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in {"BROKER_URL", "MLFT_BROKER_URL", "DATABASE_URL", "MLFT_DATABASE_URL"}
+    }
+    env["MLFT_DATA_DIR"] = str(settings.data_dir.resolve())
     env["MLFT_MODELS_DIR"] = str(settings.resolved_models_dir.resolve())
+    env["DATABASE_URL"] = settings.resolved_database_url
     with log_file.open("ab") as log:
         process = subprocess.Popen(
             worker_command(), cwd=REPO_ROOT, env=env, stdout=log, stderr=log

@@ -9,13 +9,11 @@ from worker.celery_app import app
 logger = logging.getLogger(__name__)
 
 
-@app.task(name="mlft.run_job")
+RUN_JOB = "mlft.run_job"
+
+
+@app.task(name=RUN_JOB)
 def run_job(job_id: str) -> str:
     state = execute_job(context_from_settings(get_settings()), job_id)
     logger.info("job=%s ended in state %s", job_id, state.value)
     return state.value
-
-
-def enqueue_job(job_id: str) -> None:
-    """Send a committed job to the workers."""
-    run_job.delay(job_id)

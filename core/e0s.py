@@ -1,0 +1,341 @@
+"""Atomic reference energies (E0s): chosen by the service, written into the model, verified after.
+
+A structure's energy is Σ_atoms E0(Z) plus the learned interaction energy (science.md §2).
+mace-torch 0.3.16 can silently replace requested E0s with the foundation's (science.md §5), so the
+service computes them here, writes them into a copy of the foundation (`with_e0s`), trains with
+`--E0s=foundation` and checks the delivered model (`verify_model_e0s`).
+
+All energies are in eV, per configuration unless named per atom; RMSEs are in meV/atom.
+Models with several heads: every function reads and writes head 0 only. That is the head mace's
+`--E0s=foundation` and `--E0s=estimated` read, the head `from_config` selects for a configuration
+without a head name, and the only head of a single-head export.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+from typing import Literal
+
+import ase
+import numpy as np
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+
+from core.errors import E0MismatchError, InvalidSpecError
+from core.inference import predict
+
+E0Method = Literal["estimated", "foundation", "average", "isolated_atoms", "explicit"]
+
+# Two isolated-atom energies of one element closer than this are the same measurement repeated.
+_DUPLICATE_ISOLATED_ATOM_TOL_EV = 1e-6
+
+
+@dataclass(frozen=True)
+class E0Fit:
+    method: str
+    e0s: dict[str, float]
+    # Foundation predictions vs reference energies, with the foundation's own E0s and after
+    # swapping in `e0s` (science.md §2 asks to show both); None without a foundation.
+    energy_rmse_before: float | None
+    energy_rmse_after: float | None
+    rank: int | None
+    n_configs: int
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def model_e0s(model: torch.nn.Module) -> dict[int, float]:
+    """The E0s in the model's atomic_energies buffer, by atomic number (head 0)."""
+    row = _head_zero(model.atomic_energies_fn.atomic_energies.detach().cpu())
+    return {int(z): float(row[i]) for i, z in enumerate(model.atomic_numbers.tolist())}
+
+
+def predict_energies(
+    model: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> np.ndarray:
+    """Total energies (eV) the model predicts for `configs`, in order (head 0, no forces)."""
+    _require_model_elements(model, _elements_of(configs))
+    predictions = predict(model, configs, batch_size=batch_size, device=device, forces=False)
+    return np.array([prediction.energy for prediction in predictions], dtype=np.float64)
+
+
+def estimate_e0s(
+    model: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray,
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+) -> E0Fit:
+    """The study's recommended method (science.md §2): correct the foundation's E0s by the
+    least-squares element-wise offset between reference energies and its predictions."""
+    energies = _checked_energies(configs, energies)
+    elements = _elements_of(configs)
+    predicted = predict_energies(model, configs, batch_size=batch_size, device=device)
+    delta, rank = _least_squares(_composition(configs, elements), energies - predicted)
+    foundation = model_e0s(model)
+    e0s = {
+        symbol: foundation[atomic_numbers[symbol]] + float(d)
+        for symbol, d in zip(elements, delta, strict=True)
+    }
+    before, after = _rmse_before_after(model, configs, energies, predicted, e0s)
+    return E0Fit("estimated", e0s, before, after, rank, len(configs))
+
+
+def average_e0s(
+    configs: Sequence[ase.Atoms], energies: np.ndarray, *, model: torch.nn.Module | None = None
+) -> E0Fit:
+    """Least-squares E_i ≈ Σ_Z n_iZ E0_Z on the data alone; science.md §2 advises against it for
+    fine-tuning and it is rank-deficient for a single composition."""
+    energies = _checked_energies(configs, energies)
+    elements = _elements_of(configs)
+    values, rank = _least_squares(_composition(configs, elements), energies)
+    e0s = {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}
+    before, after = _foundation_rmse(model, configs, energies, e0s)
+    return E0Fit("average", e0s, before, after, rank, len(configs))
+
+
+def isolated_atom_e0s(
+    configs: Sequence[ase.Atoms], energies: np.ndarray, *, model: torch.nn.Module | None = None
+) -> E0Fit:
+    """E0s from the one-atom configurations among `configs` (every one-atom configuration counts
+    as an isolated atom, so a one-atom periodic bulk cell must not be passed here)."""
+    energies = _checked_energies(configs, energies)
+    e0s: dict[str, float] = {}
+    for i, (atoms, energy) in enumerate(zip(configs, energies, strict=True)):
+        if len(atoms) == 1:
+            _add_isolated_atom(e0s, atoms.get_chemical_symbols()[0], float(energy), i)
+    missing = [symbol for symbol in _elements_of(configs) if symbol not in e0s]
+    if missing:
+        raise InvalidSpecError(
+            f"e0s='isolated_atoms' needs a single-atom configuration of {', '.join(missing)} "
+            "computed at the training data's level of theory"
+        )
+    e0s = {symbol: e0s[symbol] for symbol in _sorted_by_number(e0s)}
+    before, after = _foundation_rmse(model, configs, energies, e0s)
+    return E0Fit("isolated_atoms", e0s, before, after, None, len(configs))
+
+
+def explicit_e0s(
+    values: dict[str, float],
+    elements: list[str],
+    *,
+    model: torch.nn.Module | None = None,
+    configs: Sequence[ase.Atoms] | None = None,
+    energies: np.ndarray | None = None,
+) -> E0Fit:
+    """E0s given in the job spec; every training element needs one."""
+    missing = [symbol for symbol in elements if symbol not in values]
+    if missing:
+        raise InvalidSpecError(
+            f"explicit e0s lack {', '.join(missing)}; give a value in eV for every element of "
+            f"the training data ({', '.join(elements)})"
+        )
+    e0s = {symbol: float(values[symbol]) for symbol in _sorted_by_number(elements)}
+    return _fit_without_solve("explicit", e0s, model, configs, energies)
+
+
+def foundation_e0s(
+    model: torch.nn.Module,
+    elements: list[str],
+    *,
+    configs: Sequence[ase.Atoms] | None = None,
+    energies: np.ndarray | None = None,
+) -> E0Fit:
+    """The foundation's own E0s; right only at the foundation's level of theory (science.md §2)."""
+    _require_model_elements(model, elements)
+    foundation = model_e0s(model)
+    e0s = {symbol: foundation[atomic_numbers[symbol]] for symbol in _sorted_by_number(elements)}
+    return _fit_without_solve("foundation", e0s, model, configs, energies)
+
+
+def with_e0s(model: torch.nn.Module, e0s: dict[str, float]) -> torch.nn.Module:
+    """A deep copy of `model` whose atomic_energies buffer holds `e0s`; other elements keep the
+    model's values. A [n_heads, n_elements] buffer gets them in head 0 only (see module doc)."""
+    _require_model_elements(model, list(e0s))
+    updated = copy.deepcopy(model)
+    buffer = updated.atomic_energies_fn.atomic_energies
+    index = _element_index(model)
+    with torch.no_grad():
+        row = _head_zero(buffer)
+        for symbol, value in e0s.items():
+            row[index[atomic_numbers[symbol]]] = value
+    return updated
+
+
+def isolated_atom_energies(
+    model: torch.nn.Module, elements: list[str], *, device: str = "cpu"
+) -> dict[str, float]:
+    """Energy the model predicts for one atom alone in vacuum (no neighbour within r_max)."""
+    atoms = [ase.Atoms(symbol, positions=[(0.0, 0.0, 0.0)]) for symbol in elements]
+    energies = predict_energies(model, atoms, device=device)
+    return {symbol: float(e) for symbol, e in zip(elements, energies, strict=True)}
+
+
+def verify_model_e0s(
+    model: torch.nn.Module,
+    expected: dict[str, float],
+    *,
+    tol: float = 1e-6,
+    check_isolated_atoms: bool = True,
+) -> dict[str, float]:
+    """Check that `model` carries `expected` in its buffer and, unless told otherwise, in the
+    energy it predicts for an isolated atom; returns the isolated-atom energies found.
+
+    The buffer check catches mace overwriting the E0s (science.md §5). The isolated-atom check
+    only holds for architectures without learnable biases on a lone atom (science.md §2), so
+    callers skip it for models whose foundation did not satisfy it either
+    (`isolated_atoms_carry_e0s`).
+    """
+    buffer = model_e0s(model)
+    for symbol, value in expected.items():
+        found = buffer.get(atomic_numbers[symbol])
+        if found is None:
+            raise E0MismatchError(f"{symbol}: expected E0 {value!r} eV, the model has no {symbol}")
+        _require_close(symbol, value, found, "atomic_energies buffer holds", tol)
+    isolated = isolated_atom_energies(model, list(expected))
+    if check_isolated_atoms:
+        for symbol, value in expected.items():
+            _require_close(
+                symbol, value, isolated[symbol], "isolated atom's predicted energy is", tol
+            )
+    return isolated
+
+
+def isolated_atoms_carry_e0s(model: torch.nn.Module, *, tol: float = 1e-6) -> bool:
+    """Whether a lone atom's predicted energy is exactly its E0 for every element of `model`."""
+    buffer = model_e0s(model)
+    symbols = [chemical_symbols[z] for z in buffer]
+    isolated = isolated_atom_energies(model, symbols)
+    return all(abs(isolated[chemical_symbols[z]] - e0) <= tol for z, e0 in buffer.items())
+
+
+def _head_zero(atomic_energies: torch.Tensor) -> torch.Tensor:
+    # mace stores [n_elements] for one head and [n_heads, n_elements] for several.
+    return atomic_energies if atomic_energies.ndim == 1 else atomic_energies[0]
+
+
+def _element_index(model: torch.nn.Module) -> dict[int, int]:
+    return {int(z): i for i, z in enumerate(model.atomic_numbers.tolist())}
+
+
+def _require_model_elements(model: torch.nn.Module, elements: Sequence[str]) -> None:
+    known = _element_index(model)
+    missing = [symbol for symbol in elements if atomic_numbers[symbol] not in known]
+    if missing:
+        covered = ", ".join(chemical_symbols[z] for z in sorted(known))
+        raise InvalidSpecError(
+            f"the foundation model has no {', '.join(missing)}; it covers {covered}"
+        )
+
+
+def _sorted_by_number(symbols: Sequence[str]) -> list[str]:
+    return sorted(symbols, key=lambda symbol: atomic_numbers[symbol])
+
+
+def _elements_of(configs: Sequence[ase.Atoms]) -> list[str]:
+    return _sorted_by_number({symbol for atoms in configs for symbol in atoms.symbols})
+
+
+def _composition(configs: Sequence[ase.Atoms], elements: list[str]) -> np.ndarray:
+    """A_iZ = number of atoms of element Z in configuration i; elements not listed are skipped."""
+    columns = {symbol: j for j, symbol in enumerate(elements)}
+    counts = np.zeros((len(configs), len(elements)))
+    for i, atoms in enumerate(configs):
+        for symbol in atoms.symbols:
+            if symbol in columns:
+                counts[i, columns[symbol]] += 1
+    return counts
+
+
+def _least_squares(a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int]:
+    # lstsq (SVD) returns the minimum-norm solution when the composition matrix is rank-deficient
+    # (one composition, or elements always in the same ratio), as science.md §2 prescribes.
+    solution, _, rank, _ = np.linalg.lstsq(a, b, rcond=None)
+    return solution, int(rank)
+
+
+def _require_close(symbol: str, expected: float, found: float, where: str, tol: float) -> None:
+    if not abs(found - expected) <= tol:
+        raise E0MismatchError(
+            f"{symbol}: expected E0 {expected!r} eV, but the model's {where} {found!r} eV "
+            f"(difference {found - expected:+.3g} eV, tolerance {tol:g} eV)"
+        )
+
+
+def _checked_energies(configs: Sequence[ase.Atoms], energies: np.ndarray) -> np.ndarray:
+    energies = np.asarray(energies, dtype=np.float64)
+    if energies.shape != (len(configs),):
+        raise ValueError(f"{len(configs)} configurations but energies of shape {energies.shape}")
+    if not configs:
+        raise InvalidSpecError("no configurations with reference energies to fit E0s to")
+    bad = np.flatnonzero(~np.isfinite(energies))
+    if bad.size:
+        raise InvalidSpecError(f"config {int(bad[0])}: no finite reference energy")
+    return energies
+
+
+def _add_isolated_atom(e0s: dict[str, float], symbol: str, energy: float, index: int) -> None:
+    previous = e0s.setdefault(symbol, energy)
+    if abs(previous - energy) > _DUPLICATE_ISOLATED_ATOM_TOL_EV:
+        raise InvalidSpecError(
+            f"config {index}: isolated {symbol} has energy {energy!r} eV, but an earlier isolated "
+            f"{symbol} has {previous!r} eV; keep one isolated atom per element"
+        )
+
+
+def _fit_without_solve(
+    method: str,
+    e0s: dict[str, float],
+    model: torch.nn.Module | None,
+    configs: Sequence[ase.Atoms] | None,
+    energies: np.ndarray | None,
+) -> E0Fit:
+    if configs is None or energies is None:
+        return E0Fit(method, e0s, None, None, None, 0 if configs is None else len(configs))
+    energies = _checked_energies(configs, energies)
+    before, after = _foundation_rmse(model, configs, energies, e0s)
+    return E0Fit(method, e0s, before, after, None, len(configs))
+
+
+def _foundation_rmse(
+    model: torch.nn.Module | None,
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray,
+    e0s: dict[str, float],
+) -> tuple[float | None, float | None]:
+    if model is None:
+        return None, None
+    predicted = predict_energies(model, configs)
+    return _rmse_before_after(model, configs, energies, predicted, e0s)
+
+
+def _rmse_before_after(
+    model: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray,
+    predicted: np.ndarray,
+    e0s: dict[str, float],
+) -> tuple[float, float]:
+    # Swapping E0s shifts each prediction by Σ_Z n_iZ (E0_new − E0_model); the interaction energy
+    # is unchanged, so one set of predictions serves both numbers.
+    _require_model_elements(model, list(e0s))
+    elements = list(e0s)
+    foundation = model_e0s(model)
+    shift = np.array([e0s[symbol] - foundation[atomic_numbers[symbol]] for symbol in elements])
+    residual = energies - predicted
+    n_atoms = np.array([len(atoms) for atoms in configs], dtype=np.float64)
+    # Elements of the data without a new E0 keep the model's, so they shift nothing.
+    after = residual - _composition(configs, elements) @ shift
+    return _per_atom_rmse_mev(residual, n_atoms), _per_atom_rmse_mev(after, n_atoms)
+
+
+def _per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((residual / n_atoms) ** 2)) * 1000.0)

@@ -1,0 +1,72 @@
+import pytest
+
+from tests.conftest import upload
+
+
+@pytest.fixture(scope="module")
+def train_id(client, target_files) -> str:
+    return upload(client, target_files["train"])["id"]
+
+
+def test_job_is_queued_readable_and_cancellable(client, train_id, demo_foundation) -> None:
+    response = client.post("/jobs", json={"train_dataset": train_id})
+    assert response.status_code == 201, response.text
+    job = response.json()
+    assert job["state"] == "queued"
+    assert job["spec"]["strategy"]["name"] == "naive"
+    assert job["spec"]["e0s"] == "estimated"
+    assert client.get(f"/jobs/{job['id']}").json()["state"] == "queued"
+
+    cancelled = client.post(f"/jobs/{job['id']}/cancel")
+    again = client.post(f"/jobs/{job['id']}/cancel")
+
+    assert cancelled.json()["state"] == "cancelled"
+    assert cancelled.json()["finished_at"] is not None
+    assert again.status_code == 409
+    assert client.get(f"/jobs/{job['id']}/model").status_code == 409
+
+
+def test_unknown_train_dataset_is_rejected_naming_it(client) -> None:
+    response = client.post("/jobs", json={"train_dataset": "nope"})
+    assert response.status_code == 422
+    assert "train_dataset nope does not exist" in response.json()["detail"]
+
+
+def test_unknown_foundation_model_is_rejected(client, train_id) -> None:
+    response = client.post(
+        "/jobs", json={"train_dataset": train_id, "foundation_model": "not-a-model"}
+    )
+    assert response.status_code == 422
+    assert "not-a-model" in response.json()["detail"]
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"e0s": "median"},
+        {"e0s": {"Xx": 1.0}},
+        {"strategy": {"name": "lora-ish"}},
+        {"hyperparameters": {"lr": -1}},
+        {"valid_fraction": 1.5},
+        {"strategy": {"name": "scratch"}, "e0s": "foundation"},
+    ],
+)
+def test_invalid_specs_get_422(client, train_id, change) -> None:
+    response = client.post("/jobs", json={"train_dataset": train_id, **change})
+    assert response.status_code == 422, response.text
+
+
+def test_test_set_with_elements_the_training_data_lack_is_rejected(client, train_id, tmp_path) -> None:
+    from core.demo_data import generate_target_dataset, write_extxyz
+
+    cuau = write_extxyz(generate_target_dataset(3, seed=5, system="CuAu"), tmp_path / "cuau.extxyz")
+    test_id = upload(client, cuau)["id"]
+    response = client.post("/jobs", json={"train_dataset": train_id, "test_dataset": test_id})
+    assert response.status_code == 422
+    assert "Au" in response.json()["detail"]
+
+
+def test_foundation_models_are_listed(client, demo_foundation) -> None:
+    names = {item["name"]: item for item in client.get("/foundation-models").json()}
+    assert names["mace-demo-emt"]["available"] is True
+    assert names["mace-mp-0-medium"]["source"] == "published"

@@ -1,0 +1,39 @@
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.conftest import REPO_ROOT
+
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="session")
+def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
+    """A real Celery worker process on the test PostgreSQL and Redis."""
+    from worker.celery_app import app as celery_app
+    from worker.local import stop_local_worker, worker_command
+
+    celery_app.control.purge()
+    log_path = settings.data_dir / "worker.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(worker_command(), cwd=REPO_ROOT, stdout=log, stderr=log)
+    deadline = time.monotonic() + 120
+    while not celery_app.control.ping(timeout=1.0):
+        if process.poll() is not None or time.monotonic() > deadline:
+            pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
+    yield process
+    stop_local_worker(process)
+
+
+def wait_for_job(client: httpx.Client, job_id: str, log: Path, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if job["state"] in TERMINAL:
+            return job
+        time.sleep(1)
+    pytest.fail(f"job {job_id} did not finish; worker log:\n{log.read_text()[-3000:]}")

@@ -1,0 +1,53 @@
+"""Job specs become mace-torch arguments that mace's own parser accepts, with the paper presets."""
+
+from pathlib import Path
+
+import pytest
+from mace.tools import build_default_arg_parser
+
+from core.spec import JobSpec
+from core.strategies import PRESETS, TrainingInputs, to_mace_argv
+
+
+def parse(spec: JobSpec, tmp_path: Path, foundation: Path | None):
+    inputs = TrainingInputs(
+        work_dir=tmp_path,
+        train_file=tmp_path / "train.extxyz",
+        valid_file=None,
+        foundation_file=foundation,
+        e0s={"H": -13.6, "O": -2037.8},
+    )
+    return build_default_arg_parser().parse_args(to_mace_argv(spec, inputs))
+
+
+def test_naive_uses_the_paper_preset_and_the_e0_carrying_foundation(tmp_path) -> None:
+    args = parse(JobSpec(train_dataset="d"), tmp_path, tmp_path / "f.model")
+    assert args.lr == PRESETS["naive"].lr == 1e-3
+    assert args.ema and args.ema_decay == 0.999
+    assert args.clip_grad == 1.0
+    assert args.weight_decay == 0.0
+    assert (args.energy_weight, args.forces_weight) == (10.0, 10.0)
+    assert args.foundation_model == str(tmp_path / "f.model")
+    assert args.E0s == "foundation"
+    assert args.multiheads_finetuning is False
+    assert args.valid_fraction == 0.1
+
+
+def test_scratch_passes_explicit_e0s_by_atomic_number(tmp_path) -> None:
+    spec = JobSpec(train_dataset="d", strategy={"name": "scratch"}, e0s="average")
+    args = parse(spec, tmp_path, None)
+    assert args.foundation_model is None
+    assert eval(args.E0s) == {1: -13.6, 8: -2037.8}
+    assert args.lr == 1e-2 and args.ema_decay == 0.99 and args.clip_grad == 10.0
+
+
+def test_user_hyperparameters_override_the_preset(tmp_path) -> None:
+    spec = JobSpec(train_dataset="d", hyperparameters={"lr": 5e-4, "max_num_epochs": 3})
+    args = parse(spec, tmp_path, tmp_path / "f.model")
+    assert args.lr == 5e-4
+    assert args.max_num_epochs == 3
+
+
+def test_fine_tuning_without_a_foundation_file_is_a_programming_error(tmp_path) -> None:
+    with pytest.raises(ValueError, match="foundation"):
+        parse(JobSpec(train_dataset="d"), tmp_path, None)
