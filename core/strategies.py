@@ -72,6 +72,8 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         "--energy_key=REF_energy",
         "--forces_key=REF_forces",
         "--stress_key=REF_stress",
+        # mace writes its validation split next to --work_dir, the current folder by default.
+        f"--work_dir={work}",
         f"--log_dir={work / 'logs'}",
         f"--model_dir={work / 'model'}",
         f"--checkpoints_dir={work / 'checkpoints'}",
@@ -92,6 +94,7 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         "--eval_interval=1",
         "--error_table=PerAtomRMSE",
         "--save_cpu",
+        "--plot=False",
         # Picks up the newest checkpoint when a job is re-run after its worker died.
         "--restart_latest",
         "--num_workers=0",
