@@ -19,7 +19,9 @@ os.environ.setdefault("BROKER_URL", "redis://127.0.0.1:6379/15")
 os.environ["MLFT_DATA_DIR"] = tempfile.mkdtemp(prefix="mlft-test-")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Building the demo foundation takes a minute; keep it between runs unless told otherwise.
-FOUNDATIONS_DIR = Path(os.environ.setdefault("MLFT_MODELS_DIR", str(REPO_ROOT / "var" / "test-foundations")))
+FOUNDATIONS_DIR = Path(
+    os.environ.setdefault("MLFT_MODELS_DIR", str(REPO_ROOT / "var" / "test-foundations"))
+)
 SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
 
 from sqlalchemy import create_engine, text  # noqa: E402

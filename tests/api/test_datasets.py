@@ -19,6 +19,11 @@ def write(tmp_path: Path, text: str, name: str = "data.extxyz") -> Path:
     return path
 
 
+def post_file(client, path: Path):
+    with path.open("rb") as stream:
+        return client.post("/datasets", files={"file": (path.name, stream)})
+
+
 def stored_files(data_dir: Path) -> list[Path]:
     return [p for p in (data_dir / "artifacts").rglob("*") if p.is_file()]
 
@@ -45,7 +50,7 @@ def test_nan_energy_is_rejected_naming_the_configuration_and_nothing_is_left(
     before_files, before_rows = stored_files(data_dir), dataset_rows(settings)
     bad = GOOD + GOOD.replace("energy=-10.5", "energy=nan")
 
-    response = client.post("/datasets", files={"file": ("bad.extxyz", write(tmp_path, bad).open("rb"))})
+    response = post_file(client, write(tmp_path, bad))
 
     assert response.status_code == 422
     assert "configuration 2" in response.json()["detail"]
@@ -58,7 +63,7 @@ def test_forces_with_two_columns_are_rejected(client, tmp_path) -> None:
     bad = GOOD.replace("forces:R:3", "forces:R:2").replace(" 0.1 0.0 0.0", " 0.1 0.0").replace(
         "-0.1 0.0 0.0", "-0.1 0.0"
     )
-    response = client.post("/datasets", files={"file": ("bad.extxyz", write(tmp_path, bad).open("rb"))})
+    response = post_file(client, write(tmp_path, bad))
     assert response.status_code == 422
     assert "configuration 1" in response.json()["detail"]
 

@@ -56,7 +56,9 @@ def test_invalid_specs_get_422(client, train_id, change) -> None:
     assert response.status_code == 422, response.text
 
 
-def test_test_set_with_elements_the_training_data_lack_is_rejected(client, train_id, tmp_path) -> None:
+def test_test_set_with_elements_the_training_data_lack_is_rejected(
+    client, train_id, tmp_path
+) -> None:
     from core.demo_data import generate_target_dataset, write_extxyz
 
     cuau = write_extxyz(generate_target_dataset(3, seed=5, system="CuAu"), tmp_path / "cuau.extxyz")

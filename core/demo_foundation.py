@@ -1,0 +1,135 @@
+"""A tiny MACE foundation model trained here on EMT data, for tests and the demo (no downloads).
+
+It is trained with mace-torch's own `run_train.run`, so it is exactly the kind of whole pickled
+module that real foundations (MACE-MP, MACE-OFF) are: loadable with `torch.load` and
+`MACECalculator`, with two interaction blocks so every freezing strategy has something to freeze.
+"""
+
+import logging
+import shutil
+import tempfile
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from pathlib import Path
+
+import torch
+from ase.data import atomic_numbers
+from mace.cli.run_train import run as run_mace_training
+from mace.tools import build_default_arg_parser
+
+from core.demo_data import (
+    EMT_ELEMENTS,
+    generate_foundation_configurations,
+    isolated_atom_energies,
+    write_extxyz,
+)
+
+DEMO_FOUNDATION_NAME = "mace-demo-emt"
+DEFAULT_N_CONFIGS = 1000
+DEFAULT_MAX_EPOCHS = 24
+
+
+def build_demo_foundation(
+    out_path: Path,
+    *,
+    seed: int = 0,
+    n_configs: int = DEFAULT_N_CONFIGS,
+    max_epochs: int = DEFAULT_MAX_EPOCHS,
+    work_dir: Path | None = None,
+) -> Path:
+    """Train the demo foundation on fresh EMT data and copy its `.model` file to `out_path`.
+
+    mace-torch's logs, checkpoints and results go to `work_dir`, a temporary folder by default.
+    """
+    with tempfile.TemporaryDirectory(prefix="mace-demo-") as scratch:
+        folder = work_dir if work_dir is not None else Path(scratch)
+        configs = generate_foundation_configurations(n_configs, seed)
+        train_file = write_extxyz(configs, folder / "train.xyz")
+        argv = _mace_argv(train_file, folder, seed=seed, max_epochs=max_epochs)
+        with _restored_process_state():
+            run_mace_training(build_default_arg_parser().parse_args(argv))
+        out_path.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(folder / "models" / f"{DEMO_FOUNDATION_NAME}.model", out_path)
+    return out_path
+
+
+def demo_foundation_e0s() -> dict[str, float]:
+    """The E0s inside the demo foundation: EMT energies of isolated atoms, by element symbol."""
+    return isolated_atom_energies(EMT_ELEMENTS)
+
+
+def _mace_argv(train_file: Path, work_dir: Path, *, seed: int, max_epochs: int) -> list[str]:
+    zs = sorted(atomic_numbers[symbol] for symbol in EMT_ELEMENTS)
+    return [
+        f"--name={DEMO_FOUNDATION_NAME}",
+        f"--seed={seed}",
+        f"--train_file={train_file}",
+        "--valid_fraction=0.1",
+        # mace writes the validation split's indices into --work_dir, the current folder by default.
+        f"--work_dir={work_dir}",
+        f"--log_dir={work_dir / 'logs'}",
+        f"--model_dir={work_dir / 'models'}",
+        f"--checkpoints_dir={work_dir / 'checkpoints'}",
+        f"--results_dir={work_dir / 'results'}",
+        "--energy_key=REF_energy",
+        "--forces_key=REF_forces",
+        "--stress_key=REF_stress",
+        # Fixing the element list keeps all eleven EMT elements in the model even when a small
+        # n_configs leaves one out of the sample.
+        f"--atomic_numbers={zs}",
+        f"--E0s={_e0s_literal(demo_foundation_e0s())}",
+        # Plain MACE with a non-residual first interaction gives an isolated atom exactly its E0:
+        # ScaleShiftMACE adds its shift to every atom, and a residual first block feeds the
+        # element embedding into the readout even without neighbours.
+        "--model=MACE",
+        "--interaction_first=RealAgnosticInteractionBlock",
+        "--num_interactions=2",
+        "--hidden_irreps=8x0e+8x1o",
+        "--max_ell=1",
+        "--correlation=2",
+        "--r_max=4.5",
+        "--num_radial_basis=6",
+        "--radial_MLP=[16, 16]",
+        "--MLP_irreps=8x0e",
+        "--batch_size=16",
+        "--valid_batch_size=32",
+        f"--max_num_epochs={max_epochs}",
+        "--lr=0.02",
+        "--ema",
+        "--ema_decay=0.99",
+        "--energy_weight=5",
+        "--forces_weight=10",
+        "--error_table=PerAtomRMSE",
+        "--eval_interval=1",
+        "--plot=False",
+        "--default_dtype=float64",
+        "--device=cpu",
+        "--pin_memory=False",
+        "--save_cpu",
+    ]
+
+
+def _e0s_literal(e0s: Mapping[str, float]) -> str:
+    # mace parses --E0s with ast.literal_eval and indexes it by atomic number, so the keys must be
+    # int literals ({1: 3.21, ...}), not element symbols.
+    by_z = {atomic_numbers[symbol]: energy for symbol, energy in e0s.items()}
+    return "{" + ", ".join(f"{z}: {by_z[z]!r}" for z in sorted(by_z)) + "}"
+
+
+@contextmanager
+def _restored_process_state() -> Iterator[None]:
+    # mace's run() sets torch's default dtype for the whole process and adds handlers (stdout and
+    # two files in the work dir) and a filter to the root logger on every call; undo both so that
+    # callers and later runs are unaffected.
+    root = logging.getLogger()
+    saved = (torch.get_default_dtype(), root.level, list(root.handlers), list(root.filters))
+    try:
+        yield
+    finally:
+        dtype, level, handlers, filters = saved
+        torch.set_default_dtype(dtype)
+        for handler in set(root.handlers) - set(handlers):
+            root.removeHandler(handler)
+            handler.close()
+        root.filters = filters
+        root.setLevel(level)
