@@ -6,4 +6,5 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MLFT_DATA_DIR=${MLFT_DATA_DIR:-var}
 .venv/bin/python scripts/build_demo_foundation.py --out "${MLFT_MODELS_DIR:-$MLFT_DATA_DIR/foundations}/mace-demo-emt.model"
+.venv/bin/python scripts/make_demo_data.py --out "$MLFT_DATA_DIR/demo"
 exec .venv/bin/python -m uvicorn api.app:create_app --factory --host "${MLFT_HOST:-127.0.0.1}" --port "${MLFT_PORT:-8000}"
