@@ -47,6 +47,9 @@ class JobPublic(BaseModel):
     progress: JobProgress
     epochs: list[dict[str, Any]]
     e0s: dict[str, Any] | None
+    warnings: list[str]
+    checks: dict[str, Any] | None
+    effective_hyperparameters: dict[str, Any] | None
     error: str | None
     attempts: int
     created_at: datetime
@@ -54,12 +57,17 @@ class JobPublic(BaseModel):
     finished_at: datetime | None
     updated_at: datetime
     model_url: str | None
+    multihead_model_url: str | None
     metrics_url: str | None
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
         # mace logs an "epoch None" record before any training: the initial validation error.
-        trained = [entry for entry in job.epochs if entry.get("epoch") is not None]
+        trained = [
+            entry
+            for entry in job.epochs
+            if entry.get("epoch") is not None and entry.get("head") != "replay"
+        ]
         done = job.state is JobState.SUCCEEDED
         return cls(
             id=job.id,
@@ -73,6 +81,9 @@ class JobPublic(BaseModel):
             ),
             epochs=job.epochs,
             e0s=job.e0s,
+            warnings=job.warnings,
+            checks=job.checks,
+            effective_hyperparameters=job.effective_hyperparameters,
             error=job.error,
             attempts=job.attempts,
             created_at=job.created_at,
@@ -80,6 +91,9 @@ class JobPublic(BaseModel):
             finished_at=job.finished_at,
             updated_at=job.updated_at,
             model_url=f"/jobs/{job.id}/model" if done else None,
+            multihead_model_url=(
+                f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
+            ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
         )
 

@@ -76,10 +76,15 @@ def inspect_extxyz(path: Path) -> DatasetSummary:
     """Validate every configuration of an upload and summarise it; raises InvalidDatasetError."""
     data = path.read_bytes()
     file_keys: dict[str, str] = {}
-    configs = []
+    configs: list[ase.Atoms] = []
+    labelled = True
     for frame in _split_frames(_decode(data)):
         atoms = _parse_frame(frame)
-        problem = _first_problem(atoms) or _record_keys(atoms, file_keys)
+        if not configs:
+            # Structures without any label are a legitimate upload: replay sets that the
+            # foundation pseudolabels. Then no configuration may carry labels.
+            labelled = _has_labels(atoms)
+        problem = _first_problem(atoms, labelled) or _record_keys(atoms, file_keys)
         if problem:
             raise frame.error(problem)
         configs.append(atoms)
@@ -231,8 +236,21 @@ def _columns_per_atom(comment: str) -> int | None:
     return sum(int(count) for count in counts)
 
 
-def _first_problem(atoms: ase.Atoms) -> str | None:
-    return next((problem for check in _CHECKS if (problem := check(atoms))), None)
+def _first_problem(atoms: ase.Atoms, labelled: bool) -> str | None:
+    if not labelled:
+        if _has_labels(atoms):
+            return (
+                "has energy or forces, but configuration 1 has none; label every configuration "
+                "or none (unlabelled structures can only be pseudolabelled)"
+            )
+        checks = _STRUCTURE_CHECKS
+    else:
+        checks = _CHECKS
+    return next((problem for check in checks if (problem := check(atoms))), None)
+
+
+def _has_labels(atoms: ase.Atoms) -> bool:
+    return _find_key(atoms, "energy") is not None or _find_key(atoms, "forces") is not None
 
 
 def _element_problem(atoms: ase.Atoms) -> str | None:
@@ -358,13 +376,13 @@ def _overlapping_pair(atoms: ase.Atoms) -> tuple[int, int, float] | None:
     return low, high, float(distance[closest])
 
 
-_CHECKS: tuple[Callable[[ase.Atoms], str | None], ...] = (
+_STRUCTURE_CHECKS: tuple[Callable[[ase.Atoms], str | None], ...] = (
     _element_problem,
     _position_problem,
     _cell_problem,
-    _energy_problem,
-    _forces_problem,
-    _stress_problem,
+    _overlap_problem,
+)
+_CHECKS = _STRUCTURE_CHECKS[:3] + (_energy_problem, _forces_problem, _stress_problem) + (
     _overlap_problem,
 )
 

@@ -8,6 +8,7 @@ import hashlib
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import lru_cache
 from pathlib import Path
 
 from core.errors import FoundationModelUnavailableError, NotFoundError
@@ -78,6 +79,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+@lru_cache(maxsize=16)
+def _elements_of_model_file(path: str, _modified: int) -> tuple[str, ...]:
+    import torch
+    from ase.data import chemical_symbols
+
+    # Registered foundations are trusted pickles (only admins add them).
+    model = torch.load(path, map_location="cpu", weights_only=False)
+    return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
+
+
 class FoundationRegistry:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
@@ -96,6 +107,13 @@ class FoundationRegistry:
 
     def exists(self, name: str) -> bool:
         return name in PUBLISHED or (self.models_dir / f"{name}.model").is_file()
+
+    def local_elements(self, name: str) -> list[str] | None:
+        """Elements of a local foundation model; None when it is only published (not fetched)."""
+        path = self.models_dir / f"{name}.model"
+        if not path.is_file():
+            return None
+        return list(_elements_of_model_file(str(path), path.stat().st_mtime_ns))
 
     def resolve(self, name: str) -> FoundationModel:
         local = self.models_dir / f"{name}.model"

@@ -24,8 +24,24 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
-def create_job(session: Session, spec: dict[str, Any], train_dataset_id: str) -> Job:
-    job = Job(spec=spec, train_dataset_id=train_dataset_id, epochs=[], attempts=0)
+def create_job(
+    session: Session,
+    spec: dict[str, Any],
+    train_dataset_id: str,
+    *,
+    warnings: list[str] | None = None,
+    effective_hyperparameters: dict[str, Any] | None = None,
+    replay_dataset_id: str | None = None,
+) -> Job:
+    job = Job(
+        spec=spec,
+        train_dataset_id=train_dataset_id,
+        epochs=[],
+        attempts=0,
+        warnings=warnings or [],
+        effective_hyperparameters=effective_hyperparameters,
+        replay_dataset_id=replay_dataset_id,
+    )
     session.add(job)
     session.flush()
     return job
@@ -89,6 +105,14 @@ def record_stage(session: Session, job_id: str, stage: str) -> None:
 def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> None:
     job = get_job(session, job_id)
     job.epochs = [*job.epochs, entry]
+    session.commit()
+
+
+def add_warnings(session: Session, job_id: str, warnings: list[str]) -> None:
+    if not warnings:
+        return
+    job = get_job(session, job_id)
+    job.warnings = [*job.warnings, *warnings]
     session.commit()
 
 

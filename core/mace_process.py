@@ -46,11 +46,19 @@ class ResultsFollower:
         return entries
 
 
+# mace's head names, as people read them: the user's data and the replay data.
+HEAD_NAMES = {"Default": "target", "pt_head": "replay"}
+
+
 def epoch_entry(raw: dict[str, Any]) -> dict[str, Any] | None:
     """The validation record of one epoch, in the units people read (meV/atom, meV/Å)."""
     if raw.get("mode") != "eval":
         return None
-    entry: dict[str, Any] = {"epoch": raw.get("epoch"), "loss": raw.get("loss")}
+    entry: dict[str, Any] = {
+        "epoch": raw.get("epoch"),
+        "head": HEAD_NAMES.get(raw.get("head"), raw.get("head")),
+        "loss": raw.get("loss"),
+    }
     if raw.get("rmse_e_per_atom") is not None:
         entry["valid_energy_rmse_mev_per_atom"] = raw["rmse_e_per_atom"] * 1e3
     if raw.get("rmse_f") is not None:

@@ -57,6 +57,14 @@ class Job(Base):
     e0s: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     model_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    # Replay strategies: the full model with its replay head, delivered on request.
+    multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)
+    replay_dataset_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Guardrails a researcher should read (E0 mismatch, replay + LoRA, ...), kept with the job.
+    warnings: Mapped[list[Any]] = mapped_column(default=list)
+    # What the strategy must mean, verified on the delivered model (E0s, frozen weights, LoRA).
+    checks: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    effective_hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

@@ -12,10 +12,10 @@ from core.config import Settings
 from core.db import session_factory, session_scope
 from core.errors import MlftError
 from core.foundations import FoundationRegistry
-from core.jobs import current_state, get_job, record_epoch, record_stage, transition
+from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.mace_process import TrainingCancelled
 from core.models import JobState
-from core.spec import JobSpec
+from core.spec import JobSpec, replay_of
 from core.storage import LocalStorage, Storage
 from core.training import JobFiles, TrainingResult, run_training
 
@@ -107,41 +107,52 @@ def _fetch_inputs(context: JobContext, spec: JobSpec, folder: Path) -> JobFiles:
 
     train = fetch(spec.train_dataset, "train")
     assert train is not None
+    replay = replay_of(spec.strategy)
     return JobFiles(
         train=train,
         valid=fetch(spec.valid_dataset, "valid"),
         test=fetch(spec.test_dataset, "test"),
         isolated_atoms=fetch(spec.isolated_atoms_dataset, "isolated_atoms"),
+        replay=fetch(replay.dataset if replay else None, "replay"),
     )
 
 
-def model_key(job_id: str) -> str:
-    return f"jobs/{job_id}/model.model"
+def model_key(job_id: str, variant: str = "model") -> str:
+    return f"jobs/{job_id}/{variant}.model"
 
 
 def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobState:
-    key = model_key(job_id)
-    context.storage.put_file(key, result.model_path)
+    keys = {"model_key": model_key(job_id)}
+    context.storage.put_file(keys["model_key"], result.model_path)
+    if result.multihead_model_path is not None:
+        keys["multihead_model_key"] = model_key(job_id, "multihead")
+        context.storage.put_file(keys["multihead_model_key"], result.multihead_model_path)
+    checks = dict(result.checks)
+    if result.replay is not None:
+        checks["replay"] = {k: v for k, v in result.replay.to_dict().items() if k != "path"}
     with session_scope(context.sessions) as session:
+        add_warnings(session, job_id, result.warnings)
         won = transition(
             session,
             job_id,
             JobState.RUNNING,
             JobState.SUCCEEDED,
             stage=None,
-            model_key=key,
             e0s={
                 **result.e0_fit.to_dict(),
                 "isolated_atom_energies": result.isolated_atom_energies,
             },
             metrics={"test": result.test_metrics.to_dict() if result.test_metrics else None},
+            checks=checks,
+            **keys,
         )
     if not won:
-        context.storage.delete(key)
+        for key in keys.values():
+            context.storage.delete(key)
         with session_scope(context.sessions) as session:
             return current_state(session, job_id)
     shutil.rmtree(context.work_root / job_id, ignore_errors=True)
-    logger.info("job=%s succeeded model=%s", job_id, key)
+    logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
     return JobState.SUCCEEDED
 
 

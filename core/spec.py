@@ -34,6 +34,70 @@ class NaiveStrategy(BaseModel):
     name: Literal["naive"] = "naive"
 
 
+class FreezeInteractionsStrategy(BaseModel):
+    """Embedding and interaction blocks frozen; products and readouts train ("Freeze (5)")."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["freeze_interactions"] = "freeze_interactions"
+
+
+class FreezeReadoutOnlyStrategy(BaseModel):
+    """Only the readouts train ("Freeze (6)"; the study found it too restrictive)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["freeze_readout_only"] = "freeze_readout_only"
+
+
+class LoraStrategy(BaseModel):
+    """Low-rank adapters on every linear layer, base weights frozen, merged on delivery."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["lora"] = "lora"
+    rank: int = Field(default=4, ge=1, le=256)
+    alpha: float = Field(default=1.0, gt=0)
+
+
+class ReplaySpec(BaseModel):
+    """Pretraining-like data the replay head keeps training on, so the model stays sane outside
+    the target data (science.md §1)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    dataset: str
+    # None takes every configuration of the dataset.
+    num_samples: int | None = Field(default=None, ge=1)
+    selection: Literal["random", "fps"] = "random"
+    # Multiplies the replay head's loss weights (the study: E 1 / F 10 against the target's 10/10).
+    weight: float = Field(default=1.0, gt=0)
+
+
+class MultiheadReplayStrategy(BaseModel):
+    """Shared backbone, a target head and a replay head trained on labelled replay data."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["multihead_replay"] = "multihead_replay"
+    replay: ReplaySpec
+
+
+class PseudolabelReplayStrategy(BaseModel):
+    """As multihead replay, but the replay labels are the foundation's own predictions."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["pseudolabel_replay"] = "pseudolabel_replay"
+    replay: ReplaySpec
+
+
+class ReplayLoraStrategy(BaseModel):
+    """Replay and LoRA together (the study: usually worse than either alone)."""
+
+    model_config = ConfigDict(extra="forbid")
+    name: Literal["replay_lora"] = "replay_lora"
+    replay: ReplaySpec
+    pseudolabel: bool = True
+    rank: int = Field(default=4, ge=1, le=256)
+    alpha: float = Field(default=1.0, gt=0)
+
+
 class ScratchArchitecture(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
@@ -51,7 +115,45 @@ class ScratchStrategy(BaseModel):
     architecture: ScratchArchitecture = ScratchArchitecture()
 
 
-Strategy = Annotated[NaiveStrategy | ScratchStrategy, Field(discriminator="name")]
+Strategy = Annotated[
+    NaiveStrategy
+    | FreezeInteractionsStrategy
+    | FreezeReadoutOnlyStrategy
+    | LoraStrategy
+    | MultiheadReplayStrategy
+    | PseudolabelReplayStrategy
+    | ReplayLoraStrategy
+    | ScratchStrategy,
+    Field(discriminator="name"),
+]
+ReplayStrategy = MultiheadReplayStrategy | PseudolabelReplayStrategy | ReplayLoraStrategy
+STRATEGY_NAMES = (
+    "naive",
+    "freeze_interactions",
+    "freeze_readout_only",
+    "lora",
+    "multihead_replay",
+    "pseudolabel_replay",
+    "replay_lora",
+    "scratch",
+)
+
+
+def replay_of(strategy: BaseModel) -> ReplaySpec | None:
+    return getattr(strategy, "replay", None)
+
+
+def uses_pseudolabels(strategy: BaseModel) -> bool:
+    if isinstance(strategy, PseudolabelReplayStrategy):
+        return True
+    return isinstance(strategy, ReplayLoraStrategy) and strategy.pseudolabel
+
+
+def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
+    """(rank, alpha) for strategies with LoRA adapters."""
+    if isinstance(strategy, LoraStrategy | ReplayLoraStrategy):
+        return strategy.rank, strategy.alpha
+    return None
 
 
 class JobSpec(BaseModel):
@@ -92,8 +194,11 @@ class JobSpec(BaseModel):
             )
         return self
 
-    @property
-    def dataset_ids(self) -> list[str]:
-        named = [self.train_dataset, self.valid_dataset, self.test_dataset]
-        named.append(self.isolated_atoms_dataset)
-        return [dataset_id for dataset_id in named if dataset_id is not None]
+    @model_validator(mode="after")
+    def _replay_keeps_foundation_e0s_apart(self) -> "JobSpec":
+        if replay_of(self.strategy) is not None and self.e0s == "average":
+            raise ValueError(
+                "replay strategies cannot use e0s='average': mace refuses it for multihead "
+                "fine-tuning; choose estimated, isolated_atoms, foundation or explicit values"
+            )
+        return self

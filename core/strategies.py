@@ -4,12 +4,20 @@ This is the only module that names mace-torch command-line flags; a test parses 
 `mace.tools.build_default_arg_parser()` so that a renamed flag fails loudly.
 """
 
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ase.data import atomic_numbers
 
-from core.spec import JobSpec, ScratchStrategy
+from core.spec import (
+    FreezeInteractionsStrategy,
+    FreezeReadoutOnlyStrategy,
+    JobSpec,
+    ScratchStrategy,
+    lora_of,
+    replay_of,
+    uses_pseudolabels,
+)
 
 
 @dataclass(frozen=True)
@@ -22,25 +30,58 @@ class Preset:
 # arXiv 2606.12704 presets (science.md §1): AdamW, weight decay 0, E/F loss weights 10/10.
 PRESETS: dict[str, Preset] = {
     "naive": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
+    "freeze_interactions": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
+    "freeze_readout_only": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
+    "lora": Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0),
+    "multihead_replay": Preset(lr=1e-4, ema_decay=0.9999, clip_grad=1.0),
+    "pseudolabel_replay": Preset(lr=1e-4, ema_decay=0.9999, clip_grad=1.0),
+    "replay_lora": Preset(lr=1e-3, ema_decay=0.999, clip_grad=10.0),
     "scratch": Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0),
 }
+# mace's --freeze levels: 5 freezes the embedding and every interaction block, 6 also the products.
+FREEZE_LEVELS = {FreezeInteractionsStrategy: 5, FreezeReadoutOnlyStrategy: 6}
 
 
-@dataclass(frozen=True)
-class EffectiveHyperparameters:
-    lr: float
-    ema_decay: float
-    clip_grad: float
-
-
-def effective_hyperparameters(spec: JobSpec) -> EffectiveHyperparameters:
+def effective_hyperparameters(spec: JobSpec) -> Preset:
     preset = PRESETS[spec.strategy.name]
     chosen = spec.hyperparameters
-    return EffectiveHyperparameters(
+    return Preset(
         lr=chosen.lr if chosen.lr is not None else preset.lr,
         ema_decay=chosen.ema_decay if chosen.ema_decay is not None else preset.ema_decay,
         clip_grad=chosen.clip_grad if chosen.clip_grad is not None else preset.clip_grad,
     )
+
+
+def effective_settings(spec: JobSpec) -> dict[str, object]:
+    """Every training setting the job runs with, presets filled in: stored with the job."""
+    return {**spec.hyperparameters.model_dump(), **asdict(effective_hyperparameters(spec))}
+
+
+# The study's multihead sweep: lr 1e-3 collapsed the replay head while the target looked fine.
+REPLAY_SAFE_LR = 1e-4
+
+
+def spec_warnings(spec: JobSpec) -> list[str]:
+    """Known-bad choices from the study (science.md §1, §2), accepted but flagged."""
+    warnings = []
+    if spec.e0s == "average":
+        warnings.append(
+            "e0s='average' fits E0s on the data alone; the study found 2-3x worse forces and "
+            "unstable MD with it: prefer 'estimated' or isolated atoms"
+        )
+    if spec.strategy.name == "replay_lora":
+        warnings.append(
+            "replay + LoRA was worse than either alone nearly everywhere in the study "
+            "(over-regularisation); compare it with pseudolabel_replay and lora"
+        )
+    lr = effective_hyperparameters(spec).lr
+    if replay_of(spec.strategy) is not None and lr > REPLAY_SAFE_LR:
+        warnings.append(
+            f"replay with lr {lr:g} above {REPLAY_SAFE_LR:g}: in the study lr 1e-3 collapsed the "
+            "replay head (force error 24 → 218 meV/Å) while the target head looked fine; watch "
+            "the replay head's validation error"
+        )
+    return warnings
 
 
 @dataclass(frozen=True)
@@ -50,10 +91,14 @@ class TrainingInputs:
     work_dir: Path
     train_file: Path
     valid_file: Path | None
-    # A copy of the foundation that already carries the job's E0s (science.md §5); None for scratch.
+    # Single-head strategies: a copy of the foundation that already carries the job's E0s
+    # (science.md §5). Replay: the foundation itself, since the replay head takes its E0s from it.
     foundation_file: Path | None
+    # Scratch: the job's E0s. Replay: the target head's E0s for every element of target and
+    # replay data (mace needs exactly that union). Unused otherwise.
     e0s: dict[str, float]
     device: str = "cpu"
+    replay_file: Path | None = None
 
 
 RUN_NAME = "mlft"
@@ -104,31 +149,53 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
     else:
         argv.append(f"--valid_fraction={spec.valid_fraction}")
     if isinstance(spec.strategy, ScratchStrategy):
-        argv += _scratch_arguments(spec.strategy, inputs.e0s)
-    else:
-        argv += _foundation_arguments(inputs)
+        return argv + _scratch_arguments(spec.strategy, inputs.e0s)
+    if inputs.foundation_file is None:
+        raise ValueError("a fine-tuning strategy needs the prepared foundation model file")
+    argv.append(f"--foundation_model={inputs.foundation_file}")
+    argv += _replay_arguments(spec, inputs)
+    level = FREEZE_LEVELS.get(type(spec.strategy))
+    if level is not None:
+        # Keeping every foundation element makes "frozen" literal: mace otherwise rescales the
+        # per-element embedding rows it copies into a smaller model.
+        argv += [f"--freeze={level}", "--foundation_model_elements=True"]
+    lora = lora_of(spec.strategy)
+    if lora is not None:
+        rank, alpha = lora
+        argv += ["--lora=True", f"--lora_rank={rank}", f"--lora_alpha={alpha}"]
     return argv
 
 
-def _foundation_arguments(inputs: TrainingInputs) -> list[str]:
-    if inputs.foundation_file is None:
-        raise ValueError("a fine-tuning strategy needs the prepared foundation model file")
-    # E0s were written into the foundation copy; "foundation" makes mace keep exactly those.
-    return [
-        f"--foundation_model={inputs.foundation_file}",
-        "--multiheads_finetuning=False",
-        "--E0s=foundation",
+def _replay_arguments(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
+    if replay_of(spec.strategy) is None:
+        # E0s were written into the foundation copy; "foundation" makes mace keep exactly those.
+        return ["--multiheads_finetuning=False", "--E0s=foundation"]
+    if inputs.replay_file is None:
+        raise ValueError("a replay strategy needs the prepared replay file")
+    argv = [
+        "--multiheads_finetuning=True",
+        # mace resolves a relative path against its own working folder.
+        f"--pt_train_file={inputs.replay_file.resolve()}",
+        # Without it mace overrides lr to 1e-4 and EMA to 0.99999 (science.md §1).
+        "--force_mh_ft_lr=True",
+        f"--E0s={_by_atomic_number(inputs.e0s)!r}",
     ]
+    if uses_pseudolabels(spec.strategy):
+        argv.append("--pseudolabel_replay=True")
+    return argv
+
+
+def _by_atomic_number(e0s: dict[str, float]) -> dict[int, float]:
+    return {atomic_numbers[symbol]: value for symbol, value in sorted(e0s.items())}
 
 
 def _scratch_arguments(strategy: ScratchStrategy, e0s: dict[str, float]) -> list[str]:
     arch = strategy.architecture
-    by_number = {atomic_numbers[symbol]: value for symbol, value in e0s.items()}
     return [
         "--model=MACE",
         f"--r_max={arch.r_max}",
         f"--hidden_irreps={arch.hidden_irreps}",
         f"--num_interactions={arch.num_interactions}",
         f"--correlation={arch.correlation}",
-        f"--E0s={by_number!r}",
+        f"--E0s={_by_atomic_number(e0s)!r}",
     ]

@@ -9,7 +9,8 @@ from core.errors import InvalidSpecError
 from core.foundations import FoundationRegistry
 from core.jobs import create_job
 from core.models import Job
-from core.spec import JobSpec
+from core.spec import JobSpec, replay_of, uses_pseudolabels
+from core.strategies import effective_settings, spec_warnings
 
 logger = logging.getLogger(__name__)
 
@@ -41,7 +42,45 @@ def submit_job(session: Session, spec: JobSpec, registry: FoundationRegistry) ->
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
-    job = create_job(session, spec.model_dump(mode="json"), train.id)
+    replay = replay_of(spec.strategy)
+    replay_elements: set[str] = set()
+    if replay is not None:
+        replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
+    if spec.strategy.name != "scratch":
+        _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
+    job = create_job(
+        session,
+        spec.model_dump(mode="json"),
+        train.id,
+        warnings=spec_warnings(spec),
+        effective_hyperparameters=effective_settings(spec),
+        replay_dataset_id=replay.dataset if replay is not None else None,
+    )
     session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
+    replay = referenced_dataset(session, dataset_id, "replay dataset")
+    if not pseudolabel and not {"energy", "forces"} <= set(replay.summary["labels"]):
+        raise InvalidSpecError(
+            f"replay dataset {dataset_id} has no energy and forces labels; unlabelled replay "
+            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)"
+        )
+    return set(replay.summary["elements"])
+
+
+def _check_foundation_elements(
+    registry: FoundationRegistry, name: str, train: set[str], replay: set[str]
+) -> None:
+    known = registry.local_elements(name)
+    if known is None:
+        return  # a published model not fetched yet: the worker checks once it has it
+    for role, elements in (("training data", train), ("replay data", replay)):
+        missing = sorted(elements - set(known))
+        if missing:
+            raise InvalidSpecError(
+                f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
+                f"{role}; choose a foundation that covers them or the scratch strategy"
+            )

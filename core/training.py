@@ -1,29 +1,38 @@
-"""Run one fine-tuning job on local files: E0s, mace-torch training, E0 verification, test metrics.
+"""Run one fine-tuning job on local files: E0s, mace-torch training, checks, test metrics.
 
 Plain functions without database or queue, so tests call them directly; core.runner adds the job
 row and the artifact store around them.
 """
 
 import logging
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import ase
 import numpy as np
 import torch
+from ase.data import chemical_symbols
 
 from core import e0s as e0_methods
+from core import model_checks
 from core.datasets import labels_of, read_configurations, write_mace_extxyz
 from core.e0s import E0Fit
-from core.errors import InvalidSpecError
+from core.errors import InvalidSpecError, TrainingFailedError
 from core.evaluation import AccuracyMetrics, accuracy
 from core.foundations import FoundationModel
 from core.mace_process import run_mace_training
-from core.spec import JobSpec, ScratchStrategy
-from core.strategies import RUN_NAME, TrainingInputs, to_mace_argv
+from core.replay import ReplayFile, prepare_replay_file
+from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
+from core.strategies import FREEZE_LEVELS, RUN_NAME, TrainingInputs, to_mace_argv
 
 logger = logging.getLogger(__name__)
+
+# science.md §2: an initial energy error above this means the E0s do not match the data.
+E0_MISMATCH_MEV_PER_ATOM = 500.0
+# Merged LoRA weights must reproduce the adapters' predictions to numerical precision.
+LORA_MERGE_TOLERANCE_EV = 1e-6
+LORA_CHECK_CONFIGS = 20
 
 
 class Progress(Protocol):
@@ -40,14 +49,27 @@ class JobFiles:
     valid: Path | None = None
     test: Path | None = None
     isolated_atoms: Path | None = None
+    replay: Path | None = None
 
 
 @dataclass(frozen=True)
 class TrainingResult:
+    # Single head, LoRA merged: what a user downloads for an ASE calculator.
     model_path: Path
     e0_fit: E0Fit
     isolated_atom_energies: dict[str, float]
     test_metrics: AccuracyMetrics | None
+    checks: dict[str, Any] = field(default_factory=dict)
+    warnings: list[str] = field(default_factory=list)
+    # Replay strategies: the full model with its replay head, and how the replay set was made.
+    multihead_model_path: Path | None = None
+    replay: ReplayFile | None = None
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    inputs: TrainingInputs
+    replay: ReplayFile | None
 
 
 def load_model(path: Path, device: str = "cpu") -> torch.nn.Module:
@@ -71,48 +93,163 @@ def run_training(
     if not molecules:
         raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
     foundation_model = load_model(foundation.path, device) if foundation else None
-    if foundation_model is not None and not isinstance(spec.strategy, ScratchStrategy):
-        require_elements_known(foundation_model, configs)
+    fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
+    if fine_tuning:
+        if foundation is None or foundation_model is None:
+            raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
+        require_elements_known(foundation_model, configs, "training data")
 
     progress.stage("e0s")
     fit = choose_e0s(spec, foundation_model, molecules, _isolated_atoms(configs, files))
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
+    warnings = e0_warnings(fit, spec)
 
-    train_file = work_dir / "train.extxyz"
-    write_mace_extxyz(molecules, train_file)
-    valid_file = None
-    if files.valid is not None:
-        valid_file = work_dir / "valid.extxyz"
-        write_mace_extxyz(read_configurations(files.valid), valid_file)
-    foundation_file = None
-    if not isinstance(spec.strategy, ScratchStrategy):
-        assert foundation_model is not None
-        foundation_file = work_dir / "foundation_with_e0s.model"
-        torch.save(e0_methods.with_e0s(foundation_model, fit.e0s), foundation_file)
-
-    inputs = TrainingInputs(work_dir, train_file, valid_file, foundation_file, fit.e0s, device)
+    prepared = _prepare_inputs(
+        spec, files, foundation, foundation_model, fit, molecules, work_dir, device
+    )
     progress.stage("training")
     run_mace_training(
-        to_mace_argv(spec, inputs),
+        to_mace_argv(spec, prepared.inputs),
         results_file=work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt",
         log_file=work_dir / "mace.log",
         on_epoch=progress.epoch,
         should_stop=progress.should_stop,
     )
 
-    model_path = work_dir / "model" / f"{RUN_NAME}.model"
-    model = load_model(model_path, device)
-    progress.stage("verifying e0s")
+    progress.stage("verifying")
+    full_path = work_dir / "model" / f"{RUN_NAME}.model"
+    full = load_model(full_path, device)
+    delivered = model_checks.target_head(full)
+    delivered_path = full_path
+    if delivered is not full:
+        delivered_path = work_dir / "model" / f"{RUN_NAME}_target_head.model"
+        torch.save(delivered, delivered_path)
+    checks = _strategy_checks(spec, full, foundation_model, molecules, work_dir)
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
+    lone_atoms_exact = _lone_atoms_are_exact(spec, foundation_model)
     isolated_energies = e0_methods.verify_model_e0s(
-        model, fit.e0s, check_isolated_atoms=_lone_atoms_are_exact(spec, foundation_model)
+        delivered, fit.e0s, check_isolated_atoms=lone_atoms_exact
     )
+    checks["e0s"] = {"verified": True, "isolated_atoms_checked": lone_atoms_exact}
 
     metrics = None
     if files.test is not None:
         progress.stage("evaluating")
-        metrics = accuracy(model, read_configurations(files.test), device=device)
-    return TrainingResult(model_path, fit, isolated_energies, metrics)
+        metrics = accuracy(delivered, read_configurations(files.test), device=device)
+    return TrainingResult(
+        model_path=delivered_path,
+        e0_fit=fit,
+        isolated_atom_energies=isolated_energies,
+        test_metrics=metrics,
+        checks=checks,
+        warnings=warnings,
+        multihead_model_path=full_path if delivered is not full else None,
+        replay=prepared.replay,
+    )
+
+
+def _prepare_inputs(
+    spec: JobSpec,
+    files: JobFiles,
+    foundation: FoundationModel | None,
+    foundation_model: torch.nn.Module | None,
+    fit: E0Fit,
+    molecules: list[ase.Atoms],
+    work_dir: Path,
+    device: str,
+) -> _Prepared:
+    train_file = work_dir / "train.extxyz"
+    write_mace_extxyz(molecules, train_file)
+    valid_file = None
+    if files.valid is not None:
+        valid_file = work_dir / "valid.extxyz"
+        write_mace_extxyz(read_configurations(files.valid), valid_file)
+    if isinstance(spec.strategy, ScratchStrategy):
+        inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
+        return _Prepared(inputs, None)
+    assert foundation is not None and foundation_model is not None
+    replay = replay_of(spec.strategy)
+    if replay is None:
+        copy_file = work_dir / "foundation_with_e0s.model"
+        torch.save(e0_methods.with_e0s(foundation_model, fit.e0s), copy_file)
+        inputs = TrainingInputs(work_dir, train_file, valid_file, copy_file, fit.e0s, device)
+        return _Prepared(inputs, None)
+    if files.replay is None:
+        raise InvalidSpecError("a replay strategy needs its replay dataset")
+    require_elements_known(foundation_model, read_configurations(files.replay), "replay data")
+    replay_file = prepare_replay_file(
+        replay,
+        files.replay,
+        work_dir / "replay.extxyz",
+        pseudolabel=uses_pseudolabels(spec.strategy),
+        foundation_file=foundation.path,
+        target_file=train_file,
+        seed=spec.hyperparameters.seed,
+    )
+    # The replay head takes its E0s from the foundation itself; the target head from --E0s,
+    # which mace needs for exactly the elements of target and replay data together.
+    own = {chemical_symbols[z]: e0 for z, e0 in e0_methods.model_e0s(foundation_model).items()}
+    e0s = {symbol: own[symbol] for symbol in replay_file.elements} | fit.e0s
+    inputs = TrainingInputs(
+        work_dir, train_file, valid_file, foundation.path, e0s, device, replay_file.path
+    )
+    return _Prepared(inputs, replay_file)
+
+
+def _strategy_checks(
+    spec: JobSpec,
+    full: torch.nn.Module,
+    foundation_model: torch.nn.Module | None,
+    molecules: list[ase.Atoms],
+    work_dir: Path,
+) -> dict[str, Any]:
+    checks: dict[str, Any] = {}
+    level = FREEZE_LEVELS.get(type(spec.strategy))
+    if level is not None:
+        assert foundation_model is not None
+        changed = model_checks.changed_frozen_parameters(full, foundation_model, level)
+        if changed:
+            raise TrainingFailedError(
+                f"--freeze={level} left parameters that should be frozen changed: "
+                f"{', '.join(changed[:5])}"
+            )
+        frozen = [
+            name
+            for name, _ in full.named_parameters()
+            if name.startswith(model_checks.FROZEN_PREFIXES[level])
+        ]
+        checks["frozen_parameters"] = {"level": level, "count": len(frozen), "unchanged": True}
+    lora = lora_of(spec.strategy)
+    if lora is not None:
+        unmerged = model_checks.unmerged_lora_model(
+            full, model_checks.newest_checkpoint(work_dir / "checkpoints"), *lora
+        )
+        difference = model_checks.max_energy_difference(
+            full, unmerged, molecules[:LORA_CHECK_CONFIGS]
+        )
+        if difference > LORA_MERGE_TOLERANCE_EV:
+            raise TrainingFailedError(
+                f"the merged LoRA model differs from the adapters by {difference:.3g} eV"
+            )
+        checks["lora_merge_max_energy_difference_ev"] = difference
+    return checks
+
+
+def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
+    before = fit.energy_rmse_before
+    if before is None or before <= E0_MISMATCH_MEV_PER_ATOM:
+        return []
+    after = fit.energy_rmse_after
+    if spec.e0s == "foundation":
+        return [
+            f"E0 mismatch: the foundation's energy error on the training data is {before:.0f} "
+            "meV/atom with its own E0s (above 500 meV/atom); the data likely come from another "
+            "level of theory: use e0s='estimated' or isolated atoms"
+        ]
+    return [
+        f"E0 mismatch corrected: the foundation's energy error on the training data was "
+        f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the chosen E0s"
+    ]
 
 
 def _lone_atoms_are_exact(spec: JobSpec, foundation_model: torch.nn.Module | None) -> bool:
@@ -123,16 +260,14 @@ def _lone_atoms_are_exact(spec: JobSpec, foundation_model: torch.nn.Module | Non
     return e0_methods.isolated_atoms_carry_e0s(foundation_model)
 
 
-def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms]) -> None:
+def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], role: str) -> None:
     known = {int(z) for z in model.atomic_numbers}
-    missing = sorted(
-        {atoms.symbols[i] for atoms in configs for i, z in enumerate(atoms.numbers)
-         if int(z) not in known}
-    )
+    numbers = {int(z) for atoms in configs for z in atoms.numbers}
+    missing = [chemical_symbols[z] for z in sorted(numbers - known)]
     if missing:
         raise InvalidSpecError(
             f"the foundation model does not know element(s) {', '.join(missing)} of the "
-            "training data; fine-tune a foundation that covers them or train from scratch"
+            f"{role}; fine-tune a foundation that covers them or train from scratch"
         )
 
 
@@ -170,7 +305,8 @@ def choose_e0s(
                 f"e0s='isolated_atoms' needs a single-atom configuration of {', '.join(missing)} "
                 "in the training data or in isolated_atoms_dataset"
             )
-        return fit
+        # Isolated atoms of elements the data lack would give mace E0s for absent elements.
+        return replace(fit, e0s={symbol: fit.e0s[symbol] for symbol in elements})
     if method == "average":
         return e0_methods.average_e0s(configs, energies, model=foundation_model)
     if foundation_model is None:

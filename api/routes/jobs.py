@@ -1,4 +1,4 @@
-from typing import Any
+from typing import Any, Literal
 
 from fastapi import APIRouter, Request, status
 from fastapi.responses import FileResponse
@@ -42,15 +42,28 @@ def cancel(job_id: str, session: SessionDep) -> JobPublic:
 
 
 @router.get("/{job_id}/model", response_class=FileResponse)
-def download_model(job_id: str, session: SessionDep, context: ContextDep) -> FileResponse:
-    """The fine-tuned model for `mace.calculators.MACECalculator(model_paths=...)`."""
+def download_model(
+    job_id: str,
+    session: SessionDep,
+    context: ContextDep,
+    variant: Literal["target", "multihead"] = "target",
+) -> FileResponse:
+    """The fine-tuned model for `mace.calculators.MACECalculator(model_paths=...)`: a single
+    head with LoRA merged; `variant=multihead` gives a replay job's model with both heads."""
     job = get_job(session, job_id)
     if job.state is not JobState.SUCCEEDED or job.model_key is None:
         raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model yet")
+    key = job.model_key if variant == "target" else job.multihead_model_key
+    if key is None:
+        raise ArtifactMissingError(
+            f"job {job_id} ({job.spec['strategy']['name']}) has no multihead model; only "
+            "replay strategies train one"
+        )
+    suffix = "" if variant == "target" else "-multihead"
     return FileResponse(
-        context.storage.local_path(job.model_key),
+        context.storage.local_path(key),
         media_type="application/octet-stream",
-        filename=f"mlft-{job_id}.model",
+        filename=f"mlft-{job_id}{suffix}.model",
     )
 
 

@@ -400,3 +400,33 @@ def test_mace_reads_the_copy_with_its_default_keys(tmp_path: Path) -> None:
     np.testing.assert_allclose(crystal.properties["stress"], 0.01 * np.eye(3))
     assert crystal.property_weights["stress"] == 1.0
     assert loaded[1].property_weights["stress"] == 0.0
+
+
+UNLABELLED = """\
+2
+pbc="F F F"
+H 0.0 0.0 0.0
+H 0.0 0.0 0.74
+3
+pbc="F F F"
+O 0.0 0.0 0.0
+H 0.0 0.76 0.59
+H 0.0 -0.76 0.59
+"""
+
+
+def test_structures_without_any_label_are_accepted_as_unlabelled(tmp_path: Path) -> None:
+    path = tmp_path / "structures.extxyz"
+    path.write_text(UNLABELLED)
+
+    summary = inspect_extxyz(path)
+
+    assert summary.n_configs == 2
+    assert summary.labels == []
+    assert summary.energy_key is None
+
+
+def test_labels_after_unlabelled_configurations_are_rejected(tmp_path: Path) -> None:
+    message = rejection(tmp_path, UNLABELLED + MOLECULES)
+
+    assert message.startswith("configuration 3 (line 10): has energy or forces")

@@ -1,0 +1,81 @@
+"""What a strategy must mean, checked on the model each job delivers.
+
+Frozen weights stay bit-identical to the foundation's; a LoRA model saved merged predicts what the
+unmerged adapters predicted; a replay model is delivered as its target head alone.
+"""
+
+import copy
+from collections.abc import Sequence
+from pathlib import Path
+
+import ase
+import numpy as np
+import torch
+
+from core.inference import predict
+
+TARGET_HEAD = "Default"  # mace's name for the head trained on the user's data
+# Parameter name prefixes mace freezes at each --freeze level (mace/tools/finetuning_utils).
+FROZEN_PREFIXES = {
+    5: ("node_embedding.", "interactions."),
+    6: ("node_embedding.", "interactions.", "products."),
+}
+
+
+def target_head(model: torch.nn.Module) -> torch.nn.Module:
+    """A single-head copy holding only the target head, ready for an ASE calculator."""
+    if len(getattr(model, "heads", [])) <= 1:
+        return model
+    from mace.tools.scripts_utils import remove_pt_head
+
+    # remove_pt_head builds the new model in torch's default dtype, which must be the model's.
+    previous = torch.get_default_dtype()
+    torch.set_default_dtype(next(model.parameters()).dtype)
+    try:
+        return remove_pt_head(model, TARGET_HEAD)
+    finally:
+        torch.set_default_dtype(previous)
+
+
+def changed_frozen_parameters(
+    trained: torch.nn.Module, foundation: torch.nn.Module, level: int
+) -> list[str]:
+    """Names of parameters that mace should have frozen but that differ from the foundation."""
+    reference = dict(foundation.named_parameters())
+    changed = []
+    for name, parameter in trained.named_parameters():
+        if not name.startswith(FROZEN_PREFIXES[level]):
+            continue
+        before = reference.get(name)
+        if before is None or not torch.equal(parameter.detach().cpu(), before.detach().cpu()):
+            changed.append(name)
+    return changed
+
+
+def unmerged_lora_model(
+    merged: torch.nn.Module, checkpoint: Path, rank: int, alpha: float
+) -> torch.nn.Module:
+    """The model with its LoRA adapters as trained, rebuilt from mace's newest checkpoint."""
+    from mace.modules.lora import inject_LoRAs
+
+    model = inject_LoRAs(copy.deepcopy(merged), rank=rank, alpha=alpha)
+    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    model.load_state_dict(state, strict=True)
+    return model
+
+
+def max_energy_difference(
+    first: torch.nn.Module, second: torch.nn.Module, configs: Sequence[ase.Atoms]
+) -> float:
+    energies_first = [p.energy for p in predict(first, configs, forces=False)]
+    energies_second = [p.energy for p in predict(second, configs, forces=False)]
+    return float(np.max(np.abs(np.subtract(energies_first, energies_second))))
+
+
+def newest_checkpoint(folder: Path) -> Path:
+    checkpoints = sorted(
+        folder.glob("*_epoch-*.pt"), key=lambda path: int(path.stem.rsplit("-", 1)[1])
+    )
+    if not checkpoints:
+        raise FileNotFoundError(f"no mace checkpoint in {folder}")
+    return checkpoints[-1]
