@@ -51,3 +51,78 @@ def test_user_hyperparameters_override_the_preset(tmp_path) -> None:
 def test_fine_tuning_without_a_foundation_file_is_a_programming_error(tmp_path) -> None:
     with pytest.raises(ValueError, match="foundation"):
         parse(JobSpec(train_dataset="d"), tmp_path, None)
+
+
+REPLAY = {"dataset": "r"}
+
+
+@pytest.mark.parametrize(
+    ("strategy", "expected"),
+    [
+        ({"name": "freeze_interactions"}, {"freeze": 5, "foundation_model_elements": True}),
+        ({"name": "freeze_readout_only"}, {"freeze": 6, "foundation_model_elements": True}),
+        ({"name": "lora", "rank": 8, "alpha": 2.0}, {"lora": True, "lora_rank": 8}),
+        (
+            {"name": "multihead_replay", "replay": REPLAY},
+            {"multiheads_finetuning": True, "pseudolabel_replay": False, "force_mh_ft_lr": True},
+        ),
+        (
+            {"name": "pseudolabel_replay", "replay": REPLAY},
+            {"multiheads_finetuning": True, "pseudolabel_replay": True},
+        ),
+        (
+            {"name": "replay_lora", "replay": REPLAY},
+            {"multiheads_finetuning": True, "pseudolabel_replay": True, "lora": True},
+        ),
+    ],
+)
+def test_each_strategy_maps_onto_mace_flags_with_its_preset(tmp_path, strategy, expected) -> None:
+    spec = JobSpec(train_dataset="d", strategy=strategy)
+    inputs = TrainingInputs(
+        work_dir=tmp_path,
+        train_file=tmp_path / "train.extxyz",
+        valid_file=None,
+        foundation_file=tmp_path / "f.model",
+        e0s={"H": -13.6, "Cu": 3.5},
+        replay_file=tmp_path / "replay.extxyz",
+    )
+
+    args = build_default_arg_parser().parse_args(to_mace_argv(spec, inputs))
+
+    assert {key: getattr(args, key) for key in expected} == expected
+    preset = PRESETS[strategy["name"]]
+    assert (args.lr, args.ema_decay, args.clip_grad) == (
+        preset.lr,
+        preset.ema_decay,
+        preset.clip_grad,
+    )
+    if "replay" in strategy:
+        assert args.pt_train_file == str((tmp_path / "replay.extxyz").resolve())
+        assert eval(args.E0s) == {1: -13.6, 29: 3.5}
+    else:
+        assert args.E0s == "foundation"
+
+
+def test_replay_strategies_refuse_averaged_e0s() -> None:
+    with pytest.raises(ValueError, match="average"):
+        JobSpec(
+            train_dataset="d",
+            strategy={"name": "pseudolabel_replay", "replay": REPLAY},
+            e0s="average",
+        )
+
+
+def test_known_bad_choices_are_flagged() -> None:
+    from core.strategies import spec_warnings
+
+    assert spec_warnings(JobSpec(train_dataset="d")) == []
+    flagged = spec_warnings(
+        JobSpec(
+            train_dataset="d",
+            strategy={"name": "replay_lora", "replay": REPLAY},
+            hyperparameters={"lr": 1e-3},
+        )
+    )
+    assert any("replay + LoRA" in w for w in flagged)
+    assert any("lr 0.001" in w for w in flagged)
+    assert "average" in spec_warnings(JobSpec(train_dataset="d", e0s="average"))[0]
