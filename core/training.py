@@ -19,7 +19,7 @@ from core import model_checks
 from core.datasets import labels_of, read_configurations, write_mace_extxyz
 from core.e0s import E0Fit
 from core.errors import InvalidSpecError, TrainingFailedError
-from core.evaluation import AccuracyMetrics, accuracy
+from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.foundations import FoundationModel
 from core.mace_process import run_mace_training
 from core.replay import ReplayFile, prepare_replay_file

@@ -1,0 +1,1 @@
+"""How good a model is: accuracy, forgetting, MD stability, structure (RDF) and repulsion."""
