@@ -10,7 +10,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidStateTransitionError, NotFoundError
-from core.models import Job, JobState, utcnow
+from core.models import Evaluation, Job, JobState, utcnow
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
@@ -60,12 +60,20 @@ def list_jobs(session: Session, *, limit: int = 100, offset: int = 0) -> list[Jo
 
 
 def transition(
-    session: Session, job_id: str, expected: JobState, target: JobState, **values: Any
+    session: Session,
+    job_id: str,
+    expected: JobState,
+    target: JobState,
+    *,
+    table: type[Job] | type[Evaluation] = Job,
+    **values: Any,
 ) -> bool:
-    """Move a job from `expected` to `target`; False when another actor changed it first."""
+    """Move a job (or an evaluation, which shares the states) from `expected` to `target`;
+    False when another actor changed it first."""
     if target not in ALLOWED_TRANSITIONS[expected]:
         raise InvalidStateTransitionError(
-            f"job {job_id}: {expected.value} → {target.value} is not allowed"
+            f"{table.__tablename__[:-1]} {job_id}: {expected.value} → {target.value} "
+            "is not allowed"
         )
     now = utcnow()
     if target is JobState.RUNNING:
@@ -73,8 +81,8 @@ def transition(
     if target in TERMINAL_STATES:
         values.setdefault("finished_at", now)
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == expected)
+        update(table)
+        .where(table.id == job_id, table.state == expected)
         .values(state=target, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )

@@ -73,3 +73,25 @@ class Job(Base):
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+
+
+class Evaluation(Base):
+    """One model (a job's or a foundation) evaluated on datasets, outside any training job."""
+
+    __tablename__ = "evaluations"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
+        default=JobState.QUEUED,
+    )
+    spec: Mapped[dict[str, Any]]
+    stage: Mapped[str | None] = mapped_column(String(64), default=None)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
