@@ -28,3 +28,12 @@ def test_results_file_keeps_one_section_per_benchmark(tmp_path, runs) -> None:
     text = out.read_text()
     assert text.count("## A") == 1 and text.count("## B") == 1
     assert f"| x | {runs - 1} |" in text
+
+
+def test_platform_overhead_benchmark_runs_both_paths(demo_foundation, capsys) -> None:
+    from bench import platform_overhead
+
+    platform_overhead.main(["--small"])
+
+    printed = capsys.readouterr().out
+    assert float(printed.split("ratio (target ≤ 1.05)")[1].split()[0]) > 0

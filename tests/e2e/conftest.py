@@ -6,9 +6,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.service import wait_for
 from tests.conftest import REPO_ROOT
-
-TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
 @pytest.fixture(scope="session")
@@ -30,10 +29,7 @@ def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
 
 
 def wait_for_job(client: httpx.Client, job_id: str, log: Path, timeout: float = 600) -> dict:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        job = client.get(f"/jobs/{job_id}").json()
-        if job["state"] in TERMINAL:
-            return job
-        time.sleep(1)
-    pytest.fail(f"job {job_id} did not finish; worker log:\n{log.read_text()[-3000:]}")
+    try:
+        return wait_for(client, f"/jobs/{job_id}", timeout=timeout)
+    except TimeoutError:
+        pytest.fail(f"job {job_id} did not finish; worker log:\n{log.read_text()[-3000:]}")

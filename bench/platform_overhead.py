@@ -1,0 +1,106 @@
+"""Platform overhead: the same fine-tuning as a job through the API and worker (embedded mode)
+versus `mace_run_train` run directly, side by side in one run.
+
+Both fine-tune the demo foundation naively on the same data for the same epochs; the direct run
+uses the flags a researcher would write by hand (`--E0s=estimated`). Reported: submit-to-model
+wall time over direct wall time (target at most 1.05).
+
+Usage: python bench/platform_overhead.py [--configs 200] [--epochs 5] [--small] [--out FILE]
+"""
+
+import argparse
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.common import demo_foundation_path, write_section  # noqa: E402
+from bench.service import embedded_service, wait_for  # noqa: E402
+from core.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
+from core.spec import JobSpec  # noqa: E402
+from core.strategies import effective_hyperparameters  # noqa: E402
+
+
+def direct_argv(train: Path, foundation: Path, work: Path, spec: JobSpec) -> list[str]:
+    hyper = spec.hyperparameters
+    preset = effective_hyperparameters(spec)
+    return [
+        "--name=direct", f"--seed={hyper.seed}", "--device=cpu", "--default_dtype=float64",
+        f"--train_file={train}", "--energy_key=energy", "--forces_key=forces",
+        f"--work_dir={work}", f"--model_dir={work}", f"--log_dir={work}",
+        f"--checkpoints_dir={work}", f"--results_dir={work}",
+        f"--foundation_model={foundation}", "--multiheads_finetuning=False", "--E0s=estimated",
+        "--loss=weighted", f"--energy_weight={hyper.energy_weight}",
+        f"--forces_weight={hyper.forces_weight}", "--optimizer=adamw",
+        f"--lr={preset.lr}", "--ema", f"--ema_decay={preset.ema_decay}",
+        f"--clip_grad={preset.clip_grad}", f"--batch_size={hyper.batch_size}",
+        f"--valid_batch_size={hyper.valid_batch_size}",
+        f"--max_num_epochs={hyper.max_num_epochs}", f"--valid_fraction={spec.valid_fraction}",
+        "--save_cpu", "--plot=False",
+    ]
+
+
+def time_direct(train: Path, foundation: Path, spec: JobSpec, folder: Path) -> float:
+    start = time.perf_counter()
+    subprocess.run(
+        [sys.executable, "-m", "mace.cli.run_train", *direct_argv(train, foundation, folder, spec)],
+        check=True, cwd=folder, capture_output=True,
+    )
+    return time.perf_counter() - start
+
+
+def time_platform(train: Path, foundation: Path, spec: dict, folder: Path) -> float:
+    with embedded_service(folder / "var", foundation.parent) as client:
+        start = time.perf_counter()
+        with train.open("rb") as stream:
+            dataset = client.post("/datasets", files={"file": (train.name, stream)}).json()
+        job = client.post("/jobs", json={**spec, "train_dataset": dataset["id"]}).json()
+        finished = wait_for(client, f"/jobs/{job['id']}", poll=0.2)
+        model = client.get(f"/jobs/{job['id']}/model")
+        elapsed = time.perf_counter() - start
+    if finished["state"] != "succeeded" or model.status_code != 200:
+        raise RuntimeError(f"the job did not succeed: {finished['error']}")
+    return elapsed
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--configs", type=int, default=200)
+    parser.add_argument("--epochs", type=int, default=5)
+    parser.add_argument("--small", action="store_true", help="a tiny run (tests)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    configs, epochs = (20, 1) if args.small else (args.configs, args.epochs)
+    foundation = demo_foundation_path()
+    spec = {"hyperparameters": {"max_num_epochs": epochs, "batch_size": 10}}
+    with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
+        folder = Path(tmp)
+        train = write_extxyz(
+            generate_target_dataset(configs, seed=5, system="molecules"), folder / "train.xyz"
+        )
+        (folder / "direct").mkdir()
+        direct = time_direct(
+            train, foundation, JobSpec(train_dataset="x", **spec), folder / "direct"
+        )
+        platform = time_platform(train, foundation, spec, folder)
+    rows = [
+        ("configurations / epochs", f"{configs} / {epochs}"),
+        ("mace_run_train directly (s)", f"{direct:.1f}"),
+        ("job through API + worker, submit to model (s)", f"{platform:.1f}"),
+        ("ratio (target ≤ 1.05)", f"{platform / direct:.2f}"),
+    ]
+    for name, value in rows:
+        print(f"{name:48s} {value}")
+    if args.out is not None:
+        write_section(
+            args.out, "Platform overhead: job through the service vs mace_run_train", rows,
+            command=f"python bench/platform_overhead.py --configs {configs} --epochs {epochs} "
+            f"--out {args.out}",
+        )
+
+
+if __name__ == "__main__":
+    main()
