@@ -1,0 +1,783 @@
+"""A job's report as one self-contained HTML page: key facts, verdicts, tables and figures.
+
+Figures are PNGs embedded as base64, so the file opens offline and can be mailed as it is. They are
+drawn on matplotlib `Figure` objects with the Agg canvas, never through pyplot, whose global figure
+registry is not safe in a worker that renders several reports.
+
+Units follow the report's keys (meV/atom, meV/Å, ps, K, eV); parity values are in eV/atom and eV/Å,
+as models predict them, and their errors are shown in meV.
+"""
+
+import base64
+import html
+import io
+import json
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Literal
+
+import matplotlib
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+from matplotlib.ticker import FuncFormatter, LogFormatter
+
+Level = Literal["good", "warn", "bad"]
+
+# Rules of thumb, not laws: (green up to, amber up to); above is red. Fine-tuned MACE models on
+# molecular DFT data usually reach 20-50 meV/Å; a replay-set force error more than 1.5x the
+# foundation's is forgetting a user will notice in production.
+FORCE_RMSE_LIMITS_MEV_PER_A = (50.0, 100.0)
+FORGETTING_RATIO_LIMITS = (1.5, 3.0)
+
+METRICS = (
+    ("energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"),
+    ("energy_mae_mev_per_atom", "Energy MAE", "meV/atom"),
+    ("forces_rmse_mev_per_a", "Force RMSE", "meV/Å"),
+    ("forces_mae_mev_per_a", "Force MAE", "meV/Å"),
+    ("stress_rmse_mev_per_a3", "Stress RMSE", "meV/Å³"),
+)
+# Checks are free-form; these are the keys jobs use to state a check's verdict.
+VERDICT_KEYS = ("passed", "ok", "verified", "unchanged")
+HEAD_COLOURS = {"target": "#1f77b4", "replay": "#ff7f0e"}
+REFERENCE_COLOUR = "#333333"
+HOLE_COLOUR = "#d62728"
+# A dimer's repulsive wall spans orders of magnitude; cutting the view this far above the
+# dissociation limit keeps the well, and any hole below it, readable.
+DIMER_VIEW_ABOVE_TAIL_EV = 10.0
+
+FIGURE_STYLE = {
+    "font.size": 9,
+    "axes.titlesize": 9,
+    "axes.labelsize": 9,
+    "legend.fontsize": 8,
+    "legend.frameon": False,
+    "axes.grid": True,
+    "grid.alpha": 0.3,
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+}
+PANEL_INCHES = (3.4, 2.7)
+DPI = 110
+
+CSS = """
+body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",sans-serif;color:#222;max-width:1180px;
+margin:24px auto;padding:0 16px}
+h1{font-size:22px;margin:0 0 4px}h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #ddd;
+padding-bottom:4px}h3{font-size:14px;margin:16px 0 6px}
+.muted{color:#666;font-size:12px}
+.facts{display:grid;grid-template-columns:repeat(auto-fill,minmax(260px,1fr));gap:2px 20px;
+margin:12px 0}.facts div{display:flex;gap:8px}.facts dt{color:#666;min-width:110px}
+.facts dd{margin:0;font-weight:500;word-break:break-all}
+.verdicts{display:flex;flex-wrap:wrap;gap:8px;margin:14px 0}
+.badge{border-radius:6px;padding:6px 10px;border:1px solid;font-size:13px}
+.badge b{display:block;font-size:16px}
+.good{background:#e8f5e9;border-color:#66bb6a;color:#1b5e20}
+.warn{background:#fff8e1;border-color:#ffb300;color:#7a4f00}
+.bad{background:#ffebee;border-color:#e53935;color:#b71c1c}
+.alert{border-left:5px solid;padding:8px 14px;margin:10px 0;border-radius:4px}
+.alert ul{margin:4px 0;padding-left:20px}
+table{border-collapse:collapse;margin:6px 0 12px;font-size:13px}
+th,td{padding:4px 10px;border-bottom:1px solid #e5e5e5;text-align:left}
+th{background:#f6f6f6;font-weight:600}td.n{text-align:right;font-variant-numeric:tabular-nums}
+figure{margin:8px 0 16px}figure img{max-width:100%;height:auto}
+figcaption{color:#666;font-size:12px}
+details{margin:8px 0}summary{cursor:pointer;color:#444}
+"""
+
+
+class _Html(str):
+    """Markup built here, safe to insert as is; any other string is escaped."""
+
+
+def _esc(text: Any) -> _Html:
+    return text if isinstance(text, _Html) else _Html(html.escape(str(text)))
+
+
+@dataclass(frozen=True)
+class Badge:
+    label: str
+    value: str
+    level: Level
+
+
+def render_html(report: dict) -> str:
+    """The report as one HTML page; sections whose data are missing or None are left out."""
+    with matplotlib.rc_context(FIGURE_STYLE):
+        body = "".join(
+            section(report)
+            for section in (
+                _header,
+                _attention,
+                _checks_section,
+                _e0s_section,
+                _learning_section,
+                _accuracy_section,
+                _forgetting_section,
+                _md_section,
+                _rdf_section,
+                _dimers_section,
+            )
+        )
+    title = _esc(report.get("title") or "Fine-tuning report")
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>{title}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
+    )
+
+
+# ---- formatting ------------------------------------------------------------------------------
+
+
+def _num(value: Any, unit: str = "", digits: int = 3) -> str:
+    """`digits` significant figures, without switching to exponents for ordinary magnitudes."""
+    if value is None or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 10**digits:
+        text = f"{value:,.0f}"
+    elif magnitude == 0:
+        text = "0"
+    elif magnitude >= 1e-3:
+        decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
+        text = f"{value:.{decimals}f}"
+    else:
+        text = f"{value:.{digits - 1}e}"
+    return f"{text} {unit}" if unit else text
+
+
+def _count(value: Any) -> str:
+    return "—" if value is None else f"{int(value):,}"
+
+
+def _when(iso: str | None) -> str:
+    if not iso:
+        return "—"
+    try:
+        moment = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    return moment.strftime("%Y-%m-%d %H:%M") + (f" {moment.tzname()}" if moment.tzinfo else "")
+
+
+def _duration(start: str | None, end: str | None) -> str | None:
+    try:
+        seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
+    except (TypeError, ValueError):
+        return None
+    hours, rest = divmod(int(seconds), 3600)
+    return f"{hours} h {rest // 60:02d} min" if hours else f"{rest // 60} min {rest % 60:02d} s"
+
+
+def _plain(value: Any) -> str:
+    return json.dumps(value) if isinstance(value, dict | list) else str(value)
+
+
+def _level(value: float, limits: tuple[float, float]) -> Level:
+    good, warn = limits
+    return "good" if value <= good else "warn" if value <= warn else "bad"
+
+
+# ---- HTML building blocks --------------------------------------------------------------------
+
+
+def _section(title: str, *parts: str) -> _Html:
+    return _Html(f"<section><h2>{_esc(title)}</h2>{''.join(parts)}</section>")
+
+
+def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: int = 1) -> _Html:
+    """Columns from `numeric_from` on are right-aligned, so digits line up."""
+    head = "".join(f"<th>{_esc(h)}</th>" for h in headers)
+    body = "".join(
+        "<tr>"
+        + "".join(
+            f"<td{' class=n' if i >= numeric_from else ''}>{_esc(cell)}</td>"
+            for i, cell in enumerate(row)
+        )
+        + "</tr>"
+        for row in rows
+    )
+    return _Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
+
+
+def _badge(badge: Badge) -> str:
+    return f'<div class="badge {badge.level}">{_esc(badge.label)}<b>{_esc(badge.value)}</b></div>'
+
+
+def _status(passed: bool) -> _Html:
+    return _Html('<span class="good">pass</span>' if passed else '<span class="bad">FAIL</span>')
+
+
+# ---- figure helpers --------------------------------------------------------------------------
+
+
+def _panels(n: int, columns: int = 4) -> tuple[Figure, list[Axes]]:
+    ncols = min(n, columns)
+    nrows = math.ceil(n / ncols)
+    figure = Figure(
+        figsize=(PANEL_INCHES[0] * ncols, PANEL_INCHES[1] * nrows), layout="constrained"
+    )
+    FigureCanvasAgg(figure)
+    axes = list(figure.subplots(nrows, ncols, squeeze=False).ravel())
+    for unused in axes[n:]:
+        unused.set_visible(False)
+    return figure, axes[:n]
+
+
+def _embed(figure: Figure, caption: str) -> _Html:
+    buffer = io.BytesIO()
+    figure.savefig(buffer, format="png", dpi=DPI)
+    data = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return _Html(
+        f'<figure><img alt="{_esc(caption)}" src="data:image/png;base64,{data}">'
+        f"<figcaption>{_esc(caption)}</figcaption></figure>"
+    )
+
+
+def _literal(text: str) -> str:
+    # Matplotlib reads text between dollar signs as mathtext and fails on names like "Cu$2".
+    return text.replace("$", r"\$")
+
+
+def _head_colour(head: str, index: int) -> str:
+    return HEAD_COLOURS.get(head, f"C{index + 2}")
+
+
+# ---- header and verdicts ---------------------------------------------------------------------
+
+
+def _header(report: dict) -> _Html:
+    title = _esc(report.get("title") or "Fine-tuning report")
+    generated = report.get("generated_at")
+    stamp = f'<div class="muted">generated {_esc(_when(generated))}</div>' if generated else ""
+    job = report.get("job")
+    facts = _job_facts(job) + _hyperparameters(job) if job else ""
+    return _Html(f"<header><h1>{title}</h1>{stamp}{facts}{_verdicts(report)}</header>")
+
+
+def _job_facts(job: dict) -> str:
+    facts = [
+        ("Job", job.get("id")),
+        ("State", job.get("state")),
+        ("Strategy", job.get("strategy")),
+        ("Foundation", job.get("foundation_model")),
+        ("Train data", job.get("train_dataset")),
+        ("Test data", job.get("test_dataset")),
+        ("Created", job.get("created_at") and _when(job["created_at"])),
+        ("Finished", job.get("finished_at") and _when(job["finished_at"])),
+        ("Duration", _duration(job.get("created_at"), job.get("finished_at"))),
+    ]
+    items = "".join(
+        f"<div><dt>{_esc(name)}</dt><dd>{_esc(value)}</dd></div>"
+        for name, value in facts
+        if value is not None
+    )
+    return f'<dl class="facts">{items}</dl>'
+
+
+def _hyperparameters(job: dict) -> str:
+    settings = job.get("effective_hyperparameters")
+    if not settings:
+        return ""
+    rows = [(name, _plain(value)) for name, value in settings.items()]
+    return (
+        f"<details><summary>Effective hyperparameters ({len(rows)})</summary>"
+        f"{_table(('Setting', 'Value'), rows)}</details>"
+    )
+
+
+def _verdicts(report: dict) -> str:
+    badges = [
+        badge
+        for badge in (
+            _force_badge(report.get("accuracy")),
+            _forgetting_badge(report.get("forgetting")),
+            _md_badge(report.get("md")),
+            _holes_badge(report.get("dimers")),
+            _warnings_badge(report.get("warnings")),
+        )
+        if badge is not None
+    ]
+    if not badges:
+        return ""
+    return f'<div class="verdicts">{"".join(_badge(b) for b in badges)}</div>'
+
+
+def _headline_dataset(accuracy: dict) -> tuple[str, dict]:
+    label = "test" if "test" in accuracy else next(iter(accuracy))
+    return label, accuracy[label]
+
+
+def _force_badge(accuracy: dict | None) -> Badge | None:
+    if not accuracy:
+        return None
+    label, metrics = _headline_dataset(accuracy)
+    rmse = metrics.get("forces_rmse_mev_per_a")
+    if rmse is None:
+        return None
+    level = _level(rmse, FORCE_RMSE_LIMITS_MEV_PER_A)
+    return Badge(f"{label} force RMSE", _num(rmse, "meV/Å"), level)
+
+
+def _forgetting_badge(forgetting: dict | None) -> Badge | None:
+    ratio = (forgetting or {}).get("force_rmse_ratio")
+    if ratio is None:
+        return None
+    return Badge(
+        "Forgetting (force RMSE ratio)", f"{_num(ratio)}×", _level(ratio, FORGETTING_RATIO_LIMITS)
+    )
+
+
+def _md_badge(md: list[dict] | None) -> Badge | None:
+    if not md:
+        return None
+    failed = sum(not run.get("stable") for run in md)
+    if failed:
+        return Badge("MD stable", f"no ({failed} of {len(md)} runs failed)", "bad")
+    return Badge("MD stable", f"yes ({len(md)} runs)", "good")
+
+
+def _holes_badge(dimers: dict | None) -> Badge | None:
+    if not dimers:
+        return None
+    curves = list((dimers.get("pairs") or {}).values()) + list(dimers.get("compression") or [])
+    holes = sum(bool(curve.get("hole")) for curve in curves)
+    return Badge("Dimer/compression holes", f"{holes} of {len(curves)}", "bad" if holes else "good")
+
+
+def _warnings_badge(warnings: list[str] | None) -> Badge | None:
+    if warnings is None:
+        return None
+    return Badge("Warnings", str(len(warnings)), "warn" if warnings else "good")
+
+
+# ---- warnings and checks ---------------------------------------------------------------------
+
+
+def _check_passed(value: Any) -> bool | None:
+    """True or False where the check states a verdict; None for checks that only record a value."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, dict):
+        verdicts = [value[key] for key in VERDICT_KEYS if isinstance(value.get(key), bool)]
+        return all(verdicts) if verdicts else None
+    return None
+
+
+def _attention(report: dict) -> str:
+    warnings = report.get("warnings") or []
+    checks = report.get("checks") or {}
+    failed = [name for name, value in checks.items() if _check_passed(value) is False]
+    boxes = []
+    if failed:
+        items = "".join(
+            f"<li><b>{_esc(name)}</b> {_esc(_plain(checks[name]))}</li>" for name in failed
+        )
+        boxes.append(f'<div class="alert bad"><b>Failed checks</b><ul>{items}</ul></div>')
+    if warnings:
+        items = "".join(f"<li>{_esc(text)}</li>" for text in warnings)
+        boxes.append(f'<div class="alert warn"><b>Warnings</b><ul>{items}</ul></div>')
+    return _section("Needs attention", *boxes) if boxes else ""
+
+
+def _checks_section(report: dict) -> str:
+    checks = report.get("checks")
+    if not checks:
+        return ""
+    rows = []
+    for name, value in checks.items():
+        passed = _check_passed(value)
+        shown = _num(value) if isinstance(value, float) else _plain(value)
+        rows.append((name, "—" if passed is None else _status(passed), shown))
+    return _section("Checks", _table(("Check", "Result", "Details"), rows, numeric_from=3))
+
+
+# ---- E0s -------------------------------------------------------------------------------------
+
+
+def _e0s_section(report: dict) -> str:
+    e0s = report.get("e0s")
+    if not e0s:
+        return ""
+    summary = (
+        f"<p>Method <b>{_esc(e0s.get('method') or '—')}</b> · fitted on "
+        f"{_esc(_count(e0s.get('n_configs')))} configurations"
+        + (f" · rank {_esc(_count(e0s['rank']))}" if e0s.get("rank") is not None else "")
+        + "</p>"
+    )
+    rmse = _table(
+        ("", "Foundation E0s", "Chosen E0s"),
+        [
+            (
+                "Energy RMSE on training data (meV/atom)",
+                _num(e0s.get("energy_rmse_before")),
+                _num(e0s.get("energy_rmse_after")),
+            )
+        ],
+    )
+    return _section("Reference energies (E0s)", summary, rmse, _e0s_table(e0s))
+
+
+def _e0s_table(e0s: dict) -> str:
+    isolated = e0s.get("isolated_atom_energies") or {}
+    headers = ("Element", "E0 (eV)") + (("Isolated atom (eV)",) if isolated else ())
+    rows = [
+        (symbol, _ev(value)) + ((_ev(isolated.get(symbol)),) if isolated else ())
+        for symbol, value in (e0s.get("e0s") or {}).items()
+    ]
+    return _table(headers, rows)
+
+
+def _ev(value: float | None) -> str:
+    # E0s are large and differ from the foundation's in the third decimal; keep meV resolution.
+    return "—" if value is None else f"{value:.4f}"
+
+
+# ---- learning curves -------------------------------------------------------------------------
+
+
+LEARNING_PANELS = (
+    ("loss", "Validation loss"),
+    ("valid_energy_rmse_mev_per_atom", "Energy RMSE (meV/atom)"),
+    ("valid_forces_rmse_mev_per_a", "Force RMSE (meV/Å)"),
+)
+
+
+def _learning_section(report: dict) -> str:
+    curve = report.get("learning_curve")
+    figure = _learning_figure(curve) if curve else ""
+    return _section("Learning curves", figure) if figure else ""
+
+
+def _learning_figure(curve: list[dict]) -> str:
+    panels = [
+        (key, title)
+        for key, title in LEARNING_PANELS
+        if any(_positive(entry.get(key)) for entry in curve)
+    ]
+    if not panels:
+        return ""
+    heads = list(dict.fromkeys(_head_of(entry) for entry in curve))
+    figure, axes = _panels(len(panels), columns=3)
+    for ax, (key, title) in zip(axes, panels, strict=True):
+        for index, head in enumerate(heads):
+            points = _head_series(curve, head, key)
+            if points:
+                x, y = zip(*points, strict=True)
+                ax.plot(
+                    x, y, marker="o", ms=3, label=_literal(head), color=_head_colour(head, index)
+                )
+        ax.set(yscale="log", title=title, xlabel="epoch (−1: before training)")
+        _plain_log_labels(ax)
+        ax.legend()
+    return _embed(figure, "Validation errors per epoch, one line per head (log scale)")
+
+
+def _head_of(entry: dict) -> str:
+    return entry.get("head") or "validation"
+
+
+def _head_series(curve: list[dict], head: str, key: str) -> list[tuple[int, float]]:
+    # mace evaluates once before the first epoch and logs it with epoch None.
+    return sorted(
+        (-1 if entry.get("epoch") is None else entry["epoch"], entry[key])
+        for entry in curve
+        if _head_of(entry) == head and _positive(entry.get(key))
+    )
+
+
+def _plain_log_labels(ax: Axes) -> None:
+    # "20" and "0.5" read faster than matplotlib's default "2×10¹" and "5×10⁻¹".
+    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.6)))
+
+
+def _positive(value: Any) -> bool:
+    return value is not None and value > 0
+
+
+# ---- accuracy --------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ParityQuantity:
+    key: str
+    title: str
+    unit: str
+    rmse_key: str
+    error_unit: str
+
+
+PARITY_QUANTITIES = (
+    ParityQuantity(
+        "energy_per_atom", "Energy per atom", "eV/atom", "energy_rmse_mev_per_atom", "meV/atom"
+    ),
+    ParityQuantity("forces", "Force components", "eV/Å", "forces_rmse_mev_per_a", "meV/Å"),
+)
+
+
+def _accuracy_section(report: dict) -> str:
+    accuracy = report.get("accuracy")
+    if not accuracy:
+        return ""
+    parts = []
+    for label, metrics in accuracy.items():
+        parts.append(
+            f"<h3>{_esc(label)} · {_esc(_count(metrics.get('n_configs')))} configurations</h3>"
+        )
+        parts.append(_metrics_table(metrics))
+        parts.append(_accuracy_figure(label, metrics))
+    return _section("Accuracy", *parts)
+
+
+def _metrics_table(metrics: dict) -> str:
+    subsets = {"all": metrics} | (metrics.get("per_config_type") or {})
+    columns = [
+        (key, name, unit)
+        for key, name, unit in METRICS
+        if any(row.get(key) is not None for row in subsets.values())
+    ]
+    headers = ["Config type", "Configs"] + [f"{name} ({unit})" for _, name, unit in columns]
+    rows = [
+        [name, _count(row.get("n_configs"))] + [_num(row.get(key)) for key, _, _ in columns]
+        for name, row in subsets.items()
+    ]
+    return _table(headers, rows)
+
+
+def _accuracy_figure(label: str, metrics: dict) -> str:
+    parity = metrics.get("parity") or {}
+    quantities = [q for q in PARITY_QUANTITIES if (parity.get(q.key) or {}).get("reference")]
+    if not quantities:
+        return ""
+    figure, axes = _panels(2 * len(quantities))
+    for quantity, parity_ax, error_ax in zip(quantities, axes[::2], axes[1::2], strict=True):
+        reference = np.asarray(parity[quantity.key]["reference"], dtype=float)
+        predicted = np.asarray(parity[quantity.key]["predicted"], dtype=float)
+        rmse = _num(metrics.get(quantity.rmse_key), quantity.error_unit)
+        _parity_panel(parity_ax, reference, predicted, quantity, rmse)
+        _error_histogram(error_ax, (predicted - reference) * 1e3, quantity)
+    return _embed(figure, f"{label}: predicted vs reference, and the distribution of errors")
+
+
+def _parity_panel(
+    ax: Axes, reference: np.ndarray, predicted: np.ndarray, quantity: ParityQuantity, rmse: str
+) -> None:
+    low = float(min(reference.min(), predicted.min()))
+    high = float(max(reference.max(), predicted.max()))
+    ax.plot([low, high], [low, high], color=REFERENCE_COLOUR, lw=0.8, ls="--", zorder=1)
+    # Few points are drawn large enough to see; many small, so their density shows.
+    size = 14 if reference.size < 1000 else 3
+    ax.scatter(reference, predicted, s=size, alpha=0.6, linewidths=0, rasterized=True, zorder=2)
+    ax.set(
+        title=quantity.title,
+        xlabel=f"reference ({quantity.unit})",
+        ylabel=f"predicted ({quantity.unit})",
+        aspect="equal",
+    )
+    ax.text(0.04, 0.94, f"RMSE {rmse}", transform=ax.transAxes, va="top")
+
+
+def _error_histogram(ax: Axes, errors: np.ndarray, quantity: ParityQuantity) -> None:
+    many = errors.size >= 500
+    # With many errors a log count axis shows the tail of large ones, which a linear axis flattens.
+    ax.hist(errors, bins=50 if many else 20, color="#7f7f7f", log=many)
+    ax.axvline(0.0, color=REFERENCE_COLOUR, lw=0.8, ls="--")
+    ax.set(
+        title=f"{quantity.title} error",
+        xlabel=f"predicted − reference ({quantity.error_unit})",
+        ylabel="count",
+    )
+
+
+# ---- forgetting ------------------------------------------------------------------------------
+
+
+def _forgetting_section(report: dict) -> str:
+    forgetting = report.get("forgetting")
+    if not forgetting:
+        return ""
+    foundation = forgetting.get("foundation") or {}
+    finetuned = forgetting.get("finetuned") or {}
+    rows = [
+        (
+            f"{name} ({unit})",
+            _num(foundation.get(key)),
+            _num(finetuned.get(key)),
+            _ratio(finetuned.get(key), foundation.get(key)),
+        )
+        for key, name, unit in METRICS
+        if foundation.get(key) is not None or finetuned.get(key) is not None
+    ]
+    intro = (
+        f"<p>Errors on <b>{_esc(forgetting.get('dataset') or 'the replay data')}</b> before and "
+        "after fine-tuning; a ratio above 1 means the model got worse there.</p>"
+    )
+    return _section(
+        "Forgetting",
+        intro,
+        _table(("Metric", "Foundation", "Fine-tuned", "Fine-tuned / foundation"), rows),
+    )
+
+
+def _ratio(numerator: float | None, denominator: float | None) -> str:
+    if numerator is None or not denominator:
+        return "—"
+    return f"{_num(numerator / denominator)}×"
+
+
+# ---- molecular dynamics ----------------------------------------------------------------------
+
+
+def _md_section(report: dict) -> str:
+    md = report.get("md")
+    if not md:
+        return ""
+    rows = [
+        (
+            run.get("structure"),
+            run.get("run"),
+            _num(run.get("survived_ps")),
+            _num(run.get("total_ps")),
+            _status(bool(run.get("stable"))),
+            run.get("failure") or "",
+        )
+        for run in md
+    ]
+    table = _table(
+        ("Structure", "Run", "Survived (ps)", "Length (ps)", "Stable", "Failure"),
+        rows,
+        numeric_from=2,
+    )
+    return _section("Molecular dynamics", table, _md_figure(md))
+
+
+def _md_figure(md: list[dict]) -> str:
+    traces = [
+        (key, label)
+        for key, label in (("temperature_K", "temperature (K)"), ("energy_ev", "E − E(t=0) (eV)"))
+        if any(run.get("time_ps") and run.get(key) for run in md)
+    ]
+    if not traces:
+        return ""
+    figure, axes = _panels(len(traces), columns=2)
+    for ax, (key, label) in zip(axes, traces, strict=True):
+        for index, run in enumerate(md):
+            if run.get("time_ps") and run.get(key):
+                _md_trace(ax, run, key, f"C{index}")
+        ax.set(xlabel="time (ps)", ylabel=label)
+    # One legend below both panels: inside, it would cover the end of the traces that matter.
+    entries = {
+        label: handle
+        for ax in axes
+        for handle, label in zip(*ax.get_legend_handles_labels(), strict=True)
+    }
+    figure.legend(
+        entries.values(), entries.keys(), loc="outside lower center", ncols=min(len(entries), 3)
+    )
+    return _embed(figure, "MD traces; a red × marks where an unstable run stopped")
+
+
+def _md_trace(ax: Axes, run: dict, key: str, colour: str) -> None:
+    time = np.asarray(run["time_ps"], dtype=float)
+    values = np.asarray(run[key], dtype=float)
+    # Total energies of different structures differ by far more than their drift; the change
+    # from the start is what shows whether the run conserves energy.
+    if key == "energy_ev":
+        values = values - values[0]
+    n = min(len(time), len(values))
+    ax.plot(
+        time[:n],
+        values[:n],
+        lw=1,
+        color=colour,
+        label=_literal(f"{run.get('structure')} · {run.get('run')}"),
+    )
+    if not run.get("stable"):
+        ax.plot(time[n - 1], values[n - 1], "x", color=HOLE_COLOUR, ms=9, mew=2, clip_on=False)
+
+
+# ---- radial distribution functions -----------------------------------------------------------
+
+
+def _rdf_section(report: dict) -> str:
+    pairs = (report.get("rdf") or {}).get("pairs")
+    if not pairs:
+        return ""
+    return _section("Radial distribution functions", _rdf_figure(pairs))
+
+
+def _rdf_figure(pairs: dict[str, dict]) -> str:
+    figure, axes = _panels(len(pairs))
+    for ax, (pair, rdf) in zip(axes, pairs.items(), strict=True):
+        emd = rdf.get("emd")
+        model_label = "model" + (f" (EMD {_num(emd)})" if emd is not None else "")
+        ax.plot(rdf["r"], rdf["model"], color=HEAD_COLOURS["target"], label=model_label)
+        if rdf.get("reference"):
+            ax.plot(rdf["r"], rdf["reference"], color=REFERENCE_COLOUR, ls="--", label="reference")
+        ax.set(title=_literal(pair), xlabel="r (Å)", ylabel="g(r)")
+        ax.legend()
+    return _embed(
+        figure, "Radial distribution functions, model vs reference (EMD: earth mover's distance)"
+    )
+
+
+# ---- dimers and compression ------------------------------------------------------------------
+
+
+def _dimers_section(report: dict) -> str:
+    dimers = report.get("dimers")
+    if not dimers:
+        return ""
+    parts = [
+        _dimer_figure(dimers.get("pairs") or {}),
+        _compression_figure(dimers.get("compression") or []),
+    ]
+    return _section("Dimers and compression", *parts) if any(parts) else ""
+
+
+def _dimer_figure(pairs: dict[str, dict]) -> str:
+    if not pairs:
+        return ""
+    figure, axes = _panels(len(pairs))
+    for ax, (pair, curve) in zip(axes, pairs.items(), strict=True):
+        _curve_panel(ax, pair, curve["r"], curve["energy"], bool(curve.get("hole")), "r (Å)")
+        _clip_repulsive_wall(ax, curve["r"], curve["energy"])
+    return _embed(
+        figure, "Dimer energy curves; red curves have a hole (energy falls at short range)"
+    )
+
+
+def _clip_repulsive_wall(ax: Axes, r: Sequence[float], energy: Sequence[float]) -> None:
+    ceiling = energy[int(np.argmax(r))] + DIMER_VIEW_ABOVE_TAIL_EV
+    if max(energy) > ceiling:
+        floor = min(energy)
+        ax.set_ylim(floor - 0.05 * (ceiling - floor), ceiling)
+
+
+def _compression_figure(curves: list[dict]) -> str:
+    if not curves:
+        return ""
+    figure, axes = _panels(len(curves))
+    for ax, curve in zip(axes, curves, strict=True):
+        _curve_panel(
+            ax,
+            curve.get("structure") or "",
+            curve["scale"],
+            curve["energy"],
+            bool(curve.get("hole")),
+            "lattice scale",
+        )
+    return _embed(figure, "Energy under uniform compression and expansion; red curves have a hole")
+
+
+def _curve_panel(
+    ax: Axes, title: str, x: Sequence[float], energy: Sequence[float], hole: bool, xlabel: str
+) -> None:
+    colour = HOLE_COLOUR if hole else HEAD_COLOURS["target"]
+    ax.plot(x, energy, color=colour, marker="o", ms=2.5)
+    ax.set_title(_literal(f"{title} — hole" if hole else title), color=colour if hole else "black")
+    ax.set(xlabel=xlabel, ylabel="energy (eV)")
