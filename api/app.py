@@ -5,12 +5,15 @@ from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
+from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
-from api.routes import datasets, foundations, jobs
+from api.routes import datasets, evaluations, events, foundations, jobs
 from core.config import Settings, get_settings
 from core.db import migrate
 from core.runner import context_from_settings
+from worker.celery_app import make_celery
+from worker.tasks import RUN_EVALUATION, RUN_JOB
 
 logger = logging.getLogger(__name__)
 
@@ -50,9 +53,18 @@ def create_app(
     )
     app.state.settings = settings
     app.state.context = context_from_settings(settings)
-    app.state.enqueue = enqueue or _celery_enqueue(settings)
+    app.state.enqueue = enqueue or _celery_enqueue(settings, RUN_JOB)
+    app.state.enqueue_evaluation = _celery_enqueue(settings, RUN_EVALUATION)
     install_error_handlers(app)
-    for module in (datasets, jobs, foundations):
+    if settings.cors_origins:
+        # Browser front ends on other origins; the bearer token travels in Authorization.
+        app.add_middleware(
+            CORSMiddleware,
+            allow_origins=settings.cors_origins,
+            allow_methods=["*"],
+            allow_headers=["*"],
+        )
+    for module in (datasets, jobs, events, evaluations, foundations):
         app.include_router(module.router)
 
     @app.get("/health", tags=["health"])
@@ -62,16 +74,11 @@ def create_app(
     return app
 
 
-def _celery_enqueue(settings: Settings) -> Callable[[str], None]:
-    from worker.celery_app import make_celery
-    from worker.tasks import RUN_JOB
-
+def _celery_enqueue(settings: Settings, task: str) -> Callable[[str], None]:
     celery = make_celery(settings)
 
-    def enqueue(job_id: str) -> None:
-        celery.send_task(RUN_JOB, args=[job_id])
-        logger.info("job=%s enqueued", job_id)
+    def enqueue(object_id: str) -> None:
+        celery.send_task(task, args=[object_id])
+        logger.info("%s enqueued id=%s", task, object_id)
 
     return enqueue
-
-

@@ -27,6 +27,8 @@ class Settings(BaseSettings):
     start_embedded_worker: bool = True
     # Upper bound on an uploaded dataset, in bytes.
     max_upload_bytes: int = 512 * 1024 * 1024
+    # Browser origins allowed to call the API (CORS), as JSON: '["https://lab.example.org"]'.
+    cors_origins: list[str] = []
 
     @property
     def resolved_database_url(self) -> str:

@@ -108,12 +108,15 @@ def _fetch_inputs(context: JobContext, spec: JobSpec, folder: Path) -> JobFiles:
     train = fetch(spec.train_dataset, "train")
     assert train is not None
     replay = replay_of(spec.strategy)
+    forgetting = spec.evaluation.replay_dataset or (replay.dataset if replay else None)
     return JobFiles(
         train=train,
         valid=fetch(spec.valid_dataset, "valid"),
         test=fetch(spec.test_dataset, "test"),
         isolated_atoms=fetch(spec.isolated_atoms_dataset, "isolated_atoms"),
         replay=fetch(replay.dataset if replay else None, "replay"),
+        forgetting=fetch(forgetting, "forgetting"),
+        reference=fetch(spec.evaluation.reference_dataset, "reference"),
     )
 
 
@@ -142,7 +145,7 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
                 **result.e0_fit.to_dict(),
                 "isolated_atom_energies": result.isolated_atom_energies,
             },
-            metrics={"test": result.test_metrics.to_dict() if result.test_metrics else None},
+            metrics=result.evaluation,
             checks=checks,
             **keys,
         )

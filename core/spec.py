@@ -156,6 +156,20 @@ def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
     return None
 
 
+class EvaluationSettings(BaseModel):
+    """What a model is evaluated on besides its test set (science.md §3)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Pretraining-like data for the forgetting ratio; replay strategies default to their replay set.
+    replay_dataset: str | None = None
+    # Structures whose RDFs the model's MD is compared with; by default the test set.
+    reference_dataset: str | None = None
+    md: bool = True
+    md_structures: int = Field(default=1, ge=1, le=10)
+    dimers: bool = True
+
+
 class JobSpec(BaseModel):
     """What to fine-tune, on which data, how. Datasets are referred to by their ids."""
 
@@ -173,6 +187,7 @@ class JobSpec(BaseModel):
     # when the training set does not contain them itself.
     isolated_atoms_dataset: str | None = None
     hyperparameters: Hyperparameters = Hyperparameters()
+    evaluation: EvaluationSettings = EvaluationSettings()
 
     @field_validator("e0s")
     @classmethod
@@ -202,3 +217,30 @@ class JobSpec(BaseModel):
                 "fine-tuning; choose estimated, isolated_atoms, foundation or explicit values"
             )
         return self
+
+
+class ModelReference(BaseModel):
+    """A job's fine-tuned model or an unmodified foundation model, to compare against it."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    job: str | None = None
+    foundation_model: str | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> "ModelReference":
+        if (self.job is None) == (self.foundation_model is None):
+            raise ValueError("name exactly one of job or foundation_model")
+        return self
+
+
+class EvaluationSpec(BaseModel):
+    """Any model × dataset pair, evaluated like a job's model."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    model: ModelReference
+    dataset: str
+    # The foundation the forgetting ratio compares with; a job's own foundation by default.
+    foundation_model: str | None = None
+    settings: EvaluationSettings = EvaluationSettings()

@@ -38,6 +38,10 @@ def submit_job(session: Session, spec: JobSpec, registry: FoundationRegistry) ->
             )
     if spec.isolated_atoms_dataset is not None:
         referenced_dataset(session, spec.isolated_atoms_dataset, "isolated_atoms_dataset")
+    for role in ("replay_dataset", "reference_dataset"):
+        dataset_id = getattr(spec.evaluation, role)
+        if dataset_id is not None:
+            referenced_dataset(session, dataset_id, f"evaluation.{role}")
     if not registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"

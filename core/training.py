@@ -19,7 +19,7 @@ from core import model_checks
 from core.datasets import labels_of, read_configurations, write_mace_extxyz
 from core.e0s import E0Fit
 from core.errors import InvalidSpecError, TrainingFailedError
-from core.evaluation.accuracy import AccuracyMetrics, accuracy
+from core.evaluation.suite import EvaluationData, evaluate_model
 from core.foundations import FoundationModel
 from core.mace_process import run_mace_training
 from core.replay import ReplayFile, prepare_replay_file
@@ -50,6 +50,9 @@ class JobFiles:
     test: Path | None = None
     isolated_atoms: Path | None = None
     replay: Path | None = None
+    # Evaluation only: pretraining-like data for the forgetting ratio, and RDF reference data.
+    forgetting: Path | None = None
+    reference: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -58,7 +61,8 @@ class TrainingResult:
     model_path: Path
     e0_fit: E0Fit
     isolated_atom_energies: dict[str, float]
-    test_metrics: AccuracyMetrics | None
+    # The report sections of core.evaluation.suite (accuracy, forgetting, md, rdf, dimers).
+    evaluation: dict[str, Any]
     checks: dict[str, Any] = field(default_factory=dict)
     warnings: list[str] = field(default_factory=list)
     # Replay strategies: the full model with its replay head, and how the replay set was made.
@@ -132,15 +136,21 @@ def run_training(
     )
     checks["e0s"] = {"verified": True, "isolated_atoms_checked": lone_atoms_exact}
 
-    metrics = None
-    if files.test is not None:
-        progress.stage("evaluating")
-        metrics = accuracy(delivered, read_configurations(files.test), device=device)
+    evaluation = evaluate_model(
+        delivered,
+        EvaluationData(
+            test=_read(files.test), replay=_read(files.forgetting), reference=_read(files.reference)
+        ),
+        spec.evaluation,
+        foundation=foundation_model,
+        on_stage=progress.stage,
+        device=device,
+    )
     return TrainingResult(
         model_path=delivered_path,
         e0_fit=fit,
         isolated_atom_energies=isolated_energies,
-        test_metrics=metrics,
+        evaluation=evaluation,
         checks=checks,
         warnings=warnings,
         multihead_model_path=full_path if delivered is not full else None,
@@ -269,6 +279,10 @@ def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], rol
             f"the foundation model does not know element(s) {', '.join(missing)} of the "
             f"{role}; fine-tune a foundation that covers them or train from scratch"
         )
+
+
+def _read(path: Path | None) -> list[ase.Atoms] | None:
+    return read_configurations(path) if path is not None else None
 
 
 def _isolated_atoms(configs: list[ase.Atoms], files: JobFiles) -> list[ase.Atoms]:

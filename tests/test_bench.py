@@ -37,3 +37,46 @@ def test_platform_overhead_benchmark_runs_both_paths(demo_foundation, capsys) ->
 
     printed = capsys.readouterr().out
     assert float(printed.split("ratio (target ≤ 1.05)")[1].split()[0]) > 0
+
+
+def printed_numbers(printed: str, name: str) -> list[float]:
+    """The numbers of the printed row `name   a / b / c`."""
+    line = next(line for line in printed.splitlines() if line.startswith(f"{name} "))
+    return [float(part) for part in line.removeprefix(name).split("/")]
+
+
+def test_api_load_benchmark_measures_requests_and_upload_and_leaves_nothing_queued(
+    demo_foundation, capsys
+) -> None:
+    import redis
+
+    from bench import api_load
+
+    api_load.main(["--small"])
+
+    printed = capsys.readouterr().out
+    for endpoint in ("POST /jobs", "GET /jobs/{id}"):
+        assert printed_numbers(printed, f"{endpoint}: requests/s")[0] > 0
+        p50, p99 = printed_numbers(printed, f"{endpoint}: p50 / p99 latency (ms)")
+        assert 0 < p50 <= p99
+    megabytes, configs, atoms = printed_numbers(
+        printed, "upload: size (MB) / configurations / atoms"
+    )
+    assert megabytes >= 2 and configs > 0 and atoms > configs
+    assert printed_numbers(printed, "upload + validation + storage (MB/s)")[0] > 0
+    before, after = printed_numbers(printed, "server peak RSS before / after upload (MB)")
+    assert 0 < before <= after
+    assert redis.Redis.from_url(api_load.BROKER_URL).dbsize() == 0
+
+
+def test_strategy_throughput_benchmark_measures_each_strategy(demo_foundation, capsys) -> None:
+    from bench import strategy_throughput
+
+    strategy_throughput.main(["--small"])
+
+    printed = capsys.readouterr().out
+    for strategy in ("naive", "multihead_replay"):
+        rate, seconds, peak = printed_numbers(
+            printed, f"{strategy}: configurations/s / training stage (s) / peak RSS (MB)"
+        )
+        assert rate > 0 and seconds > 0 and peak > 0

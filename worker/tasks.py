@@ -3,6 +3,7 @@
 import logging
 
 from core.config import get_settings
+from core.evaluations import execute_evaluation
 from core.runner import context_from_settings, execute_job
 from worker.celery_app import app
 
@@ -10,10 +11,17 @@ logger = logging.getLogger(__name__)
 
 
 RUN_JOB = "mlft.run_job"
+RUN_EVALUATION = "mlft.run_evaluation"
 
 
 @app.task(name=RUN_JOB)
 def run_job(job_id: str) -> str:
     state = execute_job(context_from_settings(get_settings()), job_id)
     logger.info("job=%s ended in state %s", job_id, state.value)
+    return state.value
+
+
+@app.task(name=RUN_EVALUATION)
+def run_evaluation(evaluation_id: str) -> str:
+    state = execute_evaluation(context_from_settings(get_settings()), evaluation_id)
     return state.value

@@ -1,22 +1,73 @@
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Request, status
-from fastapi.responses import FileResponse
+from fastapi import APIRouter, Body, Request, status
+from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import ContextDep, RegistryDep, SessionDep
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
+from core.job_report import job_report
 from core.jobs import cancel_job, get_job, list_jobs
 from core.models import JobState
+from core.reports import render_html
 from core.spec import JobSpec
 from core.submission import submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
+# Shown in /docs; dataset ids are placeholders for ids returned by POST /datasets.
+JOB_SPEC_EXAMPLES: dict[str, dict[str, Any]] = {
+    "defaults": {
+        "summary": "Naive fine-tuning with estimated E0s (the defaults)",
+        "value": {"train_dataset": "<train id>", "test_dataset": "<test id>"},
+    },
+    "isolated_atoms": {
+        "summary": "E0s from isolated atoms at the training data's level of theory",
+        "value": {
+            "train_dataset": "<train id>",
+            "test_dataset": "<test id>",
+            "e0s": "isolated_atoms",
+            "isolated_atoms_dataset": "<isolated atoms id>",
+            "hyperparameters": {"max_num_epochs": 10},
+        },
+    },
+    "freeze": {
+        "summary": "Freeze embedding and interactions; products and readouts train",
+        "value": {"train_dataset": "<train id>", "strategy": {"name": "freeze_interactions"}},
+    },
+    "lora": {
+        "summary": "LoRA adapters (rank 4), merged into the delivered model",
+        "value": {
+            "train_dataset": "<train id>",
+            "strategy": {"name": "lora", "rank": 4, "alpha": 1.0},
+        },
+    },
+    "pseudolabel_replay": {
+        "summary": "Replay 200 foundation-labelled structures picked by farthest-point sampling",
+        "value": {
+            "train_dataset": "<train id>",
+            "strategy": {
+                "name": "pseudolabel_replay",
+                "replay": {"dataset": "<replay id>", "num_samples": 200, "selection": "fps"},
+            },
+        },
+    },
+    "scratch": {
+        "summary": "The baseline: a new MACE trained on the data alone",
+        "value": {
+            "train_dataset": "<train id>",
+            "strategy": {"name": "scratch", "architecture": {"r_max": 5.0}},
+            "e0s": {"H": -13.57, "C": -1026.85},
+        },
+    },
+}
 
 
 @router.post("", status_code=status.HTTP_201_CREATED, response_model=JobPublic)
 def create_job(
-    spec: JobSpec, session: SessionDep, registry: RegistryDep, request: Request
+    spec: Annotated[JobSpec, Body(openapi_examples=JOB_SPEC_EXAMPLES)],
+    session: SessionDep,
+    registry: RegistryDep,
+    request: Request,
 ) -> JobPublic:
     """Queue a fine-tuning job; it runs on the next free worker."""
     job = submit_job(session, spec, registry)
@@ -69,8 +120,19 @@ def download_model(
 
 @router.get("/{job_id}/metrics")
 def read_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
-    """Test-set errors of the fine-tuned model (meV/atom, meV/Å) and the E0s it carries."""
+    """What the evaluation stage measured (test-set errors in meV/atom and meV/Å, forgetting,
+    MD stability, RDFs, dimer curves) and the E0s the model carries."""
     job = get_job(session, job_id)
     if job.state is not JobState.SUCCEEDED or job.metrics is None:
         raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no metrics yet")
     return {"job_id": job.id, **job.metrics, "e0s": job.e0s}
+
+
+@router.get("/{job_id}/report", response_model=None)
+def read_report(
+    job_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
+) -> dict[str, Any] | HTMLResponse:
+    """Everything measured about the job: E0s, learning curves, accuracy, forgetting, MD
+    stability, RDFs, dimer curves; `format=html` gives a self-contained page with plots."""
+    report = job_report(get_job(session, job_id))
+    return HTMLResponse(render_html(report)) if format == "html" else report

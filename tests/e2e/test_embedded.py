@@ -16,7 +16,11 @@ def test_embedded_service_runs_a_job_on_sqlite_and_a_folder_broker(
         train = upload(client, target_files["train"])
         job_id = client.post(
             "/jobs",
-            json={"train_dataset": train["id"], "hyperparameters": {"max_num_epochs": 1}},
+            json={
+                "train_dataset": train["id"],
+                "hyperparameters": {"max_num_epochs": 1},
+                "evaluation": {"md": False, "dimers": False},
+            },
         ).json()["id"]
 
         job = wait_for(client, f"/jobs/{job_id}", timeout=600)

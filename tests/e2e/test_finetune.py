@@ -58,7 +58,7 @@ def test_naive_fine_tune_runs_on_the_worker_and_delivers_an_ase_ready_model(
         assert atom.get_potential_energy() == pytest.approx(e0, abs=1e-6)
 
     metrics = client.get(f"/jobs/{job_id}/metrics").json()
-    test = metrics["test"]
+    test = metrics["accuracy"]["test"]
     assert test["n_configs"] == 12
     assert 0 < test["energy_rmse_mev_per_atom"] < e0s["energy_rmse_before"]
     assert test["forces_rmse_mev_per_a"] > 0
@@ -75,6 +75,7 @@ def test_scratch_baseline_trains_a_new_model_with_averaged_e0s(
         },
         "e0s": "average",
         "hyperparameters": {"max_num_epochs": 2, "batch_size": 10},
+        "evaluation": {"md": False, "dimers": False},
     }
     job_id = client.post("/jobs", json=spec).json()["id"]
 

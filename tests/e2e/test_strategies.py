@@ -16,6 +16,8 @@ from tests.e2e.conftest import wait_for_job
 pytestmark = pytest.mark.e2e
 HCNO = {"H", "C", "N", "O"}
 EPOCHS = {"max_num_epochs": 2, "batch_size": 10}
+# MD and dimer scans are tested in test_evaluation.py; here they would only cost time.
+QUICK = {"md": False, "dimers": False}
 
 
 def replay_structures(count: int) -> list[ase.Atoms]:
@@ -45,7 +47,7 @@ def ids(client, tmp_path_factory, target_files) -> dict[str, str]:
 
 
 def run_job(client, settings, spec: dict) -> dict:
-    response = client.post("/jobs", json={**spec, "hyperparameters": EPOCHS})
+    response = client.post("/jobs", json={**spec, "hyperparameters": EPOCHS, "evaluation": QUICK})
     assert response.status_code == 201, response.text
     job = wait_for_job(client, response.json()["id"], settings.data_dir / "worker.log")
     assert job["state"] == "succeeded", job["error"]

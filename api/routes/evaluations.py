@@ -1,0 +1,51 @@
+from typing import Any, Literal
+
+from fastapi import APIRouter, Request, status
+from fastapi.responses import HTMLResponse
+
+from api.deps import ContextDep, SessionDep
+from core.evaluations import get_evaluation, submit_evaluation
+from core.job_report import evaluation_report
+from core.models import Evaluation
+from core.reports import render_html
+from core.spec import EvaluationSpec
+
+router = APIRouter(prefix="/evaluations", tags=["evaluations"])
+
+
+def _public(evaluation: Evaluation) -> dict[str, Any]:
+    return {
+        "id": evaluation.id,
+        "state": evaluation.state.value,
+        "stage": evaluation.stage,
+        "spec": evaluation.spec,
+        "report": evaluation.report,
+        "error": evaluation.error,
+        "created_at": evaluation.created_at,
+        "started_at": evaluation.started_at,
+        "finished_at": evaluation.finished_at,
+    }
+
+
+@router.post("", status_code=status.HTTP_201_CREATED)
+def create_evaluation(
+    spec: EvaluationSpec, session: SessionDep, context: ContextDep, request: Request
+) -> dict[str, Any]:
+    """Evaluate a job's model, or an unmodified foundation model to compare against, on a dataset:
+    accuracy, forgetting, MD stability, RDFs and short-range repulsion."""
+    evaluation = submit_evaluation(session, spec, context)
+    request.app.state.enqueue_evaluation(evaluation.id)
+    return _public(evaluation)
+
+
+@router.get("/{evaluation_id}")
+def read_evaluation(evaluation_id: str, session: SessionDep) -> dict[str, Any]:
+    return _public(get_evaluation(session, evaluation_id))
+
+
+@router.get("/{evaluation_id}/report", response_model=None)
+def read_evaluation_report(
+    evaluation_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
+) -> dict[str, Any] | HTMLResponse:
+    report = evaluation_report(get_evaluation(session, evaluation_id))
+    return HTMLResponse(render_html(report)) if format == "html" else report

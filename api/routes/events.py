@@ -1,0 +1,126 @@
+"""GET /jobs/{id}/events: a job's progress as server-sent events, read from its row.
+
+The database is the truth, so the stream polls the row (a new short session each time) rather than
+listening to the worker; any API process can serve any job's stream.
+"""
+
+import asyncio
+import json
+import time
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+from fastapi import APIRouter
+from fastapi.responses import StreamingResponse
+from starlette.concurrency import run_in_threadpool
+
+from api.deps import ContextDep
+from api.schemas import JobPublic
+from core.jobs import TERMINAL_STATES, get_job
+from core.models import JobState
+from core.runner import JobContext
+
+router = APIRouter(prefix="/jobs", tags=["jobs"])
+POLL_SECONDS = 0.5
+# Proxies and load balancers drop connections that stay silent; a comment line keeps it open.
+KEEPALIVE_SECONDS = 15.0
+# Where core.training has mace-torch write its output, inside the job's working folder.
+MACE_LOG_NAME = "mace.log"
+# Bounds what one poll sends of a long log, so a late subscriber catches up without a burst.
+LOG_CHUNK_BYTES = 64 * 1024
+STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
+EVENT_STREAM_DOC = {
+    200: {
+        "content": {"text/event-stream": {}},
+        "description": "`state` on every state or stage change (the first event is the current "
+        "state), `epoch` for each record of the job's `epochs` (those already there first), "
+        "`log` for each new line of mace-torch's output when `log=true`; the stream ends after "
+        "the job reaches succeeded, failed or cancelled.",
+    }
+}
+
+
+@router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM_DOC)
+def stream_job_events(job_id: str, context: ContextDep, log: bool = False) -> StreamingResponse:
+    """Follow a job live as server-sent events until it ends."""
+    first = read_job(context, job_id)
+    tail = LogTail(context.work_root / job_id / MACE_LOG_NAME) if log else None
+    return StreamingResponse(
+        job_events(context, first, tail), media_type="text/event-stream", headers=STREAM_HEADERS
+    )
+
+
+def read_job(context: JobContext, job_id: str) -> JobPublic:
+    with context.sessions() as session:
+        return JobPublic.of(get_job(session, job_id))
+
+
+class LogTail:
+    """New complete lines of a growing file. Yields nothing while the file is absent: a worker
+    on another machine, a job not started yet, or a finished job whose folder is removed."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.offset = 0
+        self.partial = b""
+
+    def new_lines(self) -> list[str]:
+        try:
+            with self.path.open("rb") as stream:
+                # Shorter than what was read: a retried job's folder was made afresh.
+                if stream.seek(0, 2) < self.offset:
+                    self.offset, self.partial = 0, b""
+                stream.seek(self.offset)
+                chunk = stream.read(LOG_CHUNK_BYTES)
+        except OSError:
+            return []
+        self.offset += len(chunk)
+        *lines, self.partial = (self.partial + chunk).split(b"\n")
+        return [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+
+
+async def job_events(
+    context: JobContext, job: JobPublic, tail: LogTail | None
+) -> AsyncIterator[str]:
+    shown: tuple[JobState, str | None] | None = None
+    epochs_sent = 0
+    last_sent = time.monotonic()
+    while True:
+        # A retried job starts its epochs over.
+        if len(job.epochs) < epochs_sent:
+            epochs_sent = 0
+        frames = [event_frame("epoch", entry) for entry in job.epochs[epochs_sent:]]
+        epochs_sent = len(job.epochs)
+        if tail is not None:
+            lines = await run_in_threadpool(tail.new_lines)
+            frames += [event_frame("log", {"line": line}) for line in lines]
+        if (job.state, job.progress.stage) != shown:
+            shown = (job.state, job.progress.stage)
+            # The terminal state comes last, so a client that stops there has seen everything.
+            state = event_frame("state", state_data(job))
+            frames = [*frames, state] if job.state in TERMINAL_STATES else [state, *frames]
+        if not frames and time.monotonic() - last_sent >= KEEPALIVE_SECONDS:
+            frames = [": keepalive\n\n"]
+        if frames:
+            yield "".join(frames)
+            last_sent = time.monotonic()
+        if job.state in TERMINAL_STATES:
+            return
+        await asyncio.sleep(POLL_SECONDS)
+        job = await run_in_threadpool(read_job, context, job.id)
+
+
+def state_data(job: JobPublic) -> dict[str, Any]:
+    return {
+        "state": job.state.value,
+        "stage": job.progress.stage,
+        "epochs_done": job.progress.epochs_done,
+        "max_epochs": job.progress.max_epochs,
+        "error": job.error,
+    }
+
+
+def event_frame(name: str, data: dict[str, Any]) -> str:
+    # json.dumps writes no newlines, so one `data:` line carries the whole object.
+    return f"event: {name}\ndata: {json.dumps(data)}\n\n"

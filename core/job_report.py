@@ -1,0 +1,50 @@
+"""The report of a job or an evaluation: one JSON-ready dict, rendered to HTML by core.reports."""
+
+from datetime import datetime, timezone
+from typing import Any
+
+from core.models import Evaluation, Job
+
+
+def job_report(job: Job) -> dict[str, Any]:
+    spec = job.spec
+    strategy = spec["strategy"]["name"]
+    return {
+        "title": f"mlft job {job.id}: {strategy} fine-tune of {spec['foundation_model']}",
+        "generated_at": _now(),
+        "job": {
+            "id": job.id,
+            "state": job.state.value,
+            "strategy": strategy,
+            "foundation_model": spec["foundation_model"],
+            "train_dataset": spec["train_dataset"],
+            "test_dataset": spec.get("test_dataset"),
+            "created_at": _iso(job.created_at),
+            "finished_at": _iso(job.finished_at),
+            "effective_hyperparameters": job.effective_hyperparameters,
+        },
+        "warnings": job.warnings,
+        "checks": job.checks,
+        "e0s": job.e0s,
+        "learning_curve": job.epochs,
+        **(job.metrics or {}),
+    }
+
+
+def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
+    model = evaluation.spec["model"]
+    name = model.get("job") or model.get("foundation_model")
+    return {
+        "title": f"mlft evaluation {evaluation.id} of {name}",
+        "generated_at": _now(),
+        "warnings": [],
+        **(evaluation.report or {}),
+    }
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _iso(moment: datetime | None) -> str | None:
+    return moment.isoformat(timespec="seconds") if moment else None

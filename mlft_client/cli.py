@@ -1,0 +1,216 @@
+"""`mlft`: the service from a shell. Client commands talk to a server at --url; `serve` and
+`worker` run the server side on this machine."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from mlft_client.client import Client
+from mlft_client.errors import MlftError
+
+DEFAULT_URL = "http://127.0.0.1:8000"
+Handler = Callable[[argparse.Namespace, Client], int]
+
+
+class CommandError(Exception):
+    """Something wrong on this side (an unreadable spec), said in one line like server errors."""
+
+
+def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None) -> int:
+    """Run one command; `http` replaces the client's own connection (tests pass a TestClient)."""
+    args = build_parser().parse_args(argv)
+    try:
+        if args.local:
+            return args.handler(args)
+        with Client(args.url, args.token, http=http) as client:
+            return args.handler(args, client)
+    except (MlftError, CommandError) as error:
+        return fail(str(error))
+    except OSError as error:
+        return fail(describe_os_error(error))
+    except KeyboardInterrupt:
+        return 130
+
+
+def fail(message: str) -> int:
+    print(f"mlft: error: {message}", file=sys.stderr)
+    return 1
+
+
+def describe_os_error(error: OSError) -> str:
+    if error.filename is None:
+        return str(error)
+    return f"{error.filename}: {error.strerror or error}"
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlft", description="Fine-tune MACE foundation models.")
+    parser.add_argument(
+        "--url",
+        default=os.environ.get("MLFT_URL", DEFAULT_URL),
+        help="the mlft server (default: $MLFT_URL or %(default)s)",
+    )
+    parser.add_argument(
+        "--token", default=os.environ.get("MLFT_TOKEN"), help="bearer token ($MLFT_TOKEN)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    _add_dataset_commands(commands.add_parser("datasets", help="upload and list datasets"))
+    _add_job_commands(commands.add_parser("jobs", help="submit, follow and download jobs"))
+    serve = _command(commands, "serve", run_server, "run the API server here", local=True)
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8000)
+    _command(commands, "worker", run_worker, "run a training worker here", local=True)
+    return parser
+
+
+def _add_dataset_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    upload = _command(commands, "upload", upload_datasets, "upload extxyz files; prints each id")
+    upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
+    _command(commands, "list", list_datasets, "list uploaded datasets")
+
+
+def _add_job_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    submit = _command(commands, "submit", submit_job, "submit a job spec (JSON or YAML)")
+    submit.add_argument("spec", type=Path, metavar="SPEC")
+    submit.add_argument("--watch", action="store_true", help="then follow it until it ends")
+    _command(commands, "list", list_jobs, "list jobs, newest first")
+    for name, handler, text in [
+        ("show", show_job, "print a job as JSON"),
+        ("watch", watch_job, "follow a job with a progress bar until it ends"),
+        ("cancel", cancel_job, "cancel a queued or running job"),
+    ]:
+        _command(commands, name, handler, text).add_argument("job_id", metavar="ID")
+    download = _command(commands, "download", download_model, "download a job's model")
+    download.add_argument("job_id", metavar="ID")
+    download.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
+    download.add_argument("--variant", choices=["target", "multihead"], default="target")
+
+
+def _command(
+    commands: Any, name: str, handler: Callable[..., int], text: str, *, local: bool = False
+) -> argparse.ArgumentParser:
+    parser = commands.add_parser(name, help=text, description=text)
+    parser.set_defaults(handler=handler, local=local)
+    return parser
+
+
+def upload_datasets(args: argparse.Namespace, client: Client) -> int:
+    for path in args.files:
+        dataset = client.upload_dataset(path)
+        # The id alone on stdout, so `TRAIN=$(mlft datasets upload train.extxyz)` works.
+        print(dataset["id"])
+        print(f"{path}: {describe_dataset(dataset)}", file=sys.stderr)
+    return 0
+
+
+def list_datasets(_args: argparse.Namespace, client: Client) -> int:
+    for dataset in client.datasets():
+        print(f"{dataset['id']}  {dataset['name']}  {describe_dataset(dataset)}")
+    return 0
+
+
+def describe_dataset(dataset: dict[str, Any]) -> str:
+    summary = dataset.get("summary", {})
+    elements = " ".join(summary.get("elements", []))
+    return f"{summary.get('n_configs', '?')} configurations, elements {elements or '?'}"
+
+
+def submit_job(args: argparse.Namespace, client: Client) -> int:
+    job = client.create_job(read_spec(args.spec))
+    print(job["id"])
+    for warning in job.get("warnings", []):
+        print(f"mlft: warning: {warning}", file=sys.stderr)
+    return follow(client, job["id"]) if args.watch else 0
+
+
+def read_spec(path: Path) -> dict[str, Any]:
+    text = path.read_text(encoding="utf-8")
+    if path.suffix.lower() in {".yaml", ".yml"}:
+        spec = _load_yaml(text, path)
+    else:
+        try:
+            spec = json.loads(text)
+        except json.JSONDecodeError as error:
+            raise CommandError(f"{path} is not valid JSON: {error}") from error
+    if not isinstance(spec, dict):
+        raise CommandError(f"{path} must hold one object (the job spec), not a list or value")
+    return spec
+
+
+def _load_yaml(text: str, path: Path) -> Any:
+    try:
+        import yaml
+    except ImportError as error:
+        raise CommandError(f"reading {path} needs PyYAML; write the spec as JSON") from error
+    try:
+        return yaml.safe_load(text)
+    except yaml.YAMLError as error:
+        raise CommandError(f"{path} is not valid YAML: {error}") from error
+
+
+def list_jobs(_args: argparse.Namespace, client: Client) -> int:
+    for job in client.jobs():
+        progress = job["progress"]
+        print(
+            f"{job['id']}  {job['state']:<9}  {job['spec']['strategy']['name']:<19}  "
+            f"{progress['epochs_done']}/{progress['max_epochs']} epochs  {job['created_at']}"
+        )
+    return 0
+
+
+def show_job(args: argparse.Namespace, client: Client) -> int:
+    print(json.dumps(client.job(args.job_id), indent=2))
+    return 0
+
+
+def watch_job(args: argparse.Namespace, client: Client) -> int:
+    return follow(client, args.job_id)
+
+
+def follow(client: Client, job_id: str) -> int:
+    """Exit status 0 only for a job that succeeded, so scripts can chain on it."""
+    job = client.wait(job_id, progress=True)
+    if job["state"] == "succeeded":
+        print(f"job {job_id} succeeded")
+        return 0
+    reason = f": {job['error']}" if job.get("error") else ""
+    return fail(f"job {job_id} {job['state']}{reason}")
+
+
+def cancel_job(args: argparse.Namespace, client: Client) -> int:
+    print(f"job {args.job_id} {client.cancel(args.job_id)['state']}")
+    return 0
+
+
+def download_model(args: argparse.Namespace, client: Client) -> int:
+    print(client.download_model(args.job_id, args.output, variant=args.variant))
+    return 0
+
+
+def run_server(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port)
+    return 0
+
+
+def run_worker(_args: argparse.Namespace) -> int:
+    import subprocess
+
+    from worker.local import worker_command
+
+    return subprocess.call(worker_command())
+
+
+if __name__ == "__main__":
+    sys.exit(main())

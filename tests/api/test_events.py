@@ -1,0 +1,145 @@
+"""GET /jobs/{id}/events: a job followed live as server-sent events, straight from its row."""
+
+import json
+import time
+from collections.abc import Iterable, Iterator
+from typing import Any
+
+import pytest
+
+from api.routes import events as events_route
+from core.jobs import record_epoch, transition
+from core.models import JobState
+from tests.conftest import upload
+
+Event = tuple[str, dict[str, Any]]
+# A broken stream fails the test instead of hanging it (keep-alives arrive every poll here).
+STREAM_DEADLINE_S = 20
+
+
+@pytest.fixture(scope="module")
+def train_id(client, target_files) -> str:
+    return upload(client, target_files["train"])["id"]
+
+
+@pytest.fixture(autouse=True)
+def frequent_keepalives(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(events_route, "KEEPALIVE_SECONDS", 0.1)
+
+
+@pytest.fixture()
+def job_id(client, train_id) -> str:
+    response = client.post("/jobs", json={"train_dataset": train_id})
+    assert response.status_code == 201, response.text
+    return response.json()["id"]
+
+
+def sse_events(lines: Iterable[str]) -> Iterator[Event]:
+    """A reading of the wire format independent of mlft_client: `event:`, `data:`, blank line."""
+    deadline = time.monotonic() + STREAM_DEADLINE_S
+    name, data = None, None
+    for line in lines:
+        assert time.monotonic() < deadline, "the event stream did not end"
+        if line.startswith(":"):
+            continue
+        if line.startswith("event: "):
+            name = line.removeprefix("event: ")
+        elif line.startswith("data: "):
+            data = json.loads(line.removeprefix("data: "))
+        elif line == "" and name is not None:
+            yield name, data
+            name, data = None, None
+
+
+def state(value: str, *, stage: str | None = None, epochs_done: int = 0) -> Event:
+    return "state", {
+        "state": value,
+        "stage": stage,
+        "epochs_done": epochs_done,
+        "max_epochs": 50,
+        "error": None,
+    }
+
+
+def test_stream_reports_a_cancellation_as_its_last_event_and_ends(client, job_id) -> None:
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        assert response.status_code == 200
+        assert response.headers["content-type"].startswith("text/event-stream")
+        stream = sse_events(response.iter_lines())
+        first = next(stream)
+        assert client.post(f"/jobs/{job_id}/cancel").status_code == 200
+        rest = list(stream)
+
+    assert first == state("queued")
+    assert rest == [state("cancelled")]
+
+
+def test_stream_emits_stage_changes_and_each_new_epoch_in_order(client, app, job_id) -> None:
+    entries = [
+        {"epoch": None, "head": "target", "loss": 2.0, "valid_energy_rmse_mev_per_atom": 90.0},
+        {"epoch": 0, "head": "target", "loss": 1.0, "valid_energy_rmse_mev_per_atom": 30.0},
+    ]
+    sessions = app.state.context.sessions
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        stream = sse_events(response.iter_lines())
+        first = next(stream)
+        with sessions() as session:
+            # One update, so the stream cannot see `running` before its stage.
+            transition(session, job_id, JobState.QUEUED, JobState.RUNNING, stage="training")
+        running = next(stream)
+        with sessions() as session:
+            for entry in entries:
+                record_epoch(session, job_id, entry)
+        epochs = [next(stream) for _ in entries]
+        with sessions() as session:
+            transition(session, job_id, JobState.RUNNING, JobState.CANCELLED)
+        rest = list(stream)
+
+    assert first == state("queued")
+    assert running == state("running", stage="training")
+    assert epochs == [("epoch", entry) for entry in entries]
+    assert rest == [state("cancelled", stage="training", epochs_done=1)]
+
+
+def test_a_late_subscriber_gets_the_epochs_so_far_before_the_final_state(
+    client, app, job_id
+) -> None:
+    entry = {"epoch": 0, "head": "target", "loss": 1.0}
+    with app.state.context.sessions() as session:
+        transition(session, job_id, JobState.QUEUED, JobState.RUNNING)
+        record_epoch(session, job_id, entry)
+        transition(session, job_id, JobState.RUNNING, JobState.FAILED, error="out of memory")
+
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        received = list(sse_events(response.iter_lines()))
+
+    assert received == [
+        ("epoch", entry),
+        ("state", {**state("failed", epochs_done=1)[1], "error": "out of memory"}),
+    ]
+
+
+def test_log_lines_stream_on_request_and_a_partial_line_waits(client, app, job_id) -> None:
+    log = app.state.context.work_root / job_id / events_route.MACE_LOG_NAME
+    log.parent.mkdir(parents=True, exist_ok=True)
+    log.write_text("INFO: Using foundation model\nINFO: Epoch 0: loss=1.0\nINFO: Epo")
+
+    with client.stream("GET", f"/jobs/{job_id}/events", params={"log": "true"}) as response:
+        stream = sse_events(response.iter_lines())
+        received = [next(stream) for _ in range(3)]
+        client.post(f"/jobs/{job_id}/cancel")
+        rest = list(stream)
+
+    assert received == [
+        state("queued"),
+        ("log", {"line": "INFO: Using foundation model"}),
+        ("log", {"line": "INFO: Epoch 0: loss=1.0"}),
+    ]
+    assert rest == [state("cancelled")]
+
+
+def test_stream_of_an_unknown_job_is_a_404_naming_it(client) -> None:
+    response = client.get("/jobs/nope/events")
+
+    assert response.status_code == 404
+    assert response.json()["detail"] == "job nope does not exist"
