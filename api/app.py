@@ -8,7 +8,7 @@ from fastapi import FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
 from api.errors import install_error_handlers
-from api.routes import datasets, evaluations, events, foundations, jobs
+from api.routes import datasets, evaluations, events, foundations, jobs, sweeps
 from core.config import Settings, get_settings
 from core.db import migrate
 from core.runner import context_from_settings
@@ -64,7 +64,7 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    for module in (datasets, jobs, events, evaluations, foundations):
+    for module in (datasets, jobs, events, evaluations, sweeps, foundations):
         app.include_router(module.router)
 
     @app.get("/health", tags=["health"])

@@ -32,6 +32,7 @@ def create_job(
     warnings: list[str] | None = None,
     effective_hyperparameters: dict[str, Any] | None = None,
     replay_dataset_id: str | None = None,
+    sweep_id: str | None = None,
 ) -> Job:
     job = Job(
         spec=spec,
@@ -41,6 +42,7 @@ def create_job(
         warnings=warnings or [],
         effective_hyperparameters=effective_hyperparameters,
         replay_dataset_id=replay_dataset_id,
+        sweep_id=sweep_id,
     )
     session.add(job)
     session.flush()

@@ -13,6 +13,8 @@ import numpy as np
 import torch
 
 from core.inference import predict
+from core.spec import JobSpec, lora_of
+from core.strategies import FREEZE_LEVELS
 
 TARGET_HEAD = "Default"  # mace's name for the head trained on the user's data
 # Parameter name prefixes mace freezes at each --freeze level (mace/tools/finetuning_utils).
@@ -79,3 +81,21 @@ def newest_checkpoint(folder: Path) -> Path:
     if not checkpoints:
         raise FileNotFoundError(f"no mace checkpoint in {folder}")
     return checkpoints[-1]
+
+
+def trainable_parameters(spec: JobSpec, model: torch.nn.Module) -> dict[str, float]:
+    """How much of the model the strategy trained: the study's capacity-control axis."""
+    total = sum(parameter.numel() for parameter in model.parameters())
+    lora = lora_of(spec.strategy)
+    level = FREEZE_LEVELS.get(type(spec.strategy))
+    if lora is not None:
+        from mace.modules.lora import inject_LoRAs
+
+        adapted = inject_LoRAs(copy.deepcopy(model), rank=lora[0], alpha=lora[1])
+        trainable = sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n)
+    elif level is not None:
+        frozen = FROZEN_PREFIXES[level]
+        trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(frozen))
+    else:
+        trainable = total
+    return {"trainable": trainable, "total": total, "fraction": trainable / total}

@@ -40,6 +40,16 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
+class Sweep(Base):
+    """Several strategies (and grid points) on the same data; each point is a job."""
+
+    __tablename__ = "sweeps"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    spec: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
 class Job(Base):
     __tablename__ = "jobs"
 
@@ -60,6 +70,9 @@ class Job(Base):
     # Replay strategies: the full model with its replay head, delivered on request.
     multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)
     replay_dataset_id: Mapped[str | None] = mapped_column(String(32), default=None)
+    sweep_id: Mapped[str | None] = mapped_column(
+        ForeignKey("sweeps.id"), default=None, index=True
+    )
     # Guardrails a researcher should read (E0 mismatch, replay + LoRA, ...), kept with the job.
     warnings: Mapped[list[Any]] = mapped_column(default=list)
     # What the strategy must mean, verified on the delivered model (E0s, frozen weights, LoRA).

@@ -781,3 +781,86 @@ def _curve_panel(
     ax.plot(x, energy, color=colour, marker="o", ms=2.5)
     ax.set_title(_literal(f"{title} — hole" if hole else title), color=colour if hole else "black")
     ax.set(xlabel=xlabel, ylabel="energy (eV)")
+
+
+# ---- sweeps ----------------------------------------------------------------------------------
+
+SWEEP_COLUMNS = (
+    ("strategy", "Strategy", ""),
+    ("lr", "lr", ""),
+    ("lora_rank", "LoRA rank", ""),
+    ("train_fraction", "Train fraction", ""),
+    ("state", "State", ""),
+    ("test_energy_rmse_mev_per_atom", "Test E RMSE", "meV/atom"),
+    ("test_forces_rmse_mev_per_a", "Test F RMSE", "meV/Å"),
+    ("forgetting_ratio", "Forgetting", "×"),
+    ("md_stable", "MD stable", ""),
+    ("rdf_emd_mean", "RDF EMD", ""),
+    ("dimer_holes", "Holes", ""),
+    ("trainable_fraction", "Trainable", ""),
+    ("wall_time_s", "Wall time", "s"),
+)
+
+
+def render_sweep_html(summary: dict) -> str:
+    """A sweep's comparison table, its recommendation and accuracy-versus-forgetting plot."""
+    rows = summary.get("table") or []
+    with matplotlib.rc_context(FIGURE_STYLE):
+        body = "".join(
+            [
+                _Html(f"<h1>Sweep {_esc(summary.get('id', ''))}</h1>"),
+                _recommendation(summary.get("recommendation") or {}),
+                _section(
+                    "Comparison",
+                    _table(
+                        [name + (f" ({unit})" if unit else "") for _, name, unit in SWEEP_COLUMNS],
+                        [[_sweep_cell(row.get(k)) for k, _, _ in SWEEP_COLUMNS] for row in rows],
+                    ),
+                ),
+                _sweep_figure(rows),
+            ]
+        )
+    return (
+        f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
+        f"<title>Sweep {_esc(summary.get('id', ''))}</title><style>{CSS}</style></head>"
+        f"<body>{body}</body></html>\n"
+    )
+
+
+def _sweep_cell(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return {True: "yes", False: "no", None: "—"}[value]
+    return _num(value) if isinstance(value, float) else str(value)
+
+
+def _recommendation(recommendation: dict) -> str:
+    items = [
+        f"<li><b>{_esc(use)}</b>: {_esc(choice.get('strategy') or 'undecided')} — "
+        f"{_esc(choice.get('reason', ''))}</li>"
+        for use, choice in (
+            ("One target system", recommendation.get("single_system")),
+            ("Broad use", recommendation.get("broad_use")),
+        )
+        if choice
+    ]
+    return _section("Recommendation", f"<ul>{''.join(items)}</ul>") if items else ""
+
+
+def _sweep_figure(rows: list[dict]) -> str:
+    points = [
+        row for row in rows if row.get("test_forces_rmse_mev_per_a") is not None
+    ]
+    if not points:
+        return ""
+    figure, (axes,) = _panels(1)
+    for row in points:
+        forgetting = row.get("forgetting_ratio")
+        y = forgetting if forgetting is not None else 1.0
+        axes.scatter(row["test_forces_rmse_mev_per_a"], y, marker="o" if forgetting else "x")
+        axes.annotate(_literal(row["strategy"]), (row["test_forces_rmse_mev_per_a"], y), fontsize=7)
+    axes.set_xlabel("test force RMSE (meV/Å)")
+    axes.set_ylabel("forgetting ratio (×)")
+    return _section(
+        "Accuracy versus forgetting",
+        _embed(figure, "Each job: target accuracy (x) against retained foundation accuracy (y)"),
+    )

@@ -188,6 +188,8 @@ class JobSpec(BaseModel):
     isolated_atoms_dataset: str | None = None
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluation: EvaluationSettings = EvaluationSettings()
+    # Train on a random fraction of the training configurations (seeded): learning-curve sweeps.
+    train_fraction: float = Field(default=1.0, gt=0, le=1)
 
     @field_validator("e0s")
     @classmethod

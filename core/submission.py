@@ -15,7 +15,14 @@ from core.strategies import effective_settings, spec_warnings
 logger = logging.getLogger(__name__)
 
 
-def submit_job(session: Session, spec: JobSpec, registry: FoundationRegistry) -> Job:
+def submit_job(
+    session: Session,
+    spec: JobSpec,
+    registry: FoundationRegistry,
+    *,
+    sweep_id: str | None = None,
+    commit: bool = True,
+) -> Job:
     """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
     labels = set(train.summary["labels"])
@@ -59,8 +66,10 @@ def submit_job(session: Session, spec: JobSpec, registry: FoundationRegistry) ->
         warnings=spec_warnings(spec),
         effective_hyperparameters=effective_settings(spec),
         replay_dataset_id=replay.dataset if replay is not None else None,
+        sweep_id=sweep_id,
     )
-    session.commit()
+    if commit:
+        session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
 

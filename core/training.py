@@ -93,7 +93,11 @@ def run_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     progress.stage("preparing data")
     configs = read_configurations(files.train)
-    molecules = [atoms for atoms in configs if len(atoms) > 1]
+    molecules = _fraction(
+        [atoms for atoms in configs if len(atoms) > 1],
+        spec.train_fraction,
+        spec.hyperparameters.seed,
+    )
     if not molecules:
         raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
     foundation_model = load_model(foundation.path, device) if foundation else None
@@ -213,7 +217,7 @@ def _strategy_checks(
     molecules: list[ase.Atoms],
     work_dir: Path,
 ) -> dict[str, Any]:
-    checks: dict[str, Any] = {}
+    checks: dict[str, Any] = {"trainable_parameters": model_checks.trainable_parameters(spec, full)}
     level = FREEZE_LEVELS.get(type(spec.strategy))
     if level is not None:
         assert foundation_model is not None
@@ -279,6 +283,14 @@ def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], rol
             f"the foundation model does not know element(s) {', '.join(missing)} of the "
             f"{role}; fine-tune a foundation that covers them or train from scratch"
         )
+
+
+def _fraction(configs: list[ase.Atoms], fraction: float, seed: int) -> list[ase.Atoms]:
+    if fraction >= 1.0:
+        return configs
+    count = max(2, round(fraction * len(configs)))
+    picked = np.random.default_rng(seed).choice(len(configs), min(count, len(configs)), False)
+    return [configs[index] for index in sorted(picked)]
 
 
 def _read(path: Path | None) -> list[ase.Atoms] | None:

@@ -1,0 +1,191 @@
+"""Strategy sweeps: the study's central workflow — several strategies side by side on the same
+data, compared by target accuracy against retained robustness — as one request."""
+
+import itertools
+import logging
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from core.errors import NotFoundError
+from core.foundations import FoundationRegistry
+from core.jobs import TERMINAL_STATES
+from core.models import Job, JobState, Sweep
+from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec
+from core.submission import submit_job
+
+logger = logging.getLogger(__name__)
+
+StrategyName = Literal[
+    "naive", "freeze_interactions", "freeze_readout_only", "lora",
+    "multihead_replay", "pseudolabel_replay", "replay_lora", "scratch",
+]
+TERMINAL = {state.value for state in TERMINAL_STATES}
+REPLAY_STRATEGIES = {"multihead_replay", "pseudolabel_replay", "replay_lora"}
+LORA_STRATEGIES = {"lora", "replay_lora"}
+
+
+class SweepGrid(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+    lr: list[float] | None = Field(default=None, min_length=1, max_length=6)
+    lora_rank: list[int] | None = Field(default=None, min_length=1, max_length=6)
+    train_fraction: list[float] | None = Field(default=None, min_length=1, max_length=6)
+
+
+class SweepSpec(BaseModel):
+    """A base job (data, E0s, hyperparameters) run with each strategy and grid point."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    base: JobSpec
+    strategies: list[StrategyName] = Field(default=list(STRATEGY_NAMES), min_length=1)
+    # The replay set of the replay strategies (pseudolabel strategies accept unlabelled data).
+    replay: ReplaySpec | None = None
+    grid: SweepGrid = SweepGrid()
+
+    @model_validator(mode="after")
+    def _replay_strategies_have_data(self) -> "SweepSpec":
+        needing = sorted(set(self.strategies) & REPLAY_STRATEGIES)
+        if needing and self.replay is None:
+            raise ValueError(f"{', '.join(needing)} need a replay set: give sweep.replay")
+        return self
+
+
+def expand(spec: SweepSpec) -> list[JobSpec]:
+    """One job spec per strategy and grid point (LoRA ranks apply to LoRA strategies only)."""
+    grid = spec.grid
+    specs = []
+    for name in dict.fromkeys(spec.strategies):
+        ranks = grid.lora_rank if name in LORA_STRATEGIES and grid.lora_rank else [None]
+        points = itertools.product(grid.lr or [None], ranks, grid.train_fraction or [None])
+        for lr, rank, fraction in points:
+            strategy: dict[str, Any] = {"name": name}
+            if name in REPLAY_STRATEGIES:
+                assert spec.replay is not None
+                strategy["replay"] = spec.replay.model_dump()
+            if rank is not None:
+                strategy["rank"] = rank
+            changes: dict[str, Any] = {"strategy": strategy}
+            if lr is not None:
+                changes["hyperparameters"] = {**spec.base.hyperparameters.model_dump(), "lr": lr}
+            if fraction is not None:
+                changes["train_fraction"] = fraction
+            specs.append(JobSpec.model_validate({**spec.base.model_dump(), **changes}))
+    return specs
+
+
+def submit_sweep(
+    session: Session, spec: SweepSpec, registry: FoundationRegistry
+) -> tuple[Sweep, list[Job]]:
+    """Create the sweep and its jobs in one transaction; the caller enqueues the jobs."""
+    sweep = Sweep(spec=spec.model_dump(mode="json"))
+    session.add(sweep)
+    session.flush()
+    jobs = [
+        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False)
+        for job_spec in expand(spec)
+    ]
+    session.commit()
+    logger.info("sweep=%s queued %d jobs", sweep.id, len(jobs))
+    return sweep, jobs
+
+
+def get_sweep(session: Session, sweep_id: str) -> Sweep:
+    sweep = session.get(Sweep, sweep_id)
+    if sweep is None:
+        raise NotFoundError(f"sweep {sweep_id} does not exist")
+    return sweep
+
+
+def sweep_jobs(session: Session, sweep_id: str) -> list[Job]:
+    query = select(Job).where(Job.sweep_id == sweep_id).order_by(Job.created_at)
+    return list(session.scalars(query))
+
+
+def comparison_row(job: Job) -> dict[str, Any]:
+    """One line of the comparison table, from what the job measured."""
+    metrics = job.metrics or {}
+    test = (metrics.get("accuracy") or {}).get("test") or {}
+    forgetting = metrics.get("forgetting") or {}
+    md = metrics.get("md") or []
+    rdf_pairs = ((metrics.get("rdf") or {}).get("pairs") or {}).values()
+    emds = [pair["emd"] for pair in rdf_pairs if pair.get("emd") is not None]
+    dimers = metrics.get("dimers") or {}
+    holes = [curve.get("hole") for curve in (dimers.get("pairs") or {}).values()]
+    holes += [curve.get("hole") for curve in dimers.get("compression") or []]
+    trainable = (job.checks or {}).get("trainable_parameters") or {}
+    strategy = job.spec["strategy"]
+    wall = None
+    if job.started_at and job.finished_at:
+        wall = (job.finished_at - job.started_at).total_seconds()
+    return {
+        "job_id": job.id,
+        "strategy": strategy["name"],
+        "lr": (job.effective_hyperparameters or {}).get("lr"),
+        "lora_rank": strategy.get("rank"),
+        "train_fraction": job.spec.get("train_fraction", 1.0),
+        "state": job.state.value,
+        "test_energy_rmse_mev_per_atom": test.get("energy_rmse_mev_per_atom"),
+        "test_energy_mae_mev_per_atom": test.get("energy_mae_mev_per_atom"),
+        "test_forces_rmse_mev_per_a": test.get("forces_rmse_mev_per_a"),
+        "test_forces_mae_mev_per_a": test.get("forces_mae_mev_per_a"),
+        "forgetting_ratio": forgetting.get("force_rmse_ratio"),
+        "md_stable": all(run.get("stable") for run in md) if md else None,
+        "rdf_emd_mean": sum(emds) / len(emds) if emds else None,
+        "dimer_holes": sum(bool(hole) for hole in holes) if holes else None,
+        "trainable_fraction": trainable.get("fraction"),
+        "wall_time_s": wall,
+        "warnings": len(job.warnings),
+    }
+
+
+def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
+    """Which strategy to deploy, with the measured reason (science.md §4)."""
+    done = [row for row in rows if row["state"] == JobState.SUCCEEDED.value]
+    sane = [row for row in done if not row["dimer_holes"] and row["md_stable"] is not False]
+    broad = _best(
+        sane,
+        "forgetting_ratio",
+        "lowest forgetting ratio (replay-set force error relative to the foundation's)",
+    )
+    if broad is None and done:
+        broad = {
+            "strategy": None,
+            "job_id": None,
+            "reason": "no forgetting was measured: give base.evaluation.replay_dataset, a "
+            "labelled pretraining-like set, to judge breadth",
+        }
+    return {
+        "single_system": _best(done, "test_forces_rmse_mev_per_a", "lowest test force RMSE"),
+        "broad_use": broad,
+    }
+
+
+def _best(rows: list[dict[str, Any]], key: str, reason: str) -> dict[str, Any] | None:
+    scored = [row for row in rows if row[key] is not None]
+    if not scored:
+        return None
+    best = min(scored, key=lambda row: row[key])
+    return {
+        "strategy": best["strategy"],
+        "job_id": best["job_id"],
+        "reason": f"{reason}: {best[key]:.3g}",
+    }
+
+
+def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:
+    sweep = get_sweep(session, sweep_id)
+    rows = [comparison_row(job) for job in sweep_jobs(session, sweep_id)]
+    states = [row["state"] for row in rows]
+    return {
+        "id": sweep.id,
+        "created_at": sweep.created_at,
+        "spec": sweep.spec,
+        "jobs": {state: states.count(state) for state in sorted(set(states))},
+        "finished": all(state in TERMINAL for state in states),
+        "table": rows,
+        "recommendation": recommend(rows),
+    }
