@@ -73,12 +73,17 @@ def estimate_e0s(
     *,
     batch_size: int = 32,
     device: str = "cpu",
+    predicted: np.ndarray | None = None,
 ) -> E0Fit:
     """The study's recommended method (science.md §2): correct the foundation's E0s by the
-    least-squares element-wise offset between reference energies and its predictions."""
+    least-squares element-wise offset between reference energies and its predictions.
+
+    `predicted` takes the foundation's energies of `configs` when they were computed before
+    (core.cache shares them between the jobs of a sweep)."""
     energies = _checked_energies(configs, energies)
     elements = _elements_of(configs)
-    predicted = predict_energies(model, configs, batch_size=batch_size, device=device)
+    if predicted is None:
+        predicted = predict_energies(model, configs, batch_size=batch_size, device=device)
     delta, rank = _least_squares(_composition(configs, elements), energies - predicted)
     foundation = model_e0s(model)
     e0s = {

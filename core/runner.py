@@ -7,6 +7,7 @@ from pathlib import Path
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.cache import PredictionCache
 from core.catalog import get_dataset
 from core.config import Settings
 from core.db import session_factory, session_scope
@@ -29,6 +30,7 @@ class JobContext:
     registry: FoundationRegistry
     work_root: Path
     device: str = "cpu"
+    cache: PredictionCache | None = None
 
 
 class RecordedProgress:
@@ -71,6 +73,7 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
             work_dir,
             RecordedProgress(context.sessions, job_id),
             device=context.device,
+            cache=context.cache,
         )
         return _finish(context, job_id, result)
     except TrainingCancelled:
@@ -173,4 +176,5 @@ def context_from_settings(settings: Settings) -> JobContext:
         registry=FoundationRegistry(settings.resolved_models_dir),
         work_root=settings.data_dir / "work",
         device=settings.device,
+        cache=PredictionCache(settings.data_dir / "cache"),
     )

@@ -16,6 +16,7 @@ from ase.data import chemical_symbols
 
 from core import e0s as e0_methods
 from core import model_checks
+from core.cache import PredictionCache
 from core.datasets import labels_of, read_configurations, write_mace_extxyz
 from core.e0s import E0Fit
 from core.errors import InvalidSpecError, TrainingFailedError
@@ -89,6 +90,7 @@ def run_training(
     progress: Progress,
     *,
     device: str = "cpu",
+    cache: PredictionCache | None = None,
 ) -> TrainingResult:
     work_dir.mkdir(parents=True, exist_ok=True)
     progress.stage("preparing data")
@@ -108,7 +110,16 @@ def run_training(
         require_elements_known(foundation_model, configs, "training data")
 
     progress.stage("e0s")
-    fit = choose_e0s(spec, foundation_model, molecules, _isolated_atoms(configs, files))
+    predicted = None
+    if cache is not None and foundation is not None and spec.e0s == "estimated":
+        predicted = cache.energies(
+            foundation.sha256,
+            molecules,
+            lambda: e0_methods.predict_energies(foundation_model, molecules, device=device),
+        )
+    fit = choose_e0s(
+        spec, foundation_model, molecules, _isolated_atoms(configs, files), predicted=predicted
+    )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     warnings = e0_warnings(fit, spec)
 
@@ -313,6 +324,8 @@ def choose_e0s(
     foundation_model: torch.nn.Module | None,
     configs: list[ase.Atoms],
     isolated_atoms: list[ase.Atoms],
+    *,
+    predicted: np.ndarray | None = None,
 ) -> E0Fit:
     energies = _energies(configs)
     elements = sorted({symbol for atoms in configs for symbol in atoms.get_chemical_symbols()})
@@ -341,4 +354,4 @@ def choose_e0s(
         return e0_methods.foundation_e0s(
             foundation_model, elements, configs=configs, energies=energies
         )
-    return e0_methods.estimate_e0s(foundation_model, configs, energies)
+    return e0_methods.estimate_e0s(foundation_model, configs, energies, predicted=predicted)
