@@ -1,49 +1,195 @@
-"""Pointwise accuracy of a model on a dataset: energy and force errors in the units people read."""
+"""Pointwise accuracy of a model on a dataset (science.md §3), in the units people read.
 
+Energy errors in meV/atom, forces in meV/Å, stress in meV/Å³ (all nine components, as mace-torch
+reports it), overall and per config_type, plus reference-vs-predicted data for parity plots.
+"""
+
+from collections import defaultdict
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import ase
 import numpy as np
 import torch
+from ase.calculators.calculator import Calculator
 
-from core.datasets import labels_of
+from core.datasets import Labels, labels_of
+from core.evaluation.md import model_calculator
 from core.inference import predict
+
+DEFAULT_CONFIG_TYPE = "default"
+# Enough for a readable scatter plot; a replay set has millions of force components.
+MAX_PARITY_POINTS = 5000
 
 
 @dataclass(frozen=True)
-class AccuracyMetrics:
+class ErrorMetrics:
+    """RMSE and MAE of each label; None where no configuration has that label."""
+
     n_configs: int
-    energy_rmse_mev_per_atom: float
-    energy_mae_mev_per_atom: float
+    energy_rmse_mev_per_atom: float | None
+    energy_mae_mev_per_atom: float | None
     forces_rmse_mev_per_a: float | None
     forces_mae_mev_per_a: float | None
+    stress_rmse_mev_per_a3: float | None
+    stress_mae_mev_per_a3: float | None
 
-    def to_dict(self) -> dict[str, float | int | None]:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
+@dataclass(frozen=True)
+class ParityData:
+    """Reference and predicted values, evenly thinned to at most MAX_PARITY_POINTS each."""
+
+    energy_reference_ev_per_atom: list[float]
+    energy_predicted_ev_per_atom: list[float]
+    forces_reference_ev_per_a: list[float]  # Cartesian components
+    forces_predicted_ev_per_a: list[float]
+
+
+@dataclass(frozen=True)
+class AccuracyMetrics(ErrorMetrics):
+    """Errors over the whole dataset (the inherited fields), per config_type, and parity data."""
+
+    per_config_type: dict[str, ErrorMetrics]
+    parity: ParityData
+
+
+@dataclass(frozen=True)
+class _Values:
+    reference: np.ndarray
+    predicted: np.ndarray
+
+
+@dataclass(frozen=True)
+class _Compared:
+    """One configuration's labels next to the model's values; None where it has no label."""
+
+    config_type: str
+    energy: _Values | None  # eV/atom, one value
+    forces: _Values | None  # eV/Å, flattened
+    stress: _Values | None  # eV/Å³, flattened 3x3
+
+
 def accuracy(
-    model: torch.nn.Module, configs: list[ase.Atoms], *, batch_size: int = 32, device: str = "cpu"
+    model: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    *,
+    batch_size: int = 32,
+    device: str = "cpu",
+    max_parity_points: int = MAX_PARITY_POINTS,
 ) -> AccuracyMetrics:
-    predictions = predict(model, configs, batch_size=batch_size, device=device)
-    energy_errors = []
-    force_errors = []
-    for atoms, prediction in zip(configs, predictions, strict=True):
-        labels = labels_of(atoms)
-        if labels.energy is not None:
-            energy_errors.append((prediction.energy - labels.energy) / len(atoms))
-        if labels.forces is not None and prediction.forces is not None:
-            force_errors.append((prediction.forces - labels.forces).ravel())
-    energy = np.asarray(energy_errors) * 1e3
-    forces = np.concatenate(force_errors) * 1e3 if force_errors else None
+    """Errors of `model` against the labels of `configs` (read with core.datasets.labels_of)."""
+    compared = _compare(model, configs, batch_size, device)
+    by_type: dict[str, list[_Compared]] = defaultdict(list)
+    for item in compared:
+        by_type[item.config_type].append(item)
     return AccuracyMetrics(
-        n_configs=len(configs),
-        energy_rmse_mev_per_atom=_rmse(energy),
-        energy_mae_mev_per_atom=float(np.mean(np.abs(energy))),
-        forces_rmse_mev_per_a=_rmse(forces) if forces is not None else None,
-        forces_mae_mev_per_a=float(np.mean(np.abs(forces))) if forces is not None else None,
+        **asdict(_error_metrics(compared)),
+        per_config_type={name: _error_metrics(items) for name, items in sorted(by_type.items())},
+        parity=_parity(compared, max_parity_points),
     )
 
 
-def _rmse(errors: np.ndarray) -> float:
-    return float(np.sqrt(np.mean(errors**2)))
+def _compare(
+    model: torch.nn.Module, configs: Sequence[ase.Atoms], batch_size: int, device: str
+) -> list[_Compared]:
+    labels = [labels_of(atoms) for atoms in configs]
+    with_forces = any(label.forces is not None for label in labels)
+    predictions = predict(model, configs, batch_size=batch_size, device=device, forces=with_forces)
+    stresses = _predicted_stresses(model, configs, labels, device)
+    return [
+        _Compared(
+            config_type=str(atoms.info.get("config_type", DEFAULT_CONFIG_TYPE)),
+            energy=_values(label.energy, prediction.energy, scale=1 / len(atoms)),
+            forces=_values(label.forces, prediction.forces),
+            stress=_values(label.stress, stress),
+        )
+        for atoms, label, prediction, stress in zip(
+            configs, labels, predictions, stresses, strict=True
+        )
+    ]
+
+
+def _values(
+    reference: float | np.ndarray | None, predicted: float | np.ndarray | None, scale: float = 1.0
+) -> _Values | None:
+    if reference is None or predicted is None:
+        return None
+    return _Values(np.ravel(reference) * scale, np.ravel(predicted) * scale)
+
+
+def _predicted_stresses(
+    model: torch.nn.Module, configs: Sequence[ase.Atoms], labels: list[Labels], device: str
+) -> list[np.ndarray | None]:
+    """The model's stress (3x3, eV/Å³) of each periodic, stress-labelled configuration."""
+    wanted = [
+        label.stress is not None and bool(atoms.pbc.all())
+        for atoms, label in zip(configs, labels, strict=True)
+    ]
+    if not any(wanted):
+        return [None] * len(configs)
+    # core.inference.predict has no stress; mace's own calculator does, one configuration at a
+    # time, so only the configurations that need it go through it.
+    calculator = model_calculator(model, device)
+    return [
+        _stress(atoms, calculator) if needed else None
+        for atoms, needed in zip(configs, wanted, strict=True)
+    ]
+
+
+def _stress(atoms: ase.Atoms, calculator: Calculator) -> np.ndarray:
+    # A copy: the caller's atoms keep their own calculator, which often holds the labels.
+    probe = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
+    probe.calc = calculator
+    return probe.get_stress(voigt=False)
+
+
+def _error_metrics(compared: list[_Compared]) -> ErrorMetrics:
+    energy = _errors_mev([item.energy for item in compared])
+    forces = _errors_mev([item.forces for item in compared])
+    stress = _errors_mev([item.stress for item in compared])
+    return ErrorMetrics(
+        n_configs=len(compared),
+        energy_rmse_mev_per_atom=_rmse(energy),
+        energy_mae_mev_per_atom=_mae(energy),
+        forces_rmse_mev_per_a=_rmse(forces),
+        forces_mae_mev_per_a=_mae(forces),
+        stress_rmse_mev_per_a3=_rmse(stress),
+        stress_mae_mev_per_a3=_mae(stress),
+    )
+
+
+def _errors_mev(values: list[_Values | None]) -> np.ndarray:
+    """Predicted minus reference, in meV units, over every configuration that has the label."""
+    errors = [item.predicted - item.reference for item in values if item is not None]
+    return np.concatenate(errors) * 1e3 if errors else np.empty(0)
+
+
+def _rmse(errors: np.ndarray) -> float | None:
+    return float(np.sqrt(np.mean(errors**2))) if errors.size else None
+
+
+def _mae(errors: np.ndarray) -> float | None:
+    return float(np.mean(np.abs(errors))) if errors.size else None
+
+
+def _parity(compared: list[_Compared], max_points: int) -> ParityData:
+    energies = [item.energy for item in compared if item.energy is not None]
+    forces = [item.forces for item in compared if item.forces is not None]
+    return ParityData(
+        energy_reference_ev_per_atom=_thinned([item.reference for item in energies], max_points),
+        energy_predicted_ev_per_atom=_thinned([item.predicted for item in energies], max_points),
+        forces_reference_ev_per_a=_thinned([item.reference for item in forces], max_points),
+        forces_predicted_ev_per_a=_thinned([item.predicted for item in forces], max_points),
+    )
+
+
+def _thinned(arrays: list[np.ndarray], max_points: int) -> list[float]:
+    values = np.concatenate(arrays) if arrays else np.empty(0)
+    # Evenly spaced indices, not a random sample: the same dataset gives the same plot.
+    if values.size > max_points:
+        values = values[np.linspace(0, values.size - 1, max_points).round().astype(int)]
+    return values.tolist()

@@ -16,23 +16,25 @@ import numpy as np
 import torch
 from ase.data import atomic_numbers, covalent_radii
 
+from core.evaluation.md import MIN_DISTANCE_FRACTION
+from core.evaluation.rdf import pair_label
 from core.inference import predict
 
 DEFAULT_DISTANCES = tuple(np.round(np.arange(0.5, 5.0 + 1e-9, 0.05), 3))  # Å
 DEFAULT_SCALES = tuple(np.round(np.arange(0.5, 1.0 + 1e-9, 0.025), 3))  # of cell and positions
 # Smaller falls are numerical flatness, not a hole.
 DEFAULT_TOLERANCE_EV = 1e-3
-# The curve's minimum is looked for no closer than this fraction of the summed covalent radii,
-# the same limit as the MD close-contact check: a deeper minimum further in is itself the hole.
-MIN_DISTANCE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
 class Hole:
-    """Inward of `below`, the energy falls by `depth_ev` (eV) instead of rising."""
+    """Inward of `below`, the energy falls by `depth` instead of rising.
+
+    Units are the curve's: Å and eV for a dimer, scale factor and eV/atom for a compression.
+    """
 
     below: float
-    depth_ev: float
+    depth: float
 
 
 @dataclass(frozen=True)
@@ -42,7 +44,10 @@ class DimerCurve:
     # E(r) - E(A) - E(B), both isolated atoms by the same model, eV
     energies_ev: list[float]
     minimum_distance_a: float
-    hole: Hole | None  # below: a distance in Å
+    hole: Hole | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -51,7 +56,10 @@ class CompressionCurve:
     scales: list[float]  # factors on cell and positions (about the centre of mass in vacuum)
     energies_ev_per_atom: list[float]  # relative to the largest scale
     minimum_scale: float
-    hole: Hole | None  # below: a scale factor
+    hole: Hole | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
 
 
 @dataclass(frozen=True)
@@ -69,8 +77,8 @@ class Repulsion:
     def to_dict(self) -> dict[str, Any]:
         return {
             "holes": self.holes,
-            "dimers": [asdict(curve) for curve in self.dimers],
-            "compressions": [asdict(curve) for curve in self.compressions],
+            "dimers": [curve.to_dict() for curve in self.dimers],
+            "compressions": [curve.to_dict() for curve in self.compressions],
         }
 
 
@@ -112,12 +120,13 @@ def dimer_curve(
     configs += [ase.Atoms([first, second], positions=[[0, 0, 0], [d, 0, 0]]) for d in r]
     energies = _energies(model, configs, batch_size, device)
     binding = energies[2:] - energies[0] - energies[1]
-    closest = MIN_DISTANCE_FRACTION * (
-        covalent_radii[atomic_numbers[first]] + covalent_radii[atomic_numbers[second]]
-    )
+    z_first, z_second = atomic_numbers[first], atomic_numbers[second]
+    # The minimum is looked for no closer than the MD close-contact limit: a deeper minimum
+    # further in is itself the hole.
+    closest = MIN_DISTANCE_FRACTION * (covalent_radii[z_first] + covalent_radii[z_second])
     minimum = _minimum_index(binding, allowed=r >= closest)
     return DimerCurve(
-        pair="-".join(sorted((first, second))),
+        pair=pair_label(z_first, z_second),
         distances_a=r.tolist(),
         energies_ev=binding.tolist(),
         minimum_distance_a=float(r[minimum]),
@@ -139,12 +148,13 @@ def compression_curve(
     configs = [_scaled(atoms, factor) for factor in factors]
     per_atom = _energies(model, configs, batch_size, device) / len(atoms)
     relative = per_atom - per_atom[-1]
-    minimum = _minimum_index(relative, allowed=np.ones(len(factors), dtype=bool))
+    minimum = int(np.argmin(relative))
     return CompressionCurve(
         formula=atoms.get_chemical_formula(),
         scales=factors.tolist(),
         energies_ev_per_atom=relative.tolist(),
         minimum_scale=float(factors[minimum]),
+        # The tolerance is for the whole structure; the curve is per atom.
         hole=_hole(factors, relative, minimum, tolerance_ev / len(atoms)),
     )
 
@@ -180,6 +190,6 @@ def _hole(x: np.ndarray, energies: np.ndarray, minimum: int, tolerance: float) -
         if energies[index - 1] < energies[index] - tolerance:
             return Hole(
                 below=float(x[index]),
-                depth_ev=float(energies[index] - energies[:index].min()),
+                depth=float(energies[index] - energies[:index].min()),
             )
     return None

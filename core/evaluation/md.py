@@ -2,9 +2,8 @@
 
 Two runs per structure, as in the study: one at a constant low temperature and one temperature
 ramp. The study ran 250 ps at 100 K (NPT) and a 50 → 800 K ramp over 50 ps; the defaults here are
-CPU-sized (0.2 ps each) so that a 15-atom molecule is screened in seconds. Blow-ups from holes
-or wrong E0s usually show within a few hundred femtoseconds; pass longer runs for a verdict
-comparable to the study's.
+CPU-sized (0.2 ps each, ~15 ms per step for 14 atoms on one CPU core). They catch what fails
+early (explosions, atoms fusing); pass longer MDRunSpecs for a verdict comparable to the study's.
 
 Choices the study did not state:
 - Langevin dynamics at constant volume (NVT): a barostat needs stresses and periodic cells, but
@@ -17,6 +16,7 @@ Choices the study did not state:
 """
 
 import copy
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal
@@ -33,6 +33,11 @@ from mace.calculators import MACECalculator
 
 ProgressCallback = Callable[[float, str], None]
 FailureReason = Literal["not_finite", "close_contact", "energy_drift"]
+_Failure = tuple[FailureReason, str]  # reason and a message naming the step
+
+# science.md §3 (random structure search): closer than half the sum of covalent radii is
+# unphysical for any bond.
+MIN_DISTANCE_FRACTION = 0.5
 
 
 @dataclass(frozen=True)
@@ -54,9 +59,7 @@ class MDSettings:
     timestep_fs: float = 0.5
     friction_per_fs: float = 0.02
     frame_interval: int = 10  # steps between the frames kept for RDFs
-    # science.md §3 (random structure search): closer than half the sum of covalent radii is
-    # unphysical for any bond.
-    min_distance_fraction: float = 0.5
+    min_distance_fraction: float = MIN_DISTANCE_FRACTION
     # Heating 50 → 800 K adds ~0.1 eV/atom of kinetic energy; 1 eV/atom is a runaway, not heat.
     max_energy_drift_ev_per_atom: float = 1.0
     seed: int = 0
@@ -79,7 +82,8 @@ class MDRun:
     failure_reason: FailureReason | None
     failure_detail: str | None  # what failed, at which step, between which atoms
     max_energy_drift_ev_per_atom: float  # largest |E_total(t) - E_total(0)| / N seen
-    min_distance_ratio: float  # closest pair seen, over the sum of its covalent radii
+    # Closest pair seen, over the sum of its covalent radii; None for a single atom.
+    min_distance_ratio: float | None
     final_temperature_k: float
     # Snapshots every frame_interval steps (no calculator), for radial distribution functions;
     # left out of to_dict, which is what gets stored.
@@ -144,7 +148,7 @@ def run_md(
     dynamics = _start(system, spec, settings)
     monitor = _Monitor(system, settings)
     frames: list[ase.Atoms] = []
-    failure: tuple[FailureReason, str] | None = None
+    failure: _Failure | None = None
     step = 0
     while step < spec.n_steps and failure is None:
         step += 1
@@ -182,33 +186,53 @@ class _Monitor:
 
     def __init__(self, atoms: ase.Atoms, settings: MDSettings) -> None:
         self.settings = settings
-        self.reference_energy = atoms.get_total_energy()
+        self.reference_energy = float(atoms.get_total_energy())
         self.max_drift = 0.0
-        self.min_distance_ratio = _closest_pair(atoms)[2]
+        closest = _closest_pair(atoms)
+        self._min_ratio = math.inf if closest is None else closest[2]
 
-    def failure(self, atoms: ase.Atoms, step: int) -> tuple[FailureReason, str] | None:
+    @property
+    def min_distance_ratio(self) -> float | None:
+        return None if math.isinf(self._min_ratio) else self._min_ratio
+
+    def failure(self, atoms: ase.Atoms, step: int) -> _Failure | None:
         # Finite first: distances and energies of NaN positions mean nothing.
-        energy = atoms.get_total_energy()
-        finite = np.isfinite(energy) and np.isfinite(atoms.positions).all()
-        if not (finite and np.isfinite(atoms.get_forces()).all()):
+        if not _is_finite(atoms):
             return "not_finite", f"step {step}: energy, forces or positions are not finite"
-        first, second, ratio = _closest_pair(atoms)
-        self.min_distance_ratio = min(self.min_distance_ratio, ratio)
-        if ratio < self.settings.min_distance_fraction:
-            symbols = atoms.get_chemical_symbols()
-            return "close_contact", (
-                f"step {step}: atoms {first} ({symbols[first]}) and {second} ({symbols[second]}) "
-                f"are {ratio:.2f} × the sum of their covalent radii apart "
-                f"(limit {self.settings.min_distance_fraction})"
-            )
-        drift = abs(energy - self.reference_energy) / len(atoms)
+        return self._close_contact(atoms, step) or self._energy_drift(atoms, step)
+
+    def _close_contact(self, atoms: ase.Atoms, step: int) -> _Failure | None:
+        closest = _closest_pair(atoms)
+        if closest is None:
+            return None
+        first, second, ratio = closest
+        self._min_ratio = min(ratio, self._min_ratio)
+        if ratio >= self.settings.min_distance_fraction:
+            return None
+        symbols = atoms.get_chemical_symbols()
+        return "close_contact", (
+            f"step {step}: atoms {first} ({symbols[first]}) and {second} ({symbols[second]}) "
+            f"are {ratio:.2f} × the sum of their covalent radii apart "
+            f"(limit {self.settings.min_distance_fraction})"
+        )
+
+    def _energy_drift(self, atoms: ase.Atoms, step: int) -> _Failure | None:
+        drift = abs(float(atoms.get_total_energy()) - self.reference_energy) / len(atoms)
         self.max_drift = max(self.max_drift, drift)
-        if drift > self.settings.max_energy_drift_ev_per_atom:
-            return "energy_drift", (
-                f"step {step}: total energy changed by {drift:.3g} eV/atom "
-                f"(limit {self.settings.max_energy_drift_ev_per_atom})"
-            )
-        return None
+        if drift <= self.settings.max_energy_drift_ev_per_atom:
+            return None
+        return "energy_drift", (
+            f"step {step}: total energy changed by {drift:.3g} eV/atom "
+            f"(limit {self.settings.max_energy_drift_ev_per_atom})"
+        )
+
+
+def _is_finite(atoms: ase.Atoms) -> bool:
+    return bool(
+        np.isfinite(atoms.get_potential_energy())
+        and np.isfinite(atoms.positions).all()
+        and np.isfinite(atoms.get_forces()).all()
+    )
 
 
 def _as_calculator(model: torch.nn.Module | Calculator, device: str) -> Calculator:
@@ -238,10 +262,10 @@ def _target_temperature(spec: MDRunSpec, step: int) -> float:
     return spec.start_temperature_k + fraction * (spec.end_temperature_k - spec.start_temperature_k)
 
 
-def _closest_pair(atoms: ase.Atoms) -> tuple[int, int, float]:
+def _closest_pair(atoms: ase.Atoms) -> tuple[int, int, float] | None:
     """The pair with the smallest distance over the sum of its covalent radii, and that ratio."""
     if len(atoms) < 2:
-        return 0, 0, float("inf")
+        return None
     # All pairs by minimum image, not a neighbour list: a neighbour list bins space, and a
     # structure that has just exploded spans kilometres.
     distances = atoms.get_all_distances(mic=atoms.pbc.any())

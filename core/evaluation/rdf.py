@@ -76,11 +76,11 @@ def radial_distribution(
         if periodic:
             _add_ideal_density(atoms, ideal_density)
     shells = 4.0 / 3.0 * np.pi * np.diff(edges**3)
-    pairs = {
-        pair: histogram / (ideal_density[pair] * shells) if periodic else _unit_area(histogram, edges)
-        for pair, histogram in sorted(counts.items())
-        if histogram.any()
-    }
+    pairs = {}
+    for pair, histogram in sorted(counts.items()):
+        # Periodic: over what an ideal gas puts in each shell; else a density with unit area.
+        norm = ideal_density[pair] * shells if periodic else histogram.sum() * bin_width
+        pairs[pair] = histogram / norm
     return RDF(r=(edges[:-1] + edges[1:]) / 2, pairs=pairs, periodic=periodic, n_frames=len(frames))
 
 
@@ -88,16 +88,23 @@ def earth_movers_distance(r: np.ndarray, first: np.ndarray, second: np.ndarray) 
     """1D Wasserstein distance (Å) between two non-negative functions on the grid r.
 
     Each is normalised to a distribution over r; the distance is the area between the two
-    cumulative distributions, so shifting a peak by d moves it by d.
+    cumulative distributions, so a peak moved by d Å is d Å away from where it was.
     """
     cumulative = np.cumsum(_normalised(first)) - np.cumsum(_normalised(second))
     return float(np.sum(np.abs(cumulative[:-1]) * np.diff(r)))
 
 
 def compare_rdfs(model: RDF, reference: RDF) -> RDFComparison:
-    """EMD between a model's RDF and a reference one, for every pair both have."""
+    """EMD between a model's RDF and a reference one, for every pair both have.
+
+    A periodic g(r) tends to 1, so its flat tail carries weight and the numbers depend on r_max:
+    compare distances computed on the same grid only.
+    """
     if model.r.shape != reference.r.shape or not np.allclose(model.r, reference.r):
         raise ValueError("RDFs must share one grid: compute both with the same r_max and bin_width")
+    if model.periodic != reference.periodic:
+        # A g(r) and a pair-distance distribution differ by a factor r² in their weights.
+        raise ValueError("a periodic RDF can only be compared with another periodic one")
     common = sorted(model.pairs.keys() & reference.pairs.keys())
     emd = {
         pair: earth_movers_distance(model.r, model.pairs[pair], reference.pairs[pair])
@@ -115,14 +122,14 @@ def pair_label(first: int, second: int) -> str:
 
 
 def _periodicity(frames: Sequence[ase.Atoms]) -> bool:
-    kinds = {tuple(atoms.pbc) for atoms in frames}
+    kinds = {tuple(bool(periodic) for periodic in atoms.pbc) for atoms in frames}
     if kinds == {(True, True, True)}:
         return True
     if kinds == {(False, False, False)}:
         return False
     # Slabs and mixed sets have no single density to normalise by.
     raise ValueError(
-        f"frames must all be periodic in 3D or all non-periodic; found pbc {sorted(kinds)}"
+        f"frames must be all periodic in 3D or all non-periodic; found pbc {sorted(kinds)}"
     )
 
 
@@ -136,9 +143,7 @@ def _count_pairs(atoms: ase.Atoms, edges: np.ndarray, counts: dict[str, np.ndarr
         counts[pair_label(z_first, z_second)] += histogram
 
 
-def _by_pair(
-    z_first: np.ndarray, z_second: np.ndarray
-) -> list[tuple[tuple[int, int], np.ndarray]]:
+def _by_pair(z_first: np.ndarray, z_second: np.ndarray) -> list[tuple[tuple[int, int], np.ndarray]]:
     pairs = []
     for a, b in combinations_with_replacement(np.unique(np.concatenate([z_first, z_second])), 2):
         selected = ((z_first == a) & (z_second == b)) | ((z_first == b) & (z_second == a))
@@ -158,10 +163,6 @@ def _add_ideal_density(atoms: ase.Atoms, ideal_density: dict[str, float]) -> Non
     for (i, a), (j, b) in combinations_with_replacement(enumerate(numbers), 2):
         ordered = 1 if i == j else 2
         ideal_density[pair_label(a, b)] += ordered * amounts[i] * amounts[j] / volume
-
-
-def _unit_area(histogram: np.ndarray, edges: np.ndarray) -> np.ndarray:
-    return histogram / (histogram.sum() * np.diff(edges))
 
 
 def _normalised(values: np.ndarray) -> np.ndarray:

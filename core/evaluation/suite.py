@@ -1,14 +1,21 @@
-"""The evaluation stage: every measurement of one model, as the report's sections."""
+"""The evaluation stage: every measurement of one model, as the report's sections.
+
+Each section is JSON-ready in the shape core.reports renders and core.sweeps compares.
+"""
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import ase
 import torch
+from ase.data import chemical_symbols
 
-from core.datasets import labels_of
-from core.evaluation.accuracy import accuracy
+from core.evaluation.accuracy import AccuracyMetrics, accuracy
+from core.evaluation.dimers import Repulsion, short_range_repulsion
+from core.evaluation.forgetting import Forgetting, forgetting
+from core.evaluation.md import MDStability, md_stability
+from core.evaluation.rdf import compare_rdfs, radial_distribution
 from core.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
@@ -34,24 +41,134 @@ def evaluate_model(
     report: dict[str, Any] = {}
     if data.test:
         stage("evaluating accuracy")
-        report["accuracy"] = {"test": accuracy(model, data.test, device=device).to_dict()}
-    # Unlabelled replay structures (pseudolabel replay) give no error to compare.
-    if data.replay and foundation is not None and _labelled(data.replay):
+        report["accuracy"] = {"test": accuracy_section(accuracy(model, data.test, device=device))}
+    if data.replay and foundation is not None:
         stage("evaluating forgetting")
-        report["forgetting"] = _forgetting(model, foundation, data.replay, device)
+        report["forgetting"] = forgetting_section(
+            forgetting(foundation, model, data.replay, device=device)
+        )
+    structures = [atoms for atoms in data.test or [] if len(atoms) > 1][: settings.md_structures]
+    if settings.md and structures:
+        report |= _md_and_rdf(model, structures, data.reference or data.test, stage, device)
+    if settings.dimers:
+        stage("evaluating short-range repulsion")
+        elements = _elements(data.test or [], model)
+        report["dimers"] = repulsion_section(
+            short_range_repulsion(model, elements, structures[:1], device=device)
+        )
     return report
 
 
-def _labelled(configs: list[ase.Atoms]) -> bool:
-    return all(labels_of(atoms).energy is not None for atoms in configs)
-
-
-def _forgetting(
-    model: torch.nn.Module, foundation: torch.nn.Module, replay: list[ase.Atoms], device: str
+def _md_and_rdf(
+    model: torch.nn.Module,
+    structures: list[ase.Atoms],
+    reference: list[ase.Atoms],
+    stage: StageCallback,
+    device: str,
 ) -> dict[str, Any]:
-    before = accuracy(foundation, replay, device=device).to_dict()
-    after = accuracy(model, replay, device=device).to_dict()
-    ratio = None
-    if before["forces_rmse_mev_per_a"] and after["forces_rmse_mev_per_a"] is not None:
-        ratio = after["forces_rmse_mev_per_a"] / before["forces_rmse_mev_per_a"]
-    return {"foundation": before, "finetuned": after, "force_rmse_ratio": ratio}
+    runs: list[dict[str, Any]] = []
+    frames: list[ase.Atoms] = []
+    for index, atoms in enumerate(structures):
+        stage(f"molecular dynamics {index + 1}/{len(structures)}")
+        result = md_stability(model, atoms, device=device)
+        runs += md_section(result, atoms.get_chemical_formula())
+        frames += [frame for run in result.runs for frame in run.frames]
+    sections: dict[str, Any] = {"md": runs}
+    if frames:
+        stage("comparing radial distribution functions")
+        model_rdf = radial_distribution(frames)
+        reference_rdf = radial_distribution(reference)
+        emd = compare_rdfs(model_rdf, reference_rdf).emd_per_pair
+        sections["rdf"] = {
+            "pairs": {
+                pair: {
+                    "r": model_rdf.r.tolist(),
+                    "model": values.tolist(),
+                    "reference": _values(reference_rdf.pairs.get(pair)),
+                    "emd": emd.get(pair),
+                }
+                for pair, values in model_rdf.pairs.items()
+            }
+        }
+    return sections
+
+
+def accuracy_section(metrics: AccuracyMetrics) -> dict[str, Any]:
+    parity = metrics.parity
+    section = {key: value for key, value in asdict(metrics).items() if key not in {"parity"}}
+    section["parity"] = {
+        "energy_per_atom": {
+            "reference": parity.energy_reference_ev_per_atom,
+            "predicted": parity.energy_predicted_ev_per_atom,
+        },
+        "forces": {
+            "reference": parity.forces_reference_ev_per_a,
+            "predicted": parity.forces_predicted_ev_per_a,
+        },
+    }
+    return section
+
+
+def forgetting_section(result: Forgetting) -> dict[str, Any]:
+    return {
+        "reference": result.reference,
+        "foundation": None if result.foundation is None else result.foundation.to_dict(),
+        "finetuned": _plain_metrics(result.fine_tuned),
+        "force_rmse_ratio": result.forces_rmse_ratio,
+    }
+
+
+def md_section(result: MDStability, structure: str) -> list[dict[str, Any]]:
+    return [
+        {
+            "run": run.name,
+            "structure": structure,
+            "survived_ps": run.time_survived_ps,
+            "total_ps": run.total_time_ps,
+            "stable": run.stable,
+            "failure": run.failure_detail,
+            "failure_reason": run.failure_reason,
+            "max_energy_drift_ev_per_atom": run.max_energy_drift_ev_per_atom,
+            "min_distance_ratio": run.min_distance_ratio,
+        }
+        for run in result.runs
+    ]
+
+
+def repulsion_section(result: Repulsion) -> dict[str, Any]:
+    return {
+        "holes": result.holes,
+        "pairs": {
+            curve.pair: {
+                "r": curve.distances_a,
+                "energy": curve.energies_ev,
+                "hole": curve.hole is not None,
+            }
+            for curve in result.dimers
+        },
+        "compression": [
+            {
+                "structure": curve.formula,
+                "scale": curve.scales,
+                "energy": curve.energies_ev_per_atom,
+                "hole": curve.hole is not None,
+            }
+            for curve in result.compressions
+        ],
+    }
+
+
+def _plain_metrics(metrics: AccuracyMetrics) -> dict[str, Any]:
+    return {key: value for key, value in metrics.to_dict().items() if key != "parity"}
+
+
+def _values(array: Any) -> list[float] | None:
+    return None if array is None else array.tolist()
+
+
+def _elements(configs: list[ase.Atoms], model: torch.nn.Module) -> list[str]:
+    """The data's elements (the model's own when there are no data), by atomic number."""
+    numbers = {int(z) for atoms in configs for z in atoms.numbers} or {
+        int(z) for z in model.atomic_numbers
+    }
+    return [chemical_symbols[z] for z in sorted(numbers)]
