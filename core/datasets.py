@@ -16,7 +16,7 @@ from typing import Any
 import ase
 import ase.io
 import numpy as np
-from ase.data import chemical_symbols
+from ase.data import atomic_numbers, chemical_symbols
 from ase.neighborlist import neighbor_list
 
 from core.errors import InvalidDatasetError
@@ -58,6 +58,8 @@ class DatasetSummary:
     stress_key: str | None
     config_types: dict[str, int]
     n_periodic: int
+    # Elements with a single-atom configuration that has an energy: isolated-atom E0 references.
+    isolated_atom_elements: list[str]
     sha256: str
     size_bytes: int
 
@@ -467,6 +469,14 @@ def _summarise(configs: list[ase.Atoms], file_keys: dict[str, str], data: bytes)
         stress_key=file_keys.get("stress"),
         config_types=dict(config_types),
         n_periodic=sum(bool(atoms.pbc.any()) for atoms in configs),
+        isolated_atom_elements=sorted(
+            {
+                atoms.get_chemical_symbols()[0]
+                for atoms in configs
+                if len(atoms) == 1 and _find_key(atoms, "energy") is not None
+            },
+            key=atomic_numbers.__getitem__,
+        ),
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
     )

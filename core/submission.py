@@ -43,8 +43,16 @@ def submit_job(
                 f"{role} {dataset_id} contains element(s) {', '.join(sorted(extra))} that the "
                 "training data lack, so the model cannot predict them"
             )
+    isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
-        referenced_dataset(session, spec.isolated_atoms_dataset, "isolated_atoms_dataset")
+        extra = referenced_dataset(session, spec.isolated_atoms_dataset, "isolated_atoms_dataset")
+        isolated |= set(extra.summary.get("isolated_atom_elements", []))
+    if spec.e0s == "isolated_atoms" and not train_elements <= isolated:
+        missing = ", ".join(sorted(train_elements - isolated))
+        raise InvalidSpecError(
+            f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
+            "in the training data or in isolated_atoms_dataset"
+        )
     for role in ("replay_dataset", "reference_dataset"):
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:

@@ -76,21 +76,35 @@ def _md_and_rdf(
     sections: dict[str, Any] = {"md": runs}
     if frames:
         stage("comparing radial distribution functions")
+        sections["rdf"] = _rdf_section(frames, reference)
+    return sections
+
+
+def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[str, Any]:
+    try:
         model_rdf = radial_distribution(frames)
+    except ValueError as error:
+        # Periodic and molecular structures mixed: no single kind of RDF describes them.
+        return {"pairs": {}, "note": str(error)}
+    try:
         reference_rdf = radial_distribution(reference)
         emd = compare_rdfs(model_rdf, reference_rdf).emd_per_pair
-        sections["rdf"] = {
-            "pairs": {
-                pair: {
-                    "r": model_rdf.r.tolist(),
-                    "model": values.tolist(),
-                    "reference": _values(reference_rdf.pairs.get(pair)),
-                    "emd": emd.get(pair),
-                }
-                for pair, values in model_rdf.pairs.items()
+    except ValueError as error:
+        reference_rdf, emd, note = None, {}, str(error)
+    else:
+        note = None
+    return {
+        "note": note,
+        "pairs": {
+            pair: {
+                "r": model_rdf.r.tolist(),
+                "model": values.tolist(),
+                "reference": _values(reference_rdf.pairs.get(pair)) if reference_rdf else None,
+                "emd": emd.get(pair),
             }
-        }
-    return sections
+            for pair, values in model_rdf.pairs.items()
+        },
+    }
 
 
 def accuracy_section(metrics: AccuracyMetrics) -> dict[str, Any]:

@@ -72,3 +72,9 @@ def test_foundation_models_are_listed(client, demo_foundation) -> None:
     names = {item["name"]: item for item in client.get("/foundation-models").json()}
     assert names["mace-demo-emt"]["available"] is True
     assert names["mace-mp-0-medium"]["source"] == "published"
+
+
+def test_isolated_atom_e0s_without_isolated_atoms_are_refused(client, train_id) -> None:
+    response = client.post("/jobs", json={"train_dataset": train_id, "e0s": "isolated_atoms"})
+    assert response.status_code == 422
+    assert "single-atom configuration" in response.json()["detail"]

@@ -430,3 +430,10 @@ def test_labels_after_unlabelled_configurations_are_rejected(tmp_path: Path) -> 
     message = rejection(tmp_path, UNLABELLED + MOLECULES)
 
     assert message.startswith("configuration 3 (line 10): has energy or forces")
+
+
+def test_summary_names_the_elements_with_isolated_atom_references(tmp_path: Path) -> None:
+    path = tmp_path / "molecules.extxyz"
+    path.write_text(MOLECULES)
+
+    assert inspect_extxyz(path).isolated_atom_elements == ["H"]
