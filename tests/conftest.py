@@ -76,7 +76,8 @@ def acac_data() -> Iterator[Path]:
 
 
 @pytest.fixture(scope="session")
-def app(settings: Settings):
+def app(settings: Settings, demo_foundation: Path):
+    # Jobs name the demo foundation, which the registry must hold before any is submitted.
     from api.app import create_app
 
     return create_app(settings, start_worker=False)
