@@ -1,0 +1,378 @@
+"""API throughput on loopback against PostgreSQL and Redis: job creation and status reads under
+concurrent requests, then one large dataset upload (validated and stored) and the server's memory.
+
+The API runs as a real uvicorn process with its own fresh database. No Celery worker runs: the
+jobs stay queued, are cancelled at the end, and the benchmark's Redis database is emptied.
+
+Usage: python bench/api_load.py [--jobs 1000] [--reads 2000] [--concurrency 16]
+       [--upload-mb 100] [--small] [--out docs/benchmarks.md]
+"""
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import httpx  # noqa: E402
+import numpy as np  # noqa: E402
+import redis  # noqa: E402
+from sqlalchemy import create_engine, text  # noqa: E402
+from sqlalchemy.engine import make_url  # noqa: E402
+
+from bench.common import REPO_ROOT, demo_foundation_path, write_section  # noqa: E402
+from bench.service import SERVER_VARIABLES, free_port  # noqa: E402
+from core.db import migrate  # noqa: E402
+
+POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
+BROKER_URL = "redis://127.0.0.1:6379/14"
+UVICORN_WORKERS = 2
+# Each phase is bounded, so a stuck server fails the benchmark instead of hanging it.
+PHASE_TIMEOUT_S = 300.0
+MB = 1e6
+# Each uvicorn worker loads the foundation on its first job, to learn its elements; these many
+# sequential requests per worker on fresh connections reach every worker before the measurement.
+WARM_UP_PER_WORKER = 8
+
+
+@dataclass(frozen=True)
+class Request:
+    method: str
+    path: str
+    body: dict | None = None
+
+
+@dataclass(frozen=True)
+class LoadResult:
+    latencies: np.ndarray  # s, one per request
+    seconds: float  # wall time of the whole phase
+
+    @property
+    def requests_per_second(self) -> float:
+        return len(self.latencies) / self.seconds
+
+    def percentile_ms(self, q: float) -> float:
+        return float(np.percentile(self.latencies, q)) * 1e3
+
+
+@contextmanager
+def fresh_database(server: str) -> Iterator[str]:
+    """A database of its own, migrated, dropped afterwards; the pid keeps concurrent runs apart."""
+    url = f"{server}/mlft_bench_{os.getpid()}"
+    name = make_url(url).database
+    admin = create_engine(f"{server}/postgres", isolation_level="AUTOCOMMIT")
+    try:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+            connection.execute(text(f'CREATE DATABASE "{name}"'))
+        migrate(url)
+        yield url
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+def postgres_version(server: str) -> str:
+    engine = create_engine(f"{server}/postgres")
+    with engine.connect() as connection:
+        version = connection.execute(text("SHOW server_version")).scalar_one()
+    engine.dispose()
+    return str(version).split()[0]
+
+
+@dataclass(frozen=True)
+class ApiServer:
+    process: subprocess.Popen
+    base_url: str
+
+
+@contextmanager
+def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[ApiServer]:
+    """uvicorn as an operator starts it, on loopback; yields once every worker has started."""
+    env = {key: value for key, value in os.environ.items() if key not in SERVER_VARIABLES}
+    env |= {
+        "DATABASE_URL": database_url,
+        "BROKER_URL": BROKER_URL,
+        "MLFT_DATA_DIR": str(data_dir),
+        "MLFT_MODELS_DIR": str(models_dir),
+    }
+    data_dir.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    log_path = data_dir / "api.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+             "--port", str(port), "--workers", str(UVICORN_WORKERS)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+        )
+    try:
+        _wait_for_workers(process, log_path)
+        yield ApiServer(process, f"http://127.0.0.1:{port}")
+    finally:
+        process.terminate()
+        process.wait(timeout=60)
+
+
+def _wait_for_workers(process: subprocess.Popen, log: Path) -> None:
+    # /health answers as soon as one worker is up; measuring then would time a single worker
+    # and the other one's start-up. Each worker logs this line once its lifespan has run.
+    deadline = time.monotonic() + 120
+    while log.read_text().count("Application startup complete") < UVICORN_WORKERS:
+        if process.poll() is not None or time.monotonic() > deadline:
+            raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
+        time.sleep(0.3)
+
+
+def descendant_pids(pid: int) -> list[int]:
+    """Every process below pid, from /proc (Linux), since uvicorn's workers are its children."""
+    parents: dict[int, int] = {}
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = Path(entry.path, "stat").read_text()
+        except OSError:
+            continue
+        # The command name in parentheses may hold spaces; the parent pid follows the state.
+        parents[int(entry.name)] = int(stat.rsplit(")", 1)[1].split()[1])
+    found, frontier = [], [pid]
+    while frontier:
+        children = [child for child, parent in parents.items() if parent in frontier]
+        found += children
+        frontier = children
+    return found
+
+
+def peak_rss_mb(pid: int) -> float:
+    """The process's peak resident set (VmHWM) so far; 0 once it has gone."""
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return 0.0
+    # An exiting process (a zombie) has already lost its memory lines.
+    kib = [line.split()[1] for line in status.splitlines() if line.startswith("VmHWM:")]
+    return int(kib[0]) * 1024 / MB if kib else 0.0
+
+
+def server_peak_rss_mb(server: ApiServer) -> float:
+    """The largest peak over uvicorn's processes: a request is served by one worker alone."""
+    root = server.process.pid
+    return max(peak_rss_mb(pid) for pid in [root, *descendant_pids(root)])
+
+
+def write_labelled_extxyz(path: Path, target_bytes: int, *, atoms: int = 64, seed: int = 0) -> None:
+    """Random H/C/N/O configurations that pass validation: jittered grid points stay at least
+    1.1 Å apart; energies and forces are random numbers (only their format matters here)."""
+    rng = np.random.default_rng(seed)
+    side = round(atoms ** (1 / 3))
+    axis = np.arange(side) * 1.6
+    grid = np.stack(np.meshgrid(axis, axis, axis, indexing="ij"), -1).reshape(-1, 3)
+    symbols = np.array(["H", "C", "N", "O"])
+    written = 0
+    with path.open("w") as out:
+        while written < target_bytes:
+            positions = grid + rng.uniform(-0.25, 0.25, grid.shape)
+            rows = np.column_stack([positions, rng.normal(0.0, 0.5, grid.shape)])
+            species = rng.choice(symbols, len(grid))
+            frame = (
+                f"{len(grid)}\nProperties=species:S:1:pos:R:3:forces:R:3 "
+                f'energy={-4.0 * len(grid) + rng.normal():.8f} pbc="F F F"\n'
+                + "".join(
+                    f"{s} {' '.join(f'{v:.8f}' for v in row)}\n"
+                    for s, row in zip(species, rows, strict=True)
+                )
+            )
+            out.write(frame)
+            written += len(frame)
+
+
+def upload(base_url: str, path: Path) -> tuple[dict, float]:
+    start = time.perf_counter()
+    with path.open("rb") as stream:
+        response = httpx.post(
+            f"{base_url}/datasets", files={"file": (path.name, stream)}, timeout=PHASE_TIMEOUT_S
+        )
+    seconds = time.perf_counter() - start
+    if response.status_code != 201:
+        raise RuntimeError(f"upload of {path.name} failed: {response.text[:500]}")
+    return response.json(), seconds
+
+
+Timed = tuple[float, httpx.Response]
+
+
+async def _drive(base_url: str, requests: list[Request], concurrency: int) -> list[Timed]:
+    """Send requests with `concurrency` in flight; returns (latency, response) pairs in order."""
+    results: dict[int, Timed] = {}
+    pending = iter(enumerate(requests))
+    limits = httpx.Limits(max_connections=concurrency)
+
+    async def sender(client: httpx.AsyncClient) -> None:
+        for index, request in pending:
+            start = time.perf_counter()
+            response = await client.request(request.method, request.path, json=request.body)
+            results[index] = (time.perf_counter() - start, response)
+
+    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
+        senders = [sender(client) for _ in range(concurrency)]
+        await asyncio.wait_for(asyncio.gather(*senders), PHASE_TIMEOUT_S)
+    return [results[index] for index in range(len(requests))]
+
+
+def load(
+    base_url: str, requests: list[Request], concurrency: int
+) -> tuple[LoadResult, list[dict]]:
+    """Run one phase; any failed request fails the benchmark, with the server's answer."""
+    start = time.perf_counter()
+    results = asyncio.run(_drive(base_url, requests, concurrency))
+    seconds = time.perf_counter() - start
+    for request, (_, response) in zip(requests, results, strict=True):
+        if not response.is_success:
+            raise RuntimeError(
+                f"{request.method} {request.path}: {response.status_code} {response.text[:500]}"
+            )
+    latencies = np.array([latency for latency, _ in results])
+    return LoadResult(latencies, seconds), [response.json() for _, response in results]
+
+
+def job_requests(dataset_id: str, count: int) -> list[Request]:
+    body = {"train_dataset": dataset_id, "hyperparameters": {"max_num_epochs": 1}}
+    return [Request("POST", "/jobs", body)] * count
+
+
+def empty_broker() -> None:
+    client = redis.Redis.from_url(BROKER_URL)
+    client.flushdb()
+    client.close()
+
+
+@dataclass(frozen=True)
+class Sizes:
+    jobs: int
+    reads: int
+    concurrency: int
+    upload_mb: float
+
+
+def latency_rows(endpoint: str, result: LoadResult) -> list[tuple[str, str]]:
+    return [
+        (f"{endpoint}: requests/s", f"{result.requests_per_second:.0f}"),
+        (f"{endpoint}: p50 / p99 latency (ms)",
+         f"{result.percentile_ms(50):.1f} / {result.percentile_ms(99):.1f}"),
+    ]
+
+
+def warm_up(base: str, dataset_id: str) -> list[str]:
+    """Sequential job requests, one connection each; returns the ids of the jobs created."""
+    # Not concurrent: two first requests in one worker load the foundation in two threads at
+    # once, and torch.load of a mace model is not thread-safe (torch.fx asserts).
+    ids = []
+    for request in job_requests(dataset_id, WARM_UP_PER_WORKER * UVICORN_WORKERS):
+        response = httpx.post(f"{base}{request.path}", json=request.body, timeout=60)
+        response.raise_for_status()
+        ids.append(response.json()["id"])
+    return ids
+
+
+def measure_jobs(
+    base: str, dataset_id: str, sizes: Sizes
+) -> tuple[list[tuple[str, str]], list[str]]:
+    """Create jobs, then read their status; returns the rows and every job id created."""
+    warm = warm_up(base, dataset_id)
+    creation, jobs = load(base, job_requests(dataset_id, sizes.jobs), sizes.concurrency)
+    ids = warm + [job["id"] for job in jobs]
+    reads = [Request("GET", f"/jobs/{ids[i % len(ids)]}") for i in range(sizes.reads)]
+    reading, _ = load(base, reads, sizes.concurrency)
+    rows = [
+        ("client", f"{sizes.concurrency} concurrent requests (httpx, asyncio), loopback"),
+        ("POST /jobs: requests", f"{sizes.jobs} (after {len(warm)} sequential warm-up)"),
+        *latency_rows("POST /jobs", creation),
+        ("GET /jobs/{id}: requests", f"{sizes.reads}"),
+        *latency_rows("GET /jobs/{id}", reading),
+    ]
+    return rows, ids
+
+
+def measure_upload(server: ApiServer, path: Path) -> list[tuple[str, str]]:
+    size = path.stat().st_size / MB
+    rss_before = server_peak_rss_mb(server)
+    dataset, seconds = upload(server.base_url, path)
+    rss_after = server_peak_rss_mb(server)
+    summary = dataset["summary"]
+    return [
+        ("upload: size (MB) / configurations / atoms",
+         f"{size:.1f} / {summary['n_configs']} / {summary['n_atoms']}"),
+        ("upload + validation + storage (s)", f"{seconds:.1f}"),
+        ("upload + validation + storage (MB/s)", f"{size / seconds:.1f}"),
+        ("server peak RSS before / after upload (MB)", f"{rss_before:.0f} / {rss_after:.0f}"),
+    ]
+
+
+def cancel_all(base: str, ids: list[str], concurrency: int) -> None:
+    _, jobs = load(base, [Request("POST", f"/jobs/{i}/cancel") for i in ids], concurrency)
+    left = [job["id"] for job in jobs if job["state"] != "cancelled"]
+    if left:
+        raise RuntimeError(f"{len(left)} jobs were not cancelled, e.g. {left[0]}")
+
+
+def measure(sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
+    # Client and server share the CPU with whatever else runs; the load says how much that was.
+    load = f"{os.getloadavg()[0]:.1f} on {os.cpu_count()} cores"
+    train = folder / "train.extxyz"
+    write_labelled_extxyz(train, 50_000, seed=1)
+    large = folder / "large.extxyz"
+    write_labelled_extxyz(large, int(sizes.upload_mb * MB), seed=2)
+    models_dir = demo_foundation_path().parent
+    with fresh_database(POSTGRES) as url, api_server(url, folder / "var", models_dir) as server:
+        try:
+            dataset, _ = upload(server.base_url, train)
+            job_rows, ids = measure_jobs(server.base_url, dataset["id"], sizes)
+            upload_rows = measure_upload(server, large)
+            cancel_all(server.base_url, ids, sizes.concurrency)
+        finally:
+            empty_broker()
+    server_row = (
+        "server",
+        f"uvicorn, {UVICORN_WORKERS} workers; PostgreSQL {postgres_version(POSTGRES)}; "
+        "Redis broker, no Celery worker",
+    )
+    return [server_row, ("load average when started", load), *job_rows, *upload_rows]
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--jobs", type=int, default=1000)
+    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--upload-mb", type=float, default=100.0)
+    parser.add_argument("--small", action="store_true", help="a few requests, 2 MB (tests)")
+    parser.add_argument("--out", type=Path, default=None)
+    args = parser.parse_args(argv)
+    sizes = (
+        Sizes(jobs=48, reads=96, concurrency=16, upload_mb=2.0)
+        if args.small
+        else Sizes(args.jobs, args.reads, args.concurrency, args.upload_mb)
+    )
+    with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
+        rows = measure(sizes, Path(tmp))
+    for name, value in rows:
+        print(f"{name:44s} {value}")
+    if args.out is not None:
+        write_section(
+            args.out, "API load: job requests and dataset upload on PostgreSQL", rows,
+            command=f"python bench/api_load.py --jobs {sizes.jobs} --reads {sizes.reads} "
+            f"--concurrency {sizes.concurrency} --upload-mb {sizes.upload_mb:g} --out {args.out}",
+        )
+
+
+if __name__ == "__main__":
+    main()
