@@ -75,7 +75,11 @@ def main(argv: list[str] | None = None) -> None:
     args = parser.parse_args(argv)
     configs, epochs = (20, 1) if args.small else (args.configs, args.epochs)
     foundation = demo_foundation_path()
-    spec = {"hyperparameters": {"max_num_epochs": epochs, "batch_size": 10}}
+    # The same fine-tuning on both paths: no evaluation stage, which mace_run_train lacks.
+    spec = {
+        "hyperparameters": {"max_num_epochs": epochs, "batch_size": 10},
+        "evaluation": {"md": False, "dimers": False},
+    }
     with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
         folder = Path(tmp)
         train = write_extxyz(
