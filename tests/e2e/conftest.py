@@ -10,7 +10,9 @@ from bench.service import wait_for
 from tests.conftest import REPO_ROOT
 
 
-@pytest.fixture(scope="session")
+# Package scope: the worker stops after the e2e tests, so it never picks up jobs that later
+# tests submit expecting them to stay queued.
+@pytest.fixture(scope="package")
 def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the test PostgreSQL and Redis."""
     from worker.celery_app import app as celery_app
