@@ -6,6 +6,7 @@ work), or to a published MACE model fetched through mace-torch's own download-an
 
 import hashlib
 import logging
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -79,13 +80,19 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# Loading a pickled mace model in several threads at once fails inside e3nn's code generation
+# ("CURRENT_PATCHER is None"), which concurrent first requests to one API process would do.
+_MODEL_LOAD_LOCK = threading.Lock()
+
+
 @lru_cache(maxsize=16)
 def _elements_of_model_file(path: str, _modified: int) -> tuple[str, ...]:
     import torch
     from ase.data import chemical_symbols
 
     # Registered foundations are trusted pickles (only admins add them).
-    model = torch.load(path, map_location="cpu", weights_only=False)
+    with _MODEL_LOAD_LOCK:
+        model = torch.load(path, map_location="cpu", weights_only=False)
     return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
 
 
