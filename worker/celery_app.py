@@ -20,13 +20,15 @@ def broker_settings(settings: Settings) -> tuple[str, dict]:
     if settings.broker_url:
         return settings.broker_url, {"visibility_timeout": VISIBILITY_TIMEOUT_SECONDS}
     folder = (settings.data_dir / "broker").resolve()
-    for sub in ("queue", "processed"):
+    for sub in ("queue", "processed", "control"):
         Path(folder / sub).mkdir(parents=True, exist_ok=True)
     options = {
         "data_folder_in": str(folder / "queue"),
         "data_folder_out": str(folder / "queue"),
         "processed_folder": str(folder / "processed"),
         "store_processed": False,
+        # Without it kombu writes its exchange tables to ./control in whatever folder runs it.
+        "control_folder": str(folder / "control"),
     }
     return "filesystem://", options
 
