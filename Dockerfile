@@ -1,5 +1,5 @@
-# One image for the API and the workers. On x86_64 PyPI's torch wheel is the CUDA build, which the
-# GPU worker needs; the CPU worker and the API run the same image without a GPU.
+# One image for the API and both workers. TORCH_INDEX picks the torch build: CPU wheels (small)
+# for the API and the CPU worker, CUDA wheels for the GPU worker (see docker-compose.yml).
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFT_DATA_DIR=/data
@@ -10,15 +10,19 @@ RUN apt-get update \
     && rm -rf /var/lib/apt/lists/*
 
 ARG TORCH_VERSION=2.13.0
-RUN pip install --no-cache-dir "torch==${TORCH_VERSION}"
+ARG TORCH_INDEX=https://download.pytorch.org/whl/cpu
+RUN pip install --no-cache-dir --index-url "${TORCH_INDEX}" "torch==${TORCH_VERSION}"
 
 COPY pyproject.toml README.md ./
 COPY api ./api
 COPY core ./core
 COPY worker ./worker
 COPY migrations ./migrations
+COPY mlft_client ./mlft_client
 COPY scripts ./scripts
-RUN pip install --no-cache-dir .
+RUN pip install --no-cache-dir . && useradd --create-home mlft && mkdir -p /data /models \
+    && chown mlft /data /models
+USER mlft
 
 EXPOSE 8000
 CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]

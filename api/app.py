@@ -4,16 +4,21 @@ import logging
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
-from fastapi import FastAPI
+from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
+from api.deps import get_project_id
 from api.errors import install_error_handlers
-from api.routes import datasets, evaluations, events, foundations, jobs, sweeps
+from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
+from api.routes import health as health_routes
+from api.routes import metrics as metrics_routes
+from api.routes import preflight as preflight_routes
+from api.routes import replay_sets as replay_sets_routes
 from core.config import Settings, get_settings
 from core.db import migrate
 from core.runner import context_from_settings
 from worker.celery_app import make_celery
-from worker.tasks import RUN_EVALUATION, RUN_JOB
+from worker.tasks import BUILD_REPLAY_SET, RUN_EVALUATION, RUN_JOB
 
 logger = logging.getLogger(__name__)
 
@@ -55,6 +60,7 @@ def create_app(
     app.state.context = context_from_settings(settings)
     app.state.enqueue = enqueue or _celery_enqueue(settings, RUN_JOB)
     app.state.enqueue_evaluation = _celery_enqueue(settings, RUN_EVALUATION)
+    app.state.enqueue_replay_set = _celery_enqueue(settings, BUILD_REPLAY_SET)
     install_error_handlers(app)
     if settings.cors_origins:
         # Browser front ends on other origins; the bearer token travels in Authorization.
@@ -64,8 +70,17 @@ def create_app(
             allow_methods=["*"],
             allow_headers=["*"],
         )
-    for module in (datasets, jobs, events, evaluations, sweeps, foundations):
+    # Data routes act inside the caller's project: the admin token alone gets 403 there.
+    in_project = [Depends(get_project_id)]
+    for module in (datasets, jobs, events, evaluations, sweeps):
+        app.include_router(module.router, dependencies=in_project)
+    for module in (replay_sets_routes, preflight_routes):
+        app.include_router(module.router, dependencies=in_project)
+    for module in (foundations, projects, dashboard):
         app.include_router(module.router)
+    app.include_router(health_routes.router)
+    app.include_router(metrics_routes.router)
+    app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

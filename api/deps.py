@@ -3,12 +3,15 @@
 from collections.abc import Iterator
 from typing import Annotated
 
-from fastapi import Depends, Request
+from fastapi import Depends, Query, Request
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
 
+from core.auth import OPEN_ACCESS, Principal, authenticate
 from core.config import Settings
 from core.foundations import FoundationRegistry
 from core.runner import JobContext
+from core.scoping import scope_session
 
 
 def get_context(request: Request) -> JobContext:
@@ -19,19 +22,58 @@ def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_session(request: Request) -> Iterator[Session]:
+def get_registry(request: Request) -> FoundationRegistry:
+    return request.app.state.context.registry
+
+
+# auto_error off: without an admin token configured the service needs no token at all.
+bearer = HTTPBearer(auto_error=False, description="A project token, or the admin token")
+
+
+def get_principal(
+    request: Request,
+    credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> Principal:
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        return OPEN_ACCESS
+    # Browsers' EventSource cannot send headers, so the token may also come as a query parameter.
+    token = credentials.credentials if credentials else request.query_params.get("access_token")
     session = request.app.state.context.sessions()
+    try:
+        return authenticate(session, token, settings.admin_token.get_secret_value())
+    finally:
+        session.close()
+
+
+def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+    return principal.require_project()
+
+
+def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+    principal.require_admin()
+    return principal
+
+
+def get_session(
+    request: Request, principal: Annotated[Principal, Depends(get_principal)]
+) -> Iterator[Session]:
+    # Scoped to the caller's project: its queries see only that project's rows (core.scoping).
+    session = scope_session(request.app.state.context.sessions(), principal.project_id)
     try:
         yield session
     finally:
         session.close()
 
 
-def get_registry(request: Request) -> FoundationRegistry:
-    return request.app.state.context.registry
-
-
 ContextDep = Annotated[JobContext, Depends(get_context)]
+PrincipalDep = Annotated[Principal, Depends(get_principal)]
+# The caller's project: every dataset, job, evaluation and report route reads and writes in it.
+ProjectDep = Annotated[str, Depends(get_project_id)]
+AdminDep = Annotated[Principal, Depends(require_admin)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 RegistryDep = Annotated[FoundationRegistry, Depends(get_registry)]
+# Paging bounds: PostgreSQL refuses a negative LIMIT/OFFSET and one beyond bigint.
+LimitParam = Annotated[int, Query(ge=1, le=1000)]
+OffsetParam = Annotated[int, Query(ge=0, le=2**31 - 1)]

@@ -5,31 +5,33 @@ from fastapi.responses import JSONResponse
 
 from core.errors import (
     ArtifactMissingError,
+    AuthenticationError,
+    ConflictError,
     FoundationModelUnavailableError,
     InvalidDatasetError,
     InvalidSpecError,
     InvalidStateTransitionError,
     MlftError,
     NotFoundError,
+    PermissionDeniedError,
+    UploadTooLargeError,
 )
 
 STATUS_BY_ERROR: list[tuple[type[MlftError], int]] = [
+    (UploadTooLargeError, 413),
     (InvalidDatasetError, 422),
     (InvalidSpecError, 422),
     (NotFoundError, 404),
+    (AuthenticationError, 401),
+    (PermissionDeniedError, 403),
+    (ConflictError, 409),
     (ArtifactMissingError, 409),
     (InvalidStateTransitionError, 409),
     (FoundationModelUnavailableError, 503),
 ]
 
 
-class PayloadTooLargeError(MlftError):
-    """An upload exceeded the configured size limit."""
-
-
 def status_for(error: MlftError) -> int:
-    if isinstance(error, PayloadTooLargeError):
-        return 413
     for error_type, status in STATUS_BY_ERROR:
         if isinstance(error, error_type):
             return status

@@ -3,9 +3,9 @@
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import Dataset, Job, JobState
+from core.models import Dataset, Job, JobState, ReplaySet
 
 
 class DatasetPublic(BaseModel):
@@ -50,6 +50,11 @@ class JobPublic(BaseModel):
     warnings: list[str]
     checks: dict[str, Any] | None
     effective_hyperparameters: dict[str, Any] | None
+    # Issue 9: preflight findings, the recorded split, cost predicted vs actual, tested exports.
+    preflight: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None
+    exports: dict[str, Any] | None = None
     error: str | None
     attempts: int
     created_at: datetime
@@ -59,6 +64,7 @@ class JobPublic(BaseModel):
     model_url: str | None
     multihead_model_url: str | None
     metrics_url: str | None
+    model_card_url: str | None = None
 
     @classmethod
     def of(cls, job: Job) -> "JobPublic":
@@ -84,6 +90,10 @@ class JobPublic(BaseModel):
             warnings=job.warnings,
             checks=job.checks,
             effective_hyperparameters=job.effective_hyperparameters,
+            preflight=job.preflight,
+            split=job.split,
+            cost=job.cost,
+            exports=job.exports,
             error=job.error,
             attempts=job.attempts,
             created_at=job.created_at,
@@ -95,6 +105,7 @@ class JobPublic(BaseModel):
                 f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
             ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
+            model_card_url=f"/jobs/{job.id}/model-card" if job.model_card else None,
         )
 
 
@@ -107,3 +118,93 @@ class FoundationPublic(BaseModel):
     name: str
     source: str
     available: bool
+
+
+class FoundationRegistered(BaseModel):
+    name: str
+    sha256: str
+
+
+class ReplaySetPublic(BaseModel):
+    """A replay set: state, progress while building, and once built its dataset, composition,
+    source histogram, coverage of the training data and provenance."""
+
+    id: str
+    state: JobState
+    spec: dict[str, Any]
+    content_hash: str
+    stage: str | None
+    progress: dict[str, Any] | None
+    dataset_id: str | None
+    size: int | None
+    cut: str | None
+    composition: dict[str, Any] | None
+    source_histogram: dict[str, int] | None
+    coverage: dict[str, Any] | None
+    report: dict[str, Any] | None
+    error: str | None
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, replay_set: ReplaySet) -> "ReplaySetPublic":
+        report = replay_set.report or {}
+        return cls(
+            id=replay_set.id,
+            state=replay_set.state,
+            spec=replay_set.spec,
+            content_hash=replay_set.content_hash,
+            stage=replay_set.stage,
+            progress=replay_set.progress,
+            dataset_id=replay_set.dataset_id,
+            size=report.get("size"),
+            cut=report.get("cut"),
+            composition=report.get("composition"),
+            source_histogram=report.get("source_histogram"),
+            coverage=report.get("coverage"),
+            report=replay_set.report,
+            error=replay_set.error,
+            created_at=replay_set.created_at,
+            started_at=replay_set.started_at,
+            finished_at=replay_set.finished_at,
+        )
+
+
+class ReplaySetsPublic(BaseModel):
+    data: list[ReplaySetPublic]
+    count: int
+
+
+class ProjectCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255, examples=["catalysis-lab"])
+
+
+class ProjectPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    created_at: datetime
+
+
+class TokenCreate(BaseModel):
+    name: str = Field(min_length=1, max_length=255, examples=["alice-laptop"])
+
+
+class TokenPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
+    id: str
+    name: str
+    project_id: str
+    created_at: datetime
+    revoked_at: datetime | None
+
+
+class TokenIssued(BaseModel):
+    id: str
+    name: str
+    project_id: str
+    # Shown once: send it as `Authorization: Bearer <token>`.
+    token: str

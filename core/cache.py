@@ -12,6 +12,8 @@ from pathlib import Path
 import ase
 import numpy as np
 
+from core.inference import Prediction
+
 logger = logging.getLogger(__name__)
 
 
@@ -25,10 +27,31 @@ def configurations_digest(configs: Sequence[ase.Atoms]) -> str:
 
 
 class PredictionCache:
-    """Foundation predictions on a set of configurations, stored as .npy files in a folder."""
+    """Foundation predictions on a set of configurations, stored as .npy/.npz files in a folder."""
 
     def __init__(self, folder: Path) -> None:
         self.folder = folder
+
+    def labels(
+        self,
+        foundation_sha256: str,
+        configs: Sequence[ase.Atoms],
+        compute: Callable[[], list[Prediction]],
+    ) -> list[Prediction]:
+        """Energy, forces and (periodic cells) stress of each configuration: pseudolabels."""
+        key = hashlib.sha256(
+            f"labels|{foundation_sha256}|{configurations_digest(configs)}".encode()
+        ).hexdigest()
+        path = self.folder / f"{key}.npz"
+        if path.is_file():
+            logger.info("cache hit: foundation labels %s", key[:12])
+            return _unpack_predictions(np.load(path), configs)
+        predictions = compute()
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = path.with_suffix(f".{id(predictions)}.partial.npz")
+        np.savez(partial, **_pack_predictions(predictions))
+        partial.replace(path)
+        return predictions
 
     def energies(
         self,
@@ -50,3 +73,29 @@ class PredictionCache:
         np.save(partial, values)
         partial.replace(path)
         return values
+
+
+def _pack_predictions(predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:
+    # Forces of all configurations in one array; NaN stress where a cell has none.
+    return {
+        "energy": np.array([p.energy for p in predictions], dtype=np.float64),
+        "forces": np.concatenate([np.asarray(p.forces).reshape(-1, 3) for p in predictions]),
+        "stress": np.array(
+            [np.full((3, 3), np.nan) if p.stress is None else p.stress for p in predictions]
+        ),
+    }
+
+
+def _unpack_predictions(stored, configs: Sequence[ase.Atoms]) -> list[Prediction]:
+    bounds = np.cumsum([0, *(len(atoms) for atoms in configs)])
+    predictions = []
+    for index, energy in enumerate(stored["energy"]):
+        stress = stored["stress"][index]
+        predictions.append(
+            Prediction(
+                float(energy),
+                stored["forces"][bounds[index] : bounds[index + 1]],
+                None if np.isnan(stress).all() else stress,
+            )
+        )
+    return predictions

@@ -3,7 +3,7 @@
 from functools import lru_cache
 from pathlib import Path
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -25,8 +25,28 @@ class Settings(BaseSettings):
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.
     start_embedded_worker: bool = True
-    # Upper bound on an uploaded dataset, in bytes.
+    # Upper bound on an uploaded dataset, in bytes (also on what a gzip upload unpacks to).
     max_upload_bytes: int = 512 * 1024 * 1024
+    # Celery queues: training needs a GPU worker, evaluations run on CPU workers.
+    gpu_queue: str = "gpu"
+    cpu_queue: str = "cpu"
+    # A running job's worker renews its lease every third of this; a job whose lease expired
+    # lost its worker and is re-queued, resuming from its last mace checkpoint.
+    job_lease_seconds: float = 60.0
+    # Runs of a job whose worker died; after the last one it fails with the reason.
+    max_attempts: int = 3
+    # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a
+    # bearer token; this one manages projects and foundation models, project tokens the rest.
+    admin_token: SecretStr | None = None
+    # S3-compatible object storage for artifacts (AWS S3, MinIO, Ceph), shared by workers on
+    # other machines; unset bucket means the local folder data_dir/artifacts. Credentials may
+    # also come from the usual AWS variables or instance roles.
+    s3_bucket: str | None = None
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    s3_prefix: str = ""
     # Browser origins allowed to call the API (CORS), as JSON: '["https://lab.example.org"]'.
     cors_origins: list[str] = []
 

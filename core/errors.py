@@ -13,6 +13,22 @@ class InvalidSpecError(MlftError):
     """A job specification is inconsistent (unknown dataset, elements the foundation lacks, ...)."""
 
 
+class UploadTooLargeError(MlftError):
+    """An upload (or what its gzip compression unpacks to) is above the configured size limit."""
+
+
+class AuthenticationError(MlftError):
+    """No API token, or one that is unknown or revoked."""
+
+
+class PermissionDeniedError(MlftError):
+    """The caller is known but may not do this (a project token on an admin route, ...)."""
+
+
+class ConflictError(MlftError):
+    """The request clashes with what exists (a project name taken, ...)."""
+
+
 class NotFoundError(MlftError):
     """A named object (dataset, job, foundation model) does not exist."""
 
@@ -35,3 +51,11 @@ class E0MismatchError(MlftError):
 
 class TrainingFailedError(MlftError):
     """mace-torch training stopped with an error."""
+
+
+class PreflightBlockedError(MlftError):
+    """The preflight stage found a problem that would waste the training run (core.preflight)."""
+
+    def __init__(self, message: str, report: dict) -> None:
+        super().__init__(message)
+        self.report = report

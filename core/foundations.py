@@ -6,13 +6,20 @@ work), or to a published MACE model fetched through mace-torch's own download-an
 
 import hashlib
 import logging
+import re
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from core.errors import FoundationModelUnavailableError, NotFoundError
+from core.errors import (
+    ConflictError,
+    FoundationModelUnavailableError,
+    InvalidSpecError,
+    NotFoundError,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -85,6 +92,11 @@ def file_sha256(path: Path) -> str:
 _MODEL_LOAD_LOCK = threading.Lock()
 
 
+def model_load_lock() -> threading.Lock:
+    """Held while an API process unpickles a mace model (see above)."""
+    return _MODEL_LOAD_LOCK
+
+
 @lru_cache(maxsize=16)
 def _elements_of_model_file(path: str, _modified: int) -> tuple[str, ...]:
     import torch
@@ -94,6 +106,31 @@ def _elements_of_model_file(path: str, _modified: int) -> tuple[str, ...]:
     with _MODEL_LOAD_LOCK:
         model = torch.load(path, map_location="cpu", weights_only=False)
     return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
+
+
+FOUNDATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+
+
+def _pin_path(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".sha256")
+
+
+@lru_cache(maxsize=64)
+def _verified_sha256(path: str, _modified: int) -> str:
+    """The file's sha256, checked against its registration pin when it has one.
+
+    A pinned model whose bytes changed is refused before anything unpickles it: loading a model
+    runs its code.
+    """
+    model_path = Path(path)
+    sha256 = file_sha256(model_path)
+    pin = _pin_path(model_path)
+    if pin.is_file() and pin.read_text().strip() != sha256:
+        raise FoundationModelUnavailableError(
+            f"foundation model file {model_path.name} changed since it was registered "
+            f"(sha256 {sha256}, registered {pin.read_text().strip()}); refusing to load it"
+        )
+    return sha256
 
 
 class FoundationRegistry:
@@ -120,12 +157,36 @@ class FoundationRegistry:
         path = self.models_dir / f"{name}.model"
         if not path.is_file():
             return None
-        return list(_elements_of_model_file(str(path), path.stat().st_mtime_ns))
+        modified = path.stat().st_mtime_ns
+        _verified_sha256(str(path), modified)
+        return list(_elements_of_model_file(str(path), modified))
+
+    def register(self, name: str, upload: Path) -> FoundationModel:
+        """Add an uploaded model under a name, pinned by its sha256 (admins only: a pickle)."""
+        if not FOUNDATION_NAME.fullmatch(name):
+            raise InvalidSpecError(
+                f"foundation model name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
+                "starting with a letter or digit"
+            )
+        if self.exists(name):
+            raise ConflictError(f"a foundation model named {name!r} exists already")
+        sha256 = file_sha256(upload)
+        self.models_dir.mkdir(parents=True, exist_ok=True)
+        target = self.models_dir / f"{name}.model"
+        partial = target.with_name(target.name + ".partial")
+        shutil.copyfile(upload, partial)
+        # The pin first: a model file never exists here without the hash it must have.
+        _pin_path(target).write_text(sha256 + "\n")
+        partial.replace(target)
+        logger.info("foundation %s registered sha256=%s", name, sha256)
+        return FoundationModel(name, target, sha256)
 
     def resolve(self, name: str) -> FoundationModel:
         local = self.models_dir / f"{name}.model"
         if local.is_file():
-            return FoundationModel(name, local, file_sha256(local))
+            return FoundationModel(
+                name, local, _verified_sha256(str(local), local.stat().st_mtime_ns)
+            )
         if name not in PUBLISHED:
             known = ", ".join(self.local_names() + list(PUBLISHED))
             raise NotFoundError(f"unknown foundation model {name!r}; known: {known}")

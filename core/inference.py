@@ -20,6 +20,8 @@ from mace.tools import AtomicNumberTable, torch_geometric
 class Prediction:
     energy: float
     forces: np.ndarray | None
+    # 3x3, eV/Å^3, ASE's sign convention; only for fully periodic cells when stress was asked.
+    stress: np.ndarray | None = None
 
 
 def predict(
@@ -29,23 +31,36 @@ def predict(
     batch_size: int = 32,
     device: str = "cpu",
     forces: bool = True,
+    stress: bool = False,
 ) -> list[Prediction]:
-    """Energy (eV) and, when asked, forces (eV/Å) of each configuration, in order (head 0)."""
+    """Energy (eV) and, when asked, forces (eV/Å) and stress of each configuration, in order
+    (head 0)."""
     inference = _inference_model(model, device)
     predictions: list[Prediction] = []
     for batch in _batches(model, configs, batch_size):
         batch = batch.to(device)
-        # Forces are gradients of the energy, so autograd stays on when they are wanted.
-        with torch.set_grad_enabled(forces):
-            output = inference(batch.to_dict(), training=False, compute_force=forces)
+        # Forces and stress are gradients of the energy, so autograd stays on when wanted.
+        with torch.set_grad_enabled(forces or stress):
+            output = inference(
+                batch.to_dict(), training=False, compute_force=forces, compute_stress=stress
+            )
         energies = output["energy"].detach().cpu().numpy().astype(np.float64)
         all_forces = output["forces"].detach().cpu().numpy() if forces else None
+        all_stress = output["stress"].detach().cpu().numpy() if stress else None
         bounds = batch.ptr.cpu().numpy()
+        first = len(predictions)
         for index, energy in enumerate(energies):
             atom_forces = (
                 None if all_forces is None else all_forces[bounds[index] : bounds[index + 1]]
             )
-            predictions.append(Prediction(float(energy), atom_forces))
+            # mace returns zeros for cells without volume; a stress only means something when
+            # the cell is periodic in every direction.
+            cell_stress = (
+                all_stress[index]
+                if all_stress is not None and configs[first + index].pbc.all()
+                else None
+            )
+            predictions.append(Prediction(float(energy), atom_forces, cell_stress))
     return predictions
 
 

@@ -23,8 +23,12 @@ def job_report(job: Job) -> dict[str, Any]:
             "finished_at": _iso(job.finished_at),
             "effective_hyperparameters": job.effective_hyperparameters,
         },
-        "warnings": job.warnings,
+        "warnings": job.warnings + _measured_warnings(job.metrics),
         "checks": job.checks,
+        "preflight": job.preflight,
+        "split": job.split,
+        "cost": job.cost,
+        "exports": job.exports,
         "e0s": job.e0s,
         "learning_curve": job.epochs,
         **(job.metrics or {}),
@@ -37,9 +41,14 @@ def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
     return {
         "title": f"mlft evaluation {evaluation.id} of {name}",
         "generated_at": _now(),
-        "warnings": [],
+        "warnings": _measured_warnings(evaluation.report),
         **(evaluation.report or {}),
     }
+
+
+def _measured_warnings(sections: dict[str, Any] | None) -> list[str]:
+    """Warnings the evaluation itself raised (a hole rate far above the foundation's)."""
+    return list(((sections or {}).get("rss_holes") or {}).get("warnings") or [])
 
 
 def _now() -> str:

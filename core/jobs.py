@@ -6,11 +6,11 @@ cancel request) can never both win.
 
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
 
 from core.errors import InvalidStateTransitionError, NotFoundError
-from core.models import Evaluation, Job, JobState, utcnow
+from core.models import Evaluation, Job, JobState, ReplaySet, utcnow
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
@@ -67,7 +67,8 @@ def transition(
     expected: JobState,
     target: JobState,
     *,
-    table: type[Job] | type[Evaluation] = Job,
+    table: type[Job] | type[Evaluation] | type[ReplaySet] = Job,
+    only_if: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
     """Move a job (or an evaluation, which shares the states) from `expected` to `target`;
@@ -82,9 +83,12 @@ def transition(
         values.setdefault("started_at", now)
     if target in TERMINAL_STATES:
         values.setdefault("finished_at", now)
+    conditions = [table.id == job_id, table.state == expected]
+    if only_if is not None:
+        conditions.append(only_if)
     result = session.execute(
         update(table)
-        .where(table.id == job_id, table.state == expected)
+        .where(*conditions)
         .values(state=target, updated_at=now, **values)
         .execution_options(synchronize_session=False)
     )

@@ -5,6 +5,7 @@ cancelled job be stopped at once.
 """
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -19,6 +20,20 @@ EpochCallback = Callable[[dict[str, Any]], None]
 StopCheck = Callable[[], bool]
 
 
+# mace's entry point, in a child that dies with its worker: a killed worker must not leave mace
+# training on and writing into a job that another worker resumes. Linux asks the kernel
+# (PR_SET_PDEATHSIG); the parent check covers a worker that died before the child got there.
+_CHILD = """
+import ctypes, os, runpy, signal, sys
+parent = int(sys.argv.pop(1))
+if sys.platform.startswith("linux"):
+    ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+if os.getppid() != parent:
+    sys.exit("mlft: the worker that started this training process is gone")
+runpy.run_module("mace.cli.run_train", run_name="__main__", alter_sys=True)
+"""
+
+
 class TrainingCancelled(Exception):
     """Raised when should_stop() turned true while mace was training."""
 
@@ -30,6 +45,8 @@ class ResultsFollower:
     path: Path
     offset: int = 0
     seen: list[dict[str, Any]] = field(default_factory=list)
+    # Optimizer-step time per epoch, summed from mace's "opt" records.
+    step_seconds: dict[Any, float] = field(default_factory=dict)
 
     def new_entries(self) -> list[dict[str, Any]]:
         if not self.path.is_file():
@@ -76,10 +93,11 @@ def run_mace_training(
     poll_seconds: float = 1.0,
 ) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
-    follower = ResultsFollower(results_file)
+    # A resumed run appends to the results of the run before it; only its new lines count.
+    follower = ResultsFollower(results_file, offset=_size(results_file))
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "mace.cli.run_train", *argv], stdout=log, stderr=log
+            [sys.executable, "-c", _CHILD, str(os.getpid()), *argv], stdout=log, stderr=log
         )
         try:
             while process.poll() is None:
@@ -101,11 +119,22 @@ def run_mace_training(
         )
 
 
+def _size(path: Path) -> int:
+    return path.stat().st_size if path.is_file() else 0
+
+
 def _report(follower: ResultsFollower, on_epoch: EpochCallback) -> None:
     for raw in follower.new_entries():
+        if raw.get("mode") == "opt" and isinstance(raw.get("time"), int | float):
+            epoch = raw.get("epoch")
+            follower.step_seconds[epoch] = follower.step_seconds.get(epoch, 0.0) + raw["time"]
         entry = epoch_entry(raw)
-        if entry is not None:
-            on_epoch(entry)
+        if entry is None:
+            continue
+        if entry["epoch"] in follower.step_seconds:
+            # The epoch's training time, without validation: what /metrics reports.
+            entry["seconds"] = round(follower.step_seconds[entry["epoch"]], 3)
+        on_epoch(entry)
 
 
 def _last_error(log_file: Path, lines: int = 3) -> str:

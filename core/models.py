@@ -21,6 +21,39 @@ class Base(DeclarativeBase):
     type_annotation_map = {dict[str, Any]: JSON, list[Any]: JSON}
 
 
+# What exists before any project is made, and what everything belongs to when auth is off.
+DEFAULT_PROJECT_ID = "default"
+
+
+class Project(Base):
+    __tablename__ = "projects"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    name: Mapped[str] = mapped_column(String(255), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class ApiToken(Base):
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    project_id: Mapped[str] = mapped_column(ForeignKey("projects.id"), index=True)
+    name: Mapped[str] = mapped_column(String(255))
+    # sha256 of the token; the token itself is shown once, when issued.
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    revoked_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+
+
+class ProjectOwned:
+    """Mixin of every table whose rows belong to a project (core.scoping filters by it)."""
+
+    # Tokens of other projects get 404 for the row, as if it did not exist.
+    project_id: Mapped[str] = mapped_column(
+        ForeignKey("projects.id"), default=DEFAULT_PROJECT_ID, index=True
+    )
+
+
 class JobState(str, enum.Enum):
     QUEUED = "queued"
     RUNNING = "running"
@@ -29,7 +62,7 @@ class JobState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
-class Dataset(Base):
+class Dataset(ProjectOwned, Base):
     __tablename__ = "datasets"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -40,7 +73,7 @@ class Dataset(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Sweep(Base):
+class Sweep(ProjectOwned, Base):
     """Several strategies (and grid points) on the same data; each point is a job."""
 
     __tablename__ = "sweeps"
@@ -50,7 +83,7 @@ class Sweep(Base):
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
 
 
-class Job(Base):
+class Job(ProjectOwned, Base):
     __tablename__ = "jobs"
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
@@ -78,8 +111,21 @@ class Job(Base):
     # What the strategy must mean, verified on the delivered model (E0s, frozen weights, LoRA).
     checks: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     effective_hyperparameters: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # Issue 9: preflight findings, which configuration went where, predicted vs actual cost,
+    # tested export variants (their storage keys and checks) and the model card.
+    preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    exports: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    model_card: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+    # The worker running the job renews its lease; once it expires the worker is presumed dead
+    # and the job is re-queued (core/leases.py). NULL: no worker holds it.
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
@@ -88,7 +134,7 @@ class Job(Base):
     )
 
 
-class Evaluation(Base):
+class Evaluation(ProjectOwned, Base):
     """One model (a job's or a foundation) evaluated on datasets, outside any training job."""
 
     __tablename__ = "evaluations"
@@ -100,6 +146,33 @@ class Evaluation(Base):
     )
     spec: Mapped[dict[str, Any]]
     stage: Mapped[str | None] = mapped_column(String(64), default=None)
+    report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+class ReplaySet(ProjectOwned, Base):
+    """A diverse, foundation-labelled replay set built for the user's elements (issue 12)."""
+
+    __tablename__ = "replay_sets"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
+        default=JobState.QUEUED,
+    )
+    spec: Mapped[dict[str, Any]]
+    # sha256 of everything the set depends on: the same inputs are never built twice.
+    content_hash: Mapped[str] = mapped_column(String(64), index=True)
+    stage: Mapped[str | None] = mapped_column(String(64), default=None)
+    progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # The labelled structures, a regular dataset usable wherever a replay dataset id is.
+    dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     error: Mapped[str | None] = mapped_column(Text, default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)

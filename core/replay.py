@@ -1,17 +1,18 @@
 """The replay set a multihead job keeps training its replay head on (science.md §1)."""
 
 import logging
-import subprocess
-import sys
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import ase
 import numpy as np
+import torch
 
 from core.datasets import read_configurations, write_mace_extxyz
-from core.errors import TrainingFailedError
+from core.descriptors import structure_descriptors
+from core.selection import farthest_point_indices
 from core.spec import ReplaySpec
 
 logger = logging.getLogger(__name__)
@@ -39,12 +40,13 @@ def prepare_replay_file(
     source: Path,
     destination: Path,
     *,
-    pseudolabel: bool,
+    pseudolabels: Callable[[list[ase.Atoms]], list[ase.Atoms]] | None,
     foundation_file: Path,
-    target_file: Path,
     seed: int,
 ) -> ReplayFile:
-    configs = _labelled_for_mace(read_configurations(source), pseudolabel)
+    """The replay file mace trains its replay head on: weighted, subsampled, and labelled by
+    `pseudolabels` (core.pseudolabels) when the strategy replays the foundation's own labels."""
+    configs = _with_mace_keys(read_configurations(source))
     for atoms in configs:
         atoms.info["config_energy_weight"] = REPLAY_ENERGY_FACTOR * replay.weight
         atoms.info["config_forces_weight"] = REPLAY_FORCES_FACTOR * replay.weight
@@ -55,59 +57,33 @@ def prepare_replay_file(
             picked = np.random.default_rng(seed).choice(len(configs), replay.num_samples, False)
             configs = [configs[index] for index in sorted(picked)]
         else:
-            configs = _farthest_points(configs, replay.num_samples, foundation_file, target_file)
+            configs = _farthest_points(configs, replay.num_samples, foundation_file, seed)
+    if pseudolabels is not None:
+        # After the selection: only the structures that are replayed get labelled.
+        configs = pseudolabels(configs)
     destination.parent.mkdir(parents=True, exist_ok=True)
     ase.io.write(destination, configs, format="extxyz")
     elements = sorted(
         {symbol for atoms in configs for symbol in atoms.get_chemical_symbols()},
         key=ase.data.atomic_numbers.__getitem__,
     )
-    return ReplayFile(destination, len(configs), elements, selection, pseudolabel)
+    return ReplayFile(destination, len(configs), elements, selection, pseudolabels is not None)
 
 
-def _labelled_for_mace(configs: list[ase.Atoms], pseudolabel: bool) -> list[ase.Atoms]:
-    """The configurations with REF_ keys; placeholders where the foundation will relabel them.
-
-    mace only pseudolabels configurations that carry the label keys: without them it trains the
-    replay head on nothing, silently.
-    """
+def _with_mace_keys(configs: list[ase.Atoms]) -> list[ase.Atoms]:
+    """The configurations with their labels under mace's REF_ keys."""
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "replay.extxyz"
         write_mace_extxyz(configs, path)
-        prepared = ase.io.read(path, index=":", format="extxyz")
-    if not pseudolabel:
-        return prepared
-    for atoms in prepared:
-        atoms.info["REF_energy"] = 0.0
-        atoms.arrays["REF_forces"] = np.zeros((len(atoms), 3))
-        atoms.info.pop("REF_stress", None)
-        if atoms.pbc.all():
-            # Stress pseudolabels only mean something for fully periodic cells.
-            atoms.info["REF_stress"] = np.zeros(6)
-    return prepared
+        return ase.io.read(path, index=":", format="extxyz")
 
 
 def _farthest_points(
-    configs: list[ase.Atoms], count: int, foundation_file: Path, target_file: Path
+    configs: list[ase.Atoms], count: int, foundation_file: Path, seed: int
 ) -> list[ase.Atoms]:
-    """mace's own farthest-point selection on the foundation's descriptors."""
-    with tempfile.TemporaryDirectory() as folder:
-        pool = Path(folder) / "pool.extxyz"
-        selected = Path(folder) / "selected.extxyz"
-        ase.io.write(pool, configs, format="extxyz")
-        command = [
-            sys.executable, "-m", "mace.cli.fine_tuning_select",
-            f"--configs_pt={pool}", f"--configs_ft={target_file.resolve()}",
-            f"--num_samples={count}", "--subselect=fps", "--filtering_type=none",
-            f"--model={foundation_file.resolve()}", "--default_dtype=float64",
-            f"--output={selected}",
-        ]
-        # The selector writes descriptor files into its working folder.
-        result = subprocess.run(command, cwd=folder, capture_output=True, text=True)
-        if result.returncode != 0:
-            raise TrainingFailedError(
-                f"farthest-point selection of the replay set failed: {result.stderr[-500:]}"
-            )
-        chosen = ase.io.read(selected, index=":", format="extxyz")
-    logger.info("replay fps selected %d of %d configurations", len(chosen), len(configs))
-    return chosen
+    """Farthest-point selection on the foundation's own descriptors, as replay sets are built."""
+    # A registered foundation (a trusted pickle), as core.training loads it.
+    model = torch.load(foundation_file, map_location="cpu", weights_only=False)
+    picked = farthest_point_indices(structure_descriptors(model, configs), count, seed=seed)
+    logger.info("replay fps selected %d of %d configurations", len(picked), len(configs))
+    return [configs[index] for index in sorted(picked)]

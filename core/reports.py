@@ -120,6 +120,7 @@ def render_html(report: dict) -> str:
                 _md_section,
                 _rdf_section,
                 _dimers_section,
+                _rss_section,
             )
         )
     title = _esc(report.get("title") or "Fine-tuning report")
@@ -739,6 +740,94 @@ def _dimers_section(report: dict) -> str:
     return _section("Dimers and compression", *parts) if any(parts) else ""
 
 
+# The four criteria of core.evaluation.rss, as column headers.
+RSS_CRITERIA = {
+    "min_distance": "too close",
+    "collapsed_volume": "collapsed volume",
+    "low_energy": "energy outlier",
+    "compressed_low_energy": "compressed, low energy",
+}
+
+
+def _rss_section(report: dict) -> str:
+    rss = report.get("rss_holes")
+    if not rss:
+        return ""
+    models = rss.get("models") or {}
+    own = (models.get("model") or {}).get("rates") or {}
+    base = (models.get("foundation") or {}).get("rates") or {}
+    foundation = (models.get("foundation") or {}).get("name")
+    headers = ["pressure", "hole rate", f"foundation {foundation or ''}".strip()]
+    headers += [*RSS_CRITERIA.values(), "failed"]
+    rows = [
+        [f"{pressure} GPa", _rss_rate(rates), _rss_rate(base.get(pressure))]
+        + [rates["criteria"][name] for name in RSS_CRITERIA]
+        + [rates["failed"]]
+        for pressure, rates in own.items()
+    ]
+    per_composition = [
+        [
+            composition,
+            f"{pressure} GPa",
+            _rss_rate(group),
+            _rss_rate(((base.get(pressure) or {}).get("compositions") or {}).get(composition)),
+            group["failed"],
+        ]
+        for pressure, rates in own.items()
+        for composition, group in rates["compositions"].items()
+    ]
+    failures = rss.get("failures") or []
+    notes = [
+        f"{len(rss.get('compositions') or [])} compositions × "
+        f"{(rss.get('settings') or {}).get('structures_per_composition')} random crystals "
+        f"(structure set {str(rss.get('structure_set'))[:12]}); {rss.get('flagged', 0)} flagged "
+        "structures in rss-holes.extxyz."
+    ]
+    if failures:
+        notes.append(
+            f"{len(failures)} relaxations failed, e.g. {failures[0]['composition']} "
+            f"#{failures[0]['index']}: {failures[0]['reason']}"
+        )
+    return _section(
+        "Random structure search: holes",
+        f'<p class="muted">{_esc(" ".join(notes))}</p>',
+        _table(headers, rows),
+        _rss_figure(own, base),
+        "<h3>Per composition</h3>",
+        _table(
+            ["composition", "pressure", "hole rate", "foundation", "failed"], per_composition, 2
+        ),
+    )
+
+
+def _rss_rate(rates: dict | None) -> str:
+    if not rates or rates.get("rate") is None:
+        return "–"
+    return f"{rates['rate']:.0%} ({rates['holes']}/{rates['relaxed']})"
+
+
+def _rss_figure(own: dict[str, dict], base: dict[str, dict]) -> str:
+    if not own:
+        return ""
+    figure, (ax,) = _panels(1)
+    pressures = list(own)
+    x = np.arange(len(pressures))
+    series = [("model", own, HEAD_COLOURS["target"])]
+    if base:
+        series.append(("foundation", base, REFERENCE_COLOUR))
+    width = 0.8 / len(series)
+    for offset, (label, rates, colour) in enumerate(series):
+        values = [100 * ((rates.get(p) or {}).get("rate") or 0.0) for p in pressures]
+        bars = ax.bar(
+            x + (offset - (len(series) - 1) / 2) * width, values, width, label=label, color=colour
+        )
+        ax.bar_label(bars, fmt="%.0f%%", fontsize=7)
+    ax.set_xticks(x, [f"{p} GPa" for p in pressures])
+    ax.set_ylabel("hole rate (%)")
+    ax.legend()
+    return _embed(figure, "Hole rate per pressure, beside the foundation's on the same structures")
+
+
 def _dimer_figure(pairs: dict[str, dict]) -> str:
     if not pairs:
         return ""
@@ -797,6 +886,7 @@ SWEEP_COLUMNS = (
     ("md_stable", "MD stable", ""),
     ("rdf_emd_mean", "RDF EMD", ""),
     ("dimer_holes", "Holes", ""),
+    ("rss_hole_rate", "RSS hole rate", ""),
     ("trainable_fraction", "Trainable", ""),
     ("wall_time_s", "Wall time", "s"),
 )
@@ -847,9 +937,7 @@ def _recommendation(recommendation: dict) -> str:
 
 
 def _sweep_figure(rows: list[dict]) -> str:
-    points = [
-        row for row in rows if row.get("test_forces_rmse_mev_per_a") is not None
-    ]
+    points = [row for row in rows if row.get("test_forces_rmse_mev_per_a") is not None]
     if not points:
         return ""
     figure, (axes,) = _panels(1)

@@ -1,12 +1,13 @@
 """The job specification a researcher submits: typed, closed choices, paper defaults."""
 
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.foundations import DEMO_FOUNDATION_NAME
 
 E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
+AUTO_REPLAY = "auto"
 
 
 class Hyperparameters(BaseModel):
@@ -63,12 +64,24 @@ class ReplaySpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
+    # A dataset id, or "auto": the job first builds (or reuses) a replay set for its training
+    # data (core.replay_sets), of num_samples structures.
     dataset: str
     # None takes every configuration of the dataset.
     num_samples: int | None = Field(default=None, ge=1)
     selection: Literal["random", "fps"] = "random"
     # Multiplies the replay head's loss weights (the study: E 1 / F 10 against the target's 10/10).
     weight: float = Field(default=1.0, gt=0)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _auto_shorthand(cls, value: Any) -> Any:
+        # `"replay": "auto"` is short for {"dataset": "auto"}.
+        return {"dataset": AUTO_REPLAY} if value == AUTO_REPLAY else value
+
+    @property
+    def auto(self) -> bool:
+        return self.dataset == AUTO_REPLAY
 
 
 class MultiheadReplayStrategy(BaseModel):
@@ -156,6 +169,62 @@ def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
     return None
 
 
+class RssHolesSettings(BaseModel):
+    """Random structure search for holes in the energy surface (core.evaluation.rss).
+
+    Fields left `None` take the preset's value: "quick" runs in minutes on a CPU, "study" is the
+    size of the study's Appendix A.5.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    preset: Literal["quick", "study"] = "quick"
+    # Cell contents as formulas ("Na4Cl4"); by default the training data's stoichiometries.
+    compositions: list[str] | None = Field(default=None, min_length=1, max_length=50)
+    max_compositions: int | None = Field(default=None, ge=1, le=50)
+    structures_per_composition: int | None = Field(default=None, ge=1, le=500)
+    max_atoms: int | None = Field(default=None, ge=1, le=64)
+    # Negative is tension; beyond 1000 GPa no interatomic potential means anything.
+    pressures_gpa: list[Annotated[float, Field(ge=-100, le=1000)]] | None = Field(
+        default=None, min_length=1, max_length=10
+    )
+    cycles: int | None = Field(default=None, ge=1, le=10)
+    relax_steps: int | None = Field(default=None, ge=1, le=5000)
+    fmax_ev_per_a: float | None = Field(default=None, gt=0)
+    rattle_a: float | None = Field(default=None, ge=0, le=1)
+    # The same seed gives the same starting structures for every model compared.
+    seed: int = Field(default=0, ge=0)
+    # The study's four criteria.
+    min_distance_fraction: float = Field(default=0.5, gt=0, lt=1)
+    collapsed_volume_fraction: float = Field(default=0.3, gt=0, lt=1)
+    energy_mad_multiple: float = Field(default=10.0, gt=0)
+    energy_floor_ev_per_atom: float = Field(default=5.0, ge=0)
+    compressed_volume_fraction: float = Field(default=0.5, gt=0, lt=1)
+    # Warn when the model's hole rate exceeds its foundation's by more than this (0.05: five
+    # percentage points).
+    foundation_margin: float = Field(default=0.05, ge=0, le=1)
+    # Worker processes relaxing structures; None uses every core of the worker.
+    processes: int | None = Field(default=None, ge=1, le=256)
+
+    @field_validator("compositions")
+    @classmethod
+    def _compositions_are_cells(cls, value: list[str] | None) -> list[str] | None:
+        from ase.data import atomic_numbers
+        from ase.formula import Formula
+
+        for text in value or []:
+            try:
+                counts = Formula(text).count()
+            except Exception as error:  # ase's parser raises ValueError, and not only that
+                raise ValueError(f"composition {text!r} is not a formula: {error}") from None
+            unknown = sorted(s for s in counts if atomic_numbers.get(s, 0) == 0)
+            if unknown:
+                raise ValueError(f"composition {text!r} names unknown element(s) {unknown}")
+            if not counts or sum(counts.values()) > 64 or min(counts.values()) < 1:
+                raise ValueError(f"composition {text!r} must hold 1 to 64 atoms")
+        return value
+
+
 class EvaluationSettings(BaseModel):
     """What a model is evaluated on besides its test set (science.md §3)."""
 
@@ -168,6 +237,31 @@ class EvaluationSettings(BaseModel):
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
     dimers: bool = True
+    # Random structure search for holes: off unless given (`{}` takes the quick preset).
+    rss_holes: RssHolesSettings | None = None
+
+
+class SplitSettings(BaseModel):
+    """How the training set is split (core.splits): held-out validation and test configurations."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # An atoms.info key ("config_type", "trajectory"): configurations sharing its value stay on
+    # one side of the split. None splits configuration by configuration.
+    group_by: str | None = Field(default=None, min_length=1, max_length=100)
+    # Held out of the training data as the test set when no test_dataset is given.
+    test_fraction: float = Field(default=0.0, ge=0, lt=0.9)
+    deduplicate: bool = True
+
+
+class PreflightSettings(BaseModel):
+    """The preflight stage every job starts with (core.preflight)."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    # Codes of blocking findings the user accepts ("reference_mismatch", "energy_units", ...):
+    # the job records them as warnings and trains.
+    acknowledge: list[str] = Field(default_factory=list, max_length=20)
 
 
 class JobSpec(BaseModel):
@@ -190,6 +284,10 @@ class JobSpec(BaseModel):
     evaluation: EvaluationSettings = EvaluationSettings()
     # Train on a random fraction of the training configurations (seeded): learning-curve sweeps.
     train_fraction: float = Field(default=1.0, gt=0, le=1)
+    split: SplitSettings = SplitSettings()
+    preflight: PreflightSettings = PreflightSettings()
+    # The training data's level of theory ("PBE-D3/def2-TZVP"), carried into the model card.
+    level_of_theory: str | None = Field(default=None, max_length=200)
 
     @field_validator("e0s")
     @classmethod
@@ -209,6 +307,12 @@ class JobSpec(BaseModel):
                 "e0s='foundation' keeps the foundation's E0s, but a scratch model has none: "
                 "choose estimated, isolated_atoms, average or explicit values"
             )
+        return self
+
+    @model_validator(mode="after")
+    def _one_test_set(self) -> "JobSpec":
+        if self.test_dataset is not None and self.split.test_fraction > 0:
+            raise ValueError("give either test_dataset or split.test_fraction, not both")
         return self
 
     @model_validator(mode="after")
@@ -237,12 +341,22 @@ class ModelReference(BaseModel):
 
 
 class EvaluationSpec(BaseModel):
-    """Any model × dataset pair, evaluated like a job's model."""
+    """Any model × dataset pair, evaluated like a job's model; or (kind "rss_holes") a random
+    structure search for holes alone."""
 
     model_config = ConfigDict(extra="forbid")
 
+    kind: Literal["standard", "rss_holes"] = "standard"
     model: ModelReference
-    dataset: str
-    # The foundation the forgetting ratio compares with; a job's own foundation by default.
+    # Needed by "standard"; for "rss_holes" it is where compositions come from when
+    # settings.rss_holes names none (a job's training data by default).
+    dataset: str | None = None
+    # The foundation the forgetting ratio and the hole rate compare with; a job's own by default.
     foundation_model: str | None = None
     settings: EvaluationSettings = EvaluationSettings()
+
+    @model_validator(mode="after")
+    def _standard_needs_a_dataset(self) -> "EvaluationSpec":
+        if self.kind == "standard" and self.dataset is None:
+            raise ValueError("a standard evaluation needs a dataset")
+        return self

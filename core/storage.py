@@ -1,13 +1,16 @@
-"""One interface for artifacts (datasets, models, reports): a local folder by default.
+"""One interface for artifacts (datasets, models, reports, checkpoints): a local folder by
+default, S3-compatible object storage (core/s3_storage.py) when a bucket is configured.
 
 Keys are relative POSIX paths such as ``datasets/<id>/data.extxyz``. Workers on other machines
-share artifacts through an object-store implementation of the same interface.
+share artifacts through the object store; `local_path` gives a file on this machine's disk
+(mace-torch and ASE read paths), from a cache folder when the store is remote.
 """
 
 import shutil
 from pathlib import Path, PurePosixPath
 from typing import Protocol
 
+from core.config import Settings
 from core.errors import ArtifactMissingError
 
 
@@ -23,15 +26,19 @@ class Storage(Protocol):
     def delete(self, key: str) -> None: ...
 
 
+def checked_key(key: str) -> PurePosixPath:
+    relative = PurePosixPath(key)
+    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
+        raise ValueError(f"storage key must be relative and stay inside the store: {key!r}")
+    return relative
+
+
 class LocalStorage:
     def __init__(self, root: Path) -> None:
         self.root = root.resolve()
 
     def _path(self, key: str) -> Path:
-        relative = PurePosixPath(key)
-        if relative.is_absolute() or ".." in relative.parts:
-            raise ValueError(f"storage key must be relative and stay inside the store: {key!r}")
-        return self.root / relative
+        return self.root / checked_key(key)
 
     def put_file(self, key: str, source: Path) -> None:
         target = self._path(key)
@@ -60,6 +67,28 @@ class LocalStorage:
         path.unlink(missing_ok=True)
         # Remove the object's folder when it became empty, so a rejected upload leaves nothing.
         for parent in path.parents:
-            if parent == self.root or any(parent.iterdir()):
+            if parent == self.root or (parent.is_dir() and any(parent.iterdir())):
                 break
-            parent.rmdir()
+            if parent.is_dir():
+                parent.rmdir()
+
+
+def storage_from_settings(settings: Settings) -> Storage:
+    """S3-compatible object storage when a bucket is configured, a local folder otherwise."""
+    if settings.s3_bucket is None:
+        return LocalStorage(settings.data_dir / "artifacts")
+    from core.s3_storage import S3Storage  # boto3 is only imported where it is used
+
+    return S3Storage(
+        settings.s3_bucket,
+        settings.data_dir / "cache" / "artifacts",
+        endpoint_url=settings.s3_endpoint_url,
+        region=settings.s3_region,
+        access_key_id=settings.s3_access_key_id,
+        secret_access_key=(
+            settings.s3_secret_access_key.get_secret_value()
+            if settings.s3_secret_access_key
+            else None
+        ),
+        prefix=settings.s3_prefix,
+    )

@@ -16,7 +16,6 @@ from core.spec import (
     ScratchStrategy,
     lora_of,
     replay_of,
-    uses_pseudolabels,
 )
 
 
@@ -180,8 +179,8 @@ def _replay_arguments(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         "--force_mh_ft_lr=True",
         f"--E0s={_by_atomic_number(inputs.e0s)!r}",
     ]
-    if uses_pseudolabels(spec.strategy):
-        argv.append("--pseudolabel_replay=True")
+    # Pseudolabel strategies replay the foundation's own labels, which core.pseudolabels writes
+    # into the replay file before training, so mace's --pseudolabel_replay is not used.
     return argv
 
 

@@ -63,17 +63,19 @@ def submit_job(
         )
     replay = replay_of(spec.strategy)
     replay_elements: set[str] = set()
-    if replay is not None:
+    # An automatic replay set is built from the training data's elements when the job starts.
+    if replay is not None and not replay.auto:
         replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
     if spec.strategy.name != "scratch":
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
+    _check_rss_compositions(spec, train_elements)
     job = create_job(
         session,
         spec.model_dump(mode="json"),
         train.id,
         warnings=spec_warnings(spec),
         effective_hyperparameters=effective_settings(spec),
-        replay_dataset_id=replay.dataset if replay is not None else None,
+        replay_dataset_id=replay.dataset if replay is not None and not replay.auto else None,
         sweep_id=sweep_id,
     )
     if commit:
@@ -105,3 +107,20 @@ def _check_foundation_elements(
                 f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
                 f"{role}; choose a foundation that covers them or the scratch strategy"
             )
+
+
+def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:
+    """The fine-tuned model knows the training data's elements; explicit random-structure-search
+    compositions must keep to them."""
+    rss = spec.evaluation.rss_holes
+    if rss is None or not rss.compositions:
+        return
+    from ase.formula import Formula
+
+    wanted = {symbol for text in rss.compositions for symbol in Formula(text).count()}
+    missing = sorted(wanted - train_elements)
+    if missing:
+        raise InvalidSpecError(
+            f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
+            "training data lack; the fine-tuned model cannot be judged on them"
+        )

@@ -3,7 +3,7 @@ data, compared by target accuracy against retained robustness — as one request
 
 import itertools
 import logging
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
@@ -30,9 +30,16 @@ LORA_STRATEGIES = {"lora", "replay_lora"}
 class SweepGrid(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
-    lr: list[float] | None = Field(default=None, min_length=1, max_length=6)
-    lora_rank: list[int] | None = Field(default=None, min_length=1, max_length=6)
-    train_fraction: list[float] | None = Field(default=None, min_length=1, max_length=6)
+    # The same bounds as the job spec's fields, so a bad grid is refused before any job exists.
+    lr: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        default=None, min_length=1, max_length=6
+    )
+    lora_rank: list[Annotated[int, Field(ge=1, le=256)]] | None = Field(
+        default=None, min_length=1, max_length=6
+    )
+    train_fraction: list[Annotated[float, Field(gt=0, le=1)]] | None = Field(
+        default=None, min_length=1, max_length=6
+    )
 
 
 class SweepSpec(BaseModel):
@@ -136,10 +143,19 @@ def comparison_row(job: Job) -> dict[str, Any]:
         "md_stable": all(run.get("stable") for run in md) if md else None,
         "rdf_emd_mean": sum(emds) / len(emds) if emds else None,
         "dimer_holes": sum(bool(hole) for hole in holes) if holes else None,
+        "rss_hole_rate": _rss_hole_rate(metrics.get("rss_holes")),
         "trainable_fraction": trainable.get("fraction"),
         "wall_time_s": wall,
         "warnings": len(job.warnings),
     }
+
+
+def _rss_hole_rate(rss: dict[str, Any] | None) -> float | None:
+    """The random-structure-search hole rate at the lowest pressure (the study's headline)."""
+    rates = ((rss or {}).get("models") or {}).get("model", {}).get("rates") or {}
+    if not rates:
+        return None
+    return rates[min(rates, key=float)].get("rate")
 
 
 def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:

@@ -5,9 +5,11 @@ row and the artifact store around them.
 """
 
 import logging
+import time
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import ase
 import numpy as np
@@ -17,17 +19,25 @@ from ase.data import chemical_symbols
 from core import e0s as e0_methods
 from core import model_checks
 from core.cache import PredictionCache
+from core.cost import actual_cost, replay_count
 from core.datasets import labels_of, read_configurations, write_mace_extxyz
 from core.e0s import E0Fit
-from core.errors import InvalidSpecError, TrainingFailedError
+from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
+from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
+from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.exports import ExportResult, export_all
 from core.foundations import FoundationModel
 from core.mace_process import run_mace_training
+from core.preflight import PreflightOutcome, blocking_message, run_preflight
+from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
 from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
+from core.splits import Split, split_configurations
 from core.strategies import FREEZE_LEVELS, RUN_NAME, TrainingInputs, to_mace_argv
 
 logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 # science.md §2: an initial energy error above this means the E0s do not match the data.
 E0_MISMATCH_MEV_PER_ATOM = 500.0
@@ -69,6 +79,16 @@ class TrainingResult:
     # Replay strategies: the full model with its replay head, and how the replay set was made.
     multihead_model_path: Path | None = None
     replay: ReplayFile | None = None
+    # Issue 9: the preflight report, which configuration went where, cost predicted vs actual,
+    # and the export variants that passed or failed their check.
+    preflight: dict[str, Any] | None = None
+    split: dict[str, Any] | None = None
+    cost: dict[str, Any] | None = None
+    exports: list[ExportResult] = field(default_factory=list)
+    # {name, sha256} of the foundation fine-tuned; None for scratch.
+    foundation: dict[str, str] | None = None
+    # Further files the job delivers, by file name (the random-structure-search holes).
+    artifacts: dict[str, Path] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
@@ -95,45 +115,77 @@ def run_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     progress.stage("preparing data")
     configs = read_configurations(files.train)
-    molecules = _fraction(
-        [atoms for atoms in configs if len(atoms) > 1],
-        spec.train_fraction,
-        spec.hyperparameters.seed,
-    )
-    if not molecules:
+    candidates = [index for index, atoms in enumerate(configs) if len(atoms) > 1]
+    if not candidates:
         raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
     foundation_model = load_model(foundation.path, device) if foundation else None
     fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
-    if fine_tuning:
-        if foundation is None or foundation_model is None:
-            raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
-        require_elements_known(foundation_model, configs, "training data")
+    if fine_tuning and (foundation is None or foundation_model is None):
+        raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
+    progress.stage("preflight")
+    outcome = preflight_job(spec, configs, files, foundation, foundation_model, cache, device)
+    # Progress objects that keep a record (a job's row) show the findings and the cost estimate
+    # while the job trains; others (benchmarks) need not.
+    record_preflight = getattr(progress, "preflight", None)
+    if record_preflight is not None:
+        record_preflight(outcome.report.to_dict(), outcome.cost.to_dict() if outcome.cost else None)
+    if outcome.report.blocking:
+        raise PreflightBlockedError(blocking_message(outcome.report), outcome.report.to_dict())
+    if fine_tuning:
+        assert foundation_model is not None
+        require_elements_known(foundation_model, configs, "training data")
+    # Positions among the candidates (the training molecules); mapped back to the dataset below.
+    chosen = _fraction(list(range(len(candidates))), spec.train_fraction, spec.hyperparameters.seed)
+    split = split_configurations(
+        [configs[candidates[i]] for i in chosen],
+        valid_fraction=spec.valid_fraction if files.valid is None else 0.0,
+        test_fraction=spec.split.test_fraction,
+        group_by=spec.split.group_by,
+        deduplicate=spec.split.deduplicate,
+        seed=spec.hyperparameters.seed,
+    )
+
+    def picked(indices: list[int]) -> list[ase.Atoms]:
+        return [configs[candidates[chosen[i]]] for i in indices]
+
+    molecules = picked(split.train)
+    # E0s are fitted on everything but the test set, as mace's own estimate would see it.
+    fitted = sorted(split.train + split.valid)
     progress.stage("e0s")
     predicted = None
-    if cache is not None and foundation is not None and spec.e0s == "estimated":
-        predicted = cache.energies(
-            foundation.sha256,
-            molecules,
-            lambda: e0_methods.predict_energies(foundation_model, molecules, device=device),
-        )
+    if outcome.predictions is not None and spec.e0s == "estimated":
+        predicted = outcome.predictions.energies[[chosen[i] for i in fitted]]
     fit = choose_e0s(
-        spec, foundation_model, molecules, _isolated_atoms(configs, files), predicted=predicted
+        spec, foundation_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
     )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
-    warnings = e0_warnings(fit, spec)
+    warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
 
+    valid = picked(split.valid) if files.valid is None else None
     prepared = _prepare_inputs(
-        spec, files, foundation, foundation_model, fit, molecules, work_dir, device
+        spec, files, foundation, foundation_model, fit, molecules, valid, work_dir, device, cache
     )
     progress.stage("training")
+    epochs: set[int] = set()
+
+    def on_epoch(entry: dict) -> None:
+        if entry.get("epoch") is not None and entry.get("head") != "replay":
+            epochs.add(entry["epoch"])
+        progress.epoch(entry)
+
+    started = time.perf_counter()
     run_mace_training(
         to_mace_argv(spec, prepared.inputs),
         results_file=work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt",
         log_file=work_dir / "mace.log",
-        on_epoch=progress.epoch,
+        on_epoch=on_epoch,
         should_stop=progress.should_stop,
     )
+    cost = {
+        "predicted": outcome.cost.to_dict() if outcome.cost else None,
+        "actual": actual_cost(time.perf_counter() - started, len(epochs)),
+    }
 
     progress.stage("verifying")
     full_path = work_dir / "model" / f"{RUN_NAME}.model"
@@ -151,16 +203,33 @@ def run_training(
     )
     checks["e0s"] = {"verified": True, "isolated_atoms_checked": lone_atoms_exact}
 
+    held_out = picked(split.test) if split.test else _read(files.test)
+    progress.stage("exporting")
+    exports = export_all(delivered_path, held_out or molecules, work_dir / "exports")
     evaluation = evaluate_model(
         delivered,
         EvaluationData(
-            test=_read(files.test), replay=_read(files.forgetting), reference=_read(files.reference)
+            test=held_out, replay=_read(files.forgetting), reference=_read(files.reference)
         ),
         spec.evaluation,
         foundation=foundation_model,
         on_stage=progress.stage,
         device=device,
     )
+    artifacts = {}
+    if spec.evaluation.rss_holes is not None:
+        artifacts[RSS_FLAGGED_FILE] = work_dir / RSS_FLAGGED_FILE
+        evaluation["rss_holes"] = rss_holes_stage(
+            spec.evaluation.rss_holes,
+            configs,
+            delivered_path,
+            artifacts[RSS_FLAGGED_FILE],
+            model_name="fine-tuned",
+            foundation=foundation if fine_tuning else None,
+            cache_folder=cache.folder / "rss" if cache is not None else None,
+            device=device,
+            on_stage=progress.stage,
+        )
     return TrainingResult(
         model_path=delivered_path,
         e0_fit=fit,
@@ -170,7 +239,61 @@ def run_training(
         warnings=warnings,
         multihead_model_path=full_path if delivered is not full else None,
         replay=prepared.replay,
+        preflight=outcome.report.to_dict(),
+        split=recorded_split(split, [candidates[i] for i in chosen]),
+        cost=cost,
+        exports=exports,
+        foundation=(
+            {"name": foundation.name, "sha256": foundation.sha256}
+            if fine_tuning and foundation
+            else None
+        ),
+        artifacts=artifacts,
     )
+
+
+def preflight_job(
+    spec: JobSpec,
+    configs: list[ase.Atoms],
+    files: JobFiles,
+    foundation: FoundationModel | None,
+    foundation_model: torch.nn.Module | None,
+    cache: PredictionCache | None,
+    device: str,
+) -> PreflightOutcome:
+    """core.preflight on a job's files: the findings, and the foundation's energies that E0
+    estimation reuses."""
+    replay = replay_of(spec.strategy)
+    n_replay = 0
+    if replay is not None and files.replay is not None:
+        n_replay = replay_count(spec, len(read_configurations(files.replay)))
+    isolated = _read(files.isolated_atoms) or []
+    return run_preflight(
+        spec,
+        configs,
+        foundation_model,
+        isolated_atoms=[atoms for atoms in isolated if len(atoms) == 1],
+        foundation_sha256=foundation.sha256 if foundation else None,
+        cache=cache,
+        device=device,
+        n_replay=n_replay,
+    )
+
+
+def preflight_warnings(outcome: PreflightOutcome) -> list[str]:
+    return [
+        f"preflight [{finding.code}]: {finding.message}"
+        for finding in outcome.report.findings
+        if finding.severity == "warning"
+    ]
+
+
+def recorded_split(split: Split, dataset_indices: list[int]) -> dict[str, Any]:
+    """The split in positions of the training dataset's configurations (0-based)."""
+    record = split.to_dict()
+    for side in ("train", "valid", "test", "duplicates_removed"):
+        record[side] = [dataset_indices[i] for i in record[side]]
+    return record
 
 
 def _prepare_inputs(
@@ -180,15 +303,17 @@ def _prepare_inputs(
     foundation_model: torch.nn.Module | None,
     fit: E0Fit,
     molecules: list[ase.Atoms],
+    valid: list[ase.Atoms] | None,
     work_dir: Path,
     device: str,
+    cache: PredictionCache | None,
 ) -> _Prepared:
     train_file = work_dir / "train.extxyz"
     write_mace_extxyz(molecules, train_file)
     valid_file = None
-    if files.valid is not None:
+    if valid or files.valid is not None:
         valid_file = work_dir / "valid.extxyz"
-        write_mace_extxyz(read_configurations(files.valid), valid_file)
+        write_mace_extxyz(valid or read_configurations(files.valid), valid_file)
     if isinstance(spec.strategy, ScratchStrategy):
         inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
         return _Prepared(inputs, None)
@@ -206,9 +331,8 @@ def _prepare_inputs(
         replay,
         files.replay,
         work_dir / "replay.extxyz",
-        pseudolabel=uses_pseudolabels(spec.strategy),
+        pseudolabels=_pseudolabeller(spec, foundation, foundation_model, cache, device),
         foundation_file=foundation.path,
-        target_file=train_file,
         seed=spec.hyperparameters.seed,
     )
     # The replay head takes its E0s from the foundation itself; the target head from --E0s,
@@ -219,6 +343,26 @@ def _prepare_inputs(
         work_dir, train_file, valid_file, foundation.path, e0s, device, replay_file.path
     )
     return _Prepared(inputs, replay_file)
+
+
+def _pseudolabeller(
+    spec: JobSpec,
+    foundation: FoundationModel,
+    foundation_model: torch.nn.Module,
+    cache: PredictionCache | None,
+    device: str,
+) -> Callable[[list[ase.Atoms]], list[ase.Atoms]] | None:
+    if not uses_pseudolabels(spec.strategy):
+        return None
+
+    def label(configs: list[ase.Atoms]) -> list[ase.Atoms]:
+        # Computed once per foundation and structures, shared by every job (and sweep) replaying
+        # them; mace's own --pseudolabel_replay would relabel them in each job.
+        return pseudolabelled(
+            configs, foundation_model, foundation.sha256, cache=cache, device=device
+        )
+
+    return label
 
 
 def _strategy_checks(
@@ -296,7 +440,7 @@ def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], rol
         )
 
 
-def _fraction(configs: list[ase.Atoms], fraction: float, seed: int) -> list[ase.Atoms]:
+def _fraction(configs: list[T], fraction: float, seed: int) -> list[T]:
     if fraction >= 1.0:
         return configs
     count = max(2, round(fraction * len(configs)))

@@ -93,7 +93,9 @@ def _add_job_commands(parser: argparse.ArgumentParser) -> None:
     download = _command(commands, "download", download_model, "download a job's model")
     download.add_argument("job_id", metavar="ID")
     download.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
-    download.add_argument("--variant", choices=["target", "multihead"], default="target")
+    download.add_argument(
+        "--variant", choices=["target", "multihead", "torchscript", "lammps"], default="target"
+    )
 
 
 def _command(

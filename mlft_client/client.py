@@ -19,7 +19,7 @@ if TYPE_CHECKING:
     from mace.calculators import MACECalculator
 
 TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
-ModelVariant = Literal["target", "multihead"]
+ModelVariant = Literal["target", "multihead", "torchscript", "lammps"]
 # The server sends a keep-alive every 15 s; four missed ones mean the connection is dead.
 STREAM_READ_TIMEOUT = 60.0
 DOWNLOAD_CHUNK_BYTES = 1 << 20
@@ -60,6 +60,17 @@ class Client:
 
     def create_job(self, spec: dict[str, Any]) -> dict[str, Any]:
         return self._json("POST", "/jobs", json=spec)
+
+    def preflight(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """A job spec's preflight without submitting it: findings, suggestion, cost estimate."""
+        return self._json("POST", "/preflight", json=spec)
+
+    def model_card(
+        self, job_id: str, format: Literal["json", "md"] = "json"
+    ) -> dict[str, Any] | str:
+        """Where the job's model came from and what it was measured to do (JSON or Markdown)."""
+        response = self._request("GET", f"/jobs/{job_id}/model-card", params={"format": format})
+        return response.json() if format == "json" else response.text
 
     def jobs(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", "/jobs", params={"limit": limit, "offset": offset})["data"]
@@ -192,6 +203,8 @@ class Client:
 
 def model_file_name(job_id: str, variant: ModelVariant) -> str:
     """The name the server gives the file, so downloads and the cache agree."""
+    if variant in ("torchscript", "lammps"):
+        return f"mlft-{job_id}-{variant}.pt"
     return f"mlft-{job_id}{'' if variant == 'target' else '-multihead'}.model"
 
 

@@ -93,3 +93,16 @@ def test_sweep_benchmark_runs_both_ways(demo_foundation, capsys) -> None:
 
     printed = capsys.readouterr().out
     assert float(printed.split("sweep / one by one")[1].split()[0]) > 0
+
+
+def test_replay_sets_benchmark_measures_each_step(demo_foundation, capsys) -> None:
+    from bench import replay_sets
+
+    replay_sets.main(["--small"])
+
+    printed = capsys.readouterr().out
+    batched, single = printed_numbers(
+        printed, "40 candidates: descriptors, structures/s batched / one at a time"
+    )
+    assert batched > 0 and single > 0
+    assert printed_numbers(printed, "whole build: peak RSS / increase during the build (MB)")[0] > 0

@@ -7,10 +7,14 @@ the broker server, so there is one code path from a laptop to a GPU cluster.
 from pathlib import Path
 
 from celery import Celery
+from kombu import Queue
 
 from core.config import Settings, get_settings
 
-TRAINING_QUEUE = "training"
+# Task name -> which queue it goes to: training (and the foundation labelling of replay sets)
+# needs a GPU worker, evaluations run on CPU workers.
+GPU_TASKS = ("mlft.run_job", "mlft.build_replay_set")
+CPU_TASKS = ("mlft.run_evaluation",)
 # Redis redelivers an unacknowledged task after this long; training may take many hours, and
 # acks_late keeps a task unacknowledged until it ends.
 VISIBILITY_TIMEOUT_SECONDS = 7 * 24 * 3600
@@ -35,11 +39,17 @@ def broker_settings(settings: Settings) -> tuple[str, dict]:
 
 def make_celery(settings: Settings) -> Celery:
     broker, transport_options = broker_settings(settings)
-    app = Celery("mlft", broker=broker, include=["worker.tasks"])
+    app = Celery("mlft", broker=broker, include=["worker.tasks", "worker.recovery"])
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
-        task_default_queue=TRAINING_QUEUE,
+        task_default_queue=settings.gpu_queue,
+        # Declared, not only routed to: purge and inspection then know both queues.
+        task_queues=(Queue(settings.gpu_queue), Queue(settings.cpu_queue)),
+        task_routes={
+            **{name: {"queue": settings.gpu_queue} for name in GPU_TASKS},
+            **{name: {"queue": settings.cpu_queue} for name in CPU_TASKS},
+        },
         task_ignore_result=True,
         task_acks_late=True,
         task_reject_on_worker_lost=True,

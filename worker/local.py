@@ -6,17 +6,20 @@ import subprocess
 import sys
 from pathlib import Path
 
-from core.config import Settings
-from worker.celery_app import TRAINING_QUEUE
+from core.config import Settings, get_settings
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
 
 
-def worker_command(queue: str = TRAINING_QUEUE) -> list[str]:
+def worker_command(queues: list[str] | None = None) -> list[str]:
+    """A one-job-at-a-time worker; by default on both queues, so one local worker serves all."""
+    if queues is None:
+        settings = get_settings()
+        queues = [settings.gpu_queue, settings.cpu_queue]
     return [
         sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--pool=solo", "--concurrency=1", f"--queues={queue}", "--loglevel=INFO",
+        "--pool=solo", "--concurrency=1", f"--queues={','.join(queues)}", "--loglevel=INFO",
     ]
 
 
@@ -34,7 +37,11 @@ def start_local_worker(settings: Settings) -> subprocess.Popen:
     env["DATABASE_URL"] = settings.resolved_database_url
     with log_file.open("ab") as log:
         process = subprocess.Popen(
-            worker_command(), cwd=REPO_ROOT, env=env, stdout=log, stderr=log
+            worker_command([settings.gpu_queue, settings.cpu_queue]),
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     logger.info("embedded worker started pid=%d log=%s", process.pid, log_file)
     return process

@@ -4,6 +4,7 @@ import logging
 
 from core.config import get_settings
 from core.evaluations import execute_evaluation
+from core.replay_sets import execute_replay_set
 from core.runner import context_from_settings, execute_job
 from worker.celery_app import app
 
@@ -12,6 +13,7 @@ logger = logging.getLogger(__name__)
 
 RUN_JOB = "mlft.run_job"
 RUN_EVALUATION = "mlft.run_evaluation"
+BUILD_REPLAY_SET = "mlft.build_replay_set"
 
 
 @app.task(name=RUN_JOB)
@@ -24,4 +26,10 @@ def run_job(job_id: str) -> str:
 @app.task(name=RUN_EVALUATION)
 def run_evaluation(evaluation_id: str) -> str:
     state = execute_evaluation(context_from_settings(get_settings()), evaluation_id)
+    return state.value
+
+
+@app.task(name=BUILD_REPLAY_SET)
+def build_replay_set(replay_set_id: str) -> str:
+    state = execute_replay_set(context_from_settings(get_settings()), replay_set_id)
     return state.value

@@ -1,10 +1,12 @@
 from typing import Any, Literal
 
 from fastapi import APIRouter, Request, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import ContextDep, SessionDep
-from core.evaluations import get_evaluation, submit_evaluation
+from core.errors import ArtifactMissingError
+from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
+from core.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
 from core.job_report import evaluation_report
 from core.models import Evaluation
 from core.reports import render_html
@@ -32,7 +34,9 @@ def create_evaluation(
     spec: EvaluationSpec, session: SessionDep, context: ContextDep, request: Request
 ) -> dict[str, Any]:
     """Evaluate a job's model, or an unmodified foundation model to compare against, on a dataset:
-    accuracy, forgetting, MD stability, RDFs and short-range repulsion."""
+    accuracy, forgetting, MD stability, RDFs and short-range repulsion; `kind: "rss_holes"` runs
+    the random-structure-search hole test alone (compositions named, or drawn from the dataset or
+    the job's training data)."""
     evaluation = submit_evaluation(session, spec, context)
     request.app.state.enqueue_evaluation(evaluation.id)
     return _public(evaluation)
@@ -49,3 +53,23 @@ def read_evaluation_report(
 ) -> dict[str, Any] | HTMLResponse:
     report = evaluation_report(get_evaluation(session, evaluation_id))
     return HTMLResponse(render_html(report)) if format == "html" else report
+
+
+@router.get("/{evaluation_id}/rss-holes.extxyz", response_class=FileResponse)
+def download_rss_holes(
+    evaluation_id: str, session: SessionDep, context: ContextDep
+) -> FileResponse:
+    """The relaxed structures the random structure search flagged as holes, as extxyz; each
+    frame's info names the model, composition, pressure and the criteria it met."""
+    evaluation = get_evaluation(session, evaluation_id)
+    key = evaluation_artifact_key(evaluation.id, RSS_FLAGGED_FILE)
+    if not context.storage.exists(key):
+        raise ArtifactMissingError(
+            f"evaluation {evaluation_id} is {evaluation.state.value} and has no random structure "
+            "search results"
+        )
+    return FileResponse(
+        context.storage.local_path(key),
+        media_type="chemical/x-extxyz",
+        filename=f"mlft-{evaluation_id}-{RSS_FLAGGED_FILE}",
+    )

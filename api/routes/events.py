@@ -15,7 +15,7 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContextDep
+from api.deps import ContextDep, SessionDep
 from api.schemas import JobPublic
 from core.jobs import TERMINAL_STATES, get_job
 from core.models import JobState
@@ -42,9 +42,13 @@ EVENT_STREAM_DOC = {
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM_DOC)
-def stream_job_events(job_id: str, context: ContextDep, log: bool = False) -> StreamingResponse:
+def stream_job_events(
+    job_id: str, context: ContextDep, session: SessionDep, log: bool = False
+) -> StreamingResponse:
     """Follow a job live as server-sent events until it ends."""
-    first = read_job(context, job_id)
+    # The caller's project session proves the job is theirs; the stream then polls by id.
+    first = JobPublic.of(get_job(session, job_id))
+    session.close()
     tail = LogTail(context.work_root / job_id / MACE_LOG_NAME) if log else None
     return StreamingResponse(
         job_events(context, first, tail), media_type="text/event-stream", headers=STREAM_HEADERS

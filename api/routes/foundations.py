@@ -1,14 +1,51 @@
-from fastapi import APIRouter
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Annotated
 
-from api.deps import RegistryDep
-from api.schemas import FoundationPublic
+from fastapi import APIRouter, File, Form, UploadFile, status
+
+from api.deps import AdminDep, PrincipalDep, RegistryDep, SettingsDep
+from api.schemas import FoundationPublic, FoundationRegistered
 
 router = APIRouter(prefix="/foundation-models", tags=["foundation models"])
 
 
 @router.get("", response_model=list[FoundationPublic])
-def read_foundation_models(registry: RegistryDep) -> list[FoundationPublic]:
+def read_foundation_models(
+    registry: RegistryDep, _principal: PrincipalDep
+) -> list[FoundationPublic]:
     return [
         FoundationPublic(name=item.name, source=item.source, available=item.available)
         for item in registry.listing()
     ]
+
+
+@router.post(
+    "",
+    response_model=FoundationRegistered,
+    status_code=status.HTTP_201_CREATED,
+    responses={
+        403: {"description": "Only the admin token may register foundation models"},
+        409: {"description": "A foundation model of that name exists"},
+    },
+)
+def register_foundation_model(
+    name: Annotated[str, Form(examples=["mace-mp-0-small-lab"])],
+    file: Annotated[UploadFile, File(description="A mace-torch .model file")],
+    registry: RegistryDep,
+    settings: SettingsDep,
+    _admin: AdminDep,
+) -> FoundationRegistered:
+    """Register a model under a name, pinned by its sha256.
+
+    A .model file is a pickle, and loading it runs code: only admins may add one, and a file that
+    changes afterwards is refused.
+    """
+    folder = settings.data_dir / "uploads"
+    folder.mkdir(parents=True, exist_ok=True)
+    with tempfile.NamedTemporaryFile(dir=folder, suffix=".model") as spool:
+        shutil.copyfileobj(file.file, spool, length=1 << 20)
+        spool.flush()
+        model = registry.register(name, Path(spool.name))
+    return FoundationRegistered(name=model.name, sha256=model.sha256)

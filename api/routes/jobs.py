@@ -1,15 +1,18 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Request, status
-from fastapi.responses import FileResponse, HTMLResponse
+from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from api.deps import ContextDep, RegistryDep, SessionDep
+from api.deps import ContextDep, LimitParam, OffsetParam, RegistryDep, SessionDep
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
+from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.job_report import job_report
 from core.jobs import cancel_job, get_job, list_jobs
-from core.models import JobState
+from core.model_card import render_markdown
+from core.models import Job, JobState
 from core.reports import render_html
+from core.runner import EXPORT_FILES, JobContext, artifact_key
 from core.spec import JobSpec
 from core.submission import submit_job
 
@@ -76,7 +79,7 @@ def create_job(
 
 
 @router.get("", response_model=JobsPublic)
-def read_jobs(session: SessionDep, limit: int = 100, offset: int = 0) -> JobsPublic:
+def read_jobs(session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0) -> JobsPublic:
     jobs = list_jobs(session, limit=limit, offset=offset)
     return JobsPublic(data=[JobPublic.of(job) for job in jobs], count=len(jobs))
 
@@ -97,13 +100,18 @@ def download_model(
     job_id: str,
     session: SessionDep,
     context: ContextDep,
-    variant: Literal["target", "multihead"] = "target",
+    variant: Literal["target", "multihead", "torchscript", "lammps"] = "target",
 ) -> FileResponse:
     """The fine-tuned model for `mace.calculators.MACECalculator(model_paths=...)`: a single
-    head with LoRA merged; `variant=multihead` gives a replay job's model with both heads."""
+    head with LoRA merged; `variant=multihead` gives a replay job's model with both heads,
+    `torchscript` the compiled model (`torch.jit.load`), `lammps` mace's LAMMPS model for
+    `pair_style mace`. Every export was reloaded and matched the trained model's predictions
+    before delivery (the job's `exports` says by how much)."""
     job = get_job(session, job_id)
     if job.state is not JobState.SUCCEEDED or job.model_key is None:
         raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model yet")
+    if variant in EXPORT_FILES:
+        return _exported(job, variant, context)
     key = job.model_key if variant == "target" else job.multihead_model_key
     if key is None:
         raise ArtifactMissingError(
@@ -115,6 +123,51 @@ def download_model(
         context.storage.local_path(key),
         media_type="application/octet-stream",
         filename=f"mlft-{job_id}{suffix}.model",
+    )
+
+
+def _exported(job: Job, variant: str, context: JobContext) -> FileResponse:
+    export = (job.exports or {}).get(variant) or {}
+    if not export.get("key"):
+        reason = export.get("error") or "the job ran before exports existed"
+        raise ArtifactMissingError(f"job {job.id} has no {variant} export: {reason}")
+    return FileResponse(
+        context.storage.local_path(export["key"]),
+        media_type="application/octet-stream",
+        filename=f"mlft-{job.id}-{EXPORT_FILES[variant]}",
+    )
+
+
+@router.get("/{job_id}/model-card", response_model=None)
+def read_model_card(
+    job_id: str, session: SessionDep, format: Literal["json", "md"] = "json"
+) -> dict[str, Any] | PlainTextResponse:
+    """Where the delivered model came from and what it was measured to do: foundation and its
+    sha256, datasets (sha256, sizes), level of theory, strategy and effective hyperparameters,
+    E0s, metrics (accuracy, forgetting, MD stability), tested exports, software versions."""
+    job = get_job(session, job_id)
+    if job.model_card is None:
+        raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model card")
+    if format == "md":
+        return PlainTextResponse(render_markdown(job.model_card), media_type="text/markdown")
+    return job.model_card
+
+
+@router.get("/{job_id}/rss-holes.extxyz", response_class=FileResponse)
+def download_rss_holes(job_id: str, session: SessionDep, context: ContextDep) -> FileResponse:
+    """The relaxed structures the evaluation's random structure search flagged as holes (the
+    fine-tuned model's and its foundation's), as extxyz with the criteria in each frame's info."""
+    job = get_job(session, job_id)
+    key = artifact_key(job.id, RSS_FLAGGED_FILE)
+    if job.state is not JobState.SUCCEEDED or not context.storage.exists(key):
+        raise ArtifactMissingError(
+            f"job {job_id} is {job.state.value} and has no random structure search results "
+            "(evaluation.rss_holes in the spec runs it)"
+        )
+    return FileResponse(
+        context.storage.local_path(key),
+        media_type="chemical/x-extxyz",
+        filename=f"mlft-{job_id}-{RSS_FLAGGED_FILE}",
     )
 
 

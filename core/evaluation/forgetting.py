@@ -83,7 +83,12 @@ def _labelled_by(
     return labelled
 
 
+# A foundation this close to the labels is being compared with its own predictions (a replay set
+# it labelled itself), where a ratio means nothing.
+OWN_LABELS_MEV_PER_A = 1e-6
+
+
 def _ratio(numerator: float | None, denominator: float | None) -> float | None:
-    if numerator is None or not denominator:
+    if numerator is None or denominator is None or denominator < OWN_LABELS_MEV_PER_A:
         return None
     return numerator / denominator

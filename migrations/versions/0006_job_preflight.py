@@ -5,18 +5,24 @@ Revises: 0005
 Create Date: 2026-11-25
 """
 
-import sqlalchemy as sa  # noqa: F401
-from alembic import op  # noqa: F401
+import sqlalchemy as sa
+from alembic import op
 
 revision = "0006"
 down_revision = "0005"
 branch_labels = None
 depends_on = None
 
+COLUMNS = ("preflight", "split", "cost", "exports", "model_card")
+
 
 def upgrade() -> None:
-    pass
+    with op.batch_alter_table("jobs") as batch:
+        for column in COLUMNS:
+            batch.add_column(sa.Column(column, sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
-    pass
+    with op.batch_alter_table("jobs") as batch:
+        for column in reversed(COLUMNS):
+            batch.drop_column(column)

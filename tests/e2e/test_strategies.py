@@ -100,6 +100,8 @@ def test_lora_is_merged_and_reproduces_the_adapters(
             "train_dataset": ids["train"],
             "strategy": {"name": "lora", "rank": 2},
             "e0s": "foundation",
+            # Preflight blocks the foundation's E0s on these shifted data unless accepted.
+            "preflight": {"acknowledge": ["reference_mismatch"]},
         },
     )
 

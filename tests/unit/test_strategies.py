@@ -66,13 +66,15 @@ REPLAY = {"dataset": "r"}
             {"name": "multihead_replay", "replay": REPLAY},
             {"multiheads_finetuning": True, "pseudolabel_replay": False, "force_mh_ft_lr": True},
         ),
+        # Pseudolabels are written into the replay file beforehand (core.pseudolabels), once per
+        # foundation and structures, so mace must not relabel them.
         (
             {"name": "pseudolabel_replay", "replay": REPLAY},
-            {"multiheads_finetuning": True, "pseudolabel_replay": True},
+            {"multiheads_finetuning": True, "pseudolabel_replay": False},
         ),
         (
             {"name": "replay_lora", "replay": REPLAY},
-            {"multiheads_finetuning": True, "pseudolabel_replay": True, "lora": True},
+            {"multiheads_finetuning": True, "pseudolabel_replay": False, "lora": True},
         ),
     ],
 )

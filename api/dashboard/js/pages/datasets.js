@@ -1,0 +1,109 @@
+import { get, upload } from "../api.js";
+import { barChart } from "../charts.js";
+import { append, errorBox, facts, h, num, replace, section, shortId, table, when } from "../ui.js";
+
+function elementChips(summary) {
+  const counts = summary.element_counts || {};
+  return h("span", { class: "chips" }, (summary.elements || Object.keys(counts)).map((element) =>
+    h("span", { class: "chip", title: `${counts[element] ?? "?"} ${element} atoms` }, element, " ",
+      h("small", {}, String(counts[element] ?? "")))));
+}
+
+function labelsOf(summary) {
+  return (summary.labels || []).join(", ") || "unlabelled";
+}
+
+export function uploadForm(onUploaded) {
+  const result = h("div", { class: "result", id: "upload-result" });
+  const input = h("input", { type: "file", name: "file", accept: ".xyz,.extxyz", required: true });
+  const button = h("button", { type: "submit", class: "primary" }, "Upload");
+  const form = h("form", {
+    class: "upload", id: "upload-form",
+    onsubmit: async (event) => {
+      event.preventDefault();
+      if (!input.files.length) return;
+      button.disabled = true;
+      replace(result, h("span", { class: "muted" }, `Validating ${input.files[0].name}…`));
+      try {
+        const dataset = await upload(input.files[0]);
+        replace(result, h("div", { class: "alert good" }, "Uploaded ",
+          h("a", { href: `#/datasets/${dataset.id}` }, dataset.name), `: ${dataset.summary.n_configs} configurations, `,
+          `${dataset.summary.n_atoms} atoms, elements ${dataset.summary.elements.join(" ")}.`));
+        form.reset();
+        onUploaded?.(dataset);
+      } catch (error) {
+        replace(result, errorBox(error.message));
+      } finally {
+        button.disabled = false;
+      }
+    },
+  }, h("label", {}, "extxyz file with energies and forces (or unlabelled, for replay) ", input), button);
+  return h("div", {}, form, result);
+}
+
+function datasetRows(datasets) {
+  return datasets.map((dataset) => [
+    h("a", { href: `#/datasets/${dataset.id}` }, dataset.name),
+    h("code", { title: dataset.id }, shortId(dataset.id)),
+    num(dataset.summary.n_configs),
+    num(dataset.summary.n_atoms),
+    elementChips(dataset.summary),
+    labelsOf(dataset.summary),
+    when(dataset.created_at),
+  ]);
+}
+
+export async function renderDatasets(page, signal) {
+  const list = h("div", { id: "datasets-table" }, h("p", { class: "muted" }, "Loading…"));
+  const refresh = async () => {
+    const { data } = await get("datasets", { signal });
+    replace(list, data.length
+      ? table(["Name", "Id", "Configs", "Atoms", "Elements (atoms)", "Labels", "Uploaded"],
+        datasetRows(data), { numeric: [2, 3], className: "datasets" })
+      : h("p", { class: "muted" }, "No datasets yet: upload one above."));
+  };
+  append(
+    page,
+    h("h1", {}, "Datasets"),
+    section("Upload a dataset", uploadForm(() => refresh())),
+    section("Uploaded", list),
+  );
+  await refresh();
+}
+
+export async function renderDataset(page, signal, id) {
+  const dataset = await get(`datasets/${id}`, { signal });
+  const summary = dataset.summary;
+  const elements = summary.elements || Object.keys(summary.element_counts || {});
+  const configTypes = Object.entries(summary.config_types || {});
+  append(
+    page,
+    h("p", {}, h("a", { href: "#/datasets" }, "← Datasets")),
+    h("div", { class: "title-row" }, h("h1", {}, dataset.name),
+      h("a", { class: "button primary", href: `#/new?train=${dataset.id}` }, "Fine-tune on this dataset")),
+    section("Summary", facts([
+      ["Id", h("code", {}, dataset.id)],
+      ["Configurations", num(summary.n_configs)],
+      ["Atoms", num(summary.n_atoms)],
+      ["Periodic", num(summary.n_periodic)],
+      ["Labels", labelsOf(summary)],
+      ["Energy key", summary.energy_key],
+      ["Forces key", summary.forces_key],
+      ["Stress key", summary.stress_key],
+      ["Isolated atoms", (summary.isolated_atom_elements || []).join(" ") || "none"],
+      ["Size", `${num((summary.size_bytes || 0) / 1024)} KiB`],
+      ["SHA-256", h("code", { class: "wrap" }, dataset.sha256)],
+      ["Uploaded", when(dataset.created_at)],
+    ])),
+    section("Elements", h("div", { class: "split" },
+      h("div", { id: "dataset-elements" }, barChart(elements, elements.map((e) => summary.element_counts[e]), {
+        title: "Atoms per element", yLabel: "atoms",
+      })),
+      table(["Element", "Atoms", "Share"], elements.map((e) => [
+        e, num(summary.element_counts[e]), `${num((100 * summary.element_counts[e]) / summary.n_atoms)} %`,
+      ])))),
+    configTypes.length
+      ? section("Config types", table(["Config type", "Configurations"], configTypes.map(([n, c]) => [n, num(c)])))
+      : null,
+  );
+}

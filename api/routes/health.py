@@ -1,0 +1,63 @@
+"""Liveness and readiness for orchestrators (Docker, Kubernetes, load balancers)."""
+
+from celery import Celery
+from fastapi import APIRouter, Request
+from fastapi.responses import JSONResponse
+
+from api.deps import ContextDep, SettingsDep
+from core.config import Settings
+from core.health import Check, database_probe, run_check, storage_probe
+from worker.celery_app import make_celery
+
+router = APIRouter(tags=["health"])
+BROKER_TIMEOUT_SECONDS = 3.0
+
+
+def broker_of(request: Request, settings: Settings) -> Celery:
+    """One Celery client per app for broker checks and queue depths."""
+    if getattr(request.app.state, "broker", None) is None:
+        request.app.state.broker = make_celery(settings)
+    return request.app.state.broker
+
+
+def broker_probe(celery: Celery) -> None:
+    with celery.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+
+
+def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int]:
+    """Messages waiting in each queue (Redis: the list length; folder broker: the files)."""
+    depths = {}
+    with celery.connection_for_read() as connection:
+        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
+        for queue in queues:
+            try:
+                declared = connection.default_channel.queue_declare(queue=queue, passive=True)
+                depths[queue] = int(declared.message_count)
+            except Exception:  # Redis drops an empty queue's key: passive declare says "no queue"
+                depths[queue] = 0
+    return depths
+
+
+@router.get("/healthz")
+def liveness() -> dict[str, str]:
+    """The process answers; says nothing about its dependencies (see /readyz)."""
+    return {"status": "ok"}
+
+
+@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
+def readiness(request: Request, context: ContextDep, settings: SettingsDep) -> JSONResponse:
+    """Database reachable, broker reachable, artifact storage writable; 503 naming what is not."""
+    checks: list[Check] = [
+        run_check("database", database_probe(context.sessions)),
+        run_check("broker", lambda: broker_probe(broker_of(request, settings))),
+        run_check("storage", storage_probe(context.storage)),
+    ]
+    ready = all(check.ok for check in checks)
+    return JSONResponse(
+        status_code=200 if ready else 503,
+        content={
+            "status": "ready" if ready else "not ready",
+            "checks": {check.name: check.detail for check in checks},
+        },
+    )

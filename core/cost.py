@@ -1,0 +1,147 @@
+"""Cost estimate: time per epoch and peak memory from a few measured training steps.
+
+The probe trains the job's own model (the foundation with the job's E0s, the strategy's frozen or
+LoRA parameters) for a few steps on one real batch, and extrapolates to an epoch. The job records
+the estimate next to what training then took, so estimates can be judged.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+import resource
+import sys
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass
+
+import ase
+import numpy as np
+import psutil
+import torch
+
+from core.datasets import labels_of
+from core.inference import _batches, _default_dtype
+from core.model_checks import FROZEN_PREFIXES
+from core.spec import JobSpec, lora_of, replay_of
+from core.strategies import FREEZE_LEVELS
+
+PROBE_STEPS = 3
+# Validation is a forward and backward pass for forces without the optimiser step: about half a
+# training step per batch on the probe's measurements.
+VALIDATION_STEP_SHARE = 0.5
+
+
+@dataclass(frozen=True)
+class CostEstimate:
+    device: str
+    seconds_per_step: float
+    steps_per_epoch: int
+    seconds_per_epoch: float
+    peak_memory_mb: float
+    memory_kind: str  # "cuda_allocated" or "process_rss"
+    probe_steps: int
+    basis: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def probe_cost(
+    spec: JobSpec,
+    model: torch.nn.Module,
+    batch_configs: Sequence[ase.Atoms],
+    n_valid: int,
+    *,
+    n_train: int,
+    n_replay: int = 0,
+    device: str = "cpu",
+) -> CostEstimate:
+    """Measure `PROBE_STEPS` optimiser steps of the job's model on one batch of its training
+    configurations (`batch_configs`, batch size or fewer)."""
+    hyper = spec.hyperparameters
+    trainable = trainable_copy(spec, model).to(device=device, dtype=torch.float64).train()
+    parameters = [p for p in trainable.parameters() if p.requires_grad]
+    optimiser = torch.optim.AdamW(parameters, lr=1e-6)
+    batch_configs = list(batch_configs[: hyper.batch_size])
+    with _default_dtype(torch.float64):
+        batch = next(iter(_batches(trainable, batch_configs, len(batch_configs)))).to(device)
+    energies = torch.tensor([labels_of(a).energy for a in batch_configs], dtype=torch.float64)
+    forces = torch.tensor(
+        np.concatenate([labels_of(a).forces for a in batch_configs]), dtype=torch.float64
+    )
+    energies, forces = energies.to(device), forces.to(device)
+    cuda = device.startswith("cuda")
+    if cuda:
+        torch.cuda.reset_peak_memory_stats(device)
+    process = psutil.Process()
+    peak_rss = process.memory_info().rss
+    timings = []
+    for _ in range(PROBE_STEPS + 1):  # the first step pays one-off costs and is not timed
+        start = time.perf_counter()
+        optimiser.zero_grad()
+        output = trainable(batch.to_dict(), training=True, compute_force=True)
+        loss = torch.mean((output["energy"] - energies) ** 2) + torch.mean(
+            (output["forces"] - forces) ** 2
+        )
+        loss.backward()
+        optimiser.step()
+        if cuda:
+            torch.cuda.synchronize(device)
+        timings.append(time.perf_counter() - start)
+        peak_rss = max(peak_rss, process.memory_info().rss)
+    per_step = float(np.median(timings[1:]))
+    # Replay strategies also step through their replay data every epoch.
+    steps = math.ceil((n_train + n_replay) / hyper.batch_size)
+    valid_steps = math.ceil(n_valid / hyper.valid_batch_size)
+    epoch = per_step * (steps + VALIDATION_STEP_SHARE * valid_steps)
+    memory = torch.cuda.max_memory_allocated(device) if cuda else peak_rss
+    return CostEstimate(
+        device=device,
+        seconds_per_step=per_step,
+        steps_per_epoch=steps,
+        seconds_per_epoch=epoch,
+        peak_memory_mb=memory / 2**20,
+        memory_kind="cuda_allocated" if cuda else "process_rss",
+        probe_steps=PROBE_STEPS,
+        basis=f"{PROBE_STEPS} timed steps on a batch of {len(batch_configs)} training "
+        f"configurations; batch size {hyper.batch_size}, validation batch size "
+        f"{hyper.valid_batch_size}",
+    )
+
+
+def actual_cost(training_seconds: float, epochs: int) -> dict[str, float | int | None]:
+    """What training took: wall time per epoch (mace's start-up included) and the peak resident
+    memory of the largest child process (the mace trainer)."""
+    peak_kb = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss
+    # Linux reports kilobytes, macOS bytes.
+    peak_mb = peak_kb / 1024 if sys.platform != "darwin" else peak_kb / 2**20
+    return {
+        "training_seconds": training_seconds,
+        "epochs": epochs,
+        "seconds_per_epoch": training_seconds / epochs if epochs else None,
+        "peak_child_rss_mb": peak_mb,
+    }
+
+
+def trainable_copy(spec: JobSpec, model: torch.nn.Module) -> torch.nn.Module:
+    probe = copy.deepcopy(model)
+    lora = lora_of(spec.strategy)
+    if lora is not None:
+        from mace.modules.lora import inject_LoRAs
+
+        adapted = inject_LoRAs(probe, rank=lora[0], alpha=lora[1])
+        for name, parameter in adapted.named_parameters():
+            parameter.requires_grad_("lora_" in name)
+        return adapted
+    level = FREEZE_LEVELS.get(type(spec.strategy))
+    for name, parameter in probe.named_parameters():
+        parameter.requires_grad_(level is None or not name.startswith(FROZEN_PREFIXES[level]))
+    return probe
+
+
+def replay_count(spec: JobSpec, n_replay_available: int) -> int:
+    replay = replay_of(spec.strategy)
+    if replay is None:
+        return 0
+    return min(replay.num_samples or n_replay_available, n_replay_available)

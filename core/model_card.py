@@ -1,0 +1,156 @@
+"""The model card every delivered model carries: where it came from and what it was measured to do.
+
+JSON for machines, Markdown for people; both built from one dict.
+"""
+
+from __future__ import annotations
+
+import platform
+from importlib import metadata
+from typing import Any
+
+SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
+
+
+def software_versions() -> dict[str, str | None]:
+    versions: dict[str, str | None] = {"python": platform.python_version()}
+    for package in SOFTWARE:
+        try:
+            versions[package] = metadata.version(package)
+        except metadata.PackageNotFoundError:
+            versions[package] = None
+    return versions
+
+
+def build_model_card(
+    *,
+    job_id: str,
+    spec: dict[str, Any],
+    foundation: dict[str, Any] | None,
+    datasets: dict[str, dict[str, Any]],
+    effective_hyperparameters: dict[str, Any] | None,
+    e0s: dict[str, Any],
+    metrics: dict[str, Any],
+    checks: dict[str, Any] | None,
+    split: dict[str, Any] | None,
+    preflight: dict[str, Any] | None,
+    cost: dict[str, Any] | None,
+    exports: dict[str, Any] | None,
+    created_at: str,
+) -> dict[str, Any]:
+    """`datasets` maps a role (train, test, ...) to {id, name, sha256, n_configs, size_bytes}."""
+    return {
+        "job_id": job_id,
+        "created_at": created_at,
+        "foundation_model": foundation,
+        "datasets": datasets,
+        "level_of_theory": spec.get("level_of_theory"),
+        "strategy": spec["strategy"],
+        "effective_hyperparameters": effective_hyperparameters,
+        "e0s": {"method": e0s.get("method"), "values_ev": e0s.get("e0s")},
+        "metrics": _headline_metrics(metrics),
+        "checks": checks,
+        "split": _split_summary(split),
+        "preflight": _preflight_summary(preflight),
+        "cost": cost,
+        "exports": exports,
+        "software": software_versions(),
+    }
+
+
+def render_markdown(card: dict[str, Any]) -> str:
+    foundation = card.get("foundation_model") or {}
+    strategy = card["strategy"]
+    lines = [
+        f"# Model card: mlft job {card['job_id']}",
+        "",
+        f"- Created: {card['created_at']}",
+        f"- Foundation model: {foundation.get('name', 'none (trained from scratch)')}"
+        + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else ""),
+        f"- Strategy: `{strategy['name']}`",
+        f"- Level of theory: {card.get('level_of_theory') or 'not given'}",
+        "",
+        "## Data",
+        "",
+        "| role | name | configurations | bytes | sha256 |",
+        "|---|---|---|---|---|",
+    ]
+    for role, data in card["datasets"].items():
+        lines.append(
+            f"| {role} | {data.get('name')} | {data.get('n_configs')} | "
+            f"{data.get('size_bytes')} | `{data.get('sha256')}` |"
+        )
+    split = card.get("split")
+    if split:
+        lines += ["", f"Split: {split}"]
+    lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
+    for key, value in (card.get("effective_hyperparameters") or {}).items():
+        lines.append(f"| {key} | {value} |")
+    lines += ["", f"## E0s ({card['e0s']['method']}, eV)", "", "| element | E0 |", "|---|---|"]
+    for symbol, value in (card["e0s"].get("values_ev") or {}).items():
+        lines.append(f"| {symbol} | {value:.6f} |")
+    lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
+    for key, value in card["metrics"].items():
+        lines.append(f"| {key} | {_format(value)} |")
+    exports = card.get("exports") or {}
+    if exports:
+        lines += ["", "## Exports", "", "| variant | tested | detail |", "|---|---|---|"]
+        for variant, result in exports.items():
+            detail = result.get("error") or (
+                f"max |ΔE| {_format(result.get('max_energy_difference_ev'))} eV, "
+                f"max |ΔF| {_format(result.get('max_forces_difference_ev_per_a'))} eV/Å"
+            )
+            lines.append(f"| {variant} | {'yes' if result.get('ok') else 'failed'} | {detail} |")
+    lines += ["", "## Software", ""]
+    lines += [f"- {name}: {version}" for name, version in card["software"].items()]
+    return "\n".join(lines) + "\n"
+
+
+def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
+    test = (metrics.get("accuracy") or {}).get("test") or {}
+    forgetting = metrics.get("forgetting") or {}
+    md = metrics.get("md") or []
+    headline = {
+        "test_n_configs": test.get("n_configs"),
+        "test_energy_rmse_mev_per_atom": test.get("energy_rmse_mev_per_atom"),
+        "test_forces_rmse_mev_per_a": test.get("forces_rmse_mev_per_a"),
+        "forgetting_force_rmse_ratio": forgetting.get("force_rmse_ratio"),
+    }
+    if md:
+        headline["md_stable"] = all(run.get("stable") for run in md)
+        headline["md_survived_ps"] = ", ".join(
+            f"{run.get('structure')} {run.get('run')}: {run.get('survived_ps'):.3g}/"
+            f"{run.get('total_ps'):.3g} ps"
+            for run in md
+        )
+    dimers = metrics.get("dimers") or {}
+    if "holes" in dimers:
+        headline["dimer_holes"] = dimers["holes"]
+    return headline
+
+
+def _split_summary(split: dict[str, Any] | None) -> dict[str, Any] | None:
+    if split is None:
+        return None
+    return {
+        "counts": split.get("counts"),
+        "group_by": split.get("group_by"),
+        "seed": split.get("seed"),
+    }
+
+
+def _preflight_summary(preflight: dict[str, Any] | None) -> dict[str, Any] | None:
+    if preflight is None:
+        return None
+    return {
+        "foundation_errors": preflight.get("foundation_errors"),
+        "findings": [
+            {"code": f["code"], "severity": f["severity"]} for f in preflight.get("findings", [])
+        ],
+    }
+
+
+def _format(value: Any) -> str:
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    return "—" if value is None else str(value)

@@ -1,0 +1,677 @@
+"""Preflight: what the foundation model and the data say about a job before any training.
+
+Seconds on a CPU: the foundation predicts the training data once (batched, energies cached for E0
+estimation), and pure functions turn those predictions into findings — E0 residuals per element, a
+reference mismatch the job's E0s leave uncorrected, labels in the wrong units, duplicates,
+elements the foundation does not know — and a suggested strategy and E0 method with the reason.
+A blocking finding stops a job before training (science.md §2: an E0 mismatch found after hours
+of training is the failure this prevents).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field, replace
+from typing import Any, Literal
+
+import ase
+import numpy as np
+import torch
+from ase.data import atomic_numbers, chemical_symbols
+
+from core.cache import PredictionCache
+from core.cost import CostEstimate, probe_cost
+from core.datasets import labels_of
+from core.e0s import model_e0s
+from core.errors import InvalidSpecError
+from core.inference import predict
+from core.spec import JobSpec, ScratchStrategy
+from core.splits import exact_duplicate_groups, near_duplicate_groups
+
+Severity = Literal["info", "warning", "blocking"]
+
+# science.md §2: an energy error above this means the E0s do not match the data.
+E0_MISMATCH_MEV_PER_ATOM = 500.0
+# A per-element offset this large is not a functional or code difference (a few eV at most) but a
+# different zero of energy: all-electron totals against pseudopotential energies, for example.
+ABSOLUTE_REFERENCE_EV = 50.0
+# The E0 methods whose E0s follow from the foundation: a large error left with them is the data's.
+BLOCKING_E0_METHODS = ("foundation", "estimated")
+# Labels divided by the foundation's predictions landing within this of a conversion factor, with
+# the foundation explaining most of their variation, are taken to be in that unit. The factors
+# people confuse are at least 1.9x apart (Hartree and Rydberg, eV/Å and eV/Bohr).
+UNIT_FACTOR_TOLERANCE = 0.25
+UNIT_MIN_R2 = 0.8
+# Outside this range the labels' scale disagrees with the foundation's, whatever the cause.
+PLAUSIBLE_SCALE = (0.5, 2.0)
+
+EV_PER_HARTREE = 27.211386
+BOHR_IN_ANGSTROM = 0.52917721
+KCAL_PER_MOL_PER_EV = 23.060548
+KJ_PER_MOL_PER_EV = 96.485332
+# Label value / value in eV (or eV/Å) for the units people mistake for them.
+ENERGY_UNITS: dict[str, float] = {
+    "kcal/mol": KCAL_PER_MOL_PER_EV,
+    "kJ/mol": KJ_PER_MOL_PER_EV,
+    "Hartree": 1 / EV_PER_HARTREE,
+    "Rydberg": 2 / EV_PER_HARTREE,
+    "meV": 1000.0,
+}
+FORCE_UNITS: dict[str, float] = {
+    "eV/Bohr": BOHR_IN_ANGSTROM,
+    "Hartree/Bohr": BOHR_IN_ANGSTROM / EV_PER_HARTREE,
+    "Hartree/Å": 1 / EV_PER_HARTREE,
+    "kcal/mol/Å": KCAL_PER_MOL_PER_EV,
+    "kJ/mol/Å": KJ_PER_MOL_PER_EV,
+    "meV/Å": 1000.0,
+}
+
+
+@dataclass(frozen=True)
+class Finding:
+    code: str
+    severity: Severity
+    message: str
+    details: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class E0Residuals:
+    """Least-squares per-element offset of the reference energies from the foundation's."""
+
+    delta: dict[str, float]  # eV per atom of each element
+    rank: int
+    energy_rmse_before: float  # meV/atom, foundation with its own E0s
+    energy_rmse_after: float  # meV/atom, after the per-element offset
+    mean_offset_per_atom: float  # eV/atom, mean of (reference − foundation) / atoms
+
+
+@dataclass(frozen=True)
+class Suggestion:
+    strategy: str
+    e0s: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class PreflightReport:
+    n_configs: int
+    elements: list[str]
+    foundation_errors: dict[str, float | None]
+    e0_residuals: dict[str, float]
+    findings: list[Finding]
+    suggestion: Suggestion | None
+    seconds: float = 0.0
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [finding for finding in self.findings if finding.severity == "blocking"]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "n_configs": self.n_configs,
+            "elements": self.elements,
+            "foundation_errors": self.foundation_errors,
+            "e0_residuals": self.e0_residuals,
+            "findings": [finding.to_dict() for finding in self.findings],
+            "blocking": [finding.code for finding in self.blocking],
+            "suggestion": asdict(self.suggestion) if self.suggestion else None,
+            "seconds": self.seconds,
+        }
+
+
+def composition_matrix(configs: Sequence[ase.Atoms], elements: Sequence[str]) -> np.ndarray:
+    columns = {symbol: j for j, symbol in enumerate(elements)}
+    counts = np.zeros((len(configs), len(elements)))
+    for i, atoms in enumerate(configs):
+        for symbol in atoms.get_chemical_symbols():
+            counts[i, columns[symbol]] += 1
+    return counts
+
+
+def elements_of(configs: Sequence[ase.Atoms]) -> list[str]:
+    found = {symbol for atoms in configs for symbol in atoms.get_chemical_symbols()}
+    return sorted(found, key=lambda symbol: atomic_numbers[symbol])
+
+
+def fit_e0_residuals(
+    configs: Sequence[ase.Atoms], reference: np.ndarray, predicted: np.ndarray
+) -> E0Residuals:
+    """(reference − foundation) energies ≈ Σ_Z n_iZ ΔE0_Z, minimum-norm when rank-deficient."""
+    elements = elements_of(configs)
+    a = composition_matrix(configs, elements)
+    residual = np.asarray(reference, float) - np.asarray(predicted, float)
+    delta, _, rank, _ = np.linalg.lstsq(a, residual, rcond=None)
+    n_atoms = a.sum(axis=1)
+    return E0Residuals(
+        delta={symbol: float(d) for symbol, d in zip(elements, delta, strict=True)},
+        rank=int(rank),
+        energy_rmse_before=_per_atom_rmse_mev(residual, n_atoms),
+        energy_rmse_after=_per_atom_rmse_mev(residual - a @ delta, n_atoms),
+        mean_offset_per_atom=float(np.mean(residual / n_atoms)),
+    )
+
+
+def reference_findings(
+    residuals: E0Residuals, e0_method: str, rmse_with_job_e0s: float | None
+) -> list[Finding]:
+    """Whether the data sit at another reference than the foundation, and whether the job's E0s
+    correct it. Blocking when the E0s the job would train with leave an error above 500 meV/atom
+    (science.md §2) and come from the foundation (its own, or re-estimated from it); E0s the user
+    brings (isolated atoms, explicit values) or fits on the data alone (average) only warn, since
+    the remaining error may be the foundation's interaction energy rather than the E0s."""
+    findings: list[Finding] = []
+    largest = max(residuals.delta.items(), key=lambda item: abs(item[1]), default=None)
+    offset = residuals.mean_offset_per_atom
+    if largest is not None and max(abs(largest[1]), abs(offset)) > ABSOLUTE_REFERENCE_EV:
+        # With one composition (rank below the element count) only the mean offset is known.
+        identifiable = residuals.rank == len(residuals.delta)
+        where = (
+            f"up to {largest[1]:+.0f} eV per {largest[0]} atom"
+            if identifiable
+            else f"{offset:+.0f} eV/atom on average"
+        )
+        findings.append(
+            Finding(
+                "absolute_reference",
+                "info",
+                f"the data's energies sit {where} from the foundation's: a different zero of "
+                "energy (e.g. all-electron against pseudopotential totals); re-estimated or "
+                "isolated-atom E0s absorb it",
+                {"element": largest[0], "delta_ev": largest[1], "mean_offset_ev_per_atom": offset},
+            )
+        )
+    before = residuals.energy_rmse_before
+    if before <= E0_MISMATCH_MEV_PER_ATOM:
+        return findings
+    after = rmse_with_job_e0s if rmse_with_job_e0s is not None else before
+    details = {
+        "energy_rmse_before_mev_per_atom": before,
+        "energy_rmse_with_job_e0s_mev_per_atom": after,
+        "e0s": e0_method,
+    }
+    if after <= E0_MISMATCH_MEV_PER_ATOM:
+        findings.append(
+            Finding(
+                "reference_mismatch",
+                "info",
+                f"the foundation is {before:.0f} meV/atom off the data with its own E0s (another "
+                f"level of theory); the job's E0s ({e0_method}) bring it to {after:.1f} meV/atom",
+                details,
+            )
+        )
+        return findings
+    severity: Severity = "blocking" if e0_method in BLOCKING_E0_METHODS else "warning"
+    hint = {
+        "foundation": "the data come from another level of theory: use e0s='estimated' or "
+        "isolated atoms at the data's level of theory",
+        "estimated": "no per-element offset explains the data: check units and that all labels "
+        "come from one level of theory",
+    }.get(
+        e0_method,
+        "the E0s come from the data's level of theory, so the rest is the foundation's "
+        "interaction energy, which fine-tuning must learn: check that the E0s and the labels "
+        "match",
+    )
+    findings.append(
+        Finding(
+            "reference_mismatch",
+            severity,
+            f"E0 mismatch: with the job's E0s ({e0_method}) the foundation is {after:.0f} meV/atom "
+            f"off the data (above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom); {hint}",
+            details,
+        )
+    )
+    return findings
+
+
+@dataclass(frozen=True)
+class ScaleFit:
+    scale: float
+    r2: float
+
+
+def energy_scale(
+    configs: Sequence[ase.Atoms], reference: np.ndarray, predicted: np.ndarray
+) -> ScaleFit | None:
+    """Reference ≈ s · foundation + per-element constants: s is the labels' unit relative to eV.
+    None when the energies do not vary beyond what composition explains (too few configurations)."""
+    elements = elements_of(configs)
+    a = composition_matrix(configs, elements)
+    if len(configs) < a.shape[1] + 3:
+        return None
+    if np.linalg.matrix_rank(np.column_stack([a, predicted])) <= np.linalg.matrix_rank(a):
+        return None
+    # Project out composition, then regress what varies: s and the share of variance it explains.
+    projector = a @ np.linalg.pinv(a)
+    x = np.asarray(predicted, float) - projector @ predicted
+    y = np.asarray(reference, float) - projector @ reference
+    return _scale_fit(x, y)
+
+
+def force_scale(reference: np.ndarray, predicted: np.ndarray) -> ScaleFit | None:
+    """Reference forces ≈ s · foundation forces, over every component."""
+    return _scale_fit(np.ravel(predicted), np.ravel(reference))
+
+
+def unit_findings(energy: ScaleFit | None, forces: ScaleFit | None) -> list[Finding]:
+    findings = []
+    for label, fit, units, base in (
+        ("energy", energy, ENERGY_UNITS, "eV"),
+        ("forces", forces, FORCE_UNITS, "eV/Å"),
+    ):
+        if fit is None or fit.r2 < UNIT_MIN_R2:
+            continue
+        unit = _matching_unit(fit.scale, units)
+        details = {"scale": fit.scale, "r2": fit.r2}
+        if unit is not None:
+            findings.append(
+                Finding(
+                    f"{label}_units",
+                    "blocking",
+                    f"{label} labels scale as {fit.scale:.4g}× the foundation's predictions, the "
+                    f"factor from {base} to {unit}: convert them to {base} before training",
+                    {**details, "unit": unit},
+                )
+            )
+        elif not PLAUSIBLE_SCALE[0] <= fit.scale <= PLAUSIBLE_SCALE[1]:
+            findings.append(
+                Finding(
+                    f"{label}_units",
+                    "warning",
+                    f"{label} labels vary {fit.scale:.3g}× as much as the foundation's "
+                    f"predictions; check that they are in {base}",
+                    details,
+                )
+            )
+    return findings
+
+
+def duplicate_findings(
+    configs: Sequence[ase.Atoms], energies: np.ndarray | None = None
+) -> list[Finding]:
+    findings = []
+    exact = exact_duplicate_groups(configs)
+    if exact:
+        extra = sum(len(group) - 1 for group in exact)
+        conflicting = [
+            group
+            for group in exact
+            if energies is not None and np.ptp(np.asarray(energies)[group]) > 1e-6
+        ]
+        message = (
+            f"{extra} exact duplicate configuration(s) in {len(exact)} group(s) (first: "
+            f"{exact[0]}); the split keeps one of each"
+        )
+        if conflicting:
+            message += f"; {len(conflicting)} group(s) carry different energies"
+        findings.append(
+            Finding(
+                "exact_duplicates",
+                "warning",
+                message,
+                {"groups": exact[:20], "conflicting_groups": conflicting[:20]},
+            )
+        )
+    near = near_duplicate_groups(configs)
+    if near:
+        findings.append(
+            Finding(
+                "near_duplicates",
+                "info",
+                f"{sum(len(group) - 1 for group in near)} near-duplicate configuration(s) in "
+                f"{len(near)} group(s) (first: {near[0]}): they add little information and, "
+                "split apart, make validation errors optimistic; consider split.group_by",
+                {"groups": near[:20]},
+            )
+        )
+    return findings
+
+
+def unknown_element_findings(
+    elements: Sequence[str], known: Sequence[str] | None, *, scratch: bool
+) -> list[Finding]:
+    if known is None:
+        return []
+    missing = [symbol for symbol in elements if symbol not in set(known)]
+    if not missing:
+        return []
+    return [
+        Finding(
+            "unknown_elements",
+            "info" if scratch else "blocking",
+            f"the foundation does not know {', '.join(missing)}"
+            + (
+                "" if scratch else "; fine-tune a foundation that covers them or train from scratch"
+            ),
+            {"elements": missing},
+        )
+    ]
+
+
+def suggest(
+    *,
+    e0_method: str,
+    isolated_atom_elements: Sequence[str],
+    elements: Sequence[str],
+    forces_rmse: float | None,
+    forces_rms: float | None,
+    residuals: E0Residuals | None,
+) -> Suggestion:
+    """A strategy and an E0 method with the reason (science.md §2, §4)."""
+    if set(elements) <= set(isolated_atom_elements):
+        e0s = "isolated_atoms"
+        e0_reason = "isolated atoms at the data's level of theory cover every element"
+    else:
+        e0s = "estimated"
+        e0_reason = "re-estimated E0s fix the foundation's offset to the data's level of theory"
+        if residuals is not None and residuals.energy_rmse_before <= E0_MISMATCH_MEV_PER_ATOM:
+            e0_reason += (
+                f" (the foundation is already {residuals.energy_rmse_before:.0f} meV/atom close)"
+            )
+    if e0_method == "average":
+        e0_reason += "; averaged E0s gave 2-3x worse forces and unstable MD in the study"
+    if forces_rmse is not None and forces_rms and forces_rmse < 0.1 * forces_rms:
+        strategy = "lora"
+        reason = (
+            f"the foundation's force error ({forces_rmse:.0f} meV/Å) is already under 10 % of the "
+            "data's force scale: a low-capacity correction keeps what it knows; use "
+            "pseudolabel_replay for breadth"
+        )
+    else:
+        strategy = "naive"
+        reason = (
+            "one target system, accuracy first: naive fine-tuning is the study's best there; "
+            "for breadth (screening, structure search, MD far from the data) run "
+            "pseudolabel_replay side by side"
+        )
+    return Suggestion(strategy, e0s, f"{reason}. E0s: {e0_reason}")
+
+
+def acknowledged(findings: list[Finding], codes: Sequence[str]) -> list[Finding]:
+    """Blocking findings the user accepted become warnings; unknown elements cannot be accepted,
+    since mace cannot train on them."""
+    accepted = set(codes) - {"unknown_elements"}
+    return [
+        Finding(f.code, "warning", f"{f.message} (acknowledged)", f.details)
+        if f.severity == "blocking" and f.code in accepted
+        else f
+        for f in findings
+    ]
+
+
+def blocking_message(report: PreflightReport) -> str:
+    return "preflight: " + "; ".join(
+        f"[{finding.code}] {finding.message}" for finding in report.blocking
+    )
+
+
+@dataclass(frozen=True)
+class FoundationPredictions:
+    energies: np.ndarray  # eV, one per configuration
+    forces: list[np.ndarray] | None  # eV/Å, for `force_indices`
+    force_indices: list[int]
+
+
+def e0s_of_method(
+    method: str | dict[str, float],
+    residuals: E0Residuals,
+    foundation_e0s: dict[str, float],
+    isolated_energies: dict[str, float],
+) -> dict[str, float] | None:
+    """The E0s a job with `method` would train with; None for `average`, which ignores the
+    foundation, and for isolated atoms that do not cover every element (submission refuses it)."""
+    if isinstance(method, dict):
+        return dict(method)
+    if method == "estimated":
+        return {s: foundation_e0s[s] + d for s, d in residuals.delta.items()}
+    if method == "foundation":
+        return dict(foundation_e0s)
+    if method == "isolated_atoms" and set(residuals.delta) <= set(isolated_energies):
+        return dict(isolated_energies)
+    return None
+
+
+def rmse_with_e0s(
+    configs: Sequence[ase.Atoms],
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    foundation_e0s: dict[str, float],
+    e0s: dict[str, float],
+) -> float:
+    """The foundation's energy error (meV/atom) once its E0s are replaced by `e0s`: the shift is
+    Σ_Z n_iZ (E0_new − E0_foundation), the interaction energy is unchanged."""
+    elements = elements_of(configs)
+    shift = np.array([e0s.get(s, foundation_e0s[s]) - foundation_e0s[s] for s in elements])
+    a = composition_matrix(configs, elements)
+    residual = np.asarray(reference, float) - np.asarray(predicted, float) - a @ shift
+    return _per_atom_rmse_mev(residual, a.sum(axis=1))
+
+
+def review(
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray,
+    forces: Sequence[np.ndarray | None],
+    predictions: FoundationPredictions | None,
+    *,
+    known_elements: Sequence[str] | None,
+    foundation_e0s: dict[str, float] | None,
+    scratch: bool,
+    e0_method: str | dict[str, float],
+    isolated_energies: dict[str, float],
+    acknowledge: Sequence[str] = (),
+) -> PreflightReport:
+    """Every finding on the training configurations (molecules, not isolated atoms)."""
+    elements = elements_of(configs)
+    method_name = "explicit" if isinstance(e0_method, dict) else e0_method
+    findings = unknown_element_findings(elements, known_elements, scratch=scratch)
+    residuals = None
+    errors: dict[str, float | None] = {
+        "energy_rmse_mev_per_atom": None,
+        "energy_rmse_after_e0_fit_mev_per_atom": None,
+        "forces_rmse_mev_per_a": None,
+        "reference_forces_rms_mev_per_a": _forces_rms(forces),
+    }
+    if predictions is not None and foundation_e0s is not None:
+        residuals = fit_e0_residuals(configs, energies, predictions.energies)
+        errors["energy_rmse_mev_per_atom"] = residuals.energy_rmse_before
+        errors["energy_rmse_after_e0_fit_mev_per_atom"] = residuals.energy_rmse_after
+        job_e0s = e0s_of_method(e0_method, residuals, foundation_e0s, isolated_energies)
+        with_job_e0s = (
+            None
+            if job_e0s is None
+            else rmse_with_e0s(configs, energies, predictions.energies, foundation_e0s, job_e0s)
+        )
+        findings += reference_findings(residuals, method_name, with_job_e0s)
+        force_fit, errors["forces_rmse_mev_per_a"] = _force_comparison(forces, predictions)
+        findings += unit_findings(energy_scale(configs, energies, predictions.energies), force_fit)
+    findings += duplicate_findings(configs, energies)
+    suggestion = suggest(
+        e0_method=method_name,
+        isolated_atom_elements=list(isolated_energies),
+        elements=elements,
+        forces_rmse=errors["forces_rmse_mev_per_a"],
+        forces_rms=errors["reference_forces_rms_mev_per_a"],
+        residuals=residuals,
+    )
+    return PreflightReport(
+        n_configs=len(configs),
+        elements=elements,
+        foundation_errors=errors,
+        e0_residuals=residuals.delta if residuals else {},
+        findings=acknowledged(findings, acknowledge),
+        suggestion=suggestion,
+    )
+
+
+def _force_comparison(
+    forces: Sequence[np.ndarray | None], predictions: FoundationPredictions
+) -> tuple[ScaleFit | None, float | None]:
+    if predictions.forces is None:
+        return None, None
+    pairs = [
+        (forces[i], predicted)
+        for i, predicted in zip(predictions.force_indices, predictions.forces, strict=True)
+        if forces[i] is not None
+    ]
+    if not pairs:
+        return None, None
+    reference = np.concatenate([np.ravel(r) for r, _ in pairs])
+    predicted = np.concatenate([np.ravel(p) for _, p in pairs])
+    rmse = float(np.sqrt(np.mean((reference - predicted) ** 2)) * 1000.0)
+    return force_scale(reference, predicted), rmse
+
+
+def _forces_rms(forces: Sequence[np.ndarray | None]) -> float | None:
+    present = [np.ravel(f) for f in forces if f is not None]
+    if not present:
+        return None
+    return float(np.sqrt(np.mean(np.concatenate(present) ** 2)) * 1000.0)
+
+
+def _scale_fit(x: np.ndarray, y: np.ndarray) -> ScaleFit | None:
+    sxx = float(x @ x)
+    syy = float(y @ y)
+    if sxx <= 0 or syy <= 0 or not math.isfinite(sxx + syy):
+        return None
+    # Reduced major axis: the foundation's own errors sit in x, and a least-squares slope of y on
+    # x would shrink towards zero by r² (a kcal/mol dataset read as 19.6 instead of 23.1).
+    scale = math.copysign(math.sqrt(syy / sxx), float(x @ y))
+    r2 = float(x @ y) ** 2 / (sxx * syy)
+    return ScaleFit(scale, r2)
+
+
+def _matching_unit(scale: float, units: dict[str, float]) -> str | None:
+    for unit, factor in units.items():
+        if abs(scale / factor - 1) <= UNIT_FACTOR_TOLERANCE:
+            return unit
+    return None
+
+
+def _per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
+    return float(np.sqrt(np.mean((residual / n_atoms) ** 2)) * 1000.0)
+
+
+# Forces for every configuration up to this many; a seeded sample beyond (energies: all of them,
+# since E0 estimation needs them and reuses them through the cache).
+FORCE_SAMPLE = 500
+
+
+@dataclass(frozen=True)
+class PreflightOutcome:
+    report: PreflightReport
+    # The foundation's energies of the training molecules, in order: E0 estimation reuses them.
+    predictions: FoundationPredictions | None
+    cost: CostEstimate | None
+
+
+def run_preflight(
+    spec: JobSpec,
+    configs: Sequence[ase.Atoms],
+    foundation_model: torch.nn.Module | None,
+    *,
+    isolated_atoms: Sequence[ase.Atoms] = (),
+    foundation_sha256: str | None = None,
+    cache: PredictionCache | None = None,
+    device: str = "cpu",
+    n_replay: int = 0,
+) -> PreflightOutcome:
+    """Preflight of a job's training data: findings, suggestion and a cost probe. `configs` are
+    the training dataset's configurations; single atoms count as isolated-atom references."""
+    started = time.perf_counter()
+    molecules = [atoms for atoms in configs if len(atoms) > 1]
+    isolated = {
+        atoms.get_chemical_symbols()[0]: float(labels_of(atoms).energy)
+        for atoms in [*isolated_atoms, *(a for a in configs if len(a) == 1)]
+        if labels_of(atoms).energy is not None
+    }
+    labels = [labels_of(atoms) for atoms in molecules]
+    unlabelled = [i for i, lab in enumerate(labels) if lab.energy is None or lab.forces is None]
+    if unlabelled:
+        raise InvalidSpecError(
+            f"{len(unlabelled)} training configuration(s) lack an energy or forces label; "
+            "preflight and training need both"
+        )
+    energies = np.array([lab.energy for lab in labels], dtype=float)
+    known = (
+        [chemical_symbols[int(z)] for z in foundation_model.atomic_numbers]
+        if foundation_model is not None
+        else None
+    )
+    scratch = isinstance(spec.strategy, ScratchStrategy)
+    predictions = None
+    foundation_e0s = None
+    covered = known is not None and set(elements_of(molecules)) <= set(known)
+    if foundation_model is not None and covered and molecules:
+        predictions = foundation_predictions(
+            foundation_model, molecules, sha256=foundation_sha256, cache=cache, device=device
+        )
+        foundation_e0s = {chemical_symbols[z]: e0 for z, e0 in model_e0s(foundation_model).items()}
+    report = review(
+        molecules,
+        energies,
+        [lab.forces for lab in labels],
+        predictions,
+        known_elements=known,
+        foundation_e0s=foundation_e0s,
+        scratch=scratch,
+        e0_method=spec.e0s,
+        isolated_energies=isolated,
+        acknowledge=spec.preflight.acknowledge,
+    )
+    cost = None
+    if foundation_model is not None and covered and not scratch and molecules:
+        # The split's sizes as core.training will make them (train_fraction first).
+        used = len(molecules)
+        if spec.train_fraction < 1:
+            used = min(used, max(2, round(spec.train_fraction * used)))
+        n_valid = max(1, round(spec.valid_fraction * used))
+        n_test = round(spec.split.test_fraction * used)
+        cost = probe_cost(
+            spec,
+            foundation_model,
+            molecules[: spec.hyperparameters.batch_size],
+            n_valid,
+            n_train=max(1, used - n_valid - n_test),
+            n_replay=n_replay,
+            device=device,
+        )
+    report = replace(report, seconds=time.perf_counter() - started)
+    return PreflightOutcome(report, predictions, cost)
+
+
+def foundation_predictions(
+    model: torch.nn.Module,
+    molecules: Sequence[ase.Atoms],
+    *,
+    sha256: str | None,
+    cache: PredictionCache | None,
+    device: str = "cpu",
+) -> FoundationPredictions:
+    """Energies of every configuration (through the cache E0 estimation shares) and forces of up
+    to FORCE_SAMPLE of them, in one batched pass when the cache misses."""
+    everything = len(molecules) <= FORCE_SAMPLE
+    sample = (
+        list(range(len(molecules)))
+        if everything
+        else sorted(np.random.default_rng(0).choice(len(molecules), FORCE_SAMPLE, replace=False))
+    )
+    computed: dict[str, list[np.ndarray]] = {}
+
+    def compute() -> np.ndarray:
+        results = predict(model, molecules, device=device, forces=everything)
+        if everything:
+            computed["forces"] = [p.forces for p in results]
+        return np.array([p.energy for p in results], dtype=np.float64)
+
+    energies = cache.energies(sha256, molecules, compute) if cache and sha256 else compute()
+    forces = computed.get("forces")
+    if forces is None:
+        picked = [molecules[int(i)] for i in sample]
+        forces = [p.forces for p in predict(model, picked, device=device)]
+    return FoundationPredictions(energies, forces, [int(i) for i in sample])

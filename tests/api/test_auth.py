@@ -1,0 +1,221 @@
+"""Tokens and projects: a project's objects are invisible to every other project's token."""
+
+import re
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from fastapi.testclient import TestClient
+from pydantic import SecretStr
+
+from core.models import ApiToken
+
+ADMIN_TOKEN = "test-admin-token"
+ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+
+@pytest.fixture(scope="module")
+def secured_app(settings, demo_foundation):
+    from api.app import create_app
+
+    secured = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
+    return create_app(secured, start_worker=False, enqueue=lambda _job_id: None)
+
+
+@pytest.fixture(scope="module")
+def api(secured_app) -> Iterator[TestClient]:
+    with TestClient(secured_app) as test_client:
+        yield test_client
+
+
+def project_headers(api: TestClient) -> dict[str, str]:
+    name = f"lab-{uuid.uuid4().hex[:8]}"
+    project = api.post("/projects", json={"name": name}, headers=ADMIN)
+    assert project.status_code == 201, project.text
+    issued = api.post(f"/projects/{project.json()['id']}/tokens", json={"name": "t"}, headers=ADMIN)
+    assert issued.status_code == 201, issued.text
+    return {"Authorization": f"Bearer {issued.json()['token']}"}
+
+
+@pytest.fixture(scope="module")
+def project_a(api) -> dict[str, str]:
+    return project_headers(api)
+
+
+@pytest.fixture(scope="module")
+def project_b(api) -> dict[str, str]:
+    return project_headers(api)
+
+
+@pytest.fixture(scope="module")
+def objects_of_a(api, project_a, target_files) -> dict[str, str]:
+    """One of each kind of object, created with project A's token."""
+    with target_files["train"].open("rb") as stream:
+        dataset = api.post("/datasets", files={"file": ("train.extxyz", stream)}, headers=project_a)
+    assert dataset.status_code == 201, dataset.text
+    dataset_id = dataset.json()["id"]
+    job = api.post("/jobs", json={"train_dataset": dataset_id}, headers=project_a)
+    assert job.status_code == 201, job.text
+    evaluation = api.post(
+        "/evaluations",
+        json={"model": {"foundation_model": "mace-demo-emt"}, "dataset": dataset_id},
+        headers=project_a,
+    )
+    assert evaluation.status_code == 201, evaluation.text
+    sweep = api.post(
+        "/sweeps",
+        json={"base": {"train_dataset": dataset_id}, "strategies": ["naive"]},
+        headers=project_a,
+    )
+    assert sweep.status_code == 201, sweep.text
+    replay_set = api.post(
+        "/replay-sets",
+        json={"train_dataset": dataset_id, "size": 5, "sources": ["rattle"]},
+        headers=project_a,
+    )
+    assert replay_set.status_code == 201, replay_set.text
+    return {
+        "replay_set_id": replay_set.json()["id"],
+        "dataset_id": dataset_id,
+        "job_id": job.json()["id"],
+        "evaluation_id": evaluation.json()["id"],
+        "sweep_id": sweep.json()["id"],
+    }
+
+
+def test_requests_without_a_valid_token_get_401(api) -> None:
+    assert api.get("/jobs").status_code == 401
+    assert api.get("/jobs", headers={"Authorization": "Bearer nope"}).status_code == 401
+    assert "token" in api.get("/datasets").json()["detail"]
+
+
+def test_health_and_schema_need_no_token(api) -> None:
+    assert api.get("/health").status_code == 200
+    assert api.get("/openapi.json").status_code == 200
+
+
+def test_project_tokens_cannot_manage_projects(api, project_a) -> None:
+    assert api.post("/projects", json={"name": "mine"}, headers=project_a).status_code == 403
+    assert api.get("/projects", headers=project_a).status_code == 403
+
+
+def test_the_admin_token_reads_no_project_data(api) -> None:
+    response = api.get("/datasets", headers=ADMIN)
+    assert response.status_code == 403
+    assert "project token" in response.json()["detail"]
+
+
+def test_tokens_are_stored_hashed_and_can_be_revoked(api, settings) -> None:
+    project = api.post("/projects", json={"name": f"p-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    issued = api.post(
+        f"/projects/{project.json()['id']}/tokens", json={"name": "ci"}, headers=ADMIN
+    ).json()
+    headers = {"Authorization": f"Bearer {issued['token']}"}
+    assert api.get("/jobs", headers=headers).status_code == 200
+
+    from core.db import session_factory
+
+    with session_factory(settings.resolved_database_url)() as session:
+        row = session.get(ApiToken, issued["id"])
+        assert row is not None and issued["token"] not in row.token_hash
+        assert len(row.token_hash) == 64
+
+    revoked = api.delete(f"/projects/{project.json()['id']}/tokens/{issued['id']}", headers=ADMIN)
+    assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert api.get("/jobs", headers=headers).status_code == 401
+
+
+def test_duplicate_project_names_conflict(api) -> None:
+    name = f"dup-{uuid.uuid4().hex[:8]}"
+    assert api.post("/projects", json={"name": name}, headers=ADMIN).status_code == 201
+    again = api.post("/projects", json={"name": name}, headers=ADMIN)
+    assert again.status_code == 409 and name in again.json()["detail"]
+
+
+def _object_routes(app) -> list[tuple[str, str, bool]]:
+    """(method, path, has a request body) of every documented route with a path parameter."""
+    routes = []
+    for path, operations in app.openapi()["paths"].items():
+        if "{" in path:
+            for method, operation in operations.items():
+                routes.append((method.upper(), path, "requestBody" in operation))
+    return routes
+
+
+def test_every_object_of_project_a_is_404_for_project_b(
+    api, secured_app, project_a, project_b, objects_of_a
+) -> None:
+    checked = []
+    for method, path, has_body in _object_routes(secured_app):
+        names = re.findall(r"{(\w+)}", path)
+        if not set(names) <= set(objects_of_a):
+            continue
+        url = path.format(**objects_of_a)
+        owner = api.request(method, url, headers=project_a)
+        other = api.request(method, url, headers=project_b)
+        assert owner.status_code != 404 or method != "GET", f"{method} {url}: {owner.text}"
+        # A request with a body may fail its validation first, which reveals nothing either.
+        allowed = {404, 422} if has_body else {404}
+        assert other.status_code in allowed, f"{method} {path}: {other.status_code} {other.text}"
+        checked.append(f"{method} {path}")
+    assert len(checked) >= 10, checked
+
+
+def test_listings_show_only_the_callers_objects(api, project_a, project_b, objects_of_a) -> None:
+    listings = (("/datasets", "dataset_id"), ("/jobs", "job_id"), ("/replay-sets", "replay_set_id"))
+    for listing, key in listings:
+        theirs = api.get(listing, headers=project_b).json()
+        mine = api.get(listing, headers=project_a).json()
+        assert objects_of_a[key] not in {item["id"] for item in theirs["data"]}
+        assert objects_of_a[key] in {item["id"] for item in mine["data"]}
+
+
+def test_project_b_cannot_train_on_project_a_data(api, project_b, objects_of_a) -> None:
+    response = api.post(
+        "/jobs", json={"train_dataset": objects_of_a["dataset_id"]}, headers=project_b
+    )
+    assert response.status_code == 422
+    assert "does not exist" in response.json()["detail"]
+
+
+def test_only_admins_register_foundation_models_pinned_by_sha256(
+    api, project_a, demo_foundation: Path, settings, objects_of_a
+) -> None:
+    name = f"lab-model-{uuid.uuid4().hex[:8]}"
+    with demo_foundation.open("rb") as stream:
+        refused = api.post(
+            "/foundation-models",
+            data={"name": name},
+            files={"file": ("m.model", stream)},
+            headers=project_a,
+        )
+    assert refused.status_code == 403
+
+    with demo_foundation.open("rb") as stream:
+        registered = api.post(
+            "/foundation-models",
+            data={"name": name},
+            files={"file": ("m.model", stream)},
+            headers=ADMIN,
+        )
+    assert registered.status_code == 201, registered.text
+    from core.foundations import file_sha256
+
+    assert registered.json()["sha256"] == file_sha256(demo_foundation)
+    model_file = settings.resolved_models_dir / f"{name}.model"
+    try:
+        names = [item["name"] for item in api.get("/foundation-models", headers=project_a).json()]
+        assert name in names
+        with model_file.open("ab") as stream:
+            stream.write(b"tampered")
+        response = api.post(
+            "/jobs",
+            json={"train_dataset": objects_of_a["dataset_id"], "foundation_model": name},
+            headers=project_a,
+        )
+        assert response.status_code == 503
+        assert "changed since it was registered" in response.json()["detail"]
+    finally:
+        model_file.unlink(missing_ok=True)
+        model_file.with_name(model_file.name + ".sha256").unlink(missing_ok=True)
