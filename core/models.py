@@ -62,6 +62,25 @@ class JobState(str, enum.Enum):
     CANCELLED = "cancelled"
 
 
+class Lifecycle:
+    """Mixin of the work rows a worker runs besides jobs (evaluations, replay sets): the state
+    machine of core.jobs.transition, what is being done now, and when."""
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
+    state: Mapped[JobState] = mapped_column(
+        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
+        default=JobState.QUEUED,
+    )
+    stage: Mapped[str | None] = mapped_column(String(64), default=None)
+    error: Mapped[str | None] = mapped_column(Text, default=None)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
 class Dataset(ProjectOwned, Base):
     __tablename__ = "datasets"
 
@@ -134,50 +153,24 @@ class Job(ProjectOwned, Base):
     )
 
 
-class Evaluation(ProjectOwned, Base):
+class Evaluation(Lifecycle, ProjectOwned, Base):
     """One model (a job's or a foundation) evaluated on datasets, outside any training job."""
 
     __tablename__ = "evaluations"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    state: Mapped[JobState] = mapped_column(
-        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
-        default=JobState.QUEUED,
-    )
     spec: Mapped[dict[str, Any]]
-    stage: Mapped[str | None] = mapped_column(String(64), default=None)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )
 
 
-class ReplaySet(ProjectOwned, Base):
+class ReplaySet(Lifecycle, ProjectOwned, Base):
     """A diverse, foundation-labelled replay set built for the user's elements (issue 12)."""
 
     __tablename__ = "replay_sets"
 
-    id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
-    state: Mapped[JobState] = mapped_column(
-        Enum(JobState, name="job_state", values_callable=lambda e: [m.value for m in e]),
-        default=JobState.QUEUED,
-    )
     spec: Mapped[dict[str, Any]]
     # sha256 of everything the set depends on: the same inputs are never built twice.
     content_hash: Mapped[str] = mapped_column(String(64), index=True)
-    stage: Mapped[str | None] = mapped_column(String(64), default=None)
     progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # The labelled structures, a regular dataset usable wherever a replay dataset id is.
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    error: Mapped[str | None] = mapped_column(Text, default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
-    started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    updated_at: Mapped[datetime] = mapped_column(
-        DateTime(timezone=True), default=utcnow, onupdate=utcnow
-    )

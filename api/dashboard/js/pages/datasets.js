@@ -28,7 +28,7 @@ export function uploadForm(onUploaded) {
         const dataset = await upload(input.files[0]);
         replace(result, h("div", { class: "alert good" }, "Uploaded ",
           h("a", { href: `#/datasets/${dataset.id}` }, dataset.name), `: ${dataset.summary.n_configs} configurations, `,
-          `${dataset.summary.n_atoms} atoms, elements ${dataset.summary.elements.join(" ")}.`));
+          `${dataset.summary.n_atoms} atoms, elements ${(dataset.summary.elements || []).join(" ")}.`));
         form.reset();
         onUploaded?.(dataset);
       } catch (error) {

@@ -6,7 +6,7 @@ import {
 const REFRESH_MS = 3000;
 
 export function latestErrors(job) {
-  const latest = [...job.epochs].reverse().find((entry) => (entry.head || "target") !== "replay");
+  const latest = [...(job.epochs || [])].reverse().find((entry) => (entry.head || "target") !== "replay");
   if (!latest) return "—";
   const energy = latest.valid_energy_rmse_mev_per_atom;
   const forces = latest.valid_forces_rmse_mev_per_a;
@@ -16,8 +16,9 @@ export function latestErrors(job) {
 function jobRows(jobs) {
   return jobs.map((job) => [
     h("a", { href: `#/jobs/${job.id}`, class: "job-link", title: job.id }, h("code", {}, shortId(job.id))),
-    job.spec.strategy.name,
-    job.spec.foundation_model,
+    // Rows written by other tools may lack parts of a spec; a list must still draw.
+    job.spec?.strategy?.name ?? "—",
+    job.spec?.foundation_model ?? "—",
     stateBadge(job.state),
     job.progress.stage || "—",
     progressBar(job.progress.epochs_done, job.progress.max_epochs),

@@ -32,7 +32,7 @@ function datasetOptions(datasets, { optional = false, none = "— none —" } = 
   return [
     optional ? h("option", { value: "" }, none) : null,
     datasets.map((d) => h("option", { value: d.id },
-      `${d.name} · ${d.summary.n_configs} configs · ${d.summary.elements.join(" ")} · ${shortId(d.id)}`)),
+      `${d.name} · ${d.summary?.n_configs ?? "?"} configs · ${(d.summary?.elements || []).join(" ")} · ${shortId(d.id)}`)),
   ];
 }
 
