@@ -33,6 +33,8 @@ def broker_settings(settings: Settings) -> tuple[str, dict]:
         "store_processed": False,
         # Without it kombu writes its exchange tables to ./control in whatever folder runs it.
         "control_folder": str(folder / "control"),
+        # kombu looks at the folder once a second by default: up to a second before a job starts.
+        "polling_interval": 0.1,
     }
     return "filesystem://", options
 
