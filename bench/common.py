@@ -37,7 +37,7 @@ def write_section(
         [f"## {title}", "", f"Run {date.today().isoformat()} on {machine_description()}.",
          f"Repeat: `{command}`", "", "| measure | value |", "|---|---|"]
         + [f"| {name} | {value} |" for name, value in rows]
-    )
+    ) + "\n"
     text = out.read_text() if out.is_file() else "# Benchmarks\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body

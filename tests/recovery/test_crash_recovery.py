@@ -2,14 +2,17 @@
 the job resumes from its last checkpoint (the one in artifact storage); cancelling stops the
 training process."""
 
+import json
 import re
 import shutil
 import signal
 import sys
+from pathlib import Path
 
 import pytest
 
-from core.checkpoints import checkpoint_epoch, newest_checkpoint
+from core.checkpoints import checkpoint_epoch, pointer_key
+from core.storage import storage_from_settings
 from tests.conftest import upload
 from tests.recovery.conftest import training_processes, wait_until
 
@@ -45,10 +48,13 @@ def epochs_done(client, job_id: str) -> int:
     return job(client, job_id)["progress"]["epochs_done"]
 
 
-def newest_checkpoint_epoch(settings, job_id: str) -> int:
-    folder = settings.data_dir / "work" / job_id / "checkpoints"
-    newest = newest_checkpoint(folder) if folder.is_dir() else None
-    return checkpoint_epoch(newest) if newest is not None else -1
+def stored_checkpoint_epoch(settings, job_id: str) -> int:
+    """The epoch of the checkpoint in artifact storage: what a worker elsewhere resumes from."""
+    storage = storage_from_settings(settings)
+    if not storage.exists(pointer_key(job_id)):
+        return -1
+    pointer = storage.fetch(pointer_key(job_id), settings.data_dir / f"probe-{job_id}.json")
+    return checkpoint_epoch(Path(json.loads(pointer.read_text())["file"]))
 
 
 def test_a_killed_worker_leaves_the_job_resumed_from_its_checkpoint_by_the_next_worker(
@@ -57,7 +63,9 @@ def test_a_killed_worker_leaves_the_job_resumed_from_its_checkpoint_by_the_next_
     first = start_worker("first")
     job_id = recovery_client.post("/jobs", json=spec(train_id, EPOCHS)).json()["id"]
     wait_until(
-        lambda: newest_checkpoint_epoch(settings, job_id) >= 2, 300, "a checkpoint of epoch 2"
+        lambda: stored_checkpoint_epoch(settings, job_id) >= 2,
+        300,
+        "a stored checkpoint of epoch 2",
     )
     assert training_processes(job_id)
 
