@@ -30,20 +30,26 @@ def get_registry(request: Request) -> FoundationRegistry:
 bearer = HTTPBearer(auto_error=False, description="A project token, or the admin token")
 
 
+def _request_session(request: Request) -> Iterator[Session]:
+    # One session per request: the token lookup and the route's own queries share it.
+    session = request.app.state.context.sessions()
+    try:
+        yield session
+    finally:
+        session.close()
+
+
 def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+    session: Annotated[Session, Depends(_request_session)],
 ) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         return OPEN_ACCESS
     # Browsers' EventSource cannot send headers, so the token may also come as a query parameter.
     token = credentials.credentials if credentials else request.query_params.get("access_token")
-    session = request.app.state.context.sessions()
-    try:
-        return authenticate(session, token, settings.admin_token.get_secret_value())
-    finally:
-        session.close()
+    return authenticate(session, token, settings.admin_token.get_secret_value())
 
 
 def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
@@ -56,14 +62,11 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 
 
 def get_session(
-    request: Request, principal: Annotated[Principal, Depends(get_principal)]
-) -> Iterator[Session]:
+    principal: Annotated[Principal, Depends(get_principal)],
+    session: Annotated[Session, Depends(_request_session)],
+) -> Session:
     # Scoped to the caller's project: its queries see only that project's rows (core.scoping).
-    session = scope_session(request.app.state.context.sessions(), principal.project_id)
-    try:
-        yield session
-    finally:
-        session.close()
+    return scope_session(session, principal.project_id)
 
 
 ContextDep = Annotated[JobContext, Depends(get_context)]

@@ -6,6 +6,7 @@ the configurations' numbers, positions, cells and periodicity — so a changed i
 
 import hashlib
 import logging
+import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -39,18 +40,12 @@ class PredictionCache:
         compute: Callable[[], list[Prediction]],
     ) -> list[Prediction]:
         """Energy, forces and (periodic cells) stress of each configuration: pseudolabels."""
-        key = hashlib.sha256(
-            f"labels|{foundation_sha256}|{configurations_digest(configs)}".encode()
-        ).hexdigest()
-        path = self.folder / f"{key}.npz"
+        path = self._path("labels", foundation_sha256, configs, ".npz")
         if path.is_file():
-            logger.info("cache hit: foundation labels %s", key[:12])
+            logger.info("cache hit: foundation labels %s", path.stem[:12])
             return _unpack_predictions(np.load(path), configs)
         predictions = compute()
-        self.folder.mkdir(parents=True, exist_ok=True)
-        partial = path.with_suffix(f".{id(predictions)}.partial.npz")
-        np.savez(partial, **_pack_predictions(predictions))
-        partial.replace(path)
+        _write_atomically(path, lambda partial: np.savez(partial, **_pack_predictions(predictions)))
         return predictions
 
     def energies(
@@ -59,20 +54,29 @@ class PredictionCache:
         configs: Sequence[ase.Atoms],
         compute: Callable[[], np.ndarray],
     ) -> np.ndarray:
-        key = hashlib.sha256(
-            f"energies|{foundation_sha256}|{configurations_digest(configs)}".encode()
-        ).hexdigest()
-        path = self.folder / f"{key}.npy"
+        path = self._path("energies", foundation_sha256, configs, ".npy")
         if path.is_file():
-            logger.info("cache hit: foundation energies %s", key[:12])
+            logger.info("cache hit: foundation energies %s", path.stem[:12])
             return np.load(path)
         values = np.asarray(compute(), dtype=np.float64)
-        self.folder.mkdir(parents=True, exist_ok=True)
-        # Write then rename, so concurrent workers never read half a file.
-        partial = path.with_suffix(f".{id(values)}.partial.npy")
-        np.save(partial, values)
-        partial.replace(path)
+        _write_atomically(path, lambda partial: np.save(partial, values))
         return values
+
+    def _path(
+        self, kind: str, foundation_sha256: str, configs: Sequence[ase.Atoms], suffix: str
+    ) -> Path:
+        key = hashlib.sha256(
+            f"{kind}|{foundation_sha256}|{configurations_digest(configs)}".encode()
+        ).hexdigest()
+        return self.folder / f"{key}{suffix}"
+
+
+def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+    # Write then rename, so concurrent workers never read half a file.
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(f".{uuid.uuid4().hex}.partial{path.suffix}")
+    write(partial)
+    partial.replace(path)
 
 
 def _pack_predictions(predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:
