@@ -23,6 +23,7 @@ from core.demo_data import (
     isolated_atom_energies,
     write_extxyz,
 )
+from core.foundations import pin_model_file
 
 DEMO_FOUNDATION_NAME = "mace-demo-emt"
 DEFAULT_N_CONFIGS = 1000
@@ -50,6 +51,8 @@ def build_demo_foundation(
             run_mace_training(build_default_arg_parser().parse_args(argv))
         out_path.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(folder / "models" / f"{DEMO_FOUNDATION_NAME}.model", out_path)
+    # Registered as it is written: the registry serves only pinned files.
+    pin_model_file(out_path, replace=True)
     return out_path
 
 

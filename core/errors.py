@@ -59,3 +59,7 @@ class PreflightBlockedError(MlftError):
     def __init__(self, message: str, report: dict) -> None:
         super().__init__(message)
         self.report = report
+
+
+class InvalidModelFileError(MlftError):
+    """A file offered as a foundation model is not a MACE model (or not one we can load safely)."""

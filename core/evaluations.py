@@ -2,7 +2,6 @@
 
 import logging
 import shutil
-from pathlib import Path
 
 from ase.formula import Formula
 from sqlalchemy.orm import Session
@@ -14,11 +13,11 @@ from core.errors import InvalidSpecError, MlftError, NotFoundError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.foundations import ModelSource, load_foundation, load_model_source
 from core.jobs import get_job, transition
 from core.models import Evaluation, Job, JobState
 from core.runner import JobContext
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
-from core.training import load_model
 
 logger = logging.getLogger(__name__)
 
@@ -77,7 +76,7 @@ def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
 def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> dict:
     rss = rss_settings(spec)
     with session_scope(context.sessions) as session:
-        model_path, foundation_name = _model_path(session, context, spec)
+        source, foundation_name = _model_source(session, context, spec)
         roles = {"test": spec.dataset}
         if spec.kind == "standard":
             roles["replay"] = spec.settings.replay_dataset
@@ -99,12 +98,12 @@ def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> 
     if spec.kind == "standard":
         foundation = None
         if foundation_name is not None and configs.get("replay") is not None:
-            foundation = load_model(context.registry.resolve(foundation_name).path, context.device)
+            foundation = load_foundation(context.registry.resolve(foundation_name), context.device)
         data = EvaluationData(
             test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
         )
         report = evaluate_model(
-            load_model(model_path, context.device),
+            load_model_source(source, context.device),
             data,
             spec.settings,
             foundation=foundation,
@@ -116,7 +115,7 @@ def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> 
         report["rss_holes"] = rss_holes_stage(
             rss,
             configs.get("test") or configs.get("train") or [],
-            model_path,
+            source,
             flagged,
             model_name=spec.model.job or spec.model.foundation_model or "model",
             foundation=context.registry.resolve(foundation_name) if foundation_name else None,
@@ -169,13 +168,14 @@ def _check_rss_elements(
         )
 
 
-def _model_path(
+def _model_source(
     session: Session, context: JobContext, spec: EvaluationSpec
-) -> tuple[Path, str | None]:
-    """The model file and the foundation its forgetting is measured against."""
+) -> tuple[ModelSource, str | None]:
+    """The model (a registered foundation, or a job's model the service stored under its own
+    key) and the foundation its forgetting is measured against."""
     if spec.model.foundation_model is not None:
-        path = context.registry.resolve(spec.model.foundation_model).path
-        return path, spec.foundation_model or spec.model.foundation_model
+        foundation = context.registry.resolve(spec.model.foundation_model)
+        return foundation, spec.foundation_model or spec.model.foundation_model
     job = _succeeded_job(session, spec.model.job)
     job_foundation = JobSpec.model_validate(job.spec).foundation_model
     return context.storage.local_path(job.model_key), spec.foundation_model or job_foundation

@@ -19,6 +19,7 @@ import ase
 import numpy as np
 import torch
 
+from core.foundations import load_own_model
 from core.inference import _batches, predict
 
 logger = logging.getLogger(__name__)
@@ -45,7 +46,7 @@ class ExportResult:
 
 def export_all(model_path: Path, configs: Sequence[ase.Atoms], out_dir: Path) -> list[ExportResult]:
     out_dir.mkdir(parents=True, exist_ok=True)
-    model = torch.load(model_path, map_location="cpu", weights_only=False)
+    model = load_own_model(model_path)
     checks = list(configs[:CHECK_CONFIGS])
     return [
         _attempt(

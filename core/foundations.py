@@ -1,25 +1,41 @@
-"""Registry of named foundation models.
+"""Registry of named foundation models, and the only place a model file is unpickled.
 
-A name resolves, in order, to `<models_dir>/<name>.model` (how offline sites and the demo model
-work), or to a published MACE model fetched through mace-torch's own download-and-cache code.
+A name is a registry key, never a path. It resolves, in order, to `<models_dir>/<name>.model`
+when that is a regular file registered with its sha256 pin (POST /foundation-models, or the demo
+model's build), or to a published MACE model fetched through mace-torch's download-and-cache code.
+Every load checks the bytes against the pin before unpickling them: loading a model runs its code.
 """
 
 import hashlib
+import io
+import json
 import logging
+import os
 import re
 import shutil
+import stat
+import subprocess
+import sys
 import threading
+import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING, Annotated, Any
+
+from pydantic import AfterValidator, Field
 
 from core.errors import (
     ConflictError,
     FoundationModelUnavailableError,
+    InvalidModelFileError,
     InvalidSpecError,
     NotFoundError,
 )
+
+if TYPE_CHECKING:
+    import torch
 
 logger = logging.getLogger(__name__)
 
@@ -67,8 +83,11 @@ PUBLISHED: dict[str, Callable[[], str]] = {
 
 @dataclass(frozen=True)
 class FoundationModel:
+    """A registered foundation: made only by FoundationRegistry.resolve, never from a request."""
+
     name: str
     path: Path
+    # The registration pin: load_foundation refuses bytes with another hash.
     sha256: str
 
 
@@ -87,6 +106,50 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
+# ---- names ----------------------------------------------------------------------------------
+
+# A registry key, never a path: no '/', '\', '..', NUL or leading dot can get through, since the
+# name becomes part of a file name in the models folder.
+FOUNDATION_NAME_PATTERN = r"^[A-Za-z0-9]+(?:[._-][A-Za-z0-9]+)*$"
+FOUNDATION_NAME_MAX_LENGTH = 100
+_FOUNDATION_NAME = re.compile(FOUNDATION_NAME_PATTERN)
+
+
+def foundation_name_problem(name: str) -> str | None:
+    """Why `name` cannot be a foundation model name, or None when it can."""
+    if len(name) > FOUNDATION_NAME_MAX_LENGTH or not _FOUNDATION_NAME.fullmatch(name):
+        return (
+            f"foundation model name {name[:120]!r} is not a registry name: use up to "
+            f"{FOUNDATION_NAME_MAX_LENGTH} letters and digits, separated by single '.', '_' or "
+            "'-' (no paths); GET /foundation-models lists the names"
+        )
+    return None
+
+
+def require_foundation_name(name: str) -> str:
+    problem = foundation_name_problem(name)
+    if problem is not None:
+        raise InvalidSpecError(problem)
+    return name
+
+
+def _checked_name(name: str) -> str:
+    problem = foundation_name_problem(name)
+    if problem is not None:
+        raise ValueError(problem)
+    return name
+
+
+# The type of every `foundation_model` field of a request: validated before any lookup.
+FoundationName = Annotated[
+    str,
+    Field(max_length=FOUNDATION_NAME_MAX_LENGTH, pattern=FOUNDATION_NAME_PATTERN),
+    AfterValidator(_checked_name),
+]
+
+
+# ---- loading --------------------------------------------------------------------------------
+
 # Loading a pickled mace model in several threads at once fails inside e3nn's code generation
 # ("CURRENT_PATCHER is None"), which concurrent first requests to one API process would do.
 _MODEL_LOAD_LOCK = threading.Lock()
@@ -97,50 +160,224 @@ def model_load_lock() -> threading.Lock:
     return _MODEL_LOAD_LOCK
 
 
-@lru_cache(maxsize=16)
-def _elements_of_model_file(path: str, _modified: int) -> tuple[str, ...]:
+def _regular_file_bytes(path: Path) -> bytes:
+    """The bytes of a regular file; a symlink (or a device, a folder) is refused, not followed."""
+    try:
+        descriptor = os.open(path, os.O_RDONLY | os.O_NOFOLLOW)
+    except OSError as error:
+        raise FoundationModelUnavailableError(
+            f"model file {path.name} cannot be opened as a regular file ({error.strerror})"
+        ) from None
+    with os.fdopen(descriptor, "rb") as stream:
+        if not stat.S_ISREG(os.fstat(descriptor).st_mode):
+            raise FoundationModelUnavailableError(f"model file {path.name} is not a regular file")
+        return stream.read()
+
+
+def _unpickle(data: bytes, device: str) -> Any:
+    """The one place a model is unpickled; callers have checked where the bytes come from."""
     import torch
+
+    with _MODEL_LOAD_LOCK:
+        return torch.load(io.BytesIO(data), map_location=device, weights_only=False)
+
+
+def load_foundation(foundation: FoundationModel, device: str = "cpu") -> "torch.nn.Module":
+    """A registered foundation's module, after checking that its bytes are the pinned ones.
+
+    The bytes are read once, hashed and unpickled from memory, so the file cannot change
+    between the check and the load: loading a model runs its code.
+    """
+    data = _regular_file_bytes(foundation.path)
+    sha256 = hashlib.sha256(data).hexdigest()
+    if sha256 != foundation.sha256:
+        raise FoundationModelUnavailableError(
+            f"foundation model file {foundation.path.name} changed since it was registered "
+            f"(sha256 {sha256}, registered {foundation.sha256}); refusing to load it"
+        )
+    return _unpickle(data, device)
+
+
+def verified_copy(foundation: FoundationModel, destination: Path) -> Path:
+    """The pinned bytes of a foundation, written where a process of ours (mace-torch's training)
+    loads them: it never reads the models folder itself."""
+    data = _regular_file_bytes(foundation.path)
+    if hashlib.sha256(data).hexdigest() != foundation.sha256:
+        raise FoundationModelUnavailableError(
+            f"foundation model file {foundation.path.name} changed since it was registered; "
+            "refusing to use it"
+        )
+    destination.parent.mkdir(parents=True, exist_ok=True)
+    destination.write_bytes(data)
+    return destination
+
+
+def load_own_model(path: Path, device: str = "cpu") -> Any:
+    """A model or checkpoint this service wrote itself (a job's output, mace's checkpoint in a
+    job folder, a stored artifact under a key the service chose); never a path from a request."""
+    return _unpickle(_regular_file_bytes(path), device)
+
+
+# A model to evaluate: a registered foundation, or a file the service wrote (a job's model).
+ModelSource = FoundationModel | Path
+
+
+def load_model_source(source: ModelSource, device: str = "cpu") -> "torch.nn.Module":
+    if isinstance(source, FoundationModel):
+        return load_foundation(source, device)
+    return load_own_model(source, device)
+
+
+def model_source_sha256(source: ModelSource) -> str:
+    return source.sha256 if isinstance(source, FoundationModel) else file_sha256(source)
+
+
+@lru_cache(maxsize=16)
+def _elements_of(foundation: FoundationModel, _modified: int, _size: int) -> tuple[str, ...]:
     from ase.data import chemical_symbols
 
-    # Registered foundations are trusted pickles (only admins add them).
-    with _MODEL_LOAD_LOCK:
-        model = torch.load(path, map_location="cpu", weights_only=False)
+    model = load_foundation(foundation)
     return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
 
 
-FOUNDATION_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+# ---- registration: is this upload a MACE model? -----------------------------------------------
+
+# What a pickled MACE model refers to besides what torch itself deems safe; anything else
+# (os.system, builtins.eval, subprocess, ...) has no business in a model file.
+MODEL_GLOBAL_ROOTS = ("torch.", "mace.", "e3nn.", "numpy.", "opt_einsum_fx.", "collections.")
+INSPECTION_TIMEOUT_S = 300.0
+# Run in a separate interpreter: whatever the pickle does happens there, not in the API.
+_INSPECT_MODEL = """
+import json, sys
+import torch
+import mace  # noqa: F401  (as the service loads models: e3nn's constants need it)
+model = torch.load(sys.argv[1], map_location="cpu", weights_only=False)
+found = {"type": type(model).__module__ + "." + type(model).__qualname__,
+         "module": isinstance(model, torch.nn.Module)}
+numbers = getattr(model, "atomic_numbers", None) if found["module"] else None
+r_max = getattr(model, "r_max", None) if found["module"] else None
+found["atomic_numbers"] = None if numbers is None else [int(z) for z in numbers]
+found["r_max"] = None if r_max is None else float(r_max)
+print("MLFT-MODEL " + json.dumps(found))
+"""
+
+
+def check_mace_model_file(path: Path) -> list[int]:
+    """The atomic numbers of the MACE model in `path`; InvalidModelFileError naming what is
+    wrong for anything else (not a torch archive, foreign code in the pickle, not a module, no
+    atomic_numbers or r_max)."""
+    _require_torch_archive(path)
+    _require_model_globals(path)
+    found = _inspect_in_subprocess(path)
+    if not found["module"]:
+        raise InvalidModelFileError(
+            f"the file holds a {found['type']}, not a torch.nn.Module: not a MACE model"
+        )
+    missing = [key for key in ("atomic_numbers", "r_max") if found[key] is None]
+    if missing:
+        raise InvalidModelFileError(
+            f"the module ({found['type']}) has no {' or '.join(missing)}: not a MACE model"
+        )
+    return found["atomic_numbers"]
+
+
+def _require_torch_archive(path: Path) -> None:
+    if not zipfile.is_zipfile(path):
+        raise InvalidModelFileError(
+            "the file is not a PyTorch model archive (what torch.save writes: a zip holding "
+            "data.pkl); save the model with torch.save(model, path)"
+        )
+    with zipfile.ZipFile(path) as archive:
+        if not any(name.endswith("/data.pkl") for name in archive.namelist()):
+            raise InvalidModelFileError("the zip file holds no data.pkl: not a torch.save archive")
+
+
+def _require_model_globals(path: Path) -> None:
+    import torch
+
+    try:
+        names = torch.serialization.get_unsafe_globals_in_checkpoint(str(path))
+    except Exception as error:  # a corrupt pickle raises anything pickletools can
+        raise InvalidModelFileError(f"the model's pickle cannot be read: {error}") from None
+    foreign = sorted(name for name in names if not name.startswith(MODEL_GLOBAL_ROOTS))
+    if foreign:
+        raise InvalidModelFileError(
+            f"the pickle refers to {', '.join(foreign[:5])}, which a MACE model does not use; "
+            "refusing to load it"
+        )
+
+
+def _inspect_in_subprocess(path: Path) -> dict[str, Any]:
+    environment = {**os.environ, "OMP_NUM_THREADS": "1"}
+    try:
+        run = subprocess.run(
+            [sys.executable, "-c", _INSPECT_MODEL, str(path)],
+            capture_output=True,
+            text=True,
+            timeout=INSPECTION_TIMEOUT_S,
+            env=environment,
+            check=False,
+        )
+    except subprocess.TimeoutExpired:
+        raise InvalidModelFileError(
+            f"loading the model took more than {INSPECTION_TIMEOUT_S:g} s"
+        ) from None
+    lines = [line for line in run.stdout.splitlines() if line.startswith("MLFT-MODEL ")]
+    if run.returncode != 0 or not lines:
+        last = (run.stderr.strip().splitlines() or ["no output"])[-1]
+        raise InvalidModelFileError(f"the file cannot be loaded as a model: {last[:300]}")
+    return json.loads(lines[-1].removeprefix("MLFT-MODEL "))
+
+
+# ---- the registry ---------------------------------------------------------------------------
 
 
 def _pin_path(model_path: Path) -> Path:
     return model_path.with_name(model_path.name + ".sha256")
 
 
-@lru_cache(maxsize=64)
-def _verified_sha256(path: str, _modified: int) -> str:
-    """The file's sha256, checked against its registration pin when it has one.
+def _is_regular_file(path: Path) -> bool:
+    """True for a regular file itself; a symlink is never followed."""
+    try:
+        return stat.S_ISREG(path.lstat().st_mode)
+    except OSError:
+        return False
 
-    A pinned model whose bytes changed is refused before anything unpickles it: loading a model
-    runs its code.
-    """
-    model_path = Path(path)
-    sha256 = file_sha256(model_path)
-    pin = _pin_path(model_path)
-    if pin.is_file() and pin.read_text().strip() != sha256:
-        raise FoundationModelUnavailableError(
-            f"foundation model file {model_path.name} changed since it was registered "
-            f"(sha256 {sha256}, registered {pin.read_text().strip()}); refusing to load it"
-        )
-    return sha256
+
+def pin_model_file(path: Path, *, replace: bool = False) -> str:
+    """Register a model file its operator placed in the models folder (the demo model's build):
+    write the sha256 pin beside it, unless it has one already (or `replace`)."""
+    pin = _pin_path(path)
+    if replace or not _is_regular_file(pin):
+        pin.write_text(file_sha256(path) + "\n")
+    return pin.read_text().strip()
 
 
 class FoundationRegistry:
+    """Names → model files. A local model is served only when it is a regular file (not a
+    symlink) with its sha256 pin beside it (`<name>.model.sha256`), as registration writes."""
+
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
+
+    def _registered(self, name: str) -> FoundationModel | None:
+        require_foundation_name(name)
+        path = self.models_dir / f"{name}.model"
+        pin = _pin_path(path)
+        if not (_is_regular_file(path) and _is_regular_file(pin)):
+            return None
+        return FoundationModel(name, path, pin.read_text().strip())
 
     def local_names(self) -> list[str]:
         if not self.models_dir.is_dir():
             return []
-        return sorted(path.stem for path in self.models_dir.glob("*.model"))
+        names = []
+        for path in self.models_dir.glob("*.model"):
+            if foundation_name_problem(path.stem) is None and self._registered(path.stem):
+                names.append(path.stem)
+            else:
+                logger.warning("models folder: %s is not a registered model file; ignored", path)
+        return sorted(names)
 
     def listing(self) -> list[FoundationListing]:
         local = self.local_names()
@@ -150,26 +387,25 @@ class FoundationRegistry:
         ]
 
     def exists(self, name: str) -> bool:
-        return name in PUBLISHED or (self.models_dir / f"{name}.model").is_file()
+        if foundation_name_problem(name) is not None:
+            return False
+        return name in PUBLISHED or self._registered(name) is not None
 
     def local_elements(self, name: str) -> list[str] | None:
         """Elements of a local foundation model; None when it is only published (not fetched)."""
-        path = self.models_dir / f"{name}.model"
-        if not path.is_file():
+        foundation = self._registered(name)
+        if foundation is None:
             return None
-        modified = path.stat().st_mtime_ns
-        _verified_sha256(str(path), modified)
-        return list(_elements_of_model_file(str(path), modified))
+        status = foundation.path.lstat()
+        return list(_elements_of(foundation, status.st_mtime_ns, status.st_size))
 
     def register(self, name: str, upload: Path) -> FoundationModel:
-        """Add an uploaded model under a name, pinned by its sha256 (admins only: a pickle)."""
-        if not FOUNDATION_NAME.fullmatch(name):
-            raise InvalidSpecError(
-                f"foundation model name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
-                "starting with a letter or digit"
-            )
-        if self.exists(name):
+        """Add an uploaded MACE model under a name, pinned by its sha256 (admins only: a pickle).
+        Anything else is refused (InvalidModelFileError) and leaves nothing behind."""
+        require_foundation_name(name)
+        if self.exists(name) or (self.models_dir / f"{name}.model").exists():
             raise ConflictError(f"a foundation model named {name!r} exists already")
+        check_mace_model_file(upload)
         sha256 = file_sha256(upload)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         target = self.models_dir / f"{name}.model"
@@ -182,11 +418,10 @@ class FoundationRegistry:
         return FoundationModel(name, target, sha256)
 
     def resolve(self, name: str) -> FoundationModel:
-        local = self.models_dir / f"{name}.model"
-        if local.is_file():
-            return FoundationModel(
-                name, local, _verified_sha256(str(local), local.stat().st_mtime_ns)
-            )
+        require_foundation_name(name)
+        local = self._registered(name)
+        if local is not None:
+            return local
         if name not in PUBLISHED:
             known = ", ".join(self.local_names() + list(PUBLISHED))
             raise NotFoundError(f"unknown foundation model {name!r}; known: {known}")
@@ -194,8 +429,9 @@ class FoundationRegistry:
             path = Path(PUBLISHED[name]())
         except Exception as error:  # the download path raises anything from URLError to OSError
             raise FoundationModelUnavailableError(
-                f"foundation model {name!r} could not be downloaded ({error}); place the file "
-                f"at {local} to use it offline"
+                f"foundation model {name!r} could not be downloaded ({error}); register the "
+                "file through POST /foundation-models to use it offline"
             ) from error
         logger.info("foundation %s resolved to %s", name, path)
+        # Downloaded from mace-torch's fixed address: pinned to what was fetched.
         return FoundationModel(name, path, file_sha256(path))

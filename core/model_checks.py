@@ -12,6 +12,7 @@ import ase
 import numpy as np
 import torch
 
+from core.foundations import load_own_model
 from core.inference import predict
 from core.spec import JobSpec, lora_of
 from core.strategies import FREEZE_LEVELS
@@ -61,7 +62,7 @@ def unmerged_lora_model(
     from mace.modules.lora import inject_LoRAs
 
     model = inject_LoRAs(copy.deepcopy(merged), rank=rank, alpha=alpha)
-    state = torch.load(checkpoint, map_location="cpu", weights_only=False)["model"]
+    state = load_own_model(checkpoint)["model"]
     model.load_state_dict(state, strict=True)
     return model
 

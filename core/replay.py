@@ -8,10 +8,10 @@ from pathlib import Path
 
 import ase
 import numpy as np
-import torch
 
 from core.datasets import read_configurations, write_mace_extxyz
 from core.descriptors import structure_descriptors
+from core.foundations import FoundationModel, load_foundation
 from core.selection import farthest_point_indices
 from core.spec import ReplaySpec
 
@@ -41,7 +41,7 @@ def prepare_replay_file(
     destination: Path,
     *,
     pseudolabels: Callable[[list[ase.Atoms]], list[ase.Atoms]] | None,
-    foundation_file: Path,
+    foundation: FoundationModel,
     seed: int,
 ) -> ReplayFile:
     """The replay file mace trains its replay head on: weighted, subsampled, and labelled by
@@ -57,7 +57,7 @@ def prepare_replay_file(
             picked = np.random.default_rng(seed).choice(len(configs), replay.num_samples, False)
             configs = [configs[index] for index in sorted(picked)]
         else:
-            configs = _farthest_points(configs, replay.num_samples, foundation_file, seed)
+            configs = _farthest_points(configs, replay.num_samples, foundation, seed)
     if pseudolabels is not None:
         # After the selection: only the structures that are replayed get labelled.
         configs = pseudolabels(configs)
@@ -79,11 +79,10 @@ def _with_mace_keys(configs: list[ase.Atoms]) -> list[ase.Atoms]:
 
 
 def _farthest_points(
-    configs: list[ase.Atoms], count: int, foundation_file: Path, seed: int
+    configs: list[ase.Atoms], count: int, foundation: FoundationModel, seed: int
 ) -> list[ase.Atoms]:
     """Farthest-point selection on the foundation's own descriptors, as replay sets are built."""
-    # A registered foundation (a trusted pickle), as core.training loads it.
-    model = torch.load(foundation_file, map_location="cpu", weights_only=False)
+    model = load_foundation(foundation)
     picked = farthest_point_indices(structure_descriptors(model, configs), count, seed=seed)
     logger.info("replay fps selected %d of %d configurations", len(picked), len(configs))
     return [configs[index] for index in sorted(picked)]

@@ -21,7 +21,7 @@ from core.catalog import get_dataset, referenced_dataset, register_dataset
 from core.datasets import read_configurations
 from core.db import session_scope
 from core.errors import InvalidSpecError, MlftError, NotFoundError
-from core.foundations import DEMO_FOUNDATION_NAME
+from core.foundations import DEMO_FOUNDATION_NAME, FoundationName, load_foundation
 from core.jobs import TERMINAL_STATES, get_job, record_stage, transition
 from core.models import Dataset, JobState, ReplaySet
 from core.replay_build import (
@@ -32,7 +32,6 @@ from core.replay_build import (
 )
 from core.scoping import scope_session
 from core.spec import JobSpec, replay_of
-from core.training import load_model
 
 if TYPE_CHECKING:
     from core.runner import JobContext
@@ -56,7 +55,7 @@ class ReplaySetSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
-    foundation_model: str = DEMO_FOUNDATION_NAME
+    foundation_model: FoundationName = DEMO_FOUNDATION_NAME
     elements: list[str] | None = Field(default=None, min_length=1)
     # The user's training data: its elements, and the configurations the generators perturb.
     train_dataset: str | None = None
@@ -253,7 +252,7 @@ def _build(
         train = path_of(spec.train_dataset) if spec.train_dataset is not None else None
         pools = [path_of(dataset_id) for dataset_id in spec.pool_datasets]
     foundation = context.registry.resolve(spec.foundation_model)
-    model = load_model(foundation.path, context.device)
+    model = load_foundation(foundation, context.device)
     inputs = ReplayBuildInputs(
         elements=list(spec.elements or []),
         configurations=read_configurations(train) if train is not None else [],

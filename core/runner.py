@@ -17,7 +17,7 @@ from core.config import Settings
 from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
-from core.foundations import FoundationRegistry, model_load_lock
+from core.foundations import FoundationRegistry, load_foundation
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
 from core.mace_process import TrainingCancelled
@@ -26,7 +26,7 @@ from core.models import Job, JobState, utcnow
 from core.replay_sets import with_built_replay
 from core.spec import JobSpec, replay_of
 from core.storage import Storage, storage_from_settings
-from core.training import JobFiles, TrainingResult, load_model, preflight_job, run_training
+from core.training import JobFiles, TrainingResult, preflight_job, run_training
 
 logger = logging.getLogger(__name__)
 
@@ -164,8 +164,7 @@ def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, spec, Path(folder))
         foundation = context.registry.resolve(spec.foundation_model)
-        with model_load_lock():
-            model = load_model(foundation.path, context.device)
+        model = load_foundation(foundation, context.device)
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

@@ -4,7 +4,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from core.foundations import DEMO_FOUNDATION_NAME
+from core.foundations import DEMO_FOUNDATION_NAME, FoundationName
 
 E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
 AUTO_REPLAY = "auto"
@@ -269,7 +269,7 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    foundation_model: str = DEMO_FOUNDATION_NAME
+    foundation_model: FoundationName = DEMO_FOUNDATION_NAME
     train_dataset: str
     valid_dataset: str | None = None
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
@@ -331,7 +331,7 @@ class ModelReference(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     job: str | None = None
-    foundation_model: str | None = None
+    foundation_model: FoundationName | None = None
 
     @model_validator(mode="after")
     def _exactly_one(self) -> "ModelReference":
@@ -352,7 +352,7 @@ class EvaluationSpec(BaseModel):
     # settings.rss_holes names none (a job's training data by default).
     dataset: str | None = None
     # The foundation the forgetting ratio and the hole rate compare with; a job's own by default.
-    foundation_model: str | None = None
+    foundation_model: FoundationName | None = None
     settings: EvaluationSettings = EvaluationSettings()
 
     @model_validator(mode="after")

@@ -27,7 +27,7 @@ from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.exports import ExportResult, export_all
-from core.foundations import FoundationModel
+from core.foundations import FoundationModel, load_foundation, load_own_model, verified_copy
 from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
@@ -97,11 +97,6 @@ class _Prepared:
     replay: ReplayFile | None
 
 
-def load_model(path: Path, device: str = "cpu") -> torch.nn.Module:
-    # mace models are pickled modules; only registered foundations and our own outputs get here.
-    return torch.load(path, map_location=device, weights_only=False)
-
-
 def run_training(
     spec: JobSpec,
     files: JobFiles,
@@ -118,7 +113,7 @@ def run_training(
     candidates = [index for index, atoms in enumerate(configs) if len(atoms) > 1]
     if not candidates:
         raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
-    foundation_model = load_model(foundation.path, device) if foundation else None
+    foundation_model = load_foundation(foundation, device) if foundation else None
     fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
     if fine_tuning and (foundation is None or foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
@@ -189,7 +184,7 @@ def run_training(
 
     progress.stage("verifying")
     full_path = work_dir / "model" / f"{RUN_NAME}.model"
-    full = load_model(full_path, device)
+    full = load_own_model(full_path, device)
     delivered = model_checks.target_head(full)
     delivered_path = full_path
     if delivered is not full:
@@ -332,15 +327,18 @@ def _prepare_inputs(
         files.replay,
         work_dir / "replay.extxyz",
         pseudolabels=_pseudolabeller(spec, foundation, foundation_model, cache, device),
-        foundation_file=foundation.path,
+        foundation=foundation,
         seed=spec.hyperparameters.seed,
     )
     # The replay head takes its E0s from the foundation itself; the target head from --E0s,
     # which mace needs for exactly the elements of target and replay data together.
     own = {chemical_symbols[z]: e0 for z, e0 in e0_methods.model_e0s(foundation_model).items()}
     e0s = {symbol: own[symbol] for symbol in replay_file.elements} | fit.e0s
+    # mace reads the foundation itself for multihead fine-tuning: it gets the pinned bytes,
+    # copied into the job's folder, never the models folder's file.
+    foundation_file = verified_copy(foundation, work_dir / "foundation.model")
     inputs = TrainingInputs(
-        work_dir, train_file, valid_file, foundation.path, e0s, device, replay_file.path
+        work_dir, train_file, valid_file, foundation_file, e0s, device, replay_file.path
     )
     return _Prepared(inputs, replay_file)
 

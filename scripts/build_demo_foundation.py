@@ -12,6 +12,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from core.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation  # noqa: E402
+from core.foundations import pin_model_file  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -30,6 +31,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
     if args.out.exists() and not args.force:
+        # A model built before the registry required pins is the operator's own: pin it.
+        pin_model_file(args.out)
         print(f"{args.out} exists; not rebuilding (use --force to rebuild)")
         return
     started = time.perf_counter()

@@ -56,11 +56,22 @@ def settings(database_url: str) -> Settings:
 def demo_foundation() -> Path:
     """The small EMT-trained MACE the repo builds itself (no weights can be downloaded here)."""
     from core.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation
+    from core.foundations import pin_model_file
 
     path = FOUNDATIONS_DIR / f"{DEMO_FOUNDATION_NAME}.model"
     if not path.is_file():
         build_demo_foundation(path)
+    # A copy made without its pin (another checkout's build) is registered here.
+    pin_model_file(path)
     return path
+
+
+@pytest.fixture(scope="session")
+def registered_demo_foundation(demo_foundation: Path):
+    """The demo foundation as the registry hands it out (pinned by its sha256)."""
+    from core.foundations import FoundationRegistry
+
+    return FoundationRegistry(demo_foundation.parent).resolve(demo_foundation.stem)
 
 
 @pytest.fixture()

@@ -41,7 +41,7 @@ from ase.optimize import FIRE
 from threadpoolctl import threadpool_limits
 
 from core.errors import InvalidSpecError
-from core.foundations import FoundationModel, file_sha256
+from core.foundations import FoundationModel, ModelSource, load_model_source, model_source_sha256
 from core.random_crystals import random_crystals
 from core.spec import RssHolesSettings
 
@@ -387,15 +387,15 @@ def _digest_int(text: str) -> int:
 class MaceCalculatorFactory:
     """Builds the model's ASE calculator inside each worker process (picklable)."""
 
-    model_path: str
+    # A registered foundation (checked against its pin in each process) or a job's model.
+    model: ModelSource
     device: str = "cpu"
 
     def __call__(self) -> Calculator:
         from mace.calculators import MACECalculator
 
-        return MACECalculator(
-            model_paths=self.model_path, device=self.device, default_dtype="float64"
-        )
+        model = load_model_source(self.model, self.device)
+        return MACECalculator(models=model, device=self.device, default_dtype="float64")
 
 
 _process_calculator: Calculator | None = None
@@ -732,7 +732,7 @@ FLAGGED_FILE_NAME = "rss-holes.extxyz"
 def rss_holes_stage(
     settings: RssHolesSettings,
     data: Sequence[ase.Atoms],
-    model_path: Path,
+    model_source: ModelSource,
     flagged_file: Path,
     *,
     model_name: str,
@@ -741,23 +741,21 @@ def rss_holes_stage(
     device: str = "cpu",
     on_stage: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
-    """The report section for the model in `model_path`, beside `foundation` when given (and
+    """The report section for the model `model_source`, beside `foundation` when given (and
     not the same file); compositions from `data` unless the settings name them."""
     try:
         plan = rss_plan(settings, data)
     except ValueError as error:
         raise InvalidSpecError(f"rss_holes: {error}") from error
-    sha256 = file_sha256(model_path)
-    model = ModelUnderTest(
-        "model", model_name, sha256, MaceCalculatorFactory(str(model_path), device)
-    )
+    sha256 = model_source_sha256(model_source)
+    model = ModelUnderTest("model", model_name, sha256, MaceCalculatorFactory(model_source, device))
     reference = None
     if foundation is not None and foundation.sha256 != sha256:
         reference = ModelUnderTest(
             "foundation",
             foundation.name,
             foundation.sha256,
-            MaceCalculatorFactory(str(foundation.path), device),
+            MaceCalculatorFactory(foundation, device),
         )
     outcome = evaluate_rss_holes(
         plan,

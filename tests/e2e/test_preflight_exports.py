@@ -9,8 +9,8 @@ import torch
 
 from core.datasets import read_configurations
 from core.demo_data import generate_target_dataset, write_extxyz
+from core.foundations import load_own_model
 from core.inference import _batches, predict
-from core.training import load_model
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 
@@ -93,7 +93,7 @@ def test_exports_load_and_reproduce_the_delivered_model(
         assert response.status_code == 200, (variant, delivered_job["exports"])
         files[variant] = tmp_path / f"{variant}.pt"
         files[variant].write_bytes(response.content)
-    model = load_model(files["target"])
+    model = load_own_model(files["target"])
     configs = read_configurations(target_files["test"])[:2]
     expected = predict(model, configs)
 

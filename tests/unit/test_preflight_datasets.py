@@ -9,15 +9,15 @@ from core.cost import probe_cost, trainable_copy
 from core.datasets import labels_of, read_configurations
 from core.demo_data import generate_target_dataset
 from core.e0s import model_e0s
+from core.foundations import load_own_model
 from core.model_checks import trainable_parameters
 from core.preflight import review, run_preflight
 from core.spec import JobSpec
-from core.training import load_model
 
 
 @pytest.fixture(scope="module")
 def foundation(demo_foundation):
-    return load_model(demo_foundation)
+    return load_own_model(demo_foundation)
 
 
 def test_demo_target_data_pass_preflight_and_share_energies_with_e0_estimation(

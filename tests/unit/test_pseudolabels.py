@@ -6,8 +6,8 @@ from mace.calculators import MACECalculator
 
 from core.cache import PredictionCache
 from core.demo_data import generate_foundation_configurations
+from core.foundations import load_own_model
 from core.pseudolabels import pseudolabelled
-from core.training import load_model
 
 
 @pytest.fixture(scope="module")
@@ -22,7 +22,7 @@ def structures() -> list:
 def test_pseudolabels_equal_the_foundations_single_structure_predictions(
     demo_foundation, structures
 ) -> None:
-    model = load_model(demo_foundation)
+    model = load_own_model(demo_foundation)
 
     labelled = pseudolabelled(structures, model, "sha")
 
@@ -43,7 +43,7 @@ def test_pseudolabels_equal_the_foundations_single_structure_predictions(
 def test_pseudolabels_are_computed_once_and_read_back_identically(
     demo_foundation, structures, tmp_path
 ) -> None:
-    model = load_model(demo_foundation)
+    model = load_own_model(demo_foundation)
     cache = PredictionCache(tmp_path)
 
     first = pseudolabelled(structures, model, "sha", cache=cache)

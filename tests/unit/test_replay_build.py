@@ -182,7 +182,7 @@ def test_without_configurations_reference_crystals_are_the_seeds() -> None:
 
 
 def test_fps_replay_subsampling_picks_what_the_shared_selection_picks(
-    demo_foundation, foundation, alloys, tmp_path
+    registered_demo_foundation, foundation, alloys, tmp_path
 ) -> None:
     from core.demo_data import write_extxyz
     from core.pseudolabels import pseudolabelled
@@ -200,7 +200,7 @@ def test_fps_replay_subsampling_picks_what_the_shared_selection_picks(
         source,
         tmp_path / "replay.extxyz",
         pseudolabels=lambda configs: pseudolabelled(configs, foundation, "sha"),
-        foundation_file=demo_foundation,
+        foundation=registered_demo_foundation,
         seed=2,
     )
 

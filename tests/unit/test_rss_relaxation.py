@@ -77,7 +77,7 @@ def broken_emt() -> Calculator:
 
 def test_the_demo_foundation_made_attractive_at_short_range_has_more_holes(demo_foundation: Path):
     structures = starting_structures(["Cu4", "Ag2O2"], 3, seed=0)
-    foundation = MaceCalculatorFactory(str(demo_foundation))
+    foundation = MaceCalculatorFactory(demo_foundation)
 
     def broken() -> Calculator:
         return SumCalculator([foundation(), ShortRangeAttraction()])
