@@ -1,7 +1,12 @@
 """Domain errors → HTTP, in one place."""
 
+import math
+from typing import Any
+
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import (
     ArtifactMissingError,
@@ -40,7 +45,50 @@ def status_for(error: MlftError) -> int:
     return 500
 
 
+# What a 422 echoes of a rejected input; the whole of a large body would be noise.
+ECHO_MAX_CHARS = 1000
+
+
+def json_safe(value: Any) -> Any:
+    """`value` as something JSON can always encode: a validation error echoes the input, and
+    the input may hold NaN or Infinity (Python's JSON reads them), bytes or exceptions."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return "NaN" if math.isnan(value) else ("Infinity" if value > 0 else "-Infinity")
+    if value is None or isinstance(value, bool | int | float):
+        return value
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", errors="replace")
+    if isinstance(value, str):
+        return value if len(value) <= ECHO_MAX_CHARS else value[:ECHO_MAX_CHARS] + "…"
+    if isinstance(value, dict):
+        return {str(json_safe(key)): json_safe(item) for key, item in value.items()}
+    if isinstance(value, list | tuple | set):
+        return [json_safe(item) for item in value]
+    return json_safe(str(value))
+
+
+class RejectNulInPath:
+    """A NUL byte in a path (`GET /jobs/%00`) names nothing: 404 here, before any route sends
+    it to PostgreSQL, whose text type refuses NUL."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and "\x00" in scope.get("path", ""):
+            response = JSONResponse({"detail": "the path contains a NUL byte"}, status_code=404)
+            await response(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
+
+
 def install_error_handlers(app: FastAPI) -> None:
+    app.add_middleware(RejectNulInPath)
+
     @app.exception_handler(MlftError)
     async def _domain_error(_request: Request, error: MlftError) -> JSONResponse:
         return JSONResponse(status_code=status_for(error), content={"detail": str(error)})
+
+    @app.exception_handler(RequestValidationError)
+    async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:
+        return JSONResponse(status_code=422, content={"detail": json_safe(error.errors())})

@@ -6,6 +6,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field
 
 from core.models import Dataset, Job, JobState, ReplaySet
+from core.spec import SpecModel
 
 
 class DatasetPublic(BaseModel):
@@ -176,7 +177,7 @@ class ReplaySetsPublic(BaseModel):
     count: int
 
 
-class ProjectCreate(BaseModel):
+class ProjectCreate(SpecModel):
     name: str = Field(min_length=1, max_length=255, examples=["catalysis-lab"])
 
 
@@ -188,7 +189,7 @@ class ProjectPublic(BaseModel):
     created_at: datetime
 
 
-class TokenCreate(BaseModel):
+class TokenCreate(SpecModel):
     name: str = Field(min_length=1, max_length=255, examples=["alice-laptop"])
 
 

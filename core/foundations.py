@@ -143,8 +143,14 @@ def _checked_name(name: str) -> str:
 # The type of every `foundation_model` field of a request: validated before any lookup.
 FoundationName = Annotated[
     str,
-    Field(max_length=FOUNDATION_NAME_MAX_LENGTH, pattern=FOUNDATION_NAME_PATTERN),
+    # Checked by _checked_name, whose message says what a name is; the schema shows the rule.
     AfterValidator(_checked_name),
+    Field(
+        json_schema_extra={
+            "pattern": FOUNDATION_NAME_PATTERN,
+            "maxLength": FOUNDATION_NAME_MAX_LENGTH,
+        }
+    ),
 ]
 
 

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import ase.io
 from ase.data import atomic_numbers
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -31,7 +31,7 @@ from core.replay_build import (
     build_replay_set,
 )
 from core.scoping import scope_session
-from core.spec import JobSpec, replay_of
+from core.spec import SEED_MAX, JobSpec, ObjectId, SpecModel, replay_of
 
 if TYPE_CHECKING:
     from core.runner import JobContext
@@ -50,21 +50,21 @@ SourceName = Literal[
 ]
 
 
-class ReplaySetSpec(BaseModel):
+class ReplaySetSpec(SpecModel):
     """What to build a replay set from. Elements come from `elements` or the training dataset."""
 
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     foundation_model: FoundationName = DEMO_FOUNDATION_NAME
-    elements: list[str] | None = Field(default=None, min_length=1)
+    elements: list[str] | None = Field(default=None, min_length=1, max_length=118)
     # The user's training data: its elements, and the configurations the generators perturb.
-    train_dataset: str | None = None
+    train_dataset: ObjectId | None = None
     size: int = Field(default=DEFAULT_SIZE, ge=1, le=MAX_SIZE)
     # None: every generated source available here.
     sources: list[SourceName] | None = None
     # Uploaded datasets whose configurations join the candidates (pretraining-like data).
-    pool_datasets: list[str] = Field(default_factory=list)
-    seed: int = 0
+    pool_datasets: list[ObjectId] = Field(default_factory=list, max_length=100)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
 
     @field_validator("elements")
     @classmethod

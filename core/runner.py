@@ -125,7 +125,9 @@ def _run_claimed(
         spec = JobSpec.model_validate(job.spec)
     try:
         spec = with_built_replay(context, job_id, spec)
-        files = _fetch_inputs(context, spec, work_dir / "inputs")
+        with session_scope(context.sessions) as session:
+            keys = _input_keys(session, spec)
+        files = _fetch_inputs(context, keys, work_dir / "inputs")
         foundation = context.registry.resolve(spec.foundation_model)
         result = run_training(
             spec,
@@ -151,18 +153,21 @@ def _run_claimed(
         return _fail(context, job_id, f"internal error: {type(error).__name__}: {error}")
 
 
-def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
+def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dict[str, Any]:
     """The preflight stage of a job with `spec`, run now without creating the job: findings,
-    suggestion and cost estimate (POST /preflight)."""
-    with session_scope(context.sessions) as session:
-        for role, dataset_id in _dataset_roles(spec).items():
-            referenced_dataset(session, dataset_id, role)
+    suggestion and cost estimate (POST /preflight).
+
+    `session` is the caller's (scoped to their project): another project's dataset id is as
+    unknown here as an id that never existed.
+    """
+    for role, dataset_id in _dataset_roles(spec).items():
+        referenced_dataset(session, dataset_id, role)
     if not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
-        files = _fetch_inputs(context, spec, Path(folder))
+        files = _fetch_inputs(context, _input_keys(session, spec), Path(folder))
         foundation = context.registry.resolve(spec.foundation_model)
         model = load_foundation(foundation, context.device)
         outcome = preflight_job(
@@ -189,32 +194,47 @@ def _dataset_roles(spec: JobSpec) -> dict[str, str]:
         "isolated_atoms_dataset": spec.isolated_atoms_dataset,
         # `replay: auto` has no dataset until the job builds it.
         "replay dataset": replay.dataset if replay and not replay.auto else None,
+        "evaluation.replay_dataset": spec.evaluation.replay_dataset,
+        "evaluation.reference_dataset": spec.evaluation.reference_dataset,
     }
     return {role: dataset_id for role, dataset_id in roles.items() if dataset_id is not None}
 
 
-def _fetch_inputs(context: JobContext, spec: JobSpec, folder: Path) -> JobFiles:
-    def fetch(dataset_id: str | None, role: str) -> Path | None:
-        if dataset_id is None:
-            return None
-        with session_scope(context.sessions) as session:
-            key = get_dataset(session, dataset_id).storage_key
-        return context.storage.fetch(key, folder / f"{role}.extxyz")
-
-    train = fetch(spec.train_dataset, "train")
-    assert train is not None
+def _input_keys(session: Session, spec: JobSpec) -> dict[str, str]:
+    """Storage keys of the job's input datasets by role, looked up through `session` (the
+    caller's project scope for a preflight)."""
     replay = replay_of(spec.strategy)
     if replay is not None and replay.auto:
         replay = None  # preflight of a job whose replay set is not built yet
     forgetting = spec.evaluation.replay_dataset or (replay.dataset if replay else None)
+    roles = {
+        "train": spec.train_dataset,
+        "valid": spec.valid_dataset,
+        "test": spec.test_dataset,
+        "isolated_atoms": spec.isolated_atoms_dataset,
+        "replay": replay.dataset if replay else None,
+        "forgetting": forgetting,
+        "reference": spec.evaluation.reference_dataset,
+    }
+    return {
+        role: get_dataset(session, dataset_id).storage_key
+        for role, dataset_id in roles.items()
+        if dataset_id is not None
+    }
+
+
+def _fetch_inputs(context: JobContext, keys: dict[str, str], folder: Path) -> JobFiles:
+    files = {
+        role: context.storage.fetch(key, folder / f"{role}.extxyz") for role, key in keys.items()
+    }
     return JobFiles(
-        train=train,
-        valid=fetch(spec.valid_dataset, "valid"),
-        test=fetch(spec.test_dataset, "test"),
-        isolated_atoms=fetch(spec.isolated_atoms_dataset, "isolated_atoms"),
-        replay=fetch(replay.dataset if replay else None, "replay"),
-        forgetting=fetch(forgetting, "forgetting"),
-        reference=fetch(spec.evaluation.reference_dataset, "reference"),
+        train=files["train"],
+        valid=files.get("valid"),
+        test=files.get("test"),
+        isolated_atoms=files.get("isolated_atoms"),
+        replay=files.get("replay"),
+        forgetting=files.get("forgetting"),
+        reference=files.get("reference"),
     )
 
 

@@ -1,5 +1,6 @@
 """The job specification a researcher submits: typed, closed choices, paper defaults."""
 
+import math
 from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
@@ -8,9 +9,49 @@ from core.foundations import DEMO_FOUNDATION_NAME, FoundationName
 
 E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
 AUTO_REPLAY = "auto"
+# numpy and torch seed generators take 32-bit unsigned seeds.
+SEED_MAX = 2**32 - 1
+# All-electron energies of the heaviest atoms are about 1e6 eV; anything beyond is not an E0.
+E0_MAX_ABS_EV = 1e7
+# Ids the service hands out are 32 hex digits; the bound keeps absurd strings out of queries.
+ObjectId = Annotated[str, Field(min_length=1, max_length=64)]
 
 
-class Hyperparameters(BaseModel):
+def _nul_byte_at(value: Any, where: str) -> str | None:
+    """Where a NUL byte hides in decoded JSON (PostgreSQL text and JSON refuse it)."""
+    if isinstance(value, str):
+        return where or "a value" if "\x00" in value else None
+    items: list[tuple[str, Any]] = []
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if isinstance(key, str) and "\x00" in key:
+                return f"a key of {where or 'the body'}"
+            items.append((f"{where}.{key}" if where else str(key), item))
+    elif isinstance(value, list):
+        items = [(f"{where}[{index}]", item) for index, item in enumerate(value)]
+    for path, item in items:
+        found = _nul_byte_at(item, path)
+        if found is not None:
+            return found
+    return None
+
+
+class SpecModel(BaseModel):
+    """Base of every request model: numbers are finite (NaN and Infinity are valid Python
+    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL."""
+
+    model_config = ConfigDict(allow_inf_nan=False)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul_bytes(cls, value: Any) -> Any:
+        where = _nul_byte_at(value, "")
+        if where is not None:
+            raise ValueError(f"{where} contains a NUL byte")
+        return value
+
+
+class Hyperparameters(SpecModel):
     """Training settings; `None` means the strategy's preset from the study (core.strategies)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -22,34 +63,34 @@ class Hyperparameters(BaseModel):
     energy_weight: float = Field(default=10.0, ge=0)
     forces_weight: float = Field(default=10.0, ge=0)
     max_num_epochs: int = Field(default=50, ge=1, le=10_000)
-    patience: int = Field(default=2048, ge=1)
+    patience: int = Field(default=2048, ge=1, le=2**31 - 1)
     batch_size: int = Field(default=5, ge=1, le=4096)
     valid_batch_size: int = Field(default=10, ge=1, le=4096)
-    seed: int = 123
+    seed: int = Field(default=123, ge=0, le=SEED_MAX)
 
 
-class NaiveStrategy(BaseModel):
+class NaiveStrategy(SpecModel):
     """Every weight trains, starting from the foundation (the study: best for one system)."""
 
     model_config = ConfigDict(extra="forbid")
     name: Literal["naive"] = "naive"
 
 
-class FreezeInteractionsStrategy(BaseModel):
+class FreezeInteractionsStrategy(SpecModel):
     """Embedding and interaction blocks frozen; products and readouts train ("Freeze (5)")."""
 
     model_config = ConfigDict(extra="forbid")
     name: Literal["freeze_interactions"] = "freeze_interactions"
 
 
-class FreezeReadoutOnlyStrategy(BaseModel):
+class FreezeReadoutOnlyStrategy(SpecModel):
     """Only the readouts train ("Freeze (6)"; the study found it too restrictive)."""
 
     model_config = ConfigDict(extra="forbid")
     name: Literal["freeze_readout_only"] = "freeze_readout_only"
 
 
-class LoraStrategy(BaseModel):
+class LoraStrategy(SpecModel):
     """Low-rank adapters on every linear layer, base weights frozen, merged on delivery."""
 
     model_config = ConfigDict(extra="forbid")
@@ -58,7 +99,7 @@ class LoraStrategy(BaseModel):
     alpha: float = Field(default=1.0, gt=0)
 
 
-class ReplaySpec(BaseModel):
+class ReplaySpec(SpecModel):
     """Pretraining-like data the replay head keeps training on, so the model stays sane outside
     the target data (science.md §1)."""
 
@@ -66,9 +107,9 @@ class ReplaySpec(BaseModel):
 
     # A dataset id, or "auto": the job first builds (or reuses) a replay set for its training
     # data (core.replay_sets), of num_samples structures.
-    dataset: str
+    dataset: ObjectId
     # None takes every configuration of the dataset.
-    num_samples: int | None = Field(default=None, ge=1)
+    num_samples: int | None = Field(default=None, ge=1, le=10_000_000)
     selection: Literal["random", "fps"] = "random"
     # Multiplies the replay head's loss weights (the study: E 1 / F 10 against the target's 10/10).
     weight: float = Field(default=1.0, gt=0)
@@ -84,7 +125,7 @@ class ReplaySpec(BaseModel):
         return self.dataset == AUTO_REPLAY
 
 
-class MultiheadReplayStrategy(BaseModel):
+class MultiheadReplayStrategy(SpecModel):
     """Shared backbone, a target head and a replay head trained on labelled replay data."""
 
     model_config = ConfigDict(extra="forbid")
@@ -92,7 +133,7 @@ class MultiheadReplayStrategy(BaseModel):
     replay: ReplaySpec
 
 
-class PseudolabelReplayStrategy(BaseModel):
+class PseudolabelReplayStrategy(SpecModel):
     """As multihead replay, but the replay labels are the foundation's own predictions."""
 
     model_config = ConfigDict(extra="forbid")
@@ -100,7 +141,7 @@ class PseudolabelReplayStrategy(BaseModel):
     replay: ReplaySpec
 
 
-class ReplayLoraStrategy(BaseModel):
+class ReplayLoraStrategy(SpecModel):
     """Replay and LoRA together (the study: usually worse than either alone)."""
 
     model_config = ConfigDict(extra="forbid")
@@ -111,16 +152,55 @@ class ReplayLoraStrategy(BaseModel):
     alpha: float = Field(default=1.0, gt=0)
 
 
-class ScratchArchitecture(BaseModel):
+HIDDEN_IRREPS_MAX_MUL = 512
+HIDDEN_IRREPS_MAX_L = 3
+
+
+def parse_hidden_irreps(text: str) -> Any:
+    """`text` parsed as e3nn irreps mace can build a model with (one multiplicity for every
+    irrep, scalars included, l up to 3); ValueError naming the problem otherwise."""
+    import mace  # noqa: F401  (e3nn loads its constants with torch.load, which mace relaxes)
+    from e3nn import o3
+
+    try:
+        irreps = o3.Irreps(text)
+    except Exception as error:  # e3nn raises ValueError, and not only that, for bad strings
+        raise ValueError(f"hidden_irreps {text!r} cannot be parsed as irreps: {error}") from None
+    if not irreps:
+        raise ValueError(f"hidden_irreps {text!r} is empty")
+    multiplicities = {mul for mul, _ in irreps}
+    if len(multiplicities) != 1:
+        raise ValueError(
+            f"hidden_irreps {text!r}: mace needs the same multiplicity for every irrep "
+            "(e.g. 32x0e+32x1o)"
+        )
+    mul = multiplicities.pop()
+    if not 1 <= mul <= HIDDEN_IRREPS_MAX_MUL:
+        raise ValueError(
+            f"hidden_irreps {text!r}: the multiplicity must be 1 to {HIDDEN_IRREPS_MAX_MUL}"
+        )
+    if irreps.lmax > HIDDEN_IRREPS_MAX_L or o3.Irrep("0e") not in [ir for _, ir in irreps]:
+        raise ValueError(
+            f"hidden_irreps {text!r}: needs scalars (0e) and l at most {HIDDEN_IRREPS_MAX_L}"
+        )
+    return irreps
+
+
+class ScratchArchitecture(SpecModel):
     model_config = ConfigDict(extra="forbid")
 
     r_max: float = Field(default=5.0, gt=1, le=12)
-    hidden_irreps: str = "16x0e+16x1o"
+    hidden_irreps: str = Field(default="16x0e+16x1o", max_length=200)
     num_interactions: int = Field(default=2, ge=1, le=6)
     correlation: int = Field(default=3, ge=1, le=4)
 
+    @field_validator("hidden_irreps")
+    @classmethod
+    def _irreps_mace_can_build(cls, value: str) -> str:
+        return str(parse_hidden_irreps(value))
 
-class ScratchStrategy(BaseModel):
+
+class ScratchStrategy(SpecModel):
     """A new MACE trained on the data alone: the study's baseline."""
 
     model_config = ConfigDict(extra="forbid")
@@ -169,7 +249,7 @@ def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
     return None
 
 
-class RssHolesSettings(BaseModel):
+class RssHolesSettings(SpecModel):
     """Random structure search for holes in the energy surface (core.evaluation.rss).
 
     Fields left `None` take the preset's value: "quick" runs in minutes on a CPU, "study" is the
@@ -193,7 +273,7 @@ class RssHolesSettings(BaseModel):
     fmax_ev_per_a: float | None = Field(default=None, gt=0)
     rattle_a: float | None = Field(default=None, ge=0, le=1)
     # The same seed gives the same starting structures for every model compared.
-    seed: int = Field(default=0, ge=0)
+    seed: int = Field(default=0, ge=0, le=SEED_MAX)
     # The study's four criteria.
     min_distance_fraction: float = Field(default=0.5, gt=0, lt=1)
     collapsed_volume_fraction: float = Field(default=0.3, gt=0, lt=1)
@@ -225,15 +305,15 @@ class RssHolesSettings(BaseModel):
         return value
 
 
-class EvaluationSettings(BaseModel):
+class EvaluationSettings(SpecModel):
     """What a model is evaluated on besides its test set (science.md §3)."""
 
     model_config = ConfigDict(extra="forbid")
 
     # Pretraining-like data for the forgetting ratio; replay strategies default to their replay set.
-    replay_dataset: str | None = None
+    replay_dataset: ObjectId | None = None
     # Structures whose RDFs the model's MD is compared with; by default the test set.
-    reference_dataset: str | None = None
+    reference_dataset: ObjectId | None = None
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
     dimers: bool = True
@@ -241,7 +321,7 @@ class EvaluationSettings(BaseModel):
     rss_holes: RssHolesSettings | None = None
 
 
-class SplitSettings(BaseModel):
+class SplitSettings(SpecModel):
     """How the training set is split (core.splits): held-out validation and test configurations."""
 
     model_config = ConfigDict(extra="forbid")
@@ -254,32 +334,34 @@ class SplitSettings(BaseModel):
     deduplicate: bool = True
 
 
-class PreflightSettings(BaseModel):
+class PreflightSettings(SpecModel):
     """The preflight stage every job starts with (core.preflight)."""
 
     model_config = ConfigDict(extra="forbid")
 
     # Codes of blocking findings the user accepts ("reference_mismatch", "energy_units", ...):
     # the job records them as warnings and trains.
-    acknowledge: list[str] = Field(default_factory=list, max_length=20)
+    acknowledge: list[Annotated[str, Field(max_length=100)]] = Field(
+        default_factory=list, max_length=20
+    )
 
 
-class JobSpec(BaseModel):
+class JobSpec(SpecModel):
     """What to fine-tune, on which data, how. Datasets are referred to by their ids."""
 
     model_config = ConfigDict(extra="forbid")
 
     foundation_model: FoundationName = DEMO_FOUNDATION_NAME
-    train_dataset: str
-    valid_dataset: str | None = None
+    train_dataset: ObjectId
+    valid_dataset: ObjectId | None = None
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
-    test_dataset: str | None = None
+    test_dataset: ObjectId | None = None
     strategy: Strategy = NaiveStrategy()
     # A method name, or explicit {element: eV} values; `estimated` is the study's choice (§2).
     e0s: E0MethodName | dict[str, float] = "estimated"
     # Single-atom configurations at the training data's level of theory, for e0s="isolated_atoms"
     # when the training set does not contain them itself.
-    isolated_atoms_dataset: str | None = None
+    isolated_atoms_dataset: ObjectId | None = None
     hyperparameters: Hyperparameters = Hyperparameters()
     evaluation: EvaluationSettings = EvaluationSettings()
     # Train on a random fraction of the training configurations (seeded): learning-curve sweeps.
@@ -298,7 +380,36 @@ class JobSpec(BaseModel):
             unknown = sorted(set(value) - set(atomic_numbers))
             if unknown:
                 raise ValueError(f"e0s names unknown elements: {', '.join(unknown)}")
+            absurd = sorted(
+                symbol
+                for symbol, e0 in value.items()
+                if not math.isfinite(e0) or abs(e0) >= E0_MAX_ABS_EV
+            )
+            if absurd:
+                raise ValueError(
+                    f"e0s of {', '.join(absurd)}: an E0 is a finite energy in eV with "
+                    f"|E0| < {E0_MAX_ABS_EV:g}"
+                )
         return value
+
+    @model_validator(mode="after")
+    def _distinct_datasets(self) -> "JobSpec":
+        # Test errors measured on training data are not test errors; validation on them stops
+        # nothing from overfitting.
+        roles = {
+            "train_dataset": self.train_dataset,
+            "valid_dataset": self.valid_dataset,
+            "test_dataset": self.test_dataset,
+        }
+        named = [(role, dataset) for role, dataset in roles.items() if dataset is not None]
+        for index, (role, dataset) in enumerate(named):
+            for other, other_dataset in named[index + 1 :]:
+                if dataset == other_dataset:
+                    raise ValueError(
+                        f"{role} and {other} name the same dataset {dataset}: use distinct "
+                        "datasets (or valid_fraction / split.test_fraction to hold some out)"
+                    )
+        return self
 
     @model_validator(mode="after")
     def _scratch_has_no_foundation_e0s(self) -> "JobSpec":
@@ -325,12 +436,12 @@ class JobSpec(BaseModel):
         return self
 
 
-class ModelReference(BaseModel):
+class ModelReference(SpecModel):
     """A job's fine-tuned model or an unmodified foundation model, to compare against it."""
 
     model_config = ConfigDict(extra="forbid")
 
-    job: str | None = None
+    job: ObjectId | None = None
     foundation_model: FoundationName | None = None
 
     @model_validator(mode="after")
@@ -340,7 +451,7 @@ class ModelReference(BaseModel):
         return self
 
 
-class EvaluationSpec(BaseModel):
+class EvaluationSpec(SpecModel):
     """Any model × dataset pair, evaluated like a job's model; or (kind "rss_holes") a random
     structure search for holes alone."""
 
@@ -350,7 +461,7 @@ class EvaluationSpec(BaseModel):
     model: ModelReference
     # Needed by "standard"; for "rss_holes" it is where compositions come from when
     # settings.rss_holes names none (a job's training data by default).
-    dataset: str | None = None
+    dataset: ObjectId | None = None
     # The foundation the forgetting ratio and the hole rate compare with; a job's own by default.
     foundation_model: FoundationName | None = None
     settings: EvaluationSettings = EvaluationSettings()

@@ -5,7 +5,7 @@ import itertools
 import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
@@ -13,7 +13,7 @@ from core.errors import NotFoundError
 from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES
 from core.models import Job, JobState, Sweep
-from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec
+from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec, SpecModel
 from core.submission import submit_job
 
 logger = logging.getLogger(__name__)
@@ -27,7 +27,7 @@ REPLAY_STRATEGIES = {"multihead_replay", "pseudolabel_replay", "replay_lora"}
 LORA_STRATEGIES = {"lora", "replay_lora"}
 
 
-class SweepGrid(BaseModel):
+class SweepGrid(SpecModel):
     model_config = ConfigDict(extra="forbid")
 
     # The same bounds as the job spec's fields, so a bad grid is refused before any job exists.
@@ -42,7 +42,7 @@ class SweepGrid(BaseModel):
     )
 
 
-class SweepSpec(BaseModel):
+class SweepSpec(SpecModel):
     """A base job (data, E0s, hyperparameters) run with each strategy and grid point."""
 
     model_config = ConfigDict(extra="forbid")

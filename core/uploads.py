@@ -84,7 +84,21 @@ def upload_spool(folder: Path, limit: int) -> Iterator[UploadSpool]:
         spool.discard()
 
 
+# The datasets table's name column.
+MAX_NAME_CHARS = 255
+
+
 def stored_name(filename: str | None) -> str:
-    """The dataset's name: what the user called it, without the compression suffix."""
-    name = filename or "dataset.extxyz"
-    return name.removesuffix(".gz").removesuffix(".gzip") or "dataset.extxyz"
+    """The dataset's name: what the user called it, without folders, control characters (NUL
+    included) or the compression suffix, cut to what the name column holds (keeping the
+    extension)."""
+    name = (filename or "").replace("\\", "/").rsplit("/", 1)[-1]
+    name = "".join(character for character in name if character.isprintable())
+    name = name.removesuffix(".gz").removesuffix(".gzip")
+    if len(name) > MAX_NAME_CHARS:
+        stem, dot, extension = name.rpartition(".")
+        if not dot or len(extension) > 16:
+            stem, extension = name, ""
+        keep = MAX_NAME_CHARS - len(dot + extension)
+        name = stem[:keep] + (dot + extension if extension else "")
+    return name or "dataset.extxyz"

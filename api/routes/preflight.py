@@ -2,7 +2,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Body
 
-from api.deps import ContextDep
+from api.deps import ContextDep, SessionDep
 from core.runner import preflight_check
 from core.spec import JobSpec
 
@@ -29,7 +29,9 @@ PREFLIGHT_EXAMPLES: dict[str, dict[str, Any]] = {
 
 @router.post("")
 def run_preflight(
-    spec: Annotated[JobSpec, Body(openapi_examples=PREFLIGHT_EXAMPLES)], context: ContextDep
+    spec: Annotated[JobSpec, Body(openapi_examples=PREFLIGHT_EXAMPLES)],
+    session: SessionDep,
+    context: ContextDep,
 ) -> dict[str, Any]:
     """The first stage of every job, now and without a job (seconds on a CPU): the foundation's
     energy and force errors on the training data, the E0 residual per element, findings
@@ -37,4 +39,4 @@ def run_preflight(
     or blocking, a suggested strategy and E0 method, and the cost estimate. A job with a
     `blocking` finding fails at preflight unless its spec lists the code in
     `preflight.acknowledge`."""
-    return preflight_check(context, spec)
+    return preflight_check(session, context, spec)
