@@ -1,6 +1,7 @@
 """create_app(): the FastAPI application, its database, storage and (embedded) worker."""
 
 import logging
+import re
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -21,6 +22,32 @@ from worker.celery_app import make_celery
 from worker.tasks import BUILD_REPLAY_SET, RUN_EVALUATION, RUN_JOB
 
 logger = logging.getLogger(__name__)
+# `?access_token=` (the event stream's) in a request line that an access log writes.
+ACCESS_TOKEN_IN_URL = re.compile(r"(access_token=)[^&\s\"']*", re.IGNORECASE)
+# uvicorn writes one line per request, path and query string included, to this logger.
+ACCESS_LOGGERS = ("uvicorn.access", "uvicorn.error")
+
+
+class RedactAccessTokens(logging.Filter):
+    """Tokens never reach a log: the query parameter's value is replaced before formatting."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if isinstance(record.msg, str):
+            record.msg = redact(record.msg)
+        if isinstance(record.args, tuple):
+            record.args = tuple(redact(a) if isinstance(a, str) else a for a in record.args)
+        return True
+
+
+def redact(text: str) -> str:
+    return ACCESS_TOKEN_IN_URL.sub(r"\1[redacted]", text)
+
+
+def redact_tokens_in_access_logs() -> None:
+    for name in ACCESS_LOGGERS:
+        access_logger = logging.getLogger(name)
+        if not any(isinstance(item, RedactAccessTokens) for item in access_logger.filters):
+            access_logger.addFilter(RedactAccessTokens())
 
 
 def create_app(
@@ -30,6 +57,7 @@ def create_app(
     start_worker: bool | None = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    redact_tokens_in_access_logs()
     if start_worker is None:
         start_worker = settings.embedded and settings.start_embedded_worker
 

@@ -1,10 +1,12 @@
 """Typed dependencies: every route signature says what it needs."""
 
+import hmac
 from collections.abc import Iterator
 from typing import Annotated
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from pydantic import SecretStr
 from sqlalchemy.orm import Session
 
 from core.auth import OPEN_ACCESS, Principal, authenticate
@@ -39,16 +41,32 @@ def _request_session(request: Request) -> Iterator[Session]:
         session.close()
 
 
-def get_principal(
+# Browsers' EventSource cannot send headers, so the event stream alone also takes the token as
+# `?access_token=`; anywhere else a token in a URL would only end up in logs and histories.
+QUERY_TOKEN_ROUTES = frozenset({"/jobs/{job_id}/events"})
+
+
+def get_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
+) -> str | None:
+    """The token the request presents: its bearer header, or `?access_token=` on the stream."""
+    if credentials is not None:
+        return credentials.credentials
+    route = request.scope.get("route")
+    if getattr(route, "path", None) in QUERY_TOKEN_ROUTES:
+        return request.query_params.get("access_token")
+    return None
+
+
+def get_principal(
+    request: Request,
+    token: Annotated[str | None, Depends(get_token)],
     session: Annotated[Session, Depends(_request_session)],
 ) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         return OPEN_ACCESS
-    # Browsers' EventSource cannot send headers, so the token may also come as a query parameter.
-    token = credentials.credentials if credentials else request.query_params.get("access_token")
     return authenticate(session, token, settings.admin_token.get_secret_value())
 
 
@@ -59,6 +77,26 @@ def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> s
 def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     principal.require_admin()
     return principal
+
+
+def _same_secret(token: str, secret: SecretStr) -> bool:
+    return hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
+
+
+def require_metrics_reader(
+    request: Request,
+    token: Annotated[str | None, Depends(get_token)],
+    session: Annotated[Session, Depends(_request_session)],
+) -> None:
+    """With tokens on, metrics (every project's job counts) need the admin or metrics token."""
+    settings: Settings = request.app.state.settings
+    if settings.admin_token is None:
+        return
+    metrics_token = settings.metrics_token
+    if token and metrics_token is not None and _same_secret(token, metrics_token):
+        return
+    principal = authenticate(session, token, settings.admin_token.get_secret_value())
+    principal.require_admin()
 
 
 def get_session(
@@ -76,6 +114,7 @@ ProjectDep = Annotated[str, Depends(get_project_id)]
 AdminDep = Annotated[Principal, Depends(require_admin)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
+TokenDep = Annotated[str | None, Depends(get_token)]
 RegistryDep = Annotated[FoundationRegistry, Depends(get_registry)]
 # Paging bounds: PostgreSQL refuses a negative LIMIT/OFFSET and one beyond bigint.
 LimitParam = Annotated[int, Query(ge=1, le=1000)]

@@ -60,6 +60,8 @@ class JobPublic(BaseModel):
     attempts: int
     created_at: datetime
     started_at: datetime | None
+    # Set when the job resumed after its worker died; started_at stays the first start.
+    resumed_at: datetime | None = None
     finished_at: datetime | None
     updated_at: datetime
     model_url: str | None
@@ -99,6 +101,7 @@ class JobPublic(BaseModel):
             attempts=job.attempts,
             created_at=job.created_at,
             started_at=job.started_at,
+            resumed_at=job.resumed_at,
             finished_at=job.finished_at,
             updated_at=job.updated_at,
             model_url=f"/jobs/{job.id}/model" if done else None,

@@ -38,6 +38,9 @@ class Settings(BaseSettings):
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a
     # bearer token; this one manages projects and foundation models, project tokens the rest.
     admin_token: SecretStr | None = None
+    # With tokens on, GET /metrics takes the admin token or this one (for a Prometheus scraper
+    # that should hold no admin rights).
+    metrics_token: SecretStr | None = None
     # S3-compatible object storage for artifacts (AWS S3, MinIO, Ceph), shared by workers on
     # other machines; unset bucket means the local folder data_dir/artifacts. Credentials may
     # also come from the usual AWS variables or instance roles.

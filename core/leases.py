@@ -71,18 +71,22 @@ def claim_job(
         )
         return None
     owner = new_id()
-    lease = {
+    now = utcnow()
+    lease: dict[str, object] = {
         "attempts": attempt,
         "lease_owner": owner,
-        "lease_expires_at": utcnow() + timedelta(seconds=lease_seconds),
+        "lease_expires_at": now + timedelta(seconds=lease_seconds),
     }
+    if job.started_at is not None:
+        # A resumption: started_at keeps the first start (wall times count from it).
+        lease |= {"started_at": job.started_at, "resumed_at": now}
     if job.state is JobState.QUEUED:
         won = transition(session, job_id, JobState.QUEUED, JobState.RUNNING, **lease)
     else:
         result = session.execute(
             update(Job)
             .where(Job.id == job_id, Job.state == JobState.RUNNING, _lease_expired())
-            .values(updated_at=utcnow(), **lease)
+            .values(updated_at=now, **lease)
             .execution_options(synchronize_session=False)
         )
         session.commit()

@@ -146,7 +146,9 @@ class Job(ProjectOwned, Base):
         DateTime(timezone=True), default=None
     )
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # The first start; a run after a worker died sets resumed_at and keeps this.
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
+    resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow

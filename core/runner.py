@@ -113,7 +113,10 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
         )
         state = _run_claimed(context, job_id, work_dir, progress)
     if state is not JobState.RUNNING:
+        # Ended (succeeded, failed or cancelled): what matters is in storage and on the row.
+        # Still running means another worker took the job over after a lease expiry.
         checkpoints.discard()
+        shutil.rmtree(work_dir, ignore_errors=True)
     return state
 
 
@@ -286,7 +289,6 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
             for key in stored:
                 context.storage.delete(key)
         return state
-    shutil.rmtree(context.work_root / job_id, ignore_errors=True)
     logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
     return JobState.SUCCEEDED
 

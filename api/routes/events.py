@@ -7,7 +7,7 @@ listening to the worker; any API process can serve any job's stream.
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
 
@@ -15,8 +15,11 @@ from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
 from starlette.concurrency import run_in_threadpool
 
-from api.deps import ContextDep, SessionDep
+from api.deps import ContextDep, SessionDep, SettingsDep, TokenDep
 from api.schemas import JobPublic
+from core.auth import authenticate
+from core.config import Settings
+from core.errors import AuthenticationError
 from core.jobs import TERMINAL_STATES, get_job
 from core.models import JobState
 from core.runner import JobContext
@@ -25,6 +28,8 @@ router = APIRouter(prefix="/jobs", tags=["jobs"])
 POLL_SECONDS = 0.5
 # Proxies and load balancers drop connections that stay silent; a comment line keeps it open.
 KEEPALIVE_SECONDS = 15.0
+# An open stream checks its token again this often: a revoked token stops it.
+TOKEN_RECHECK_SECONDS = 5.0
 # Where core.training has mace-torch write its output, inside the job's working folder.
 MACE_LOG_NAME = "mace.log"
 # Bounds what one poll sends of a long log, so a late subscriber catches up without a burst.
@@ -36,23 +41,52 @@ EVENT_STREAM_DOC = {
         "description": "`state` on every state or stage change (the first event is the current "
         "state), `epoch` for each record of the job's `epochs` (those already there first), "
         "`log` for each new line of mace-torch's output when `log=true`; the stream ends after "
-        "the job reaches succeeded, failed or cancelled.",
+        "the job reaches succeeded, failed or cancelled, or after an `error` event (the "
+        "token was revoked).",
     }
 }
 
 
 @router.get("/{job_id}/events", response_class=StreamingResponse, responses=EVENT_STREAM_DOC)
 def stream_job_events(
-    job_id: str, context: ContextDep, session: SessionDep, log: bool = False
+    job_id: str,
+    context: ContextDep,
+    session: SessionDep,
+    settings: SettingsDep,
+    token: TokenDep,
+    log: bool = False,
 ) -> StreamingResponse:
-    """Follow a job live as server-sent events until it ends."""
+    """Follow a job live as server-sent events until it ends. Browsers' `EventSource` sends
+    no headers: this route alone also takes the token as `?access_token=`."""
     # The caller's project session proves the job is theirs; the stream then polls by id.
     first = JobPublic.of(get_job(session, job_id))
     session.close()
     tail = LogTail(context.work_root / job_id / MACE_LOG_NAME) if log else None
+    authorized = token_check(context, settings, token)
     return StreamingResponse(
-        job_events(context, first, tail), media_type="text/event-stream", headers=STREAM_HEADERS
+        job_events(context, first, tail, authorized),
+        media_type="text/event-stream",
+        headers=STREAM_HEADERS,
     )
+
+
+def token_check(
+    context: JobContext, settings: Settings, token: str | None
+) -> Callable[[], bool] | None:
+    """Whether the stream's token is still valid (not revoked); None without tokens."""
+    if settings.admin_token is None:
+        return None
+    admin_token = settings.admin_token.get_secret_value()
+
+    def still_valid() -> bool:
+        with context.sessions() as session:
+            try:
+                authenticate(session, token, admin_token)
+            except AuthenticationError:
+                return False
+        return True
+
+    return still_valid
 
 
 def read_job(context: JobContext, job_id: str) -> JobPublic:
@@ -85,12 +119,20 @@ class LogTail:
 
 
 async def job_events(
-    context: JobContext, job: JobPublic, tail: LogTail | None
+    context: JobContext,
+    job: JobPublic,
+    tail: LogTail | None,
+    authorized: Callable[[], bool] | None = None,
 ) -> AsyncIterator[str]:
     shown: tuple[JobState, str | None] | None = None
     epochs_sent = 0
-    last_sent = time.monotonic()
+    last_sent = last_checked = time.monotonic()
     while True:
+        if authorized is not None and time.monotonic() - last_checked >= TOKEN_RECHECK_SECONDS:
+            last_checked = time.monotonic()
+            if not await run_in_threadpool(authorized):
+                yield event_frame("error", {"detail": "the API token was revoked"})
+                return
         # A retried job starts its epochs over.
         if len(job.epochs) < epochs_sent:
             epochs_sent = 0

@@ -2,11 +2,11 @@
 
 from collections.abc import Iterator
 
-from fastapi import APIRouter, Request, Response
+from fastapi import APIRouter, Depends, Request, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
-from api.deps import ContextDep, SettingsDep
+from api.deps import ContextDep, SettingsDep, require_metrics_reader
 from api.routes.health import broker_of, queue_depths
 from core.config import Settings
 from core.health import histogram, jobs_by_state, recent_epoch_seconds
@@ -51,7 +51,12 @@ class ServiceCollector:
         )
 
 
-@router.get("/metrics", response_class=Response)
+@router.get(
+    "/metrics",
+    response_class=Response,
+    dependencies=[Depends(require_metrics_reader)],
+    responses={401: {"description": "tokens are on: send the admin or the metrics token"}},
+)
 def metrics(request: Request, context: ContextDep, settings: SettingsDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)
     registry.register(ServiceCollector(request, context, settings))

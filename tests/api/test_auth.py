@@ -13,6 +13,9 @@ from core.models import ApiToken
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+# Project A's dataset file name: no answer to project B may contain it.
+SECRET_NAME = "project-a-secret-train.extxyz"
+UNKNOWN_ID = "0" * 32
 
 
 @pytest.fixture(scope="module")
@@ -52,7 +55,7 @@ def project_b(api) -> dict[str, str]:
 def objects_of_a(api, project_a, target_files) -> dict[str, str]:
     """One of each kind of object, created with project A's token."""
     with target_files["train"].open("rb") as stream:
-        dataset = api.post("/datasets", files={"file": ("train.extxyz", stream)}, headers=project_a)
+        dataset = api.post("/datasets", files={"file": (SECRET_NAME, stream)}, headers=project_a)
     assert dataset.status_code == 201, dataset.text
     dataset_id = dataset.json()["id"]
     job = api.post("/jobs", json={"train_dataset": dataset_id}, headers=project_a)
@@ -78,6 +81,7 @@ def objects_of_a(api, project_a, target_files) -> dict[str, str]:
     return {
         "replay_set_id": replay_set.json()["id"],
         "dataset_id": dataset_id,
+        "dataset_sha256": dataset.json()["sha256"],
         "job_id": job.json()["id"],
         "evaluation_id": evaluation.json()["id"],
         "sweep_id": sweep.json()["id"],
@@ -143,6 +147,12 @@ def _object_routes(app) -> list[tuple[str, str, bool]]:
     return routes
 
 
+def _reveals_nothing_of_a(response, objects_of_a: dict[str, str]) -> bool:
+    return not any(
+        secret in response.text for secret in (objects_of_a["dataset_sha256"], SECRET_NAME)
+    )
+
+
 def test_every_object_of_project_a_is_404_for_project_b(
     api, secured_app, project_a, project_b, objects_of_a
 ) -> None:
@@ -158,8 +168,82 @@ def test_every_object_of_project_a_is_404_for_project_b(
         # A request with a body may fail its validation first, which reveals nothing either.
         allowed = {404, 422} if has_body else {404}
         assert other.status_code in allowed, f"{method} {path}: {other.status_code} {other.text}"
+        assert _reveals_nothing_of_a(other, objects_of_a), f"{method} {path}: {other.text}"
         checked.append(f"{method} {path}")
     assert len(checked) >= 10, checked
+
+
+@pytest.fixture(scope="module")
+def dataset_of_b(api, project_b, target_files) -> str:
+    with target_files["test"].open("rb") as stream:
+        dataset = api.post("/datasets", files={"file": ("b.extxyz", stream)}, headers=project_b)
+    assert dataset.status_code == 201, dataset.text
+    return dataset.json()["id"]
+
+
+def _bodies_naming(dataset: str, job: str, own: str) -> list[tuple[str, dict]]:
+    """(route, body) for every place a request body names a dataset or a job: `dataset` and
+    `job` are the names under test, `own` a dataset of the caller's for the other roles."""
+    replay = {"dataset": dataset}
+    job_specs = [
+        {"train_dataset": dataset},
+        {"train_dataset": own, "valid_dataset": dataset},
+        {"train_dataset": own, "test_dataset": dataset},
+        {"train_dataset": own, "isolated_atoms_dataset": dataset, "e0s": "isolated_atoms"},
+        {"train_dataset": own, "strategy": {"name": "multihead_replay", "replay": replay}},
+        {"train_dataset": own, "evaluation": {"replay_dataset": dataset}},
+        {"train_dataset": own, "evaluation": {"reference_dataset": dataset}},
+    ]
+    demo = {"foundation_model": "mace-demo-emt"}
+    reference = {"reference_dataset": dataset}
+    bodies = [(route, spec) for spec in job_specs for route in ("/jobs", "/preflight")]
+    # A sweep's strategies replace its base's (and with it the base's replay dataset).
+    bodies += [
+        ("/sweeps", {"base": spec, "strategies": ["naive"]})
+        for spec in job_specs
+        if "strategy" not in spec
+    ]
+    bodies += [
+        ("/sweeps", {"base": {"train_dataset": own}, "strategies": ["multihead_replay"],
+                     "replay": {"dataset": dataset}}),
+        ("/evaluations", {"model": demo, "dataset": dataset}),
+        ("/evaluations", {"model": {"job": job}, "dataset": own}),
+        ("/evaluations", {"model": demo, "dataset": own, "settings": {"replay_dataset": dataset}}),
+        ("/evaluations", {"model": demo, "dataset": own, "settings": reference}),
+        ("/evaluations", {"kind": "rss_holes", "model": {"job": job}}),
+        ("/evaluations", {"kind": "rss_holes", "model": demo, "dataset": dataset}),
+        ("/replay-sets", {"train_dataset": dataset, "size": 5, "sources": ["rattle"]}),
+        ("/replay-sets", {"elements": ["Cu"], "pool_datasets": [dataset], "sources": []}),
+    ]
+    return bodies
+
+
+# Project routes whose bodies name no stored object (an upload is a new object).
+BODIES_WITHOUT_IDS = {"POST /datasets"}
+
+
+def test_project_b_naming_project_a_ids_in_a_body_gets_the_answer_for_an_unknown_id(
+    api, secured_app, project_b, objects_of_a, dataset_of_b
+) -> None:
+    dataset, job = objects_of_a["dataset_id"], objects_of_a["job_id"]
+    bodies = _bodies_naming(dataset, job, dataset_of_b)
+    unknown = _bodies_naming(UNKNOWN_ID, UNKNOWN_ID, dataset_of_b)
+    for (route, body), (_, unknown_body) in zip(bodies, unknown, strict=True):
+        other = api.post(route, json=body, headers=project_b)
+        baseline = api.post(route, json=unknown_body, headers=project_b)
+
+        assert other.status_code in {404, 422}, f"{route} {body}: {other.text}"
+        assert _reveals_nothing_of_a(other, objects_of_a), f"{route} {body}: {other.text}"
+        # Not even whether the id exists: the same answer as for an id that never did.
+        masked = other.text.replace(dataset, UNKNOWN_ID).replace(job, UNKNOWN_ID)
+        assert (other.status_code, masked) == (baseline.status_code, baseline.text), route
+
+    # Every route that takes a JSON body in a project is walked above (or names no object).
+    walked = {f"POST {route}" for route, _ in bodies} | BODIES_WITHOUT_IDS
+    for path, operations in secured_app.openapi()["paths"].items():
+        for method, operation in operations.items():
+            if "requestBody" in operation and not path.startswith(("/projects", "/foundation")):
+                assert f"{method.upper()} {path}" in walked, f"{method} {path} is not walked"
 
 
 def test_listings_show_only_the_callers_objects(api, project_a, project_b, objects_of_a) -> None:

@@ -102,6 +102,29 @@ def test_the_sweep_requeues_an_abandoned_job_and_then_fails_it_after_its_attempt
     assert job.finished_at is not None
 
 
+def test_a_resumed_job_keeps_its_first_start_and_records_the_resumption(
+    session, job_id
+) -> None:
+    claim_job(session, job_id, **LEASE)
+    first_start = reread(session, job_id).started_at
+    expire_lease(session, job_id)
+    recover_abandoned_jobs(session, max_attempts=3, enqueue=lambda _id: None)
+    assert reread(session, job_id).state is JobState.QUEUED
+    time.sleep(0.01)
+
+    claim_job(session, job_id, **LEASE)
+
+    job = reread(session, job_id)
+    assert job.started_at == first_start
+    assert job.resumed_at is not None and job.resumed_at > first_start
+    first_resumption = job.resumed_at
+    # Taken over straight from `running` (a redelivered task) counts as a resumption too.
+    expire_lease(session, job_id)
+    claim_job(session, job_id, **LEASE)
+    again = reread(session, job_id)
+    assert again.started_at == first_start and again.resumed_at > first_resumption
+
+
 def test_a_live_lease_is_left_alone_by_the_sweep(session, job_id) -> None:
     claim_job(session, job_id, **LEASE)
 
