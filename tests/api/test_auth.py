@@ -1,6 +1,8 @@
 """Tokens and projects: a project's objects are invisible to every other project's token."""
 
+import logging
 import re
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -9,10 +11,12 @@ import pytest
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
 
+from api.routes import events as events_route
 from core.models import ApiToken
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+METRICS_TOKEN = "test-metrics-token"
 # Project A's dataset file name: no answer to project B may contain it.
 SECRET_NAME = "project-a-secret-train.extxyz"
 UNKNOWN_ID = "0" * 32
@@ -22,7 +26,9 @@ UNKNOWN_ID = "0" * 32
 def secured_app(settings, demo_foundation):
     from api.app import create_app
 
-    secured = settings.model_copy(update={"admin_token": SecretStr(ADMIN_TOKEN)})
+    secured = settings.model_copy(
+        update={"admin_token": SecretStr(ADMIN_TOKEN), "metrics_token": SecretStr(METRICS_TOKEN)}
+    )
     return create_app(secured, start_worker=False, enqueue=lambda _job_id: None)
 
 
@@ -303,3 +309,117 @@ def test_only_admins_register_foundation_models_pinned_by_sha256(
     finally:
         model_file.unlink(missing_ok=True)
         model_file.with_name(model_file.name + ".sha256").unlink(missing_ok=True)
+
+
+def test_junk_registered_as_a_foundation_model_is_refused_and_leaves_nothing(
+    api, settings, tmp_path
+) -> None:
+    before = sorted(p.name for p in settings.resolved_models_dir.iterdir())
+    for content in (b"not a model at all", b"PK\x03\x04 a broken zip"):
+        response = api.post(
+            "/foundation-models",
+            data={"name": "junk-model"},
+            files={"file": ("junk.model", content)},
+            headers=ADMIN,
+        )
+        assert response.status_code == 422, response.text
+        assert "not a PyTorch model archive" in response.json()["detail"]
+
+    assert sorted(p.name for p in settings.resolved_models_dir.iterdir()) == before
+    listed = api.get("/foundation-models", headers=ADMIN).json()
+    assert "junk-model" not in [model["name"] for model in listed]
+
+
+@pytest.mark.parametrize("name", ["../evil", "a/b", "x\x00y", ".."])
+def test_a_foundation_model_cannot_be_registered_under_a_path(api, demo_foundation, name) -> None:
+    response = api.post(
+        "/foundation-models",
+        data={"name": name},
+        files={"file": ("m.model", b"irrelevant")},
+        headers=ADMIN,
+    )
+
+    assert response.status_code == 422, response.text
+
+
+def test_nul_bytes_in_project_and_token_names_get_422(api) -> None:
+    assert api.post("/projects", json={"name": "lab\x00"}, headers=ADMIN).status_code == 422
+    project = api.post("/projects", json={"name": f"n-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    url = f"/projects/{project.json()['id']}/tokens"
+    assert api.post(url, json={"name": "\x00"}, headers=ADMIN).status_code == 422
+    assert api.delete(f"{url}/%00", headers=ADMIN).status_code == 404
+
+
+def _token_of_a_new_project(api) -> tuple[str, str, str]:
+    project = api.post("/projects", json={"name": f"s-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    project_id = project.json()["id"]
+    issued = api.post(f"/projects/{project_id}/tokens", json={"name": "t"}, headers=ADMIN).json()
+    return project_id, issued["id"], issued["token"]
+
+
+def test_access_token_in_the_query_is_taken_by_the_event_stream_only(
+    api, target_files
+) -> None:
+    _, _, token = _token_of_a_new_project(api)
+    headers = {"Authorization": f"Bearer {token}"}
+    with target_files["train"].open("rb") as stream:
+        dataset = api.post("/datasets", files={"file": ("t.extxyz", stream)}, headers=headers)
+    job = api.post("/jobs", json={"train_dataset": dataset.json()["id"]}, headers=headers).json()
+    api.post(f"/jobs/{job['id']}/cancel", headers=headers)
+
+    assert api.get("/jobs", params={"access_token": token}).status_code == 401
+    assert api.get(f"/jobs/{job['id']}", params={"access_token": token}).status_code == 401
+    streamed = api.get(f"/jobs/{job['id']}/events", params={"access_token": token})
+    assert streamed.status_code == 200
+    assert "cancelled" in streamed.text
+
+
+def test_access_tokens_never_reach_the_access_log(secured_app, caplog) -> None:
+    caplog.set_level(logging.INFO, logger="uvicorn.access")
+    logging.getLogger("uvicorn.access").info(
+        '%s - "%s %s HTTP/%s" %d',
+        "127.0.0.1:5000",
+        "GET",
+        "/jobs/abc/events?log=true&access_token=mlft_s3cret-Token_x&x=1",
+        "1.1",
+        200,
+    )
+
+    assert "mlft_s3cret" not in caplog.text
+    assert "access_token=[redacted]&x=1" in caplog.text
+
+
+def test_an_open_event_stream_ends_when_its_token_is_revoked(
+    api, target_files, monkeypatch
+) -> None:
+    monkeypatch.setattr(events_route, "TOKEN_RECHECK_SECONDS", 0.2)
+    monkeypatch.setattr(events_route, "KEEPALIVE_SECONDS", 0.1)
+    project_id, token_id, token = _token_of_a_new_project(api)
+    headers = {"Authorization": f"Bearer {token}"}
+    with target_files["train"].open("rb") as stream:
+        dataset = api.post("/datasets", files={"file": ("t.extxyz", stream)}, headers=headers)
+    job = api.post("/jobs", json={"train_dataset": dataset.json()["id"]}, headers=headers).json()
+    lines: list[str] = []
+
+    def follow() -> None:
+        with api.stream("GET", f"/jobs/{job['id']}/events", headers=headers) as response:
+            for line in response.iter_lines():
+                lines.append(line)
+
+    follower = threading.Thread(target=follow, daemon=True)
+    follower.start()
+    revoked = api.delete(f"/projects/{project_id}/tokens/{token_id}", headers=ADMIN)
+    follower.join(timeout=20)
+
+    assert revoked.status_code == 200
+    assert not follower.is_alive(), "the stream kept going after its token was revoked"
+    assert "event: error" in lines and any("revoked" in line for line in lines)
+
+
+def test_metrics_need_the_admin_or_the_metrics_token(api, project_a) -> None:
+    assert api.get("/metrics").status_code == 401
+    assert api.get("/metrics", headers=project_a).status_code == 403
+    for token in (ADMIN_TOKEN, METRICS_TOKEN):
+        response = api.get("/metrics", headers={"Authorization": f"Bearer {token}"})
+        assert response.status_code == 200
+        assert "mlft_jobs" in response.text
