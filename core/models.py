@@ -64,7 +64,8 @@ class JobState(str, enum.Enum):
 
 class Lifecycle:
     """Mixin of the work rows a worker runs besides jobs (evaluations, replay sets): the state
-    machine of core.jobs.transition, what is being done now, and when."""
+    machine of core.jobs.transition, what is being done now, and when; the lease, attempts and
+    dispatch record that jobs also have (core/leases.py, core/dispatch.py)."""
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     state: Mapped[JobState] = mapped_column(
@@ -79,6 +80,13 @@ class Lifecycle:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    # When its task reached the broker; NULL while it never did (core/dispatch.py re-sends it).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Dataset(ProjectOwned, Base):
@@ -145,6 +153,8 @@ class Job(ProjectOwned, Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None
     )
+    # When its task reached the broker; NULL while it never did (core/dispatch.py re-sends it).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
