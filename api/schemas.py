@@ -143,6 +143,8 @@ class ReplaySetPublic(BaseModel):
     coverage: dict[str, Any] | None
     report: dict[str, Any] | None
     error: str | None
+    # Builds started; a worker that died mid-build leaves the set to be rebuilt (core/leases.py).
+    attempts: int = 0
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -165,6 +167,7 @@ class ReplaySetPublic(BaseModel):
             coverage=report.get("coverage"),
             report=replay_set.report,
             error=replay_set.error,
+            attempts=replay_set.attempts,
             created_at=replay_set.created_at,
             started_at=replay_set.started_at,
             finished_at=replay_set.finished_at,
