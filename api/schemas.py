@@ -105,7 +105,7 @@ class JobPublic(BaseModel):
                 f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
             ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
-            model_card_url=f"/jobs/{job.id}/model-card" if job.model_card else None,
+            model_card_url=f"/jobs/{job.id}/model-card" if job.has_model_card else None,
         )
 
 

@@ -7,7 +7,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer_group
 
 from core.errors import NotFoundError
 from core.foundations import FoundationRegistry
@@ -122,7 +122,13 @@ def cancel_sweep(session: Session, sweep_id: str) -> list[str]:
 
 
 def sweep_jobs(session: Session, sweep_id: str) -> list[Job]:
-    query = select(Job).where(Job.sweep_id == sweep_id).order_by(Job.created_at)
+    # The comparison table reads every job's metrics: one query, not one per job.
+    query = (
+        select(Job)
+        .where(Job.sweep_id == sweep_id)
+        .order_by(Job.created_at)
+        .options(undefer_group("measured"))
+    )
     return list(session.scalars(query))
 
 
