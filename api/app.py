@@ -8,7 +8,7 @@ from contextlib import asynccontextmanager
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
 
-from api.deps import get_project_id
+from api.deps import Dispatcher, get_project_id
 from api.errors import install_error_handlers
 from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
 from api.routes import health as health_routes
@@ -19,7 +19,7 @@ from core.config import Settings, get_settings
 from core.db import migrate
 from core.runner import context_from_settings
 from worker.celery_app import make_celery
-from worker.tasks import BUILD_REPLAY_SET, RUN_EVALUATION, RUN_JOB
+from worker.tasks import TASK_BY_KIND
 
 logger = logging.getLogger(__name__)
 # `?access_token=` (the event stream's) in a request line that an access log writes.
@@ -86,9 +86,9 @@ def create_app(
     )
     app.state.settings = settings
     app.state.context = context_from_settings(settings)
-    app.state.enqueue = enqueue or _celery_enqueue(settings, RUN_JOB)
-    app.state.enqueue_evaluation = _celery_enqueue(settings, RUN_EVALUATION)
-    app.state.enqueue_replay_set = _celery_enqueue(settings, BUILD_REPLAY_SET)
+    # The sweeper sends what the broker could not take within its grace and a sweep period.
+    retry_after = int(settings.dispatch_grace_seconds + settings.job_lease_seconds)
+    app.state.dispatcher = Dispatcher(_celery_sender(settings, enqueue), retry_after)
     install_error_handlers(app)
     if settings.cors_origins:
         # Browser front ends on other origins; the bearer token travels in Authorization.
@@ -117,11 +117,17 @@ def create_app(
     return app
 
 
-def _celery_enqueue(settings: Settings, task: str) -> Callable[[str], None]:
+def _celery_sender(
+    settings: Settings, enqueue_job: Callable[[str], None] | None
+) -> Callable[[str, str], None]:
+    """Sends a work row's task; `enqueue_job` replaces it for jobs (tests run jobs elsewhere)."""
     celery = make_celery(settings)
 
-    def enqueue(object_id: str) -> None:
-        celery.send_task(task, args=[object_id])
-        logger.info("%s enqueued id=%s", task, object_id)
+    def send(kind: str, row_id: str) -> None:
+        if kind == "job" and enqueue_job is not None:
+            enqueue_job(row_id)
+            return
+        celery.send_task(TASK_BY_KIND[kind], args=[row_id])
+        logger.info("%s=%s enqueued", kind, row_id)
 
-    return enqueue
+    return send

@@ -1,16 +1,22 @@
 """Typed dependencies: every route signature says what it needs."""
 
 import hmac
-from collections.abc import Iterator
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import SecretStr
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from core.auth import OPEN_ACCESS, Principal, authenticate
 from core.config import Settings
+from core.db import connect_now
+from core.dispatch import Send, dispatch
+from core.errors import DatabaseBusyError
 from core.foundations import FoundationRegistry
 from core.runner import JobContext
 from core.scoping import scope_session
@@ -32,13 +38,39 @@ def get_registry(request: Request) -> FoundationRegistry:
 bearer = HTTPBearer(auto_error=False, description="A project token, or the admin token")
 
 
-def _request_session(request: Request) -> Iterator[Session]:
-    # One session per request: the token lookup and the route's own queries share it.
+def _database_gate(request: Request) -> anyio.Semaphore:
+    # Created on first use, inside the event loop that serves the app.
+    state = request.app.state
+    if getattr(state, "database_gate", None) is None:
+        state.database_gate = anyio.Semaphore(state.settings.pool_limits.capacity)
+    return state.database_gate
+
+
+async def _request_session(request: Request) -> AsyncIterator[Session]:
+    """One session per request: the token lookup and the route's own queries share it.
+
+    Requests wait here, holding neither a thread nor a connection, until one of the pool's
+    connections is theirs; without this gate, requests that took a worker thread then waited in
+    it for a connection held by requests that were themselves waiting for a thread, and the pool
+    timed out with a 500 (issue 17). A request that waits longer than the pool timeout gets 503.
+    """
+    settings: Settings = request.app.state.settings
+    limits = settings.pool_limits
+    gate = _database_gate(request)
+    with anyio.move_on_after(limits.timeout) as waited:
+        await gate.acquire()
+    if waited.cancelled_caught:
+        raise DatabaseBusyError(
+            "the service is busy: every database connection is in use; retry shortly",
+            retry_after=max(1, round(limits.timeout / 2)),
+        )
     session = request.app.state.context.sessions()
     try:
+        await run_in_threadpool(connect_now, session, max(1, round(limits.timeout / 2)))
         yield session
     finally:
-        session.close()
+        await run_in_threadpool(session.close)
+        gate.release()
 
 
 # Browsers' EventSource cannot send headers, so the event stream alone also takes the token as
@@ -107,7 +139,23 @@ def get_session(
     return scope_session(session, principal.project_id)
 
 
+@dataclass(frozen=True)
+class Dispatcher:
+    """Sends a committed work row's task; 503 with Retry-After when the broker is away."""
+
+    send: Send
+    retry_after: int
+
+    def __call__(self, session: Session, kind: str, row_id: str) -> None:
+        dispatch(session, kind, row_id, self.send, retry_after=self.retry_after)
+
+
+def get_dispatcher(request: Request) -> Dispatcher:
+    return request.app.state.dispatcher
+
+
 ContextDep = Annotated[JobContext, Depends(get_context)]
+DispatchDep = Annotated[Dispatcher, Depends(get_dispatcher)]
 PrincipalDep = Annotated[Principal, Depends(get_principal)]
 # The caller's project: every dataset, job, evaluation and report route reads and writes in it.
 ProjectDep = Annotated[str, Depends(get_project_id)]

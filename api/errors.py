@@ -6,6 +6,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy import exc as sa_exc
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from core.errors import (
@@ -20,6 +21,7 @@ from core.errors import (
     MlftError,
     NotFoundError,
     PermissionDeniedError,
+    ServiceBusyError,
     UploadTooLargeError,
 )
 
@@ -35,7 +37,10 @@ STATUS_BY_ERROR: list[tuple[type[MlftError], int]] = [
     (ArtifactMissingError, 409),
     (InvalidStateTransitionError, 409),
     (FoundationModelUnavailableError, 503),
+    (ServiceBusyError, 503),
 ]
+# A database that is away or saturated is a reason to come back later, not a server bug.
+DATABASE_RETRY_AFTER_SECONDS = 5
 
 
 def status_for(error: MlftError) -> int:
@@ -87,7 +92,24 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(MlftError)
     async def _domain_error(_request: Request, error: MlftError) -> JSONResponse:
-        return JSONResponse(status_code=status_for(error), content={"detail": str(error)})
+        headers = None
+        if isinstance(error, ServiceBusyError):
+            headers = {"Retry-After": str(error.retry_after)}
+        return JSONResponse(
+            status_code=status_for(error), content={"detail": str(error)}, headers=headers
+        )
+
+    @app.exception_handler(sa_exc.TimeoutError)
+    @app.exception_handler(sa_exc.OperationalError)
+    async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
+        # Pool exhausted beyond the request gate (a route with a second session), or the
+        # database server briefly unreachable.
+        return JSONResponse(
+            status_code=503,
+            content={"detail": f"the database is busy or unreachable; retry shortly "
+                     f"({type(error).__name__})"},
+            headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
+        )
 
     @app.exception_handler(RequestValidationError)
     async def _invalid_request(_request: Request, error: RequestValidationError) -> JSONResponse:

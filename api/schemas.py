@@ -109,7 +109,7 @@ class JobPublic(BaseModel):
                 f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
             ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
-            model_card_url=f"/jobs/{job.id}/model-card" if job.model_card else None,
+            model_card_url=f"/jobs/{job.id}/model-card" if job.has_model_card else None,
         )
 
 
@@ -147,6 +147,8 @@ class ReplaySetPublic(BaseModel):
     coverage: dict[str, Any] | None
     report: dict[str, Any] | None
     error: str | None
+    # Builds started; a worker that died mid-build leaves the set to be rebuilt (core/leases.py).
+    attempts: int = 0
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
@@ -169,6 +171,7 @@ class ReplaySetPublic(BaseModel):
             coverage=report.get("coverage"),
             report=replay_set.report,
             error=replay_set.error,
+            attempts=replay_set.attempts,
             created_at=replay_set.created_at,
             started_at=replay_set.started_at,
             finished_at=replay_set.finished_at,

@@ -6,6 +6,8 @@ from pathlib import Path
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from core.db import PoolLimits
+
 
 class Settings(BaseSettings):
     model_config = SettingsConfigDict(env_prefix="MLFT_", extra="ignore")
@@ -33,8 +35,17 @@ class Settings(BaseSettings):
     # A running job's worker renews its lease every third of this; a job whose lease expired
     # lost its worker and is re-queued, resuming from its last mace checkpoint.
     job_lease_seconds: float = 60.0
-    # Runs of a job whose worker died; after the last one it fails with the reason.
+    # Runs of a job (evaluation, replay-set build) whose worker died; after the last one it
+    # fails with the reason.
     max_attempts: int = 3
+    # A queued row whose task has not reached the broker after this long is sent by the worker's
+    # sweeper (core/dispatch.py); younger ones may still be on their way from the API.
+    dispatch_grace_seconds: float = 30.0
+    # Database connections per process: pool_size kept open, up to max_overflow more under load.
+    # A request that waits db_pool_timeout seconds for one gets 503 with Retry-After, never 500.
+    db_pool_size: int = 10
+    db_max_overflow: int = 20
+    db_pool_timeout: float = 10.0
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a
     # bearer token; this one manages projects and foundation models, project tokens the rest.
     admin_token: SecretStr | None = None
@@ -56,6 +67,10 @@ class Settings(BaseSettings):
     @property
     def resolved_database_url(self) -> str:
         return self.database_url or f"sqlite:///{(self.data_dir / 'mlft.sqlite').resolve()}"
+
+    @property
+    def pool_limits(self) -> PoolLimits:
+        return PoolLimits(self.db_pool_size, self.db_max_overflow, self.db_pool_timeout)
 
     @property
     def embedded(self) -> bool:

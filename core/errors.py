@@ -63,3 +63,20 @@ class PreflightBlockedError(MlftError):
 
 class InvalidModelFileError(MlftError):
     """A file offered as a foundation model is not a MACE model (or not one we can load safely)."""
+
+
+class ServiceBusyError(MlftError):
+    """A shared resource (database connections, the broker) cannot serve the request now; the
+    client should retry after `retry_after` seconds."""
+
+    def __init__(self, message: str, retry_after: int = 5) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class BrokerUnavailableError(ServiceBusyError):
+    """Work was committed but its task could not be sent; the dispatch sweeper sends it later."""
+
+
+class DatabaseBusyError(ServiceBusyError):
+    """Every database connection of the pool stayed busy for the pool timeout."""

@@ -15,6 +15,7 @@ from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.foundations import ModelSource, load_foundation, load_model_source
 from core.jobs import get_job, transition
+from core.leases import LeaseKeeper, claim
 from core.models import Evaluation, Job, JobState
 from core.runner import JobContext
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
@@ -52,18 +53,34 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
     return evaluation
 
 
+class WorkStopped(Exception):
+    """The row was cancelled, or its lease taken over, while a worker worked on it."""
+
+
 def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
+    """Run a queued evaluation, or rerun one whose worker died; idempotent otherwise."""
     with session_scope(context.sessions) as session:
+        claimed = claim(
+            session,
+            Evaluation,
+            evaluation_id,
+            lease_seconds=context.lease_seconds,
+            max_attempts=context.max_attempts,
+        )
         evaluation = get_evaluation(session, evaluation_id)
-        spec = EvaluationSpec.model_validate(evaluation.spec)
-        if evaluation.state is JobState.QUEUED and not transition(
-            session, evaluation_id, JobState.QUEUED, JobState.RUNNING, table=Evaluation
-        ):
-            return get_evaluation(session, evaluation_id).state
-        if evaluation.state not in (JobState.QUEUED, JobState.RUNNING):
+        if claimed is None:
             return evaluation.state
+        spec = EvaluationSpec.model_validate(evaluation.spec)
+    if claimed.resumed:
+        logger.warning("evaluation=%s rerun: attempt %d", evaluation_id, claimed.attempt)
+    keeper = LeaseKeeper(
+        context.sessions, evaluation_id, claimed, context.lease_seconds, table=Evaluation
+    )
     try:
-        report = _evaluate(context, evaluation_id, spec)
+        with keeper:
+            report = _evaluate(context, evaluation_id, spec, keeper)
+    except WorkStopped:
+        return _state_now(context, evaluation_id)
     except MlftError as error:
         return _end(context, evaluation_id, JobState.FAILED, error=str(error))
     except Exception as error:
@@ -73,7 +90,16 @@ def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
     return _end(context, evaluation_id, JobState.SUCCEEDED, report=report)
 
 
-def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> dict:
+def _state_now(context: JobContext, evaluation_id: str) -> JobState:
+    with session_scope(context.sessions) as session:
+        state = get_evaluation(session, evaluation_id).state
+    logger.info("evaluation=%s stopped: it is %s", evaluation_id, state.value)
+    return state
+
+
+def _evaluate(
+    context: JobContext, evaluation_id: str, spec: EvaluationSpec, lease: LeaseKeeper
+) -> dict:
     rss = rss_settings(spec)
     with session_scope(context.sessions) as session:
         source, foundation_name = _model_source(session, context, spec)
@@ -91,6 +117,9 @@ def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> 
     configs = {role: read_configurations(path) for role, path in files.items()}
 
     def stage(name: str) -> None:
+        # Between stages is where a cancelled (or taken over) evaluation stops.
+        if lease.lost.is_set():
+            raise WorkStopped(evaluation_id)
         with session_scope(context.sessions) as session:
             get_evaluation(session, evaluation_id).stage = name
 
@@ -196,7 +225,14 @@ def _succeeded_job(session: Session, job_id: str) -> Job:
 def _end(context: JobContext, evaluation_id: str, state: JobState, **values) -> JobState:
     with session_scope(context.sessions) as session:
         transition(
-            session, evaluation_id, JobState.RUNNING, state, table=Evaluation, stage=None, **values
+            session,
+            evaluation_id,
+            JobState.RUNNING,
+            state,
+            table=Evaluation,
+            stage=None,
+            lease_owner=None,
+            **values,
         )
         final = get_evaluation(session, evaluation_id).state
     logger.info("evaluation=%s ended %s", evaluation_id, final.value)

@@ -4,7 +4,7 @@ Every transition is a compare-and-set on the current state, so two workers (or a
 cancel request) can never both win.
 """
 
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import ColumnElement, select, update
 from sqlalchemy.orm import Session
@@ -21,6 +21,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
 }
+Row = TypeVar("Row", Job, Evaluation, ReplaySet)
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
@@ -97,18 +98,23 @@ def transition(
 
 
 def cancel_job(session: Session, job_id: str) -> Job:
-    job = get_job(session, job_id)
-    if job.state in TERMINAL_STATES:
+    return cancel(session, get_job(session, job_id))
+
+
+def cancel(session: Session, row: Row) -> Row:
+    """Cancel queued or running work; its worker notices at its next lease renewal or check."""
+    noun = row.__tablename__[:-1].replace("_", " ")
+    if row.state in TERMINAL_STATES:
         raise InvalidStateTransitionError(
-            f"job {job_id} is already {job.state.value} and cannot be cancelled"
+            f"{noun} {row.id} is already {row.state.value} and cannot be cancelled"
         )
-    if not transition(session, job_id, job.state, JobState.CANCELLED):
-        session.refresh(job)
+    if not transition(session, row.id, row.state, JobState.CANCELLED, table=type(row)):
+        session.refresh(row)
         raise InvalidStateTransitionError(
-            f"job {job_id} changed to {job.state.value} while being cancelled"
+            f"{noun} {row.id} changed to {row.state.value} while being cancelled"
         )
-    session.refresh(job)
-    return job
+    session.refresh(row)
+    return row
 
 
 def record_stage(session: Session, job_id: str, stage: str) -> None:

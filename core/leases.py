@@ -1,10 +1,11 @@
-"""Leases on running jobs, so that a dead worker never leaves a job `running` for ever.
+"""Leases on running work, so that a dead worker never leaves a row `running` for ever.
 
-The worker that claims a job holds a lease and renews it while it works. A job whose lease
-expired lost its worker (killed, out of memory, machine gone): a worker sweep re-queues it, and
-the next claim resumes it from its last checkpoint, until `max_attempts` runs have been spent;
-then it fails with the reason. A redelivered task (Celery late acknowledgement) claims the same
-way, so a duplicate delivery of a job whose worker is alive does nothing.
+The worker that claims a job (or an evaluation, or a replay-set build) holds a lease and renews
+it while it works. A row whose lease expired lost its worker (killed, out of memory, machine
+gone): a worker sweep re-queues it, and the next claim resumes it (a job from its last
+checkpoint, the others from the start), until `max_attempts` runs have been spent; then it fails
+with the reason. A redelivered task (Celery late acknowledgement) claims the same way, so a
+duplicate delivery of work whose worker is alive does nothing.
 """
 
 import logging
@@ -17,10 +18,12 @@ from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
-from core.jobs import get_job, transition
-from core.models import Job, JobState, new_id, utcnow
+from core.errors import NotFoundError
+from core.jobs import transition
+from core.models import Evaluation, Job, JobState, ReplaySet, new_id, utcnow
 
 logger = logging.getLogger(__name__)
+WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
 
 
 @dataclass(frozen=True)
@@ -33,39 +36,52 @@ class Claim:
         return self.attempt > 1
 
 
-def _lease_expired() -> ColumnElement[bool]:
-    # A running job without a lease was claimed by no live worker (see migration 0005).
-    return or_(Job.lease_expires_at.is_(None), Job.lease_expires_at < utcnow())
+def work_noun(table: WorkTable) -> str:
+    return {Job: "job", Evaluation: "evaluation", ReplaySet: "replay set"}[table]
 
 
-def exhausted_reason(attempts: int) -> str:
+def _lease_expired(table: WorkTable = Job) -> ColumnElement[bool]:
+    # A running row without a lease was claimed by no live worker (migrations 0005, 0010).
+    return or_(table.lease_expires_at.is_(None), table.lease_expires_at < utcnow())
+
+
+def exhausted_reason(attempts: int, noun: str = "job") -> str:
     return (
-        f"the worker running this job stopped {attempts} time(s) before it ended (killed, out of "
-        "memory or its machine lost); giving up after the last attempt (MLFT_MAX_ATTEMPTS)"
+        f"the worker running this {noun} stopped {attempts} time(s) before it ended (killed, out "
+        "of memory or its machine lost); giving up after the last attempt (MLFT_MAX_ATTEMPTS)"
     )
 
 
 def claim_job(
     session: Session, job_id: str, *, lease_seconds: float, max_attempts: int
 ) -> Claim | None:
-    """Take a queued job, or a running one whose worker is gone; None when there is nothing to
+    return claim(session, Job, job_id, lease_seconds=lease_seconds, max_attempts=max_attempts)
+
+
+def claim(
+    session: Session, table: WorkTable, row_id: str, *, lease_seconds: float, max_attempts: int
+) -> Claim | None:
+    """Take a queued row, or a running one whose worker is gone; None when there is nothing to
     do (another live worker holds it, it ended, or it just failed for too many attempts)."""
-    job = get_job(session, job_id)
-    if job.state is JobState.QUEUED:
+    row = session.get(table, row_id, populate_existing=True)
+    if row is None:
+        raise NotFoundError(f"{work_noun(table)} {row_id} does not exist")
+    if row.state is JobState.QUEUED:
         only_if = None
-    elif job.state is JobState.RUNNING:
-        only_if = _lease_expired()
+    elif row.state is JobState.RUNNING:
+        only_if = _lease_expired(table)
     else:
         return None
-    attempt = job.attempts + 1
+    attempt = row.attempts + 1
     if attempt > max_attempts:
         transition(
             session,
-            job_id,
-            job.state,
+            row_id,
+            row.state,
             JobState.FAILED,
+            table=table,
             only_if=only_if,
-            error=exhausted_reason(job.attempts),
+            error=exhausted_reason(row.attempts, work_noun(table)),
             stage=None,
             lease_owner=None,
         )
@@ -77,15 +93,15 @@ def claim_job(
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
     }
-    if job.started_at is not None:
+    if row.started_at is not None and hasattr(table, "resumed_at"):
         # A resumption: started_at keeps the first start (wall times count from it).
-        lease |= {"started_at": job.started_at, "resumed_at": now}
-    if job.state is JobState.QUEUED:
-        won = transition(session, job_id, JobState.QUEUED, JobState.RUNNING, **lease)
+        lease |= {"started_at": row.started_at, "resumed_at": now}
+    if row.state is JobState.QUEUED:
+        won = transition(session, row_id, JobState.QUEUED, JobState.RUNNING, table=table, **lease)
     else:
         result = session.execute(
-            update(Job)
-            .where(Job.id == job_id, Job.state == JobState.RUNNING, _lease_expired())
+            update(table)
+            .where(table.id == row_id, table.state == JobState.RUNNING, _lease_expired(table))
             .values(updated_at=now, **lease)
             .execution_options(synchronize_session=False)
         )
@@ -94,11 +110,13 @@ def claim_job(
     return Claim(owner, attempt) if won else None
 
 
-def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float) -> bool:
-    """False once the job is no longer this owner's: cancelled, ended, or taken over."""
+def renew_lease(
+    session: Session, job_id: str, owner: str, lease_seconds: float, table: WorkTable = Job
+) -> bool:
+    """False once the row is no longer this owner's: cancelled, ended, or taken over."""
     result = session.execute(
-        update(Job)
-        .where(Job.id == job_id, Job.state == JobState.RUNNING, Job.lease_owner == owner)
+        update(table)
+        .where(table.id == job_id, table.state == JobState.RUNNING, table.lease_owner == owner)
         .values(lease_expires_at=utcnow() + timedelta(seconds=lease_seconds))
         .execution_options(synchronize_session=False)
     )
@@ -109,57 +127,75 @@ def renew_lease(session: Session, job_id: str, owner: str, lease_seconds: float)
 def recover_abandoned_jobs(
     session: Session, *, max_attempts: int, enqueue: Callable[[str], None]
 ) -> list[str]:
-    """Re-queue running jobs whose lease expired, failing those that used up their attempts;
+    return recover_abandoned(session, Job, max_attempts=max_attempts, enqueue=enqueue)
+
+
+def recover_abandoned(
+    session: Session, table: WorkTable, *, max_attempts: int, enqueue: Callable[[str], None]
+) -> list[str]:
+    """Re-queue running rows whose lease expired, failing those that used up their attempts;
     returns the ids re-queued."""
+    noun = work_noun(table)
     abandoned = session.execute(
-        select(Job.id, Job.attempts).where(
-            Job.state == JobState.RUNNING, Job.lease_expires_at < utcnow()
+        select(table.id, table.attempts).where(
+            table.state == JobState.RUNNING, _lease_expired(table)
         )
     ).all()
     requeued = []
-    for job_id, attempts in abandoned:
+    for row_id, attempts in abandoned:
         if attempts >= max_attempts:
             failed = transition(
                 session,
-                job_id,
+                row_id,
                 JobState.RUNNING,
                 JobState.FAILED,
-                only_if=_lease_expired(),
-                error=exhausted_reason(attempts),
+                table=table,
+                only_if=_lease_expired(table),
+                error=exhausted_reason(attempts, noun),
                 stage=None,
                 lease_owner=None,
             )
             if failed:
-                logger.warning("job=%s failed: its worker died %d time(s)", job_id, attempts)
+                logger.warning("%s=%s failed: its worker died %d time(s)", noun, row_id, attempts)
             continue
         # Enqueued first: a worker that takes the message before the row says queued finds
-        # the expired lease and claims the job all the same; the reverse order could strand it.
-        enqueue(job_id)
+        # the expired lease and claims the row all the same; the reverse order could strand it.
+        enqueue(row_id)
         if transition(
             session,
-            job_id,
+            row_id,
             JobState.RUNNING,
             JobState.QUEUED,
-            only_if=_lease_expired(),
+            table=table,
+            only_if=_lease_expired(table),
             stage="requeued: its worker stopped",
             lease_owner=None,
             lease_expires_at=None,
+            enqueued_at=utcnow(),
         ):
-            logger.warning("job=%s re-queued: its worker stopped (attempt %d)", job_id, attempts)
-            requeued.append(job_id)
+            logger.warning(
+                "%s=%s re-queued: its worker stopped (attempt %d)", noun, row_id, attempts
+            )
+            requeued.append(row_id)
     return requeued
 
 
 class LeaseKeeper:
-    """Renews a job's lease in a background thread while the worker works on it."""
+    """Renews a row's lease in a background thread while the worker works on it."""
 
     def __init__(
-        self, sessions: sessionmaker[Session], job_id: str, claim: Claim, lease_seconds: float
+        self,
+        sessions: sessionmaker[Session],
+        job_id: str,
+        claim: Claim,
+        lease_seconds: float,
+        table: WorkTable = Job,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
         self.claim = claim
         self.lease_seconds = lease_seconds
+        self.table = table
         self.lost = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=f"lease-{job_id}", daemon=True)
@@ -176,9 +212,11 @@ class LeaseKeeper:
         while not self._stop.wait(self.lease_seconds / 3):
             try:
                 with session_scope(self.sessions) as session:
-                    held = renew_lease(session, self.job_id, self.claim.owner, self.lease_seconds)
+                    held = renew_lease(
+                        session, self.job_id, self.claim.owner, self.lease_seconds, self.table
+                    )
             except Exception:  # a database hiccup: try again before the lease runs out
-                logger.exception("job=%s lease renewal failed", self.job_id)
+                logger.exception("%s=%s lease renewal failed", work_noun(self.table), self.job_id)
                 continue
             if not held:
                 self.lost.set()

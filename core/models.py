@@ -6,7 +6,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 
 def new_id() -> str:
@@ -64,7 +64,8 @@ class JobState(str, enum.Enum):
 
 class Lifecycle:
     """Mixin of the work rows a worker runs besides jobs (evaluations, replay sets): the state
-    machine of core.jobs.transition, what is being done now, and when."""
+    machine of core.jobs.transition, what is being done now, and when; the lease, attempts and
+    dispatch record that jobs also have (core/leases.py, core/dispatch.py)."""
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     state: Mapped[JobState] = mapped_column(
@@ -79,6 +80,13 @@ class Lifecycle:
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
     )
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
+    lease_expires_at: Mapped[datetime | None] = mapped_column(
+        DateTime(timezone=True), default=None
+    )
+    # When its task reached the broker; NULL while it never did (core/dispatch.py re-sends it).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
 
 
 class Dataset(ProjectOwned, Base):
@@ -117,7 +125,11 @@ class Job(ProjectOwned, Base):
     stage: Mapped[str | None] = mapped_column(String(64), default=None)
     epochs: Mapped[list[Any]] = mapped_column(default=list)
     e0s: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    metrics: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # What the evaluation measured and the model card: the heavy parts of the row, loaded only
+    # by what reads them (reports, metrics, model card), not by every status read.
+    metrics: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, deferred=True, deferred_group="measured"
+    )
     model_key: Mapped[str | None] = mapped_column(String(512), default=None)
     # Replay strategies: the full model with its replay head, delivered on request.
     multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)
@@ -136,7 +148,10 @@ class Job(ProjectOwned, Base):
     split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     exports: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    model_card: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    model_card: Mapped[dict[str, Any] | None] = mapped_column(
+        JSON, default=None, deferred=True, deferred_group="measured"
+    )
+    has_model_card: Mapped[bool] = column_property(model_card.column.is_not(None))
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The worker running the job renews its lease; once it expires the worker is presumed dead
@@ -145,6 +160,8 @@ class Job(ProjectOwned, Base):
     lease_expires_at: Mapped[datetime | None] = mapped_column(
         DateTime(timezone=True), default=None
     )
+    # When its task reached the broker; NULL while it never did (core/dispatch.py re-sends it).
+    enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
     # The first start; a run after a worker died sets resumed_at and keeps this.
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

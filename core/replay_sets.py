@@ -23,6 +23,7 @@ from core.db import session_scope
 from core.errors import InvalidSpecError, MlftError, NotFoundError
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationName, load_foundation
 from core.jobs import TERMINAL_STATES, get_job, record_stage, transition
+from core.leases import LeaseKeeper, claim
 from core.models import Dataset, JobState, ReplaySet
 from core.replay_build import (
     RANDOM_CRYSTAL_SOURCE,
@@ -211,17 +212,23 @@ def list_replay_sets(session: Session, *, limit: int = 100, offset: int = 0) -> 
     return list(session.scalars(query))
 
 
+class BuildStopped(Exception):
+    """The set was cancelled, or its lease taken over, while this worker built it."""
+
+
 def execute_replay_set(context: "JobContext", replay_set_id: str) -> JobState:
-    """Build a queued replay set (or resume one whose worker died); idempotent otherwise."""
+    """Build a queued replay set (or rebuild one whose worker died); idempotent otherwise."""
     with session_scope(context.sessions) as session:
+        claimed = claim(
+            session,
+            ReplaySet,
+            replay_set_id,
+            lease_seconds=context.lease_seconds,
+            max_attempts=context.max_attempts,
+        )
         replay_set = get_replay_set(session, replay_set_id)
-        state = replay_set.state
-        if state is JobState.QUEUED and not transition(
-            session, replay_set_id, JobState.QUEUED, JobState.RUNNING, table=ReplaySet
-        ):
-            return get_replay_set(session, replay_set_id).state
-        if state not in (JobState.QUEUED, JobState.RUNNING):
-            return state
+        if claimed is None:
+            return replay_set.state
         spec = ReplaySetSpec.model_validate(replay_set.spec)
         project_id = replay_set.project_id
         # Two requests for the same inputs can both have been queued before either was built;
@@ -230,8 +237,19 @@ def execute_replay_set(context: "JobContext", replay_set_id: str) -> JobState:
     if twin is not None and twin.state is JobState.SUCCEEDED:
         values = {"dataset_id": twin.dataset_id, "report": twin.report}
         return _end(context, replay_set_id, JobState.SUCCEEDED, **values)
+    if claimed.resumed:
+        logger.warning("replay_set=%s rebuilt: attempt %d", replay_set_id, claimed.attempt)
+    keeper = LeaseKeeper(
+        context.sessions, replay_set_id, claimed, context.lease_seconds, table=ReplaySet
+    )
     try:
-        dataset_id, report = _build(context, replay_set_id, spec, project_id)
+        with keeper:
+            dataset_id, report = _build(context, replay_set_id, spec, project_id, keeper)
+    except BuildStopped:
+        with session_scope(context.sessions) as session:
+            state = get_replay_set(session, replay_set_id).state
+        logger.info("replay_set=%s stopped: it is %s", replay_set_id, state.value)
+        return state
     except MlftError as error:
         return _end(context, replay_set_id, JobState.FAILED, error=str(error))
     except Exception as error:
@@ -242,7 +260,11 @@ def execute_replay_set(context: "JobContext", replay_set_id: str) -> JobState:
 
 
 def _build(
-    context: "JobContext", replay_set_id: str, spec: ReplaySetSpec, project_id: str
+    context: "JobContext",
+    replay_set_id: str,
+    spec: ReplaySetSpec,
+    project_id: str,
+    lease: LeaseKeeper,
 ) -> tuple[str, dict[str, Any]]:
     with session_scope(context.sessions) as session:
 
@@ -265,7 +287,7 @@ def _build(
         model,
         inputs,
         device=context.device,
-        on_progress=_ProgressRecorder(context, replay_set_id),
+        on_progress=_ProgressRecorder(context, replay_set_id, lease),
     )
     _stage(context, replay_set_id, "storing", None)
     report = {
@@ -297,12 +319,15 @@ def _build(
 class _ProgressRecorder:
     """Stage and counts of a building set on its row, at most once a second per stage."""
 
-    def __init__(self, context: "JobContext", replay_set_id: str) -> None:
+    def __init__(self, context: "JobContext", replay_set_id: str, lease: LeaseKeeper) -> None:
         self.context = context
         self.replay_set_id = replay_set_id
+        self.lease = lease
         self.last: tuple[str, float] = ("", 0.0)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
+        if self.lease.lost.is_set():
+            raise BuildStopped(self.replay_set_id)  # cancelled, or taken over after a lease expiry
         now = time.monotonic()
         if stage == self.last[0] and done < total and now - self.last[1] < 1.0:
             return
@@ -322,7 +347,14 @@ def _stage(
 def _end(context: "JobContext", replay_set_id: str, state: JobState, **values: Any) -> JobState:
     with session_scope(context.sessions) as session:
         transition(
-            session, replay_set_id, JobState.RUNNING, state, table=ReplaySet, stage=None, **values
+            session,
+            replay_set_id,
+            JobState.RUNNING,
+            state,
+            table=ReplaySet,
+            stage=None,
+            lease_owner=None,
+            **values,
         )
         replay_set = get_replay_set(session, replay_set_id)
         final = replay_set.state
@@ -338,18 +370,19 @@ def ensure_replay_set(context: "JobContext", spec: ReplaySetSpec, project_id: st
         with session_scope(context.sessions) as session:
             submitted = submit_replay_set(scope_session(session, project_id), spec, context)
             replay_set = submitted.replay_set
-        if replay_set.state is JobState.QUEUED or submitted.created:
+        if replay_set.state not in TERMINAL_STATES:
+            # Builds it when queued, or when the worker that was building it died; does nothing
+            # while another live worker builds it.
             execute_replay_set(context, replay_set.id)
-        elif replay_set.state is JobState.RUNNING and time.monotonic() < deadline:
-            time.sleep(2.0)  # another worker builds the same set; wait for it
-            continue
         with session_scope(context.sessions) as session:
             final = get_replay_set(session, replay_set.id)
         if final.state is JobState.SUCCEEDED:
             return final
         if final.state in TERMINAL_STATES:
             raise InvalidSpecError(f"replay set {final.id} could not be built: {final.error}")
-        raise InvalidSpecError(f"replay set {final.id} is still {final.state.value}")
+        if time.monotonic() >= deadline:
+            raise InvalidSpecError(f"replay set {final.id} is still {final.state.value}")
+        time.sleep(2.0)  # another worker builds the same set; wait for it
 
 
 def with_built_replay(context: "JobContext", job_id: str, spec: JobSpec) -> JobSpec:

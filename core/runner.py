@@ -382,7 +382,7 @@ def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobSt
 
 def context_from_settings(settings: Settings) -> JobContext:
     return JobContext(
-        sessions=session_factory(settings.resolved_database_url),
+        sessions=session_factory(settings.resolved_database_url, settings.pool_limits),
         storage=storage_from_settings(settings),
         registry=FoundationRegistry(settings.resolved_models_dir),
         work_root=settings.data_dir / "work",

@@ -7,11 +7,11 @@ from typing import Annotated, Any, Literal
 
 from pydantic import ConfigDict, Field, model_validator
 from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer_group
 
 from core.errors import NotFoundError
 from core.foundations import FoundationRegistry
-from core.jobs import TERMINAL_STATES
+from core.jobs import TERMINAL_STATES, transition
 from core.models import Job, JobState, Sweep
 from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec, SpecModel
 from core.submission import submit_job
@@ -107,8 +107,28 @@ def get_sweep(session: Session, sweep_id: str) -> Sweep:
     return sweep
 
 
+def cancel_sweep(session: Session, sweep_id: str) -> list[str]:
+    """Cancel every job of the sweep that has not ended; returns their ids. A job that ends
+    while this runs keeps its outcome."""
+    get_sweep(session, sweep_id)
+    cancelled = []
+    for job in sweep_jobs(session, sweep_id):
+        if job.state in TERMINAL_STATES:
+            continue
+        if transition(session, job.id, job.state, JobState.CANCELLED):
+            cancelled.append(job.id)
+    logger.info("sweep=%s cancelled %d job(s)", sweep_id, len(cancelled))
+    return cancelled
+
+
 def sweep_jobs(session: Session, sweep_id: str) -> list[Job]:
-    query = select(Job).where(Job.sweep_id == sweep_id).order_by(Job.created_at)
+    # The comparison table reads every job's metrics: one query, not one per job.
+    query = (
+        select(Job)
+        .where(Job.sweep_id == sweep_id)
+        .order_by(Job.created_at)
+        .options(undefer_group("measured"))
+    )
     return list(session.scalars(query))
 
 

@@ -1,5 +1,7 @@
-"""Crash recovery in every worker: when it starts, and then every lease period, running jobs
-whose worker died (their lease expired) are re-queued, or failed after their last attempt.
+"""Crash recovery and dispatch in every worker: when it starts, and then every lease period,
+running work (jobs, evaluations, replay-set builds) whose worker died (its lease expired) is
+re-queued, or failed after its last attempt; and queued rows whose task never reached the broker
+(it was down when they were submitted) are sent.
 
 Celery alone cannot do this: with late acknowledgement Redis hands a dead worker's task out
 again only after the visibility timeout, which is days so that long trainings are not doubled.
@@ -13,30 +15,51 @@ from celery.signals import worker_ready
 
 from core.config import Settings, get_settings
 from core.db import session_factory, session_scope
-from core.leases import recover_abandoned_jobs
+from core.dispatch import WORK_KINDS, resend_undispatched
+from core.leases import recover_abandoned
 from worker.celery_app import app
-from worker.tasks import RUN_JOB
+from worker.tasks import TASK_BY_KIND
 
 logger = logging.getLogger(__name__)
 
 
-def sweep_abandoned_jobs(settings: Settings) -> list[str]:
+def send(kind: str, row_id: str) -> None:
+    app.send_task(TASK_BY_KIND[kind], args=[row_id])
+
+
+def sweep_abandoned_work(settings: Settings) -> list[str]:
+    """Re-queue (or fail) every kind of abandoned work; returns the ids re-queued."""
+    requeued: list[str] = []
     with session_scope(session_factory(settings.resolved_database_url)) as session:
-        return recover_abandoned_jobs(
-            session,
-            max_attempts=settings.max_attempts,
-            enqueue=lambda job_id: app.send_task(RUN_JOB, args=[job_id]),
+        for kind, table in WORK_KINDS.items():
+            requeued += recover_abandoned(
+                session,
+                table,
+                max_attempts=settings.max_attempts,
+                enqueue=lambda row_id, kind=kind: send(kind, row_id),
+            )
+    return requeued
+
+
+def sweep_undispatched_work(settings: Settings) -> list[tuple[str, str]]:
+    with session_scope(session_factory(settings.resolved_database_url)) as session:
+        return resend_undispatched(
+            session, grace_seconds=settings.dispatch_grace_seconds, send=send
         )
 
 
 def _sweep_forever(settings: Settings) -> None:
     while True:
-        try:
-            requeued = sweep_abandoned_jobs(settings)
-            if requeued:
-                logger.warning("re-queued jobs of dead workers: %s", ", ".join(requeued))
-        except Exception:  # the database may be briefly away; the next round retries
-            logger.exception("sweep for abandoned jobs failed")
+        for name, sweep in (
+            ("abandoned work", sweep_abandoned_work),
+            ("undispatched work", sweep_undispatched_work),
+        ):
+            try:
+                swept = sweep(settings)
+                if swept:
+                    logger.warning("swept %s: %s", name, swept)
+            except Exception:  # the database or broker may be briefly away; the next round retries
+                logger.exception("sweep for %s failed", name)
         time.sleep(settings.job_lease_seconds)
 
 
@@ -45,7 +68,7 @@ def start_sweeping(**_kwargs: object) -> None:
     thread = threading.Thread(
         target=_sweep_forever,
         args=(get_settings(),),
-        name="abandoned-job-sweep",
+        name="work-sweep",
         daemon=True,
     )
     thread.start()

@@ -14,6 +14,8 @@ logger = logging.getLogger(__name__)
 RUN_JOB = "mlft.run_job"
 RUN_EVALUATION = "mlft.run_evaluation"
 BUILD_REPLAY_SET = "mlft.build_replay_set"
+# core.dispatch's kinds of work row -> the task that runs one.
+TASK_BY_KIND = {"job": RUN_JOB, "evaluation": RUN_EVALUATION, "replay_set": BUILD_REPLAY_SET}
 
 
 @app.task(name=RUN_JOB)

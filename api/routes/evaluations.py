@@ -1,13 +1,14 @@
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.deps import ContextDep, SessionDep
+from api.deps import ContextDep, DispatchDep, SessionDep
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
 from core.job_report import evaluation_report
+from core.jobs import cancel
 from core.models import Evaluation
 from core.reports import render_html
 from core.spec import EvaluationSpec
@@ -23,6 +24,7 @@ def _public(evaluation: Evaluation) -> dict[str, Any]:
         "spec": evaluation.spec,
         "report": evaluation.report,
         "error": evaluation.error,
+        "attempts": evaluation.attempts,
         "created_at": evaluation.created_at,
         "started_at": evaluation.started_at,
         "finished_at": evaluation.finished_at,
@@ -31,20 +33,26 @@ def _public(evaluation: Evaluation) -> dict[str, Any]:
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_evaluation(
-    spec: EvaluationSpec, session: SessionDep, context: ContextDep, request: Request
+    spec: EvaluationSpec, session: SessionDep, context: ContextDep, dispatch_work: DispatchDep
 ) -> dict[str, Any]:
     """Evaluate a job's model, or an unmodified foundation model to compare against, on a dataset:
     accuracy, forgetting, MD stability, RDFs and short-range repulsion; `kind: "rss_holes"` runs
     the random-structure-search hole test alone (compositions named, or drawn from the dataset or
     the job's training data)."""
     evaluation = submit_evaluation(session, spec, context)
-    request.app.state.enqueue_evaluation(evaluation.id)
+    dispatch_work(session, "evaluation", evaluation.id)
     return _public(evaluation)
 
 
 @router.get("/{evaluation_id}")
 def read_evaluation(evaluation_id: str, session: SessionDep) -> dict[str, Any]:
     return _public(get_evaluation(session, evaluation_id))
+
+
+@router.post("/{evaluation_id}/cancel")
+def cancel_evaluation(evaluation_id: str, session: SessionDep) -> dict[str, Any]:
+    """Cancel a queued or running evaluation; a running one stops at its next stage."""
+    return _public(cancel(session, get_evaluation(session, evaluation_id)))
 
 
 @router.get("/{evaluation_id}/report", response_model=None)

@@ -1,9 +1,9 @@
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, Request, status
+from fastapi import APIRouter, Body, status
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from api.deps import ContextDep, LimitParam, OffsetParam, RegistryDep, SessionDep
+from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, RegistryDep, SessionDep
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
@@ -70,11 +70,12 @@ def create_job(
     spec: Annotated[JobSpec, Body(openapi_examples=JOB_SPEC_EXAMPLES)],
     session: SessionDep,
     registry: RegistryDep,
-    request: Request,
+    dispatch_work: DispatchDep,
 ) -> JobPublic:
-    """Queue a fine-tuning job; it runs on the next free worker."""
+    """Queue a fine-tuning job; it runs on the next free worker. 503 with Retry-After when the
+    task queue is unreachable: the job stays queued and is sent once the broker is back."""
     job = submit_job(session, spec, registry)
-    request.app.state.enqueue(job.id)
+    dispatch_work(session, "job", job.id)
     return JobPublic.of(job)
 
 

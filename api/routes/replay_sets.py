@@ -1,9 +1,10 @@
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Body, Request, Response, status
+from fastapi import APIRouter, Body, Response, status
 
-from api.deps import ContextDep, LimitParam, OffsetParam, SessionDep
+from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, SessionDep
 from api.schemas import ReplaySetPublic, ReplaySetsPublic
+from core.jobs import cancel
 from core.replay_sets import (
     ReplaySetSpec,
     get_replay_set,
@@ -42,7 +43,7 @@ def create_replay_set(
     spec: Annotated[ReplaySetSpec, Body(openapi_examples=REPLAY_SET_EXAMPLES)],
     session: SessionDep,
     context: ContextDep,
-    request: Request,
+    dispatch_work: DispatchDep,
     response: Response,
 ) -> ReplaySetPublic:
     """Build a diverse replay set labelled by the foundation: candidates from the user's own
@@ -51,7 +52,7 @@ def create_replay_set(
     foundation's descriptors. The same inputs reuse the set already built (200)."""
     submitted = submit_replay_set(session, spec, context)
     if submitted.created:
-        request.app.state.enqueue_replay_set(submitted.replay_set.id)
+        dispatch_work(session, "replay_set", submitted.replay_set.id)
     else:
         response.status_code = status.HTTP_200_OK
     return ReplaySetPublic.of(submitted.replay_set)
@@ -71,3 +72,10 @@ def read_replay_sets(
 @router.get("/{replay_set_id}", response_model=ReplaySetPublic)
 def read_replay_set(replay_set_id: str, session: SessionDep) -> ReplaySetPublic:
     return ReplaySetPublic.of(get_replay_set(session, replay_set_id))
+
+
+@router.post("/{replay_set_id}/cancel", response_model=ReplaySetPublic)
+def cancel_replay_set(replay_set_id: str, session: SessionDep) -> ReplaySetPublic:
+    """Cancel a queued or building replay set; a build stops at its next progress step, and the
+    next request for the same inputs builds it anew."""
+    return ReplaySetPublic.of(cancel(session, get_replay_set(session, replay_set_id)))

@@ -1,25 +1,42 @@
 from typing import Any, Literal
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, status
 from fastapi.responses import HTMLResponse
 
-from api.deps import RegistryDep, SessionDep
+from api.deps import DispatchDep, RegistryDep, SessionDep
+from core.errors import BrokerUnavailableError
 from core.reports import render_sweep_html
-from core.sweeps import SweepSpec, submit_sweep, sweep_summary
+from core.sweeps import SweepSpec, cancel_sweep, submit_sweep, sweep_summary
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_sweep(
-    spec: SweepSpec, session: SessionDep, registry: RegistryDep, request: Request
+    spec: SweepSpec, session: SessionDep, registry: RegistryDep, dispatch_work: DispatchDep
 ) -> dict[str, Any]:
     """Run a base job with several strategies (default: all seven and scratch) and an optional
-    grid over lr, LoRA rank and training-set fraction; one job per point."""
+    grid over lr, LoRA rank and training-set fraction; one job per point. 503 with Retry-After
+    when the task queue is unreachable: the jobs stay queued and are sent once it is back."""
     sweep, jobs = submit_sweep(session, spec, registry)
     for job in jobs:
-        request.app.state.enqueue(job.id)
+        try:
+            dispatch_work(session, "job", job.id)
+        except BrokerUnavailableError as error:
+            raise BrokerUnavailableError(
+                f"the task queue (broker) cannot be reached, so sweep {sweep.id} could not be "
+                "started now; its jobs are saved as queued and are sent automatically once the "
+                "broker is back (follow the sweep by its id rather than submitting again)",
+                retry_after=error.retry_after,
+            ) from error
     return sweep_summary(session, sweep.id)
+
+
+@router.post("/{sweep_id}/cancel")
+def cancel(sweep_id: str, session: SessionDep) -> dict[str, Any]:
+    """Cancel every job of the sweep that has not ended; running trainings are stopped."""
+    cancel_sweep(session, sweep_id)
+    return sweep_summary(session, sweep_id)
 
 
 @router.get("/{sweep_id}")

@@ -1,0 +1,155 @@
+"""Steady under concurrent requests (issue 17, item 9): requests wait for a database connection
+or get 503 with Retry-After, never 500; a status read does not load the heavy parts of a job."""
+
+import asyncio
+import os
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy import event
+
+from core.db import PoolLimits, connect_now, session_factory
+from core.errors import DatabaseBusyError
+from core.jobs import create_job
+from core.models import Dataset
+from core.scoping import scope_session
+from tests.conftest import REPO_ROOT
+
+ADMIN_TOKEN = "concurrency-admin-token"
+CONCURRENT_REQUESTS = 200
+# Far fewer connections than concurrent requests: they must queue for them, not fail.
+TINY_POOL = {"MLFT_DB_POOL_SIZE": "2", "MLFT_DB_MAX_OVERFLOW": "1"}
+
+
+def stored_job(sessions, project_id: str, **values) -> str:
+    """A queued job row of the project, written directly (job submission is tested elsewhere)."""
+    with sessions() as session:
+        scope_session(session, project_id)
+        dataset = Dataset(
+            name="load.extxyz",
+            storage_key="datasets/none/load.extxyz",
+            sha256="0" * 64,
+            summary={"n_configs": 1, "elements": ["H"], "labels": ["energy"]},
+        )
+        session.add(dataset)
+        session.flush()
+        spec = {"train_dataset": dataset.id, "hyperparameters": {"max_num_epochs": 1}}
+        job = create_job(session, spec, dataset.id)
+        for name, value in values.items():
+            setattr(job, name, value)
+        session.commit()
+        return job.id
+
+
+def test_reading_a_job_does_not_load_its_metrics_or_model_card(app, client) -> None:
+    sessions = app.state.context.sessions
+    heavy = {"rdf": {"pairs": {f"pair{i}": list(range(2000)) for i in range(50)}}}
+    job_id = stored_job(sessions, "default", metrics=heavy, model_card={"card": "x" * 10_000})
+    statements: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        statements.append(statement)
+
+    engine = sessions.kw["bind"]
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        response = client.get(f"/jobs/{job_id}")
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+
+    assert response.status_code == 200, response.text
+    assert response.json()["model_card_url"] == f"/jobs/{job_id}/model-card"
+    reads = [statement for statement in statements if "FROM jobs" in statement]
+    assert reads
+    for statement in reads:
+        assert "jobs.metrics" not in statement
+        assert "jobs.model_card" not in statement.replace("jobs.model_card IS NOT NULL", "")
+    # Asked for, they are there.
+    assert client.get(f"/jobs/{job_id}/model-card").json() == {"card": "x" * 10_000}
+
+
+def test_a_request_that_finds_no_free_connection_in_time_gets_a_busy_error(database_url) -> None:
+    sessions = session_factory(database_url, PoolLimits(size=1, max_overflow=0, timeout=0.2))
+    with sessions() as holder, sessions() as waiting:
+        holder.connection()
+        with pytest.raises(DatabaseBusyError) as raised:
+            connect_now(waiting, retry_after=3)
+    assert raised.value.retry_after == 3
+
+
+@pytest.fixture(scope="module")
+def tiny_pool_server(settings, demo_foundation, tmp_path_factory) -> Iterator[str]:
+    """The API under uvicorn, auth on, PostgreSQL, with a database pool of three connections."""
+    from bench.service import free_port
+
+    port = free_port()
+    data_dir = tmp_path_factory.mktemp("tiny-pool")
+    env = {
+        **os.environ,
+        **TINY_POOL,
+        "DATABASE_URL": settings.resolved_database_url,
+        "MLFT_DATA_DIR": str(data_dir),
+        "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
+    }
+    log_path = Path(data_dir) / "api.log"
+    with log_path.open("wb") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
+             "--host", "127.0.0.1", "--port", str(port)],
+            cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+        )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if process.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"the API did not start:\n{log_path.read_text()[-3000:]}")
+            time.sleep(0.3)
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=30)
+
+
+def project_token(base: str) -> tuple[str, str]:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    project = httpx.post(
+        f"{base}/projects", json={"name": f"load-{time.time_ns()}"}, headers=admin
+    ).json()
+    issued = httpx.post(
+        f"{base}/projects/{project['id']}/tokens", json={"name": "load"}, headers=admin
+    ).json()
+    return project["id"], issued["token"]
+
+
+async def concurrent_reads(base: str, path: str, token: str, count: int) -> list[httpx.Response]:
+    limits = httpx.Limits(max_connections=count)
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, limits=limits, headers=headers, timeout=60) as c:
+        return await asyncio.gather(*(c.get(path) for _ in range(count)))
+
+
+def test_concurrent_reads_far_beyond_the_pool_all_succeed_and_none_gets_a_5xx(
+    tiny_pool_server, settings
+) -> None:
+    project_id, token = project_token(tiny_pool_server)
+    job_id = stored_job(session_factory(settings.resolved_database_url), project_id)
+
+    responses = asyncio.run(
+        concurrent_reads(tiny_pool_server, f"/jobs/{job_id}", token, CONCURRENT_REQUESTS)
+    )
+
+    statuses = Counter(response.status_code for response in responses)
+    assert statuses == {200: CONCURRENT_REQUESTS}, statuses
+    assert {response.json()["id"] for response in responses} == {job_id}
