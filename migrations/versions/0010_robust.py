@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_robust"
-down_revision = "0009"
+down_revision = "0010_trust"
 branch_labels = None
 depends_on = None
 
