@@ -23,7 +23,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from core.cache import PredictionCache
 from core.cost import CostEstimate, probe_cost
-from core.datasets import labels_of
+from core.datasets import is_isolated_atom, labels_of
 from core.e0s import model_e0s
 from core.errors import InvalidSpecError
 from core.inference import predict
@@ -582,12 +582,13 @@ def run_preflight(
     n_replay: int = 0,
 ) -> PreflightOutcome:
     """Preflight of a job's training data: findings, suggestion and a cost probe. `configs` are
-    the training dataset's configurations; single atoms count as isolated-atom references."""
+    the training dataset's configurations; isolated atoms (core.datasets) are E0 references."""
     started = time.perf_counter()
-    molecules = [atoms for atoms in configs if len(atoms) > 1]
+    # The same selection as core.training's candidates, so their predictions line up.
+    molecules = [atoms for atoms in configs if not is_isolated_atom(atoms)]
     isolated = {
         atoms.get_chemical_symbols()[0]: float(labels_of(atoms).energy)
-        for atoms in [*isolated_atoms, *(a for a in configs if len(a) == 1)]
+        for atoms in [*isolated_atoms, *(a for a in configs if is_isolated_atom(a))]
         if labels_of(atoms).energy is not None
     }
     labels = [labels_of(atoms) for atoms in molecules]

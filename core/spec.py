@@ -21,6 +21,10 @@ class Hyperparameters(BaseModel):
     weight_decay: float = Field(default=0.0, ge=0)
     energy_weight: float = Field(default=10.0, ge=0)
     forces_weight: float = Field(default=10.0, ge=0)
+    # Stress loss weight, used when the training data have periodic cells with stress or
+    # virials (mace --loss=stress); 0 trains energy and forces alone. The study states no stress
+    # weight: 10 matches its energy and forces weights.
+    stress_weight: float = Field(default=10.0, ge=0)
     max_num_epochs: int = Field(default=50, ge=1, le=10_000)
     patience: int = Field(default=2048, ge=1)
     batch_size: int = Field(default=5, ge=1, le=4096)

@@ -25,12 +25,7 @@ def submit_job(
 ) -> Job:
     """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
-    labels = set(train.summary["labels"])
-    if not {"energy", "forces"} <= labels:
-        raise InvalidSpecError(
-            f"train_dataset {train.id} needs energy and forces labels; it has "
-            f"{', '.join(sorted(labels)) or 'none'}"
-        )
+    _check_trainable(train.id, train.summary)
     train_elements = set(train.summary["elements"])
     for role in ("valid_dataset", "test_dataset"):
         dataset_id = getattr(spec, role)
@@ -82,6 +77,23 @@ def submit_job(
         session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def _check_trainable(dataset_id: str, summary: dict) -> None:
+    labels = set(summary["labels"])
+    if {"energy", "forces"} <= labels:
+        return
+    if labels == {"energy"}:
+        raise InvalidSpecError(
+            f"train_dataset {dataset_id} has energies but no forces (an energy-only set): "
+            "training needs forces; use this dataset as test_dataset or evaluate a model on it "
+            "(POST /evaluations)"
+        )
+    raise InvalidSpecError(
+        f"train_dataset {dataset_id} needs energy and forces labels; it has "
+        f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
+        "upload it again naming them (energy_key, forces_key)"
+    )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:

@@ -19,7 +19,7 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "nan_forces.extxyz": (422, ["configuration 1", "forces of atom 1 are not finite"]),
     "wrong_count.extxyz": (422, ["configuration 2", "atom count of configuration 1 too small"]),
     "no_atom_count.extxyz": (422, ["configuration 1", "expected an atom count"]),
-    "missing_forces.extxyz": (422, ["configuration 1", "no forces"]),
+    "missing_forces.extxyz": (422, ["configuration 2", "no forces", "earlier configurations"]),
     "missing_energy.extxyz": (422, ["configuration 2", "no energy"]),
     "huge_cell.extxyz": (422, ["configuration 1", "cell volume", "Lattice in Å"]),
     "unknown_element.extxyz": (422, ["configuration 1", "unknown chemical symbol 'Xx'"]),
