@@ -69,7 +69,7 @@ def submit_job(
         spec.model_dump(mode="json"),
         train.id,
         warnings=spec_warnings(spec),
-        effective_hyperparameters=effective_settings(spec),
+        effective_hyperparameters=effective_settings(spec, stress=_has_stress(train.summary)),
         replay_dataset_id=replay.dataset if replay is not None and not replay.auto else None,
         sweep_id=sweep_id,
     )
@@ -77,6 +77,11 @@ def submit_job(
         session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def _has_stress(summary: dict) -> bool:
+    """Periodic configurations with stress or virials; the job's record says what it trained."""
+    return bool({"stress", "virials"} & set(summary["labels"])) and summary["n_periodic"] > 0
 
 
 def _check_trainable(dataset_id: str, summary: dict) -> None:
