@@ -126,7 +126,9 @@ def _run_claimed(
     try:
         spec = with_built_replay(context, job_id, spec)
         files = _fetch_inputs(context, spec, work_dir / "inputs")
-        foundation = context.registry.resolve(spec.foundation_model)
+        foundation = (
+            context.registry.resolve(spec.foundation_model) if spec.foundation_model else None
+        )
         result = run_training(
             spec,
             files,
@@ -157,15 +159,18 @@ def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
     with session_scope(context.sessions) as session:
         for role, dataset_id in _dataset_roles(spec).items():
             referenced_dataset(session, dataset_id, role)
-    if not context.registry.exists(spec.foundation_model):
+    if spec.foundation_model is not None and not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, spec, Path(folder))
-        foundation = context.registry.resolve(spec.foundation_model)
-        with model_load_lock():
-            model = load_model(foundation.path, context.device)
+        foundation = None
+        model = None
+        if spec.foundation_model is not None and spec.strategy.name != "scratch":
+            foundation = context.registry.resolve(spec.foundation_model)
+            with model_load_lock():
+                model = load_model(foundation.path, context.device)
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

@@ -273,7 +273,8 @@ class JobSpec(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    foundation_model: str = DEMO_FOUNDATION_NAME
+    # None: no foundation at all, for the scratch strategy only.
+    foundation_model: str | None = DEMO_FOUNDATION_NAME
     train_dataset: str
     valid_dataset: str | None = None
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
@@ -304,12 +305,29 @@ class JobSpec(BaseModel):
                 raise ValueError(f"e0s names unknown elements: {', '.join(unknown)}")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scratch_defaults_to_average_e0s(cls, value: Any) -> Any:
+        # A scratch model has no foundation to estimate E0s against; without a choice it fits
+        # them on its own data.
+        if isinstance(value, dict) and "e0s" not in value:
+            strategy = value.get("strategy")
+            name = strategy.get("name") if isinstance(strategy, dict) else None
+            if name == "scratch" or isinstance(strategy, ScratchStrategy):
+                return {**value, "e0s": "average"}
+        return value
+
     @model_validator(mode="after")
     def _scratch_has_no_foundation_e0s(self) -> "JobSpec":
-        if self.strategy.name == "scratch" and self.e0s == "foundation":
+        if self.strategy.name == "scratch" and self.e0s in ("foundation", "estimated"):
             raise ValueError(
-                "e0s='foundation' keeps the foundation's E0s, but a scratch model has none: "
-                "choose estimated, isolated_atoms, average or explicit values"
+                f"e0s={self.e0s!r} needs a foundation model, and a scratch model has none: "
+                "choose isolated_atoms, average or explicit {element: eV} values"
+            )
+        if self.strategy.name != "scratch" and self.foundation_model is None:
+            raise ValueError(
+                f"strategy {self.strategy.name} fine-tunes a foundation model: name one in "
+                "foundation_model (only scratch trains without one)"
             )
         return self
 

@@ -52,7 +52,7 @@ def submit_job(
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:
             referenced_dataset(session, dataset_id, f"evaluation.{role}")
-    if not registry.exists(spec.foundation_model):
+    if spec.foundation_model is not None and not registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
@@ -61,7 +61,7 @@ def submit_job(
     # An automatic replay set is built from the training data's elements when the job starts.
     if replay is not None and not replay.auto:
         replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
-    if spec.strategy.name != "scratch":
+    if spec.strategy.name != "scratch" and spec.foundation_model is not None:
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
     _check_rss_compositions(spec, train_elements)
     job = create_job(

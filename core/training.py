@@ -140,7 +140,12 @@ def run_training(
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
     progress.stage("preflight")
-    outcome = preflight_job(spec, configs, files, foundation, foundation_model, cache, device)
+    # Scratch needs no foundation: its E0s, findings and warnings never evaluate one (the
+    # foundation, when named, only serves as the comparison in the evaluation).
+    own_model = foundation_model if fine_tuning else None
+    outcome = preflight_job(
+        spec, configs, files, foundation if fine_tuning else None, own_model, cache, device
+    )
     # Progress objects that keep a record (a job's row) show the findings and the cost estimate
     # while the job trains; others (benchmarks) need not.
     record_preflight = getattr(progress, "preflight", None)
@@ -173,7 +178,7 @@ def run_training(
     if outcome.predictions is not None and spec.e0s == "estimated":
         predicted = outcome.predictions.energies[[chosen[i] for i in fitted]]
     fit = choose_e0s(
-        spec, foundation_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
+        spec, own_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
     )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
@@ -461,6 +466,11 @@ def _strategy_checks(
 
 
 def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
+    notes = [f"E0s: {fit.note}"] if fit.note else []
+    return notes + _e0_mismatch_warnings(fit, spec)
+
+
+def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
     before = fit.energy_rmse_before
     if before is None or before <= E0_MISMATCH_MEV_PER_ATOM:
         return []
@@ -538,7 +548,11 @@ def choose_e0s(
         )
     if method == "isolated_atoms":
         fit = e0_methods.isolated_atom_e0s(
-            isolated_atoms, _energies(isolated_atoms), model=foundation_model
+            isolated_atoms,
+            _energies(isolated_atoms),
+            model=foundation_model,
+            training=configs,
+            training_energies=energies,
         )
         missing = sorted(set(elements) - set(fit.e0s))
         if missing:

@@ -161,3 +161,22 @@ def test_data_without_stress_or_a_zero_stress_weight_train_energy_and_forces(tmp
     assert training_loss(spec, stress=True) == "weighted"
     assert effective_settings(spec, stress=True)["loss"] == "weighted"
     assert effective_settings(JobSpec(train_dataset="d"), stress=True)["loss"] == "stress"
+
+
+def test_scratch_needs_no_foundation_and_fits_its_e0s_on_the_data_by_default() -> None:
+    # Issue 18 item 6.
+    spec = JobSpec(train_dataset="d", foundation_model=None, strategy={"name": "scratch"})
+
+    assert spec.foundation_model is None
+    assert spec.e0s == "average"
+
+
+@pytest.mark.parametrize("method", ["estimated", "foundation"])
+def test_scratch_refuses_e0_methods_that_need_a_foundation(method: str) -> None:
+    with pytest.raises(ValueError, match="scratch model has none"):
+        JobSpec(train_dataset="d", strategy={"name": "scratch"}, e0s=method)
+
+
+def test_fine_tuning_without_a_foundation_is_refused() -> None:
+    with pytest.raises(ValueError, match="only scratch trains without one"):
+        JobSpec(train_dataset="d", foundation_model=None)
