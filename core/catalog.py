@@ -1,5 +1,6 @@
 """Datasets as stored objects: validate an upload, keep the file and its summary, look them up."""
 
+import hashlib
 import logging
 import re
 from pathlib import Path
@@ -7,20 +8,34 @@ from pathlib import Path
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from core.datasets import inspect_extxyz
+from core.datasets import inspect_extxyz, write_normalised
 from core.errors import InvalidSpecError, NotFoundError
+from core.labels import AUTOMATIC, LabelKeys
 from core.models import Dataset, new_id
 from core.storage import Storage
 
 logger = logging.getLogger(__name__)
 
 
-def register_dataset(session: Session, storage: Storage, upload: Path, name: str) -> Dataset:
-    """Validate and store an uploaded file; a rejected or failed upload leaves nothing behind."""
-    summary = inspect_extxyz(upload)
+def register_dataset(
+    session: Session, storage: Storage, upload: Path, name: str, keys: LabelKeys = AUTOMATIC
+) -> Dataset:
+    """Validate and store an uploaded file; a rejected or failed upload leaves nothing behind.
+
+    With label keys named, the stored copy holds the labels under the keys every reader
+    recognises (core.datasets.write_normalised); the summary keeps the uploaded file's hash.
+    """
+    summary = inspect_extxyz(upload, keys)
     dataset_id = new_id()
     key = f"datasets/{dataset_id}/{_safe_filename(name)}"
-    storage.put_file(key, upload)
+    stored = upload
+    if keys.to_dict():
+        stored = write_normalised(upload, upload.with_name(upload.name + ".labels.extxyz"), keys)
+    try:
+        storage.put_file(key, stored)
+    finally:
+        if stored != upload:
+            stored.unlink(missing_ok=True)
     try:
         dataset = Dataset(
             id=dataset_id,
@@ -39,6 +54,22 @@ def register_dataset(session: Session, storage: Storage, upload: Path, name: str
         "dataset=%s stored name=%s configs=%d", dataset_id, name, summary.n_configs
     )
     return dataset
+
+
+def find_same_upload(session: Session, upload: Path, keys: LabelKeys = AUTOMATIC) -> Dataset | None:
+    """A dataset of this project made from the same bytes read with the same label keys: an
+    upload repeated by a script or a second click gets it back instead of a copy."""
+    digest = hashlib.sha256()
+    with upload.open("rb") as stream:
+        while chunk := stream.read(1 << 20):
+            digest.update(chunk)
+    query = select(Dataset).where(Dataset.sha256 == digest.hexdigest()).order_by(
+        Dataset.created_at
+    )
+    wanted = keys.to_dict()
+    return next(
+        (d for d in session.scalars(query) if d.summary.get("requested_keys", {}) == wanted), None
+    )
 
 
 def get_dataset(session: Session, dataset_id: str) -> Dataset:

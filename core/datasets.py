@@ -9,7 +9,7 @@ import io
 import re
 from collections import Counter
 from collections.abc import Callable, Iterator
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -20,15 +20,16 @@ from ase.data import atomic_numbers, chemical_symbols
 from ase.neighborlist import neighbor_list
 
 from core.errors import InvalidDatasetError
-
-# Label -> accepted keys, first found wins. ASE >= 3.23 moves energy, free_energy, forces and
-# stress into a SinglePointCalculator; every other name stays in atoms.info / atoms.arrays.
-LABEL_KEYS: dict[str, tuple[str, ...]] = {
-    "energy": ("energy", "REF_energy", "DFT_energy", "total_energy", "free_energy"),
-    "forces": ("forces", "REF_forces", "DFT_forces"),
-    "stress": ("stress", "REF_stress", "DFT_stress"),
-    "virials": ("virials", "REF_virials"),
-}
+from core.labels import (
+    AUTOMATIC,
+    LABELS,
+    LabelKeys,
+    all_label_keys,
+    find_key,
+    raw_value,
+    recognised_keys,
+    stored_names,
+)
 
 # Closer than this, two atoms are a duplicated or corrupted position, not chemistry; it is also
 # the shortest periodic cell vector accepted, since an atom would overlap its own image.
@@ -58,10 +59,20 @@ class DatasetSummary:
     stress_key: str | None
     config_types: dict[str, int]
     n_periodic: int
-    # Elements with a single-atom configuration that has an energy: isolated-atom E0 references.
+    # Elements with an isolated atom (core.datasets.is_isolated_atom) that has an energy: E0
+    # references.
     isolated_atom_elements: list[str]
     sha256: str
     size_bytes: int
+    virials_key: str | None = None
+    # Per label: configurations carrying it, of those it applies to ({"stress": {"configs": 100,
+    # "of": 120}}); stress and virials apply to periodic configurations, forces to all but
+    # isolated atoms.
+    label_counts: dict[str, dict[str, int]] = field(default_factory=dict)
+    # Keys the upload named (energy_key ...): the file is read with them wherever it is used.
+    requested_keys: dict[str, str] = field(default_factory=dict)
+    # What the user should know about the labels (not found, energy only, partial stress).
+    warnings: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -74,23 +85,29 @@ class Labels:
     stress: np.ndarray | None  # 3x3, eV/Å^3, ASE sign convention
 
 
-def inspect_extxyz(path: Path) -> DatasetSummary:
-    """Validate every configuration of an upload and summarise it; raises InvalidDatasetError."""
+def inspect_extxyz(path: Path, keys: LabelKeys = AUTOMATIC) -> DatasetSummary:
+    """Validate every configuration of an upload and summarise it; raises InvalidDatasetError.
+
+    `keys` are the label keys the upload names; unnamed labels are recognised by their dialect.
+    """
     data = path.read_bytes()
     file_keys: dict[str, str] = {}
     configs: list[ase.Atoms] = []
-    labelled = True
+    rules = _LabelRules(keys)
     for frame in _split_frames(_decode(data)):
         atoms = _parse_frame(frame)
-        if not configs:
-            # Structures without any label are a legitimate upload: replay sets that the
-            # foundation pseudolabels. Then no configuration may carry labels.
-            labelled = _has_labels(atoms)
-        problem = _first_problem(atoms, labelled) or _record_keys(atoms, file_keys)
+        problem = (
+            _first_problem(atoms)
+            or rules.problem(atoms, first=not configs)
+            or _record_keys(atoms, file_keys, keys)
+        )
         if problem:
             raise frame.error(problem)
         configs.append(atoms)
-    return _summarise(configs, file_keys, data)
+    unfound = rules.unfound_named_keys(configs)
+    if unfound:
+        raise InvalidDatasetError(unfound)
+    return _summarise(configs, file_keys, data, keys)
 
 
 def read_configurations(path: Path) -> list[ase.Atoms]:
@@ -98,14 +115,52 @@ def read_configurations(path: Path) -> list[ase.Atoms]:
     return [_parse_frame(frame) for frame in _split_frames(_decode(path.read_bytes()))]
 
 
-def labels_of(atoms: ase.Atoms) -> Labels:
-    energy_key = _find_key(atoms, "energy")
-    forces_key = _find_key(atoms, "forces")
+def labels_of(atoms: ase.Atoms, keys: LabelKeys = AUTOMATIC) -> Labels:
+    energy_key = find_key(atoms, "energy", keys)
+    forces_key = find_key(atoms, "forces", keys)
     return Labels(
         energy=None if energy_key is None else _as_float(_raw(atoms, energy_key)),
         forces=None if forces_key is None else _as_array(_raw(atoms, forces_key)),
-        stress=_stress_of(atoms),
+        stress=_stress_of(atoms, keys),
     )
+
+
+def is_isolated_atom(atoms: ase.Atoms) -> bool:
+    """A single atom in vacuum (an E0 reference): no periodicity, or a config_type that says
+    so ("IsolatedAtom", "isolated_atom"). A one-atom periodic cell is a bulk crystal."""
+    if len(atoms) != 1:
+        return False
+    config_type = str(atoms.info.get("config_type", "")).lower().replace("_", "")
+    return not atoms.pbc.any() or "isolatedatom" in config_type
+
+
+def write_normalised(source: Path, dest: Path, keys: LabelKeys) -> Path:
+    """Copy a dataset with its labels under the keys every reader recognises first (REF_energy,
+    REF_forces, REF_stress), so a file uploaded with named keys reads the same everywhere."""
+    configs = [_with_canonical_labels(atoms, keys) for atoms in read_configurations(source)]
+    ase.io.write(dest, configs, format="extxyz")
+    return dest
+
+
+def _with_canonical_labels(atoms: ase.Atoms, keys: LabelKeys) -> ase.Atoms:
+    labels = labels_of(atoms, keys)
+    copy = ase.Atoms(
+        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
+    )
+    dropped = all_label_keys() | {name.lower() for name in keys.to_dict().values()}
+    for name, value in atoms.info.items():
+        if name.lower() not in dropped:
+            copy.info[name] = value
+    for name, value in atoms.arrays.items():
+        if name.lower() not in dropped and name not in ("numbers", "positions"):
+            copy.new_array(name, value)
+    if labels.energy is not None:
+        copy.info["REF_energy"] = labels.energy
+    if labels.stress is not None:
+        copy.info["REF_stress"] = labels.stress.ravel()
+    if labels.forces is not None:
+        copy.new_array("REF_forces", labels.forces)
+    return copy
 
 
 def write_mace_extxyz(configs: list[ase.Atoms], dest: Path) -> None:
@@ -123,11 +178,18 @@ def _for_mace(atoms: ase.Atoms) -> ase.Atoms:
         copy.info["config_type"] = str(atoms.info["config_type"])
     if labels.energy is not None:
         copy.info["REF_energy"] = labels.energy
-    if labels.stress is not None:
+    if labels.stress is not None and atoms.pbc.any():
+        # A cell without periodicity has no volume for mace's stress: the label is not trained.
         copy.info["REF_stress"] = labels.stress
     if labels.forces is not None:
         copy.new_array("REF_forces", labels.forces)
     return copy
+
+
+def trained_stress_count(configs: list[ase.Atoms]) -> int:
+    """Configurations whose stress write_mace_extxyz hands to mace (periodic, with stress or
+    virials)."""
+    return sum(bool(atoms.pbc.any()) and _stress_of(atoms) is not None for atoms in configs)
 
 
 @dataclass(frozen=True)
@@ -238,21 +300,109 @@ def _columns_per_atom(comment: str) -> int | None:
     return sum(int(count) for count in counts)
 
 
-def _first_problem(atoms: ase.Atoms, labelled: bool) -> str | None:
-    if not labelled:
-        if _has_labels(atoms):
+def _first_problem(atoms: ase.Atoms) -> str | None:
+    """The first problem of the structure itself; labels are checked by _LabelRules."""
+    return next((problem for check in _STRUCTURE_CHECKS if (problem := check(atoms))), None)
+
+
+class _LabelRules:
+    """Which labels a file carries, decided by its first configurations and held throughout:
+    energy and forces on every configuration, energy alone (a set for evaluation), or no label
+    at all (structures to pseudolabel)."""
+
+    def __init__(self, keys: LabelKeys) -> None:
+        self.keys = keys
+        self.labelled = True
+        # Decided by the first configuration of more than one atom: False for energy-only sets.
+        self.forces: bool | None = None
+
+    def problem(self, atoms: ase.Atoms, first: bool) -> str | None:
+        has_labels = self._has(atoms, "energy") or self._has(atoms, "forces")
+        if first:
+            # Structures without any label are a legitimate upload: replay sets that the
+            # foundation pseudolabels. Then no configuration may carry labels.
+            self.labelled = has_labels
+        if not self.labelled:
+            if has_labels:
+                return (
+                    "has energy or forces, but configuration 1 has none; label every "
+                    "configuration or none (unlabelled structures can only be pseudolabelled)"
+                )
+            return None
+        checks = (self._energy_problem, self._forces_problem, self._stress_problem)
+        return next((problem for check in checks if (problem := check(atoms))), None)
+
+    def unfound_named_keys(self, configs: list[ase.Atoms]) -> str | None:
+        """A key the upload named that no configuration holds: a typo, not a missing label."""
+        for label, key in self.keys.to_dict().items():
+            name = label.removesuffix("_key")
+            if not any(self._has(atoms, name) for atoms in configs):
+                return (
+                    f"{label} {key!r} is in no configuration; configuration 1 holds "
+                    f"{', '.join(stored_names(configs[0])) or 'no values'}"
+                )
+        return None
+
+    def _has(self, atoms: ase.Atoms, label: str) -> bool:
+        return find_key(atoms, label, self.keys) is not None
+
+    def _looked_for(self, label: str) -> str:
+        named = self.keys.named(label)
+        return f"{label}_key {named!r}" if named else ", ".join(recognised_keys(label))
+
+    def _energy_problem(self, atoms: ase.Atoms) -> str | None:
+        key = find_key(atoms, "energy", self.keys)
+        if key is None:
+            hint = ""
+            free = find_key(atoms, "energy", LabelKeys(energy_key="free_energy"))
+            if free is not None and self.keys.energy_key is None:
+                hint = f"; it has {free}: upload with energy_key={free} to train on it"
+            return f"no energy (looked for {self._looked_for('energy')}){hint}"
+        raw = _raw(atoms, key)
+        energy = _as_float(raw)
+        if energy is None:
+            return f"{key} is not a number: {raw!r}"
+        if np.isnan(energy):
+            return f"{key} is NaN"
+        if np.isinf(energy):
+            return f"{key} is infinite"
+        return None
+
+    def _forces_problem(self, atoms: ase.Atoms) -> str | None:
+        key = find_key(atoms, "forces", self.keys)
+        if _needs(atoms, "forces") and self.forces is None:
+            self.forces = key is not None
+        if key is None:
+            if not _needs(atoms, "forces") or not self.forces:
+                # An isolated atom is labelled by its energy alone; an energy-only set (a
+                # dihedral scan) evaluates models, though it cannot train one.
+                return None
             return (
-                "has energy or forces, but configuration 1 has none; label every configuration "
-                "or none (unlabelled structures can only be pseudolabelled)"
+                f"no forces for {len(atoms)} atoms (looked for {self._looked_for('forces')}), "
+                "but earlier configurations have forces; label forces on every configuration "
+                "but isolated atoms, or on none (an energy-only set, for evaluation)"
             )
-        checks = _STRUCTURE_CHECKS
-    else:
-        checks = _CHECKS
-    return next((problem for check in checks if (problem := check(atoms))), None)
+        if self.forces is False and _needs(atoms, "forces"):
+            return (
+                "has forces, but earlier configurations have none; label forces on every "
+                "configuration but isolated atoms, or on none (an energy-only set)"
+            )
+        return _forces_value_problem(atoms, key)
 
-
-def _has_labels(atoms: ase.Atoms) -> bool:
-    return _find_key(atoms, "energy") is not None or _find_key(atoms, "forces") is not None
+    def _stress_problem(self, atoms: ase.Atoms) -> str | None:
+        for label in ("stress", "virials"):
+            key = find_key(atoms, label, self.keys)
+            if key is None:
+                continue
+            raw = _raw(atoms, key)
+            values = _as_array(raw)
+            if values is None:
+                return f"{key} is not numeric: {raw!r}"
+            if values.size not in (6, 9):
+                return f"{key} has {values.size} values, expected 6 (Voigt) or 9 (3x3 matrix)"
+            if not np.isfinite(values).all():
+                return f"{key} is not finite: {values.ravel()}"
+        return None
 
 
 def _element_problem(atoms: ase.Atoms) -> str | None:
@@ -298,30 +448,7 @@ def _cell_problem(atoms: ase.Atoms) -> str | None:
     return None
 
 
-def _energy_problem(atoms: ase.Atoms) -> str | None:
-    key = _find_key(atoms, "energy")
-    if key is None:
-        return f"no energy (looked for {', '.join(LABEL_KEYS['energy'])})"
-    raw = _raw(atoms, key)
-    energy = _as_float(raw)
-    if energy is None:
-        return f"{key} is not a number: {raw!r}"
-    if np.isnan(energy):
-        return f"{key} is NaN"
-    if np.isinf(energy):
-        return f"{key} is infinite"
-    return None
-
-
-def _forces_problem(atoms: ase.Atoms) -> str | None:
-    key = _find_key(atoms, "forces")
-    if key is None:
-        if len(atoms) == 1:
-            return None  # an isolated atom (an E0 reference) is labelled by its energy alone
-        return (
-            f"no forces for {len(atoms)} atoms (looked for {', '.join(LABEL_KEYS['forces'])}); "
-            "only a single isolated atom may have an energy alone"
-        )
+def _forces_value_problem(atoms: ase.Atoms, key: str) -> str | None:
     forces = _as_array(_raw(atoms, key))
     if forces is None:
         return f"{key} are not numbers"
@@ -333,22 +460,6 @@ def _forces_problem(atoms: ase.Atoms) -> str | None:
     invalid = np.flatnonzero(~np.isfinite(forces).all(axis=1))
     if invalid.size:
         return f"{key} of atom {invalid[0] + 1} are not finite: {forces[invalid[0]]}"
-    return None
-
-
-def _stress_problem(atoms: ase.Atoms) -> str | None:
-    for label in ("stress", "virials"):
-        key = _find_key(atoms, label)
-        if key is None:
-            continue
-        raw = _raw(atoms, key)
-        values = _as_array(raw)
-        if values is None:
-            return f"{key} is not numeric: {raw!r}"
-        if values.size not in (6, 9):
-            return f"{key} has {values.size} values, expected 6 (Voigt) or 9 (3x3 matrix)"
-        if not np.isfinite(values).all():
-            return f"{key} is not finite: {values.ravel()}"
     return None
 
 
@@ -384,15 +495,12 @@ _STRUCTURE_CHECKS: tuple[Callable[[ase.Atoms], str | None], ...] = (
     _cell_problem,
     _overlap_problem,
 )
-_CHECKS = _STRUCTURE_CHECKS[:3] + (_energy_problem, _forces_problem, _stress_problem) + (
-    _overlap_problem,
-)
 
 
-def _record_keys(atoms: ase.Atoms, file_keys: dict[str, str]) -> str | None:
+def _record_keys(atoms: ase.Atoms, file_keys: dict[str, str], keys: LabelKeys) -> str | None:
     """Remember the key each label uses; a problem if this configuration uses another one."""
-    for label in LABEL_KEYS:
-        key = _find_key(atoms, label)
+    for label in LABELS:
+        key = find_key(atoms, label, keys)
         if key is None:
             continue
         expected = file_keys.setdefault(label, key)
@@ -404,16 +512,8 @@ def _record_keys(atoms: ase.Atoms, file_keys: dict[str, str]) -> str | None:
     return None
 
 
-def _find_key(atoms: ase.Atoms, label: str) -> str | None:
-    return next((key for key in LABEL_KEYS[label] if _raw(atoms, key) is not None), None)
-
-
 def _raw(atoms: ase.Atoms, key: str) -> Any:
-    if atoms.calc is not None and key in atoms.calc.results:
-        return atoms.calc.results[key]
-    if key in atoms.info:
-        return atoms.info[key]
-    return atoms.arrays.get(key)
+    return raw_value(atoms, key)
 
 
 def _as_float(value: Any) -> float | None:
@@ -431,11 +531,11 @@ def _as_array(value: Any) -> np.ndarray | None:
     return array.astype(float)
 
 
-def _stress_of(atoms: ase.Atoms) -> np.ndarray | None:
-    stress_key = _find_key(atoms, "stress")
+def _stress_of(atoms: ase.Atoms, keys: LabelKeys = AUTOMATIC) -> np.ndarray | None:
+    stress_key = find_key(atoms, "stress", keys)
     if stress_key is not None:
         return _as_matrix(_raw(atoms, stress_key))
-    virials_key = _find_key(atoms, "virials")
+    virials_key = find_key(atoms, "virials", keys)
     volume = atoms.cell.volume
     if virials_key is None or volume <= 0:
         return None
@@ -451,48 +551,88 @@ def _as_matrix(values: Any) -> np.ndarray:
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
-def _summarise(configs: list[ase.Atoms], file_keys: dict[str, str], data: bytes) -> DatasetSummary:
+def _summarise(
+    configs: list[ase.Atoms], file_keys: dict[str, str], data: bytes, keys: LabelKeys
+) -> DatasetSummary:
     all_numbers = np.concatenate([atoms.numbers for atoms in configs])
     numbers, counts = np.unique(all_numbers, return_counts=True)
     element_counts = {
         chemical_symbols[z]: int(count) for z, count in zip(numbers, counts, strict=True)
     }
     config_types = Counter(str(atoms.info.get("config_type", "default")) for atoms in configs)
+    label_counts = count_labels(configs, keys)
     return DatasetSummary(
         n_configs=len(configs),
         n_atoms=sum(len(atoms) for atoms in configs),
         elements=list(element_counts),
         element_counts=element_counts,
-        labels=[label for label in LABEL_KEYS if _covers(configs, label)],
+        labels=[label for label, count in label_counts.items() if count["configs"]],
         energy_key=file_keys.get("energy"),
         forces_key=file_keys.get("forces"),
         stress_key=file_keys.get("stress"),
+        virials_key=file_keys.get("virials"),
         config_types=dict(config_types),
         n_periodic=sum(bool(atoms.pbc.any()) for atoms in configs),
         isolated_atom_elements=sorted(
             {
                 atoms.get_chemical_symbols()[0]
                 for atoms in configs
-                if len(atoms) == 1 and _find_key(atoms, "energy") is not None
+                if is_isolated_atom(atoms) and find_key(atoms, "energy", keys) is not None
             },
             key=atomic_numbers.__getitem__,
         ),
         sha256=hashlib.sha256(data).hexdigest(),
         size_bytes=len(data),
+        label_counts=label_counts,
+        requested_keys=keys.to_dict(),
+        warnings=label_warnings(configs, label_counts, keys),
     )
 
 
-def _covers(configs: list[ase.Atoms], label: str) -> bool:
-    """Whether some configuration has the label and every one that needs it does."""
-    has = [_find_key(atoms, label) is not None for atoms in configs]
-    return any(has) and all(
-        present for atoms, present in zip(configs, has, strict=True) if _needs(atoms, label)
+def count_labels(configs: list[ase.Atoms], keys: LabelKeys) -> dict[str, dict[str, int]]:
+    """Per label, the configurations that carry it among those it applies to."""
+    counts = {}
+    for label in LABELS:
+        applicable = [atoms for atoms in configs if _needs(atoms, label)]
+        present = sum(find_key(atoms, label, keys) is not None for atoms in applicable)
+        counts[label] = {"configs": present, "of": len(applicable)}
+    return counts
+
+
+def label_warnings(
+    configs: list[ase.Atoms], counts: dict[str, dict[str, int]], keys: LabelKeys
+) -> list[str]:
+    """What a researcher should hear about the labels before training on them."""
+    if not counts["energy"]["configs"]:
+        return [
+            "no energy or forces labels found: configuration 1 holds "
+            f"{', '.join(stored_names(configs[0])) or 'no values'}; recognised keys are energy, "
+            "forces, stress, virial(s) bare or with a REF_/DFT_ prefix (any case), and force. "
+            "If the labels are under other names, upload again naming them (energy_key, "
+            "forces_key, stress_key, virials_key); unlabelled structures can only be "
+            "pseudolabelled (replay)"
+        ]
+    warnings = []
+    if counts["forces"]["of"] and not counts["forces"]["configs"]:
+        warnings.append(
+            "energy only, no forces: the dataset can test and evaluate models, but training "
+            "needs forces"
+        )
+    stress = sum(
+        _needs(atoms, "stress") and _stress_of(atoms, keys) is not None for atoms in configs
     )
+    periodic = counts["stress"]["of"]
+    if 0 < stress < periodic:
+        warnings.append(
+            f"stress or virials on {stress} of {periodic} periodic configurations: the others "
+            "train on energy and forces alone"
+        )
+    return warnings
 
 
 def _needs(atoms: ase.Atoms, label: str) -> bool:
     if label == "energy":
         return True
     if label == "forces":
-        return len(atoms) > 1
+        return not is_isolated_atom(atoms)
     return bool(atoms.pbc.any())  # stress and virials only mean something for periodic cells

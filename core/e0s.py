@@ -42,6 +42,8 @@ class E0Fit:
     energy_rmse_after: float | None
     rank: int | None
     n_configs: int
+    # What a reader must know about the values (a rank-deficient fit is not isolated atoms).
+    note: str | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -92,7 +94,8 @@ def estimate_e0s(
         for symbol, d in zip(elements, delta, strict=True)
     }
     before, after = _rmse_before_after(model, configs, energies, predicted, e0s)
-    return E0Fit("estimated", e0s, before, after, rank, len(configs))
+    note = rank_deficiency_note(rank, len(elements))
+    return E0Fit("estimated", e0s, before, after, rank, len(configs), note)
 
 
 def average_e0s(
@@ -105,14 +108,37 @@ def average_e0s(
     values, rank = _least_squares(_composition(configs, elements), energies)
     e0s = {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}
     before, after = _foundation_rmse(model, configs, energies, e0s)
-    return E0Fit("average", e0s, before, after, rank, len(configs))
+    note = rank_deficiency_note(rank, len(elements))
+    return E0Fit("average", e0s, before, after, rank, len(configs), note)
+
+
+def rank_deficiency_note(rank: int, n_elements: int) -> str | None:
+    """Said plainly with a fit whose compositions cannot separate the elements' E0s."""
+    if rank >= n_elements:
+        return None
+    return (
+        f"rank-deficient fit (rank {rank} for {n_elements} elements: the data have too few "
+        "distinct compositions): these E0s are the minimum-norm solution, NOT isolated-atom "
+        "energies; only their sums over the data's compositions are determined. For E0s with "
+        "physical meaning, add isolated atoms (single atoms without periodicity, config_type "
+        "IsolatedAtom) computed at the data's level of theory and use e0s='isolated_atoms'"
+    )
 
 
 def isolated_atom_e0s(
-    configs: Sequence[ase.Atoms], energies: np.ndarray, *, model: torch.nn.Module | None = None
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray,
+    *,
+    model: torch.nn.Module | None = None,
+    training: Sequence[ase.Atoms] | None = None,
+    training_energies: np.ndarray | None = None,
 ) -> E0Fit:
     """E0s from the one-atom configurations among `configs` (every one-atom configuration counts
-    as an isolated atom, so a one-atom periodic bulk cell must not be passed here)."""
+    as an isolated atom, so a one-atom periodic bulk cell must not be passed here).
+
+    With `training` data, the energy RMSEs before and after (and n_configs) are those of the
+    training data, as for every other method; not of the isolated atoms, which the chosen E0s
+    fit exactly by construction."""
     energies = _checked_energies(configs, energies)
     e0s: dict[str, float] = {}
     for i, (atoms, energy) in enumerate(zip(configs, energies, strict=True)):
@@ -125,6 +151,10 @@ def isolated_atom_e0s(
             "computed at the training data's level of theory"
         )
     e0s = {symbol: e0s[symbol] for symbol in _sorted_by_number(e0s)}
+    if training is not None and training_energies is not None:
+        # Elements the training data lack get no E0 (mace would add them to the model).
+        used = {symbol: value for symbol, value in e0s.items() if symbol in _elements_of(training)}
+        return _fit_without_solve("isolated_atoms", used, model, training, training_energies)
     before, after = _foundation_rmse(model, configs, energies, e0s)
     return E0Fit("isolated_atoms", e0s, before, after, None, len(configs))
 

@@ -23,7 +23,7 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from core.cache import PredictionCache
 from core.cost import CostEstimate, probe_cost
-from core.datasets import labels_of
+from core.datasets import is_isolated_atom, labels_of
 from core.e0s import model_e0s
 from core.errors import InvalidSpecError
 from core.inference import predict
@@ -210,14 +210,22 @@ def reference_findings(
     hint = {
         "foundation": "the data come from another level of theory: use e0s='estimated' or "
         "isolated atoms at the data's level of theory",
-        "estimated": "no per-element offset explains the data: check units and that all labels "
-        "come from one level of theory",
+        # The best per-element offset is already applied, so what remains is the foundation's
+        # interaction energy: far from data it never saw (or units, which energy_units reports).
+        "estimated": "even the best per-element offset leaves this error, so the foundation's "
+        "interaction energies are far from the data's: structures or chemistry it was not "
+        "trained on, or labels from several levels of theory. Fine-tuning may still fix it "
+        "(the model learns the difference), or train from scratch",
     }.get(
         e0_method,
         "the E0s come from the data's level of theory, so the rest is the foundation's "
         "interaction energy, which fine-tuning must learn: check that the E0s and the labels "
         "match",
     )
+    if severity == "blocking":
+        hint += (
+            "; to train anyway, add 'reference_mismatch' to preflight.acknowledge in the job spec"
+        )
     findings.append(
         Finding(
             "reference_mismatch",
@@ -293,17 +301,27 @@ def unit_findings(energy: ScaleFit | None, forces: ScaleFit | None) -> list[Find
 
 
 def duplicate_findings(
-    configs: Sequence[ase.Atoms], energies: np.ndarray | None = None
+    configs: Sequence[ase.Atoms],
+    energies: np.ndarray | None = None,
+    positions: Sequence[int] | None = None,
 ) -> list[Finding]:
+    """Duplicate groups, as `positions` of the configurations in their dataset (the split's
+    indices) when given; otherwise as indices into `configs`."""
     findings = []
     exact = exact_duplicate_groups(configs)
+    conflicting = [
+        group
+        for group in exact
+        if energies is not None and np.ptp(np.asarray(energies)[group]) > 1e-6
+    ]
+    near = near_duplicate_groups(configs)
+    if positions is not None:
+        exact, conflicting, near = (
+            [[positions[i] for i in group] for group in groups]
+            for groups in (exact, conflicting, near)
+        )
     if exact:
         extra = sum(len(group) - 1 for group in exact)
-        conflicting = [
-            group
-            for group in exact
-            if energies is not None and np.ptp(np.asarray(energies)[group]) > 1e-6
-        ]
         message = (
             f"{extra} exact duplicate configuration(s) in {len(exact)} group(s) (first: "
             f"{exact[0]}); the split keeps one of each"
@@ -318,7 +336,6 @@ def duplicate_findings(
                 {"groups": exact[:20], "conflicting_groups": conflicting[:20]},
             )
         )
-    near = near_duplicate_groups(configs)
     if near:
         findings.append(
             Finding(
@@ -362,8 +379,14 @@ def suggest(
     forces_rmse: float | None,
     forces_rms: float | None,
     residuals: E0Residuals | None,
+    unknown_elements: Sequence[str] = (),
+    scratch: bool = False,
 ) -> Suggestion:
-    """A strategy and an E0 method with the reason (science.md §2, §4)."""
+    """A strategy and an E0 method with the reason (science.md §2, §4); only combinations the
+    job submission accepts (fine-tuning needs every element known; scratch has no foundation
+    to estimate E0s against)."""
+    if unknown_elements or scratch:
+        return _scratch_suggestion(elements, isolated_atom_elements, unknown_elements)
     if set(elements) <= set(isolated_atom_elements):
         e0s = "isolated_atoms"
         e0_reason = "isolated atoms at the data's level of theory cover every element"
@@ -391,6 +414,26 @@ def suggest(
             "pseudolabel_replay side by side"
         )
     return Suggestion(strategy, e0s, f"{reason}. E0s: {e0_reason}")
+
+
+def _scratch_suggestion(
+    elements: Sequence[str], isolated_atom_elements: Sequence[str], unknown: Sequence[str]
+) -> Suggestion:
+    if set(elements) <= set(isolated_atom_elements):
+        e0s, e0_reason = "isolated_atoms", "isolated atoms cover every element"
+    else:
+        e0s = "average"
+        e0_reason = (
+            "without a foundation, E0s are fitted on the data (or add isolated atoms at the "
+            "data's level of theory and use isolated_atoms)"
+        )
+    reason = (
+        f"the foundation does not know {', '.join(unknown)}, so fine-tuning it is refused: "
+        "train from scratch or choose a foundation that covers them"
+        if unknown
+        else "a scratch model trains on the data alone"
+    )
+    return Suggestion("scratch", e0s, f"{reason}. E0s: {e0_reason}")
 
 
 def acknowledged(findings: list[Finding], codes: Sequence[str]) -> list[Finding]:
@@ -465,8 +508,10 @@ def review(
     e0_method: str | dict[str, float],
     isolated_energies: dict[str, float],
     acknowledge: Sequence[str] = (),
+    positions: Sequence[int] | None = None,
 ) -> PreflightReport:
-    """Every finding on the training configurations (molecules, not isolated atoms)."""
+    """Every finding on the training configurations (molecules, not isolated atoms);
+    `positions` are their places in the dataset, which findings name."""
     elements = elements_of(configs)
     method_name = "explicit" if isinstance(e0_method, dict) else e0_method
     findings = unknown_element_findings(elements, known_elements, scratch=scratch)
@@ -490,7 +535,7 @@ def review(
         findings += reference_findings(residuals, method_name, with_job_e0s)
         force_fit, errors["forces_rmse_mev_per_a"] = _force_comparison(forces, predictions)
         findings += unit_findings(energy_scale(configs, energies, predictions.energies), force_fit)
-    findings += duplicate_findings(configs, energies)
+    findings += duplicate_findings(configs, energies, positions)
     suggestion = suggest(
         e0_method=method_name,
         isolated_atom_elements=list(isolated_energies),
@@ -498,6 +543,12 @@ def review(
         forces_rmse=errors["forces_rmse_mev_per_a"],
         forces_rms=errors["reference_forces_rms_mev_per_a"],
         residuals=residuals,
+        unknown_elements=[
+            symbol
+            for symbol in elements
+            if known_elements is not None and symbol not in set(known_elements)
+        ],
+        scratch=scratch,
     )
     return PreflightReport(
         n_configs=len(configs),
@@ -582,12 +633,13 @@ def run_preflight(
     n_replay: int = 0,
 ) -> PreflightOutcome:
     """Preflight of a job's training data: findings, suggestion and a cost probe. `configs` are
-    the training dataset's configurations; single atoms count as isolated-atom references."""
+    the training dataset's configurations; isolated atoms (core.datasets) are E0 references."""
     started = time.perf_counter()
-    molecules = [atoms for atoms in configs if len(atoms) > 1]
+    # The same selection as core.training's candidates, so their predictions line up.
+    molecules = [atoms for atoms in configs if not is_isolated_atom(atoms)]
     isolated = {
         atoms.get_chemical_symbols()[0]: float(labels_of(atoms).energy)
-        for atoms in [*isolated_atoms, *(a for a in configs if len(a) == 1)]
+        for atoms in [*isolated_atoms, *(a for a in configs if is_isolated_atom(a))]
         if labels_of(atoms).energy is not None
     }
     labels = [labels_of(atoms) for atoms in molecules]
@@ -623,6 +675,7 @@ def run_preflight(
         e0_method=spec.e0s,
         isolated_energies=isolated,
         acknowledge=spec.preflight.acknowledge,
+        positions=[i for i, atoms in enumerate(configs) if not is_isolated_atom(atoms)],
     )
     cost = None
     if foundation_model is not None and covered and not scratch and molecules:

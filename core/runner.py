@@ -131,7 +131,9 @@ def _run_claimed(
         with session_scope(context.sessions) as session:
             keys = _input_keys(session, spec)
         files = _fetch_inputs(context, keys, work_dir / "inputs")
-        foundation = context.registry.resolve(spec.foundation_model)
+        foundation = (
+            context.registry.resolve(spec.foundation_model) if spec.foundation_model else None
+        )
         result = run_training(
             spec,
             files,
@@ -165,14 +167,17 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
     """
     for role, dataset_id in _dataset_roles(spec).items():
         referenced_dataset(session, dataset_id, role)
-    if not context.registry.exists(spec.foundation_model):
+    if spec.foundation_model is not None and not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, _input_keys(session, spec), Path(folder))
-        foundation = context.registry.resolve(spec.foundation_model)
-        model = load_foundation(foundation, context.device)
+        foundation = None
+        model = None
+        if spec.foundation_model is not None and spec.strategy.name != "scratch":
+            foundation = context.registry.resolve(spec.foundation_model)
+            model = load_foundation(foundation, context.device)
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

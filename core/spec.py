@@ -62,6 +62,10 @@ class Hyperparameters(SpecModel):
     weight_decay: float = Field(default=0.0, ge=0)
     energy_weight: float = Field(default=10.0, ge=0)
     forces_weight: float = Field(default=10.0, ge=0)
+    # Stress loss weight, used when the training data have periodic cells with stress or
+    # virials (mace --loss=stress); 0 trains energy and forces alone. The study states no stress
+    # weight: 10 matches its energy and forces weights.
+    stress_weight: float = Field(default=10.0, ge=0)
     max_num_epochs: int = Field(default=50, ge=1, le=10_000)
     patience: int = Field(default=2048, ge=1, le=2**31 - 1)
     batch_size: int = Field(default=5, ge=1, le=4096)
@@ -351,7 +355,8 @@ class JobSpec(SpecModel):
 
     model_config = ConfigDict(extra="forbid")
 
-    foundation_model: FoundationName = DEMO_FOUNDATION_NAME
+    # None: no foundation at all, for the scratch strategy only.
+    foundation_model: FoundationName | None = DEMO_FOUNDATION_NAME
     train_dataset: ObjectId
     valid_dataset: ObjectId | None = None
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
@@ -392,6 +397,18 @@ class JobSpec(SpecModel):
                 )
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _scratch_defaults_to_average_e0s(cls, value: Any) -> Any:
+        # A scratch model has no foundation to estimate E0s against; without a choice it fits
+        # them on its own data.
+        if isinstance(value, dict) and "e0s" not in value:
+            strategy = value.get("strategy")
+            name = strategy.get("name") if isinstance(strategy, dict) else None
+            if name == "scratch" or isinstance(strategy, ScratchStrategy):
+                return {**value, "e0s": "average"}
+        return value
+
     @model_validator(mode="after")
     def _distinct_datasets(self) -> "JobSpec":
         # Test errors measured on training data are not test errors; validation on them stops
@@ -413,10 +430,15 @@ class JobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _scratch_has_no_foundation_e0s(self) -> "JobSpec":
-        if self.strategy.name == "scratch" and self.e0s == "foundation":
+        if self.strategy.name == "scratch" and self.e0s in ("foundation", "estimated"):
             raise ValueError(
-                "e0s='foundation' keeps the foundation's E0s, but a scratch model has none: "
-                "choose estimated, isolated_atoms, average or explicit values"
+                f"e0s={self.e0s!r} needs a foundation model, and a scratch model has none: "
+                "choose isolated_atoms, average or explicit {element: eV} values"
+            )
+        if self.strategy.name != "scratch" and self.foundation_model is None:
+            raise ValueError(
+                f"strategy {self.strategy.name} fine-tunes a foundation model: name one in "
+                "foundation_model (only scratch trains without one)"
             )
         return self
 

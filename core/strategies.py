@@ -51,9 +51,21 @@ def effective_hyperparameters(spec: JobSpec) -> Preset:
     )
 
 
-def effective_settings(spec: JobSpec) -> dict[str, object]:
-    """Every training setting the job runs with, presets filled in: stored with the job."""
-    return {**spec.hyperparameters.model_dump(), **asdict(effective_hyperparameters(spec))}
+def effective_settings(spec: JobSpec, *, stress: bool = False) -> dict[str, object]:
+    """Every training setting the job runs with, presets filled in: stored with the job.
+    `stress`: whether the training data have periodic configurations with stress or virials."""
+    return {
+        **spec.hyperparameters.model_dump(),
+        **asdict(effective_hyperparameters(spec)),
+        "loss": training_loss(spec, stress),
+    }
+
+
+def training_loss(spec: JobSpec, stress: bool) -> str:
+    """mace's loss: "stress" (energy, forces and stress) for data with stress, unless its weight
+    is 0; "weighted" (energy and forces) otherwise. Virials are converted to stress on reading
+    (core.datasets), so one loss covers both."""
+    return "stress" if stress and spec.hyperparameters.stress_weight > 0 else "weighted"
 
 
 # The study's multihead sweep: lr 1e-3 collapsed the replay head while the target looked fine.
@@ -98,6 +110,8 @@ class TrainingInputs:
     e0s: dict[str, float]
     device: str = "cpu"
     replay_file: Path | None = None
+    # Whether the training file has periodic configurations with stress (core.training).
+    stress: bool = False
 
 
 RUN_NAME = "mlft"
@@ -122,9 +136,10 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         f"--model_dir={work / 'model'}",
         f"--checkpoints_dir={work / 'checkpoints'}",
         f"--results_dir={work / 'results'}",
-        "--loss=weighted",
+        f"--loss={training_loss(spec, inputs.stress)}",
         f"--energy_weight={hyper.energy_weight}",
         f"--forces_weight={hyper.forces_weight}",
+        f"--stress_weight={hyper.stress_weight}",
         "--optimizer=adamw",
         f"--weight_decay={hyper.weight_decay}",
         f"--lr={effective.lr}",

@@ -25,12 +25,7 @@ def submit_job(
 ) -> Job:
     """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
-    labels = set(train.summary["labels"])
-    if not {"energy", "forces"} <= labels:
-        raise InvalidSpecError(
-            f"train_dataset {train.id} needs energy and forces labels; it has "
-            f"{', '.join(sorted(labels)) or 'none'}"
-        )
+    _check_trainable(train.id, train.summary)
     train_elements = set(train.summary["elements"])
     for role in ("valid_dataset", "test_dataset"):
         dataset_id = getattr(spec, role)
@@ -57,7 +52,7 @@ def submit_job(
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:
             referenced_dataset(session, dataset_id, f"evaluation.{role}")
-    if not registry.exists(spec.foundation_model):
+    if spec.foundation_model is not None and not registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
@@ -66,7 +61,7 @@ def submit_job(
     # An automatic replay set is built from the training data's elements when the job starts.
     if replay is not None and not replay.auto:
         replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
-    if spec.strategy.name != "scratch":
+    if spec.strategy.name != "scratch" and spec.foundation_model is not None:
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
     _check_rss_compositions(spec, train_elements)
     job = create_job(
@@ -74,7 +69,7 @@ def submit_job(
         spec.model_dump(mode="json"),
         train.id,
         warnings=spec_warnings(spec),
-        effective_hyperparameters=effective_settings(spec),
+        effective_hyperparameters=effective_settings(spec, stress=_has_stress(train.summary)),
         replay_dataset_id=replay.dataset if replay is not None and not replay.auto else None,
         sweep_id=sweep_id,
     )
@@ -82,6 +77,28 @@ def submit_job(
         session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def _has_stress(summary: dict) -> bool:
+    """Periodic configurations with stress or virials; the job's record says what it trained."""
+    return bool({"stress", "virials"} & set(summary["labels"])) and summary["n_periodic"] > 0
+
+
+def _check_trainable(dataset_id: str, summary: dict) -> None:
+    labels = set(summary["labels"])
+    if {"energy", "forces"} <= labels:
+        return
+    if labels == {"energy"}:
+        raise InvalidSpecError(
+            f"train_dataset {dataset_id} has energies but no forces (an energy-only set): "
+            "training needs forces; use this dataset as test_dataset or evaluate a model on it "
+            "(POST /evaluations)"
+        )
+    raise InvalidSpecError(
+        f"train_dataset {dataset_id} needs energy and forces labels; it has "
+        f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
+        "upload it again naming them (energy_key, forces_key)"
+    )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:

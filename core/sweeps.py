@@ -76,6 +76,10 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
             if rank is not None:
                 strategy["rank"] = rank
             changes: dict[str, Any] = {"strategy": strategy}
+            if name == "scratch" and spec.base.e0s in ("estimated", "foundation"):
+                # Both need a foundation, which a scratch model has none of: it fits its E0s on
+                # the data (science.md §2 "average").
+                changes["e0s"] = "average"
             if lr is not None:
                 changes["hyperparameters"] = {**spec.base.hyperparameters.model_dump(), "lr": lr}
             if fraction is not None:

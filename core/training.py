@@ -20,7 +20,13 @@ from core import e0s as e0_methods
 from core import model_checks
 from core.cache import PredictionCache
 from core.cost import actual_cost, replay_count
-from core.datasets import labels_of, read_configurations, write_mace_extxyz
+from core.datasets import (
+    is_isolated_atom,
+    labels_of,
+    read_configurations,
+    trained_stress_count,
+    write_mace_extxyz,
+)
 from core.e0s import E0Fit
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
@@ -34,7 +40,13 @@ from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
 from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
 from core.splits import Split, split_configurations
-from core.strategies import FREEZE_LEVELS, RUN_NAME, TrainingInputs, to_mace_argv
+from core.strategies import (
+    FREEZE_LEVELS,
+    RUN_NAME,
+    TrainingInputs,
+    to_mace_argv,
+    training_loss,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -110,16 +122,25 @@ def run_training(
     work_dir.mkdir(parents=True, exist_ok=True)
     progress.stage("preparing data")
     configs = read_configurations(files.train)
-    candidates = [index for index, atoms in enumerate(configs) if len(atoms) > 1]
+    # Isolated atoms are E0 references, set aside from the split (and named in it); a one-atom
+    # periodic cell is a crystal and trains like any other configuration.
+    candidates = [index for index, atoms in enumerate(configs) if not is_isolated_atom(atoms)]
     if not candidates:
-        raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
+        raise InvalidSpecError(
+            "the training dataset holds only isolated atoms; nothing to train on"
+        )
     foundation_model = load_foundation(foundation, device) if foundation else None
     fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
     if fine_tuning and (foundation is None or foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
     progress.stage("preflight")
-    outcome = preflight_job(spec, configs, files, foundation, foundation_model, cache, device)
+    # Scratch needs no foundation: its E0s, findings and warnings never evaluate one (the
+    # foundation, when named, only serves as the comparison in the evaluation).
+    own_model = foundation_model if fine_tuning else None
+    outcome = preflight_job(
+        spec, configs, files, foundation if fine_tuning else None, own_model, cache, device
+    )
     # Progress objects that keep a record (a job's row) show the findings and the cost estimate
     # while the job trains; others (benchmarks) need not.
     record_preflight = getattr(progress, "preflight", None)
@@ -152,7 +173,7 @@ def run_training(
     if outcome.predictions is not None and spec.e0s == "estimated":
         predicted = outcome.predictions.energies[[chosen[i] for i in fitted]]
     fit = choose_e0s(
-        spec, foundation_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
+        spec, own_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
     )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
@@ -161,6 +182,8 @@ def run_training(
     prepared = _prepare_inputs(
         spec, files, foundation, foundation_model, fit, molecules, valid, work_dir, device, cache
     )
+    loss = loss_record(spec, molecules)
+    inputs = replace(prepared.inputs, stress=loss["configs_with_stress"] > 0)
     progress.stage("training")
     epochs: set[int] = set()
 
@@ -171,7 +194,7 @@ def run_training(
 
     started = time.perf_counter()
     run_mace_training(
-        to_mace_argv(spec, prepared.inputs),
+        to_mace_argv(spec, inputs),
         results_file=work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt",
         log_file=work_dir / "mace.log",
         on_epoch=on_epoch,
@@ -191,6 +214,7 @@ def run_training(
         delivered_path = work_dir / "model" / f"{RUN_NAME}_target_head.model"
         torch.save(delivered, delivered_path)
     checks = _strategy_checks(spec, full, foundation_model, molecules, work_dir)
+    checks["loss"] = loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
     lone_atoms_exact = _lone_atoms_are_exact(spec, foundation_model)
     isolated_energies = e0_methods.verify_model_e0s(
@@ -235,7 +259,11 @@ def run_training(
         multihead_model_path=full_path if delivered is not full else None,
         replay=prepared.replay,
         preflight=outcome.report.to_dict(),
-        split=recorded_split(split, [candidates[i] for i in chosen]),
+        split=recorded_split(
+            split,
+            [candidates[i] for i in chosen],
+            set_aside=set_aside_configurations(configs, candidates, chosen),
+        ),
         cost=cost,
         exports=exports,
         foundation=(
@@ -267,12 +295,27 @@ def preflight_job(
         spec,
         configs,
         foundation_model,
-        isolated_atoms=[atoms for atoms in isolated if len(atoms) == 1],
+        isolated_atoms=[atoms for atoms in isolated if is_isolated_atom(atoms)],
         foundation_sha256=foundation.sha256 if foundation else None,
         cache=cache,
         device=device,
         n_replay=n_replay,
     )
+
+
+def loss_record(spec: JobSpec, molecules: list[ase.Atoms]) -> dict[str, Any]:
+    """Which loss the job trains with and on how many configurations' stress: the job says it."""
+    with_stress = trained_stress_count(molecules)
+    loss = training_loss(spec, with_stress > 0)
+    return {
+        "loss": loss,
+        "energy_weight": spec.hyperparameters.energy_weight,
+        "forces_weight": spec.hyperparameters.forces_weight,
+        "stress_weight": spec.hyperparameters.stress_weight if loss == "stress" else None,
+        "configs_with_stress": with_stress,
+        "periodic_configs": sum(bool(atoms.pbc.any()) for atoms in molecules),
+        "n_configs": len(molecules),
+    }
 
 
 def preflight_warnings(outcome: PreflightOutcome) -> list[str]:
@@ -283,12 +326,30 @@ def preflight_warnings(outcome: PreflightOutcome) -> list[str]:
     ]
 
 
-def recorded_split(split: Split, dataset_indices: list[int]) -> dict[str, Any]:
-    """The split in positions of the training dataset's configurations (0-based)."""
+def recorded_split(
+    split: Split, dataset_indices: list[int], set_aside: dict[str, list[int]] | None = None
+) -> dict[str, Any]:
+    """The split in positions of the training dataset's configurations (0-based), with every
+    configuration left out of it named under `set_aside` and counted."""
     record = split.to_dict()
     for side in ("train", "valid", "test", "duplicates_removed"):
         record[side] = [dataset_indices[i] for i in record[side]]
+    record["set_aside"] = set_aside or {}
+    for reason, indices in record["set_aside"].items():
+        record["counts"][reason] = len(indices)
     return record
+
+
+def set_aside_configurations(
+    configs: list[ase.Atoms], candidates: list[int], chosen: list[int]
+) -> dict[str, list[int]]:
+    """Dataset positions kept out of the split, by reason: isolated atoms (E0 references, not
+    trained on) and configurations train_fraction did not sample."""
+    picked = {candidates[i] for i in chosen}
+    return {
+        "isolated_atoms": [i for i, atoms in enumerate(configs) if is_isolated_atom(atoms)],
+        "not_sampled": [i for i in candidates if i not in picked],
+    }
 
 
 def _prepare_inputs(
@@ -403,6 +464,11 @@ def _strategy_checks(
 
 
 def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
+    notes = [f"E0s: {fit.note}"] if fit.note else []
+    return notes + _e0_mismatch_warnings(fit, spec)
+
+
+def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
     before = fit.energy_rmse_before
     if before is None or before <= E0_MISMATCH_MEV_PER_ATOM:
         return []
@@ -451,9 +517,11 @@ def _read(path: Path | None) -> list[ase.Atoms] | None:
 
 
 def _isolated_atoms(configs: list[ase.Atoms], files: JobFiles) -> list[ase.Atoms]:
-    singles = [atoms for atoms in configs if len(atoms) == 1]
+    singles = [atoms for atoms in configs if is_isolated_atom(atoms)]
     if files.isolated_atoms is not None:
-        singles += [atoms for atoms in read_configurations(files.isolated_atoms) if len(atoms) == 1]
+        singles += [
+            atoms for atoms in read_configurations(files.isolated_atoms) if is_isolated_atom(atoms)
+        ]
     return singles
 
 
@@ -478,7 +546,11 @@ def choose_e0s(
         )
     if method == "isolated_atoms":
         fit = e0_methods.isolated_atom_e0s(
-            isolated_atoms, _energies(isolated_atoms), model=foundation_model
+            isolated_atoms,
+            _energies(isolated_atoms),
+            model=foundation_model,
+            training=configs,
+            training_energies=energies,
         )
         missing = sorted(set(elements) - set(fit.e0s))
         if missing:

@@ -119,5 +119,6 @@ def target_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 def upload(client, path: Path) -> dict:
     with path.open("rb") as stream:
         response = client.post("/datasets", files={"file": (path.name, stream)})
-    assert response.status_code == 201, response.text
+    # 200: the same bytes were uploaded before (by another test module); the dataset is reused.
+    assert response.status_code in (200, 201), response.text
     return response.json()

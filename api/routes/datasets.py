@@ -1,15 +1,16 @@
 from collections.abc import AsyncIterator
 from typing import Any
 
-from fastapi import APIRouter, Request, status
+from fastapi import APIRouter, Request, Response, status
 from starlette.concurrency import run_in_threadpool
 from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from api.deps import ContextDep, LimitParam, OffsetParam, SessionDep, SettingsDep
 from api.schemas import DatasetPublic, DatasetsPublic
-from core.catalog import get_dataset, list_datasets, register_dataset
+from core.catalog import find_same_upload, get_dataset, list_datasets, register_dataset
 from core.errors import InvalidDatasetError, UploadTooLargeError
+from core.labels import LABELS, LabelKeys
 from core.uploads import CHUNK_BYTES, UploadSpool, stored_name, upload_spool
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
@@ -23,7 +24,11 @@ UPLOAD_BODY: dict[str, Any] = {
                 "schema": {
                     "type": "object",
                     "required": ["file"],
-                    "properties": {"file": {"type": "string", "format": "binary"}},
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        # mace's flag names: the keys holding the labels, when not recognised.
+                        **{f"{label}_key": {"type": "string"} for label in LABELS},
+                    },
                 }
             }
         },
@@ -36,13 +41,24 @@ UPLOAD_BODY: dict[str, Any] = {
     status_code=status.HTTP_201_CREATED,
     response_model=DatasetPublic,
     openapi_extra=UPLOAD_BODY,
-    responses={413: {"description": "the file, or what its gzip unpacks to, is too large"}},
+    responses={
+        200: {"description": "the same file was uploaded before: the existing dataset"},
+        413: {"description": "the file, or what its gzip unpacks to, is too large"},
+    },
 )
 async def upload_dataset(
-    request: Request, session: SessionDep, context: ContextDep, settings: SettingsDep
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    context: ContextDep,
+    settings: SettingsDep,
 ) -> DatasetPublic:
     """Upload an extxyz file (or a gzip of one) as multipart field `file`; it is validated and
-    summarised, or rejected with a 422 naming the problem (413 above the size limit)."""
+    summarised, or rejected with a 422 naming the problem (413 above the size limit).
+
+    Optional fields `energy_key`, `forces_key`, `stress_key`, `virials_key` name the keys that
+    hold the labels when they are not among those recognised. The same bytes uploaded again
+    (with the same keys) return the existing dataset with status 200."""
     limit = settings.max_upload_bytes
     declared = request.headers.get("content-length", "")
     if declared.isdigit() and int(declared) > limit + MULTIPART_OVERHEAD_BYTES:
@@ -51,20 +67,25 @@ async def upload_dataset(
             "(MLFT_MAX_UPLOAD_BYTES)"
         )
     with upload_spool(settings.data_dir / "uploads", limit) as spool:
-        file = await _file_part(request, limit)
+        file, keys = await _file_part(request, limit)
         try:
             await _spool(file, spool)
         finally:
             await file.close()
         plain = await run_in_threadpool(spool.finish)
+        existing = await run_in_threadpool(find_same_upload, session, plain, keys)
+        if existing is not None:
+            response.status_code = status.HTTP_200_OK
+            return DatasetPublic.of(existing)
         dataset = await run_in_threadpool(
-            register_dataset, session, context.storage, plain, stored_name(file.filename)
+            register_dataset, session, context.storage, plain, stored_name(file.filename), keys
         )
     return DatasetPublic.of(dataset)
 
 
-async def _file_part(request: Request, limit: int) -> UploadFile:
-    """The `file` part, parsed while the body streams in; the body is cut off at the limit."""
+async def _file_part(request: Request, limit: int) -> tuple[UploadFile, LabelKeys]:
+    """The `file` part and any label keys named, parsed while the body streams in; the body is
+    cut off at the limit."""
     if not request.headers.get("content-type", "").startswith("multipart/form-data"):
         raise InvalidDatasetError("send the dataset as multipart/form-data with a field 'file'")
     parser = MultiPartParser(
@@ -78,7 +99,19 @@ async def _file_part(request: Request, limit: int) -> UploadFile:
     if not isinstance(file, UploadFile):
         await form.close()
         raise InvalidDatasetError("the multipart body has no file field named 'file'")
-    return file
+    return file, _label_keys(form)
+
+
+def _label_keys(form: Any) -> LabelKeys:
+    named = {}
+    for label in LABELS:
+        value = form.get(f"{label}_key")
+        if value is None:
+            continue
+        if not isinstance(value, str) or not value.strip() or len(value) > 100:
+            raise InvalidDatasetError(f"form field {label}_key must be a key name (1-100 chars)")
+        named[f"{label}_key"] = value.strip()
+    return LabelKeys.of(named)
 
 
 async def _limited(stream: AsyncIterator[bytes], limit: int) -> AsyncIterator[bytes]:

@@ -6,7 +6,7 @@ reports it), overall and per config_type, plus reference-vs-predicted data for p
 
 from collections import defaultdict
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import ase
@@ -34,6 +34,15 @@ class ErrorMetrics:
     forces_mae_mev_per_a: float | None
     stress_rmse_mev_per_a3: float | None
     stress_mae_mev_per_a3: float | None
+    # The mean energy error, and the RMSE once it is removed: a set of relative energies (a
+    # dihedral scan, a reaction path) is judged by the second, a constant offset drops out.
+    energy_mean_error_mev_per_atom: float | None
+    energy_rmse_without_offset_mev_per_atom: float | None
+    # RMS of the labels themselves: the RMSE of a model predicting zero force / zero stress.
+    forces_label_rms_mev_per_a: float | None
+    stress_label_rms_mev_per_a3: float | None
+    # Labels on which the model is worse than predicting zero (RMSE above the labels' RMS).
+    worse_than_zero: list[str]
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -47,6 +56,8 @@ class ParityData:
     energy_predicted_ev_per_atom: list[float]
     forces_reference_ev_per_a: list[float]  # Cartesian components
     forces_predicted_ev_per_a: list[float]
+    stress_reference_ev_per_a3: list[float] = field(default_factory=list)  # 3x3 components
+    stress_predicted_ev_per_a3: list[float] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -151,6 +162,8 @@ def _error_metrics(compared: list[_Compared]) -> ErrorMetrics:
     energy = _errors_mev([item.energy for item in compared])
     forces = _errors_mev([item.forces for item in compared])
     stress = _errors_mev([item.stress for item in compared])
+    forces_rms = _rmse(_references_mev([item.forces for item in compared]))
+    stress_rms = _rmse(_references_mev([item.stress for item in compared]))
     return ErrorMetrics(
         n_configs=len(compared),
         energy_rmse_mev_per_atom=_rmse(energy),
@@ -159,7 +172,26 @@ def _error_metrics(compared: list[_Compared]) -> ErrorMetrics:
         forces_mae_mev_per_a=_mae(forces),
         stress_rmse_mev_per_a3=_rmse(stress),
         stress_mae_mev_per_a3=_mae(stress),
+        energy_mean_error_mev_per_atom=float(energy.mean()) if energy.size else None,
+        energy_rmse_without_offset_mev_per_atom=_rmse(energy - energy.mean())
+        if energy.size
+        else None,
+        forces_label_rms_mev_per_a=forces_rms,
+        stress_label_rms_mev_per_a3=stress_rms,
+        worse_than_zero=[
+            label
+            for label, rmse, rms in (
+                ("forces", _rmse(forces), forces_rms),
+                ("stress", _rmse(stress), stress_rms),
+            )
+            if rmse is not None and rms is not None and rmse > rms
+        ],
     )
+
+
+def _references_mev(values: list[_Values | None]) -> np.ndarray:
+    references = [item.reference for item in values if item is not None]
+    return np.concatenate(references) * 1e3 if references else np.empty(0)
 
 
 def _errors_mev(values: list[_Values | None]) -> np.ndarray:
@@ -179,11 +211,14 @@ def _mae(errors: np.ndarray) -> float | None:
 def _parity(compared: list[_Compared], max_points: int) -> ParityData:
     energies = [item.energy for item in compared if item.energy is not None]
     forces = [item.forces for item in compared if item.forces is not None]
+    stress = [item.stress for item in compared if item.stress is not None]
     return ParityData(
         energy_reference_ev_per_atom=_thinned([item.reference for item in energies], max_points),
         energy_predicted_ev_per_atom=_thinned([item.predicted for item in energies], max_points),
         forces_reference_ev_per_a=_thinned([item.reference for item in forces], max_points),
         forces_predicted_ev_per_a=_thinned([item.predicted for item in forces], max_points),
+        stress_reference_ev_per_a3=_thinned([item.reference for item in stress], max_points),
+        stress_predicted_ev_per_a3=_thinned([item.predicted for item in stress], max_points),
     )
 
 

@@ -19,7 +19,7 @@ EXPECTED: dict[str, tuple[int, list[str]]] = {
     "nan_forces.extxyz": (422, ["configuration 1", "forces of atom 1 are not finite"]),
     "wrong_count.extxyz": (422, ["configuration 2", "atom count of configuration 1 too small"]),
     "no_atom_count.extxyz": (422, ["configuration 1", "expected an atom count"]),
-    "missing_forces.extxyz": (422, ["configuration 1", "no forces"]),
+    "missing_forces.extxyz": (422, ["configuration 2", "no forces", "earlier configurations"]),
     "missing_energy.extxyz": (422, ["configuration 2", "no energy"]),
     "huge_cell.extxyz": (422, ["configuration 1", "cell volume", "Lattice in Å"]),
     "unknown_element.extxyz": (422, ["configuration 1", "unknown chemical symbol 'Xx'"]),
@@ -73,15 +73,16 @@ def test_each_broken_file_is_refused_naming_its_problem_and_nothing_is_left(
 
 
 def test_a_gzip_compressed_upload_is_unpacked_and_summarised(client) -> None:
+    unique = GOOD.replace("energy=-10.5", "energy=-10.5 source=gzip_test")
     response = client.post(
-        "/datasets", files={"file": ("train.extxyz.gz", gzip.compress(GOOD.encode()))}
+        "/datasets", files={"file": ("train.extxyz.gz", gzip.compress(unique.encode()))}
     )
 
     assert response.status_code == 201, response.text
     body = response.json()
     assert body["name"] == "train.extxyz"
     assert body["summary"]["n_configs"] == 1
-    assert body["summary"]["size_bytes"] == len(GOOD.encode())
+    assert body["summary"]["size_bytes"] == len(unique.encode())
 
 
 def test_a_gzip_bomb_stops_at_the_upload_limit(small_limit_client, settings) -> None:

@@ -156,6 +156,25 @@ def test_a_rejected_upload_shows_the_api_error(page, api, tmp_path) -> None:
     assert bad.name not in {d["name"] for d in api.get("/datasets").json()["data"]}
 
 
+def test_an_upload_whose_labels_are_not_found_shows_the_warning(page, tmp_path) -> None:
+    # Issue 18 item 1: never a silent `labels: []` with "Fine-tune on this dataset" offered.
+    source = REPO_ROOT / "tests" / "data" / "dialects" / "custom_keys.extxyz"
+    unlabelled = tmp_path / "pbe_keys.extxyz"
+    # Bytes no other test uploads, so the route creates the dataset rather than returning one.
+    unlabelled.write_text(source.read_text().replace("config_type=CuAu", "config_type=pbe", 1))
+    page.goto("#/datasets")
+
+    page.set_input_files("#upload-form input[type=file]", str(unlabelled))
+    page.click("#upload-form button[type=submit]")
+
+    warning = page.locator("#upload-result .alert.warn")
+    warning.wait_for()
+    assert "no energy or forces labels found" in warning.inner_text()
+    page.click("#upload-result .alert.good a")
+    page.locator("#dataset-warnings").wait_for()
+    assert page.locator("text=Fine-tune on this dataset").count() == 0
+
+
 def upload_through_the_form(page, path: Path) -> str:
     page.set_input_files("#upload-form input[type=file]", str(path))
     page.click("#upload-form button[type=submit]")

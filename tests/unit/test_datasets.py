@@ -121,15 +121,18 @@ def test_ref_prefixed_keys_are_detected(tmp_path: Path) -> None:
     assert summary.elements == ["H", "Fe"]
 
 
-def test_stress_is_not_listed_when_a_periodic_configuration_lacks_it(tmp_path: Path) -> None:
+def test_stress_on_some_periodic_configurations_is_listed_with_its_count(tmp_path: Path) -> None:
+    # Issue 18 item 2: mace trains stress where a configuration has it, so the summary says so.
     crystal_without_stress = REF_KEYS.replace("config_type=bulk", "").replace(
         'REF_stress="0.01 0.0 0.0 0.0 0.01 0.0 0.0 0.0 0.01"', ""
     )
 
     summary = inspect_extxyz(write(tmp_path, REF_KEYS + crystal_without_stress))
 
-    assert summary.labels == ["energy", "forces"]
+    assert summary.labels == ["energy", "forces", "stress"]
+    assert summary.label_counts["stress"] == {"configs": 1, "of": 2}
     assert summary.stress_key == "REF_stress"
+    assert any("stress or virials on 1 of 2 periodic" in w for w in summary.warnings)
 
 
 def test_isolated_atoms_with_energy_only_are_accepted(tmp_path: Path) -> None:

@@ -311,3 +311,36 @@ def test_with_e0s_on_a_multihead_model_writes_head_zero_only():
     torch.testing.assert_close(buffer[1], before[1])
     assert model_e0s(updated)[8] == -7.0
     assert verify_model_e0s(updated, {"O": -7.0})["O"] == pytest.approx(-7.0, abs=1e-9)
+
+
+def test_isolated_atom_e0s_report_their_energy_error_on_the_training_data(model):
+    # Issue 18 item 7: the RMSE after is that of the training data, not of the isolated atoms
+    # (which the chosen E0s fit exactly, giving a meaningless 0.0 over the atoms).
+    water = ase.Atoms("H2O", positions=[(0, 0, 0), (0.96, 0, 0), (-0.24, 0.93, 0)])
+    dimer = ase.Atoms("H2", positions=[(0, 0, 0), (0.74, 0, 0)])
+    isolated = [ase.Atoms("H"), ase.Atoms("O")]
+
+    fit = isolated_atom_e0s(
+        isolated,
+        np.array([-13.6, -2040.0]),
+        model=model,
+        training=[water, dimer],
+        training_energies=np.array([-2080.0, -31.0]),
+    )
+
+    assert fit.e0s == {"H": -13.6, "O": -2040.0}
+    assert fit.n_configs == 2
+    assert fit.energy_rmse_after is not None and fit.energy_rmse_after > 1.0
+
+
+def test_a_rank_deficient_fit_says_its_e0s_are_not_isolated_atom_energies():
+    same_composition = [
+        ase.Atoms("H2O", positions=[(0, 0, 0), (0.96, 0, 0), (-0.24, 0.93, 0)]),
+        ase.Atoms("H2O", positions=[(0, 0, 0), (0.98, 0, 0), (-0.25, 0.94, 0)]),
+    ]
+
+    fit = average_e0s(same_composition, np.array([-2080.0, -2080.1]))
+
+    assert fit.rank == 1
+    assert "NOT isolated-atom energies" in fit.note
+    assert "e0s='isolated_atoms'" in fit.note

@@ -206,3 +206,59 @@ def test_review_suggests_isolated_atoms_when_they_cover_every_element() -> None:
 
     assert report.suggestion is not None and report.suggestion.e0s == "isolated_atoms"
     assert report.blocking == []
+
+
+def test_duplicates_are_named_by_their_positions_in_the_dataset() -> None:
+    # Issue 18 item 8: the split names dataset positions; so must preflight, isolated atoms
+    # included in the counting.
+    configs = molecules(4)
+    data = [Atoms("H"), configs[0], configs[1], Atoms("O"), configs[0].copy()]
+    molecules_only = [data[1], data[2], data[4]]
+
+    findings = {f.code: f for f in duplicate_findings(molecules_only, None, [1, 2, 4])}
+
+    assert findings["exact_duplicates"].details["groups"] == [[1, 4]]
+    assert "[1, 4]" in findings["exact_duplicates"].message
+
+
+def test_the_suggestion_is_one_the_submission_accepts_when_the_foundation_lacks_an_element() -> (
+    None
+):
+    configs = [Atoms("Zr2", positions=[(0, 0, 0), (2.5, 0, 0)]) for _ in range(3)]
+
+    report = review(
+        configs,
+        np.array([-17.0, -17.1, -17.2]),
+        [None] * 3,
+        None,
+        known_elements=["H", "C", "O"],
+        foundation_e0s=FOUNDATION_E0S,
+        scratch=False,
+        e0_method="estimated",
+        isolated_energies={},
+    )
+
+    assert report.suggestion is not None
+    assert (report.suggestion.strategy, report.suggestion.e0s) == ("scratch", "average")
+    assert "does not know Zr" in report.suggestion.reason
+
+
+def test_a_blocking_mismatch_after_reestimation_blames_the_foundation_and_says_how_to_proceed(
+) -> None:
+    configs = molecules(24)
+    predicted = foundation_energies(configs)
+    rng = np.random.default_rng(3)
+    # Far off, and not by any per-element offset: the foundation does not know these structures.
+    reference = predicted + rng.normal(scale=3.0, size=len(configs)) * [len(a) for a in configs]
+    fit = fit_e0_residuals(configs, reference, predicted)
+
+    [finding] = [
+        f
+        for f in reference_findings(fit, "estimated", fit.energy_rmse_after)
+        if f.code == "reference_mismatch"
+    ]
+
+    assert finding.severity == "blocking"
+    assert "interaction energies are far from the data" in finding.message
+    assert "check units" not in finding.message
+    assert "preflight.acknowledge" in finding.message

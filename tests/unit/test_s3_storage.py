@@ -114,7 +114,9 @@ def test_a_dataset_uploaded_through_the_api_is_stored_in_the_bucket(
     s3_app = create_app(s3_settings, start_worker=False)
     client = TestClient(s3_app)
 
-    response = client.post("/datasets", files={"file": ("water.extxyz", GOOD.encode())})
+    # Bytes no other test uploads: the same bytes again would return the existing dataset.
+    content = GOOD.replace("energy=-10.5", "energy=-10.5 source=s3_test").encode()
+    response = client.post("/datasets", files={"file": ("water.extxyz", content)})
 
     assert response.status_code == 201, response.text
     dataset = response.json()
@@ -122,7 +124,7 @@ def test_a_dataset_uploaded_through_the_api_is_stored_in_the_bucket(
     assert isinstance(storage, S3Storage)
     bucket = boto3.client("s3", endpoint_url=s3_endpoint, **_boto(CREDENTIALS))
     key = f"datasets/{dataset['id']}/water.extxyz"
-    assert bucket.get_object(Bucket="mlft-api", Key=key)["Body"].read() == GOOD.encode()
+    assert bucket.get_object(Bucket="mlft-api", Key=key)["Body"].read() == content
     assert storage.fetch(key, tmp_path / "back.extxyz").read_text() == GOOD
     assert client.get(f"/datasets/{dataset['id']}").json()["summary"]["n_configs"] == 1
     assert client.get("/readyz").json()["checks"]["storage"] == "ok"

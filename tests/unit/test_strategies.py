@@ -6,7 +6,13 @@ import pytest
 from mace.tools import build_default_arg_parser
 
 from core.spec import JobSpec
-from core.strategies import PRESETS, TrainingInputs, to_mace_argv
+from core.strategies import (
+    PRESETS,
+    TrainingInputs,
+    effective_settings,
+    to_mace_argv,
+    training_loss,
+)
 
 
 def parse(spec: JobSpec, tmp_path: Path, foundation: Path | None):
@@ -128,3 +134,49 @@ def test_known_bad_choices_are_flagged() -> None:
     assert any("replay + LoRA" in w for w in flagged)
     assert any("lr 0.001" in w for w in flagged)
     assert "average" in spec_warnings(JobSpec(train_dataset="d", e0s="average"))[0]
+
+
+def test_stress_is_trained_with_the_stress_loss_when_the_data_have_it(tmp_path) -> None:
+    # Issue 18 item 3: periodic data with stress train it, with a settable weight.
+    spec = JobSpec(train_dataset="d", hyperparameters={"stress_weight": 3.0})
+    inputs = TrainingInputs(
+        work_dir=tmp_path,
+        train_file=tmp_path / "train.extxyz",
+        valid_file=None,
+        foundation_file=tmp_path / "f.model",
+        e0s={"Cu": -3.0},
+        stress=True,
+    )
+
+    args = build_default_arg_parser().parse_args(to_mace_argv(spec, inputs))
+
+    assert args.loss == "stress"
+    assert args.stress_weight == 3.0
+    assert args.stress_key == "REF_stress"
+
+
+def test_data_without_stress_or_a_zero_stress_weight_train_energy_and_forces(tmp_path) -> None:
+    assert parse(JobSpec(train_dataset="d"), tmp_path, tmp_path / "f.model").loss == "weighted"
+    spec = JobSpec(train_dataset="d", hyperparameters={"stress_weight": 0})
+    assert training_loss(spec, stress=True) == "weighted"
+    assert effective_settings(spec, stress=True)["loss"] == "weighted"
+    assert effective_settings(JobSpec(train_dataset="d"), stress=True)["loss"] == "stress"
+
+
+def test_scratch_needs_no_foundation_and_fits_its_e0s_on_the_data_by_default() -> None:
+    # Issue 18 item 6.
+    spec = JobSpec(train_dataset="d", foundation_model=None, strategy={"name": "scratch"})
+
+    assert spec.foundation_model is None
+    assert spec.e0s == "average"
+
+
+@pytest.mark.parametrize("method", ["estimated", "foundation"])
+def test_scratch_refuses_e0_methods_that_need_a_foundation(method: str) -> None:
+    with pytest.raises(ValueError, match="scratch model has none"):
+        JobSpec(train_dataset="d", strategy={"name": "scratch"}, e0s=method)
+
+
+def test_fine_tuning_without_a_foundation_is_refused() -> None:
+    with pytest.raises(ValueError, match="only scratch trains without one"):
+        JobSpec(train_dataset="d", foundation_model=None)

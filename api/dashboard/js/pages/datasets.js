@@ -9,8 +9,23 @@ function elementChips(summary) {
       h("small", {}, String(counts[element] ?? "")))));
 }
 
+// "energy 120/120, forces 120/120, stress 100/120": each label with the configurations it covers.
 function labelsOf(summary) {
-  return (summary.labels || []).join(", ") || "unlabelled";
+  const counts = summary.label_counts || {};
+  return (summary.labels || []).map((label) => counts[label]
+    ? `${label} ${counts[label].configs}/${counts[label].of}` : label).join(", ") || "unlabelled";
+}
+
+function trainable(summary) {
+  const labels = summary.labels || [];
+  return labels.includes("energy") && labels.includes("forces");
+}
+
+export function labelWarnings(summary) {
+  const warnings = summary.warnings || [];
+  return warnings.length
+    ? h("div", { class: "alert warn", id: "dataset-warnings" }, h("ul", {}, warnings.map((w) => h("li", {}, w))))
+    : null;
 }
 
 export function uploadForm(onUploaded) {
@@ -28,7 +43,8 @@ export function uploadForm(onUploaded) {
         const dataset = await upload(input.files[0]);
         replace(result, h("div", { class: "alert good" }, "Uploaded ",
           h("a", { href: `#/datasets/${dataset.id}` }, dataset.name), `: ${dataset.summary.n_configs} configurations, `,
-          `${dataset.summary.n_atoms} atoms, elements ${(dataset.summary.elements || []).join(" ")}.`));
+          `${dataset.summary.n_atoms} atoms, elements ${(dataset.summary.elements || []).join(" ")}, `,
+          `labels: ${labelsOf(dataset.summary)}.`), labelWarnings(dataset.summary));
         form.reset();
         onUploaded?.(dataset);
       } catch (error) {
@@ -80,7 +96,10 @@ export async function renderDataset(page, signal, id) {
     page,
     h("p", {}, h("a", { href: "#/datasets" }, "← Datasets")),
     h("div", { class: "title-row" }, h("h1", {}, dataset.name),
-      h("a", { class: "button primary", href: `#/new?train=${dataset.id}` }, "Fine-tune on this dataset")),
+      trainable(summary)
+        ? h("a", { class: "button primary", href: `#/new?train=${dataset.id}` }, "Fine-tune on this dataset")
+        : h("span", { class: "muted" }, "Not trainable: training needs energy and forces")),
+    labelWarnings(summary),
     section("Summary", facts([
       ["Id", h("code", {}, dataset.id)],
       ["Configurations", num(summary.n_configs)],
@@ -90,6 +109,7 @@ export async function renderDataset(page, signal, id) {
       ["Energy key", summary.energy_key],
       ["Forces key", summary.forces_key],
       ["Stress key", summary.stress_key],
+      ["Virials key", summary.virials_key],
       ["Isolated atoms", (summary.isolated_atom_elements || []).join(" ") || "none"],
       ["Size", `${num((summary.size_bytes || 0) / 1024)} KiB`],
       ["SHA-256", h("code", { class: "wrap" }, dataset.sha256)],
