@@ -197,11 +197,14 @@ def run_training(
         torch.save(delivered, delivered_path)
     checks = _strategy_checks(spec, full, foundation_model, molecules, work_dir)
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    lone_atoms_exact = _lone_atoms_are_exact(spec, foundation_model)
-    isolated_energies = e0_methods.verify_model_e0s(
-        delivered, fit.e0s, check_isolated_atoms=lone_atoms_exact
-    )
-    checks["e0s"] = {"verified": True, "isolated_atoms_checked": lone_atoms_exact}
+    verified = e0_methods.verify_model_e0s(delivered, fit.e0s)
+    isolated_energies = verified.isolated_atom_energies
+    checks["e0s"] = {
+        "verified": True,
+        "isolated_atoms_checked": True,
+        # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift).
+        "lone_atom_interaction_ev": verified.lone_atom_interaction_energies,
+    }
 
     held_out = picked(split.test) if split.test else _read(files.test)
     progress.stage("exporting")
@@ -419,14 +422,6 @@ def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
         f"E0 mismatch corrected: the foundation's energy error on the training data was "
         f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the chosen E0s"
     ]
-
-
-def _lone_atoms_are_exact(spec: JobSpec, foundation_model: torch.nn.Module | None) -> bool:
-    # A scratch MACE has no shift, so a lone atom's energy is its E0; a fine-tuned model keeps
-    # whatever biases its foundation has on lone atoms.
-    if isinstance(spec.strategy, ScratchStrategy) or foundation_model is None:
-        return True
-    return e0_methods.isolated_atoms_carry_e0s(foundation_model)
 
 
 def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], role: str) -> None:
