@@ -14,6 +14,8 @@ from core.errors import InvalidSpecError, MlftError, NotFoundError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.foundation_heads import working_foundation
+from core.foundations import FoundationModel, choose_head
 from core.jobs import get_job, transition
 from core.models import Evaluation, Job, JobState
 from core.runner import JobContext
@@ -36,6 +38,9 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     for name in (spec.model.foundation_model, spec.foundation_model):
         if name is not None and not context.registry.exists(name):
             raise InvalidSpecError(f"unknown foundation model {name!r}")
+        info = context.registry.info(name) if name is not None else None
+        if info is not None and spec.foundation_head is not None:
+            choose_head(name, info.heads, spec.foundation_head)
     rss = rss_settings(spec)
     if rss is not None:
         _check_rss_elements(session, context, spec, rss)
@@ -77,7 +82,7 @@ def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
 def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> dict:
     rss = rss_settings(spec)
     with session_scope(context.sessions) as session:
-        model_path, foundation_name = _model_path(session, context, spec)
+        model_path, foundation_name, head = _model_path(session, context, spec)
         roles = {"test": spec.dataset}
         if spec.kind == "standard":
             roles["replay"] = spec.settings.replay_dataset
@@ -95,11 +100,15 @@ def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> 
         with session_scope(context.sessions) as session:
             get_evaluation(session, evaluation_id).stage = name
 
+    folder = context.work_root / f"evaluation-{evaluation_id}"
+    if spec.model.foundation_model is not None:
+        model_path = _single_head(context, spec.model.foundation_model, head, folder).path
     report: dict = {}
     if spec.kind == "standard":
         foundation = None
         if foundation_name is not None and configs.get("replay") is not None:
-            foundation = load_model(context.registry.resolve(foundation_name).path, context.device)
+            working = _single_head(context, foundation_name, head, folder)
+            foundation = load_model(working.path, context.device)
         data = EvaluationData(
             test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
         )
@@ -112,21 +121,34 @@ def _evaluate(context: JobContext, evaluation_id: str, spec: EvaluationSpec) -> 
             device=context.device,
         )
     if rss is not None:
-        flagged = context.work_root / f"evaluation-{evaluation_id}" / RSS_FLAGGED_FILE
+        flagged = folder / RSS_FLAGGED_FILE
         report["rss_holes"] = rss_holes_stage(
             rss,
             configs.get("test") or configs.get("train") or [],
             model_path,
             flagged,
             model_name=spec.model.job or spec.model.foundation_model or "model",
-            foundation=context.registry.resolve(foundation_name) if foundation_name else None,
+            foundation=(
+                _single_head(context, foundation_name, head, folder) if foundation_name else None
+            ),
             cache_folder=context.cache.folder / "rss" if context.cache is not None else None,
             device=context.device,
             on_stage=stage,
         )
         context.storage.put_file(evaluation_artifact_key(evaluation_id, RSS_FLAGGED_FILE), flagged)
-        shutil.rmtree(flagged.parent, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     return report
+
+
+def _single_head(
+    context: JobContext, name: str, head: str | None, folder: Path
+) -> FoundationModel:
+    """The foundation's file with the evaluated head alone (core.foundation_heads)."""
+    foundation = context.registry.resolve(name)
+    working, _, _ = working_foundation(
+        foundation, load_model(foundation.path, context.device), head, folder / name
+    )
+    return working
 
 
 def evaluation_artifact_key(evaluation_id: str, name: str) -> str:
@@ -171,14 +193,18 @@ def _check_rss_elements(
 
 def _model_path(
     session: Session, context: JobContext, spec: EvaluationSpec
-) -> tuple[Path, str | None]:
-    """The model file and the foundation its forgetting is measured against."""
+) -> tuple[Path, str | None, str | None]:
+    """The model file, the foundation its forgetting is measured against and that foundation's
+    head (None: its default)."""
     if spec.model.foundation_model is not None:
         path = context.registry.resolve(spec.model.foundation_model).path
-        return path, spec.foundation_model or spec.model.foundation_model
+        return path, spec.foundation_model or spec.model.foundation_model, spec.foundation_head
     job = _succeeded_job(session, spec.model.job)
-    job_foundation = JobSpec.model_validate(job.spec).foundation_model
-    return context.storage.local_path(job.model_key), spec.foundation_model or job_foundation
+    job_spec = JobSpec.model_validate(job.spec)
+    # A job's model is compared with the head it was fine-tuned from unless told otherwise.
+    head = spec.foundation_head or (None if spec.foundation_model else job_spec.foundation_head)
+    path = context.storage.local_path(job.model_key)
+    return path, spec.foundation_model or job_spec.foundation_model, head
 
 
 def _succeeded_job(session: Session, job_id: str) -> Job:

@@ -17,6 +17,7 @@ from core.config import Settings
 from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
+from core.foundation_heads import working_foundation
 from core.foundations import FoundationRegistry, model_load_lock
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
@@ -166,6 +167,9 @@ def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
         foundation = context.registry.resolve(spec.foundation_model)
         with model_load_lock():
             model = load_model(foundation.path, context.device)
+        foundation, model, _ = working_foundation(
+            foundation, model, spec.foundation_head, Path(folder)
+        )
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

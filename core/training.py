@@ -27,6 +27,7 @@ from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.exports import ExportResult, export_all
+from core.foundation_heads import working_foundation
 from core.foundations import FoundationModel
 from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
@@ -85,7 +86,7 @@ class TrainingResult:
     split: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
     exports: list[ExportResult] = field(default_factory=list)
-    # {name, sha256} of the foundation fine-tuned; None for scratch.
+    # {name, sha256, head} of the foundation fine-tuned; None for scratch.
     foundation: dict[str, str] | None = None
     # Further files the job delivers, by file name (the random-structure-search holes).
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -118,8 +119,15 @@ def run_training(
     candidates = [index for index, atoms in enumerate(configs) if len(atoms) > 1]
     if not candidates:
         raise InvalidSpecError("the training dataset holds only single atoms; nothing to train on")
-    foundation_model = load_model(foundation.path, device) if foundation else None
     fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
+    registered = foundation
+    foundation_model = None
+    head = None
+    if foundation is not None:
+        foundation, foundation_model, head = working_foundation(
+            foundation, load_model(foundation.path, device), spec.foundation_head, work_dir
+        )
+        logger.info("foundation %s head=%s file=%s", foundation.name, head, foundation.path)
     if fine_tuning and (foundation is None or foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
@@ -247,8 +255,8 @@ def run_training(
         cost=cost,
         exports=exports,
         foundation=(
-            {"name": foundation.name, "sha256": foundation.sha256}
-            if fine_tuning and foundation
+            {"name": registered.name, "sha256": registered.sha256, "head": head}
+            if fine_tuning and registered and head
             else None
         ),
         artifacts=artifacts,
