@@ -110,3 +110,12 @@ def upload(client, path: Path) -> dict:
         response = client.post("/datasets", files={"file": (path.name, stream)})
     assert response.status_code == 201, response.text
     return response.json()
+
+
+@pytest.fixture(scope="session")
+def standin():
+    """`standin(family, dtype)`: registry name of a stand-in of a published foundation
+    (core.standin_foundations), built once and cached by content in the models folder."""
+    from tests.families import standin_name
+
+    return lambda family, dtype="float64": standin_name(FOUNDATIONS_DIR, family, dtype)
