@@ -119,9 +119,20 @@ class JobsPublic(BaseModel):
 
 
 class FoundationPublic(BaseModel):
+    """A foundation model; local ones with what their file holds (read once per sha256)."""
+
     name: str
     source: str
     available: bool
+    sha256: str | None = None
+    architecture: str | None = None
+    # Readout heads, one per level of theory; a job picks one with `foundation_head`.
+    heads: list[str] | None = None
+    default_head: str | None = None
+    elements: list[str] | None = None
+    r_max: float | None = None
+    parameters: int | None = None
+    dtype: str | None = None
 
 
 class FoundationRegistered(BaseModel):

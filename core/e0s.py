@@ -215,20 +215,41 @@ def isolated_atom_energies(
     return {symbol: float(e) for symbol, e in zip(elements, energies, strict=True)}
 
 
-def verify_model_e0s(
-    model: torch.nn.Module,
-    expected: dict[str, float],
-    *,
-    tol: float = 1e-6,
-    check_isolated_atoms: bool = True,
+def lone_atom_interaction_energies(
+    model: torch.nn.Module, elements: list[str], *, device: str = "cpu"
 ) -> dict[str, float]:
-    """Check that `model` carries `expected` in its buffer and, unless told otherwise, in the
-    energy it predicts for an isolated atom; returns the isolated-atom energies found.
+    """What a lone atom's predicted energy holds besides its E0, by element (eV).
 
-    The buffer check catches mace overwriting the E0s (science.md §5). The isolated-atom check
-    only holds for architectures without learnable biases on a lone atom (science.md §2), so
-    callers skip it for models whose foundation did not satisfy it either
-    (`isolated_atoms_carry_e0s`).
+    A lone atom has no edge, so every message is zero; what remains is element-only:
+    - plain `MACE` with a non-residual first block (the demo foundation): nothing, 0 eV;
+    - `ScaleShiftMACE` with residual blocks (MACE-MP-0, MACE-OFF23): the skip connections carry
+      the element embedding h_l(Z) through each layer and every readout sees it, so
+      E_lone(Z) = E0(Z) + scale · Σ_l readout_l(h_l(Z)) + shift,
+      with scale and shift those of the model's (only) head.
+    It is read off the model itself with its E0s set to zero, so it is the same function of the
+    weights that the delivered model applies, independent of which E0s it carries.
+    """
+    bare = copy.deepcopy(model)
+    with torch.no_grad():
+        bare.atomic_energies_fn.atomic_energies.zero_()
+    return isolated_atom_energies(bare, elements, device=device)
+
+
+@dataclass(frozen=True)
+class E0Verification:
+    # Energy the model predicts for each element's lone atom, and the part of it beyond E0.
+    isolated_atom_energies: dict[str, float]
+    lone_atom_interaction_energies: dict[str, float]
+
+
+def verify_model_e0s(
+    model: torch.nn.Module, expected: dict[str, float], *, tol: float = 1e-6
+) -> E0Verification:
+    """Check that `model` carries `expected` in its atomic_energies buffer and that a lone atom's
+    predicted energy is exactly E0 + its lone-atom interaction energy (see
+    `lone_atom_interaction_energies`: zero for the demo foundation, scale · readouts + shift for
+    ScaleShiftMACE). The buffer check catches mace overwriting the E0s (science.md §5); the
+    energy check that the energy a user's calculator gets adds exactly the chosen E0s.
     """
     buffer = model_e0s(model)
     for symbol, value in expected.items():
@@ -236,21 +257,17 @@ def verify_model_e0s(
         if found is None:
             raise E0MismatchError(f"{symbol}: expected E0 {value!r} eV, the model has no {symbol}")
         _require_close(symbol, value, found, "atomic_energies buffer holds", tol)
-    isolated = isolated_atom_energies(model, list(expected))
-    if check_isolated_atoms:
-        for symbol, value in expected.items():
-            _require_close(
-                symbol, value, isolated[symbol], "isolated atom's predicted energy is", tol
+    elements = list(expected)
+    isolated = isolated_atom_energies(model, elements)
+    offsets = lone_atom_interaction_energies(model, elements)
+    for symbol, value in expected.items():
+        if not abs(isolated[symbol] - (value + offsets[symbol])) <= tol:
+            raise E0MismatchError(
+                f"{symbol}: a lone atom's predicted energy is {isolated[symbol]!r} eV, but E0 "
+                f"{value!r} eV + its lone-atom interaction energy {offsets[symbol]!r} eV is "
+                f"{value + offsets[symbol]!r} eV (tolerance {tol:g} eV)"
             )
-    return isolated
-
-
-def isolated_atoms_carry_e0s(model: torch.nn.Module, *, tol: float = 1e-6) -> bool:
-    """Whether a lone atom's predicted energy is exactly its E0 for every element of `model`."""
-    buffer = model_e0s(model)
-    symbols = [chemical_symbols[z] for z in buffer]
-    isolated = isolated_atom_energies(model, symbols)
-    return all(abs(isolated[chemical_symbols[z]] - e0) <= tol for z, e0 in buffer.items())
+    return E0Verification(isolated, offsets)
 
 
 def _head_zero(atomic_energies: torch.Tensor) -> torch.Tensor:

@@ -2,6 +2,7 @@
 
 import logging
 import shutil
+from pathlib import Path
 
 from ase.formula import Formula
 from sqlalchemy.orm import Session
@@ -13,7 +14,14 @@ from core.errors import InvalidSpecError, MlftError, NotFoundError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
-from core.foundations import ModelSource, load_foundation, load_model_source
+from core.foundation_heads import working_foundation
+from core.foundations import (
+    FoundationModel,
+    ModelSource,
+    choose_head,
+    load_foundation,
+    load_model_source,
+)
 from core.jobs import get_job, transition
 from core.leases import LeaseKeeper, claim
 from core.models import Evaluation, Job, JobState
@@ -36,6 +44,9 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     for name in (spec.model.foundation_model, spec.foundation_model):
         if name is not None and not context.registry.exists(name):
             raise InvalidSpecError(f"unknown foundation model {name!r}")
+        info = context.registry.info(name) if name is not None else None
+        if info is not None and spec.foundation_head is not None:
+            choose_head(name, info.heads, spec.foundation_head)
     rss = rss_settings(spec)
     if rss is not None:
         _check_rss_elements(session, context, spec, rss)
@@ -102,7 +113,7 @@ def _evaluate(
 ) -> dict:
     rss = rss_settings(spec)
     with session_scope(context.sessions) as session:
-        source, foundation_name = _model_source(session, context, spec)
+        source, foundation_name, head = _model_source(session, context, spec)
         roles = {"test": spec.dataset}
         if spec.kind == "standard":
             roles["replay"] = spec.settings.replay_dataset
@@ -123,11 +134,16 @@ def _evaluate(
         with session_scope(context.sessions) as session:
             get_evaluation(session, evaluation_id).stage = name
 
+    folder = context.work_root / f"evaluation-{evaluation_id}"
+    if spec.model.foundation_model is not None:
+        source = _single_head(context, spec.model.foundation_model, head, folder)
     report: dict = {}
     if spec.kind == "standard":
         foundation = None
         if foundation_name is not None and configs.get("replay") is not None:
-            foundation = load_foundation(context.registry.resolve(foundation_name), context.device)
+            foundation = load_foundation(
+                _single_head(context, foundation_name, head, folder), context.device
+            )
         data = EvaluationData(
             test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
         )
@@ -140,21 +156,34 @@ def _evaluate(
             device=context.device,
         )
     if rss is not None:
-        flagged = context.work_root / f"evaluation-{evaluation_id}" / RSS_FLAGGED_FILE
+        flagged = folder / RSS_FLAGGED_FILE
         report["rss_holes"] = rss_holes_stage(
             rss,
             configs.get("test") or configs.get("train") or [],
             source,
             flagged,
             model_name=spec.model.job or spec.model.foundation_model or "model",
-            foundation=context.registry.resolve(foundation_name) if foundation_name else None,
+            foundation=(
+                _single_head(context, foundation_name, head, folder) if foundation_name else None
+            ),
             cache_folder=context.cache.folder / "rss" if context.cache is not None else None,
             device=context.device,
             on_stage=stage,
         )
         context.storage.put_file(evaluation_artifact_key(evaluation_id, RSS_FLAGGED_FILE), flagged)
-        shutil.rmtree(flagged.parent, ignore_errors=True)
+    shutil.rmtree(folder, ignore_errors=True)
     return report
+
+
+def _single_head(
+    context: JobContext, name: str, head: str | None, folder: Path
+) -> FoundationModel:
+    """The foundation's file with the evaluated head alone (core.foundation_heads)."""
+    foundation = context.registry.resolve(name)
+    working, _, _ = working_foundation(
+        foundation, load_foundation(foundation, context.device), head, folder / name
+    )
+    return working
 
 
 def evaluation_artifact_key(evaluation_id: str, name: str) -> str:
@@ -199,15 +228,20 @@ def _check_rss_elements(
 
 def _model_source(
     session: Session, context: JobContext, spec: EvaluationSpec
-) -> tuple[ModelSource, str | None]:
+) -> tuple[ModelSource, str | None, str | None]:
     """The model (a registered foundation, or a job's model the service stored under its own
-    key) and the foundation its forgetting is measured against."""
+    key), the foundation its forgetting is measured against and that foundation's head (None:
+    its default)."""
     if spec.model.foundation_model is not None:
         foundation = context.registry.resolve(spec.model.foundation_model)
-        return foundation, spec.foundation_model or spec.model.foundation_model
+        compared = spec.foundation_model or spec.model.foundation_model
+        return foundation, compared, spec.foundation_head
     job = _succeeded_job(session, spec.model.job)
-    job_foundation = JobSpec.model_validate(job.spec).foundation_model
-    return context.storage.local_path(job.model_key), spec.foundation_model or job_foundation
+    job_spec = JobSpec.model_validate(job.spec)
+    # A job's model is compared with the head it was fine-tuned from unless told otherwise.
+    head = spec.foundation_head or (None if spec.foundation_model else job_spec.foundation_head)
+    source = context.storage.local_path(job.model_key)
+    return source, spec.foundation_model or job_spec.foundation_model, head
 
 
 def _succeeded_job(session: Session, job_id: str) -> Job:

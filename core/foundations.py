@@ -92,10 +92,26 @@ class FoundationModel:
 
 
 @dataclass(frozen=True)
+class FoundationInfo:
+    """What a local model file holds, for GET /foundation-models and head selection."""
+
+    sha256: str
+    architecture: str  # the mace class: "ScaleShiftMACE", "MACE"
+    heads: tuple[str, ...]
+    default_head: str
+    elements: tuple[str, ...]
+    r_max: float
+    parameters: int
+    dtype: str  # "float32" or "float64"
+
+
+@dataclass(frozen=True)
 class FoundationListing:
     name: str
     source: str  # "local" (a file in models_dir) or "published" (downloaded on first use)
     available: bool
+    # Local models only; None for published ones not fetched, or a file that cannot be read.
+    info: FoundationInfo | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -335,6 +351,60 @@ def _inspect_in_subprocess(path: Path) -> dict[str, Any]:
     return json.loads(lines[-1].removeprefix("MLFT-MODEL "))
 
 
+# ---- what a file holds: heads, elements, size --------------------------------------------------
+
+# Foundations are immutable once registered (pinned by sha256), so what a file holds is read
+# once per content and process: listing models never unpickles them again.
+_INFO_BY_SHA256: dict[str, FoundationInfo] = {}
+# Head names mace and its users give the head meant by default.
+DEFAULT_HEAD_NAMES = ("default", "Default")
+REPLAY_HEAD = "pt_head"  # mace's replay head, left over in fine-tuned multi-head models
+
+
+def default_head(heads: tuple[str, ...]) -> str:
+    """The head a job fine-tunes when it names none: one called "default", else the first that is
+    not mace's replay head (what mace's own remove_pt_head keeps), else the first."""
+    for name in DEFAULT_HEAD_NAMES:
+        if name in heads:
+            return name
+    return next((head for head in heads if head != REPLAY_HEAD), heads[0])
+
+
+def choose_head(name: str, heads: tuple[str, ...], requested: str | None) -> str:
+    """The foundation head a job uses; an unknown head is the user's error."""
+    if requested is None:
+        return default_head(heads)
+    if requested not in heads:
+        raise InvalidSpecError(
+            f"foundation model {name} has no head {requested!r}; its heads: "
+            f"{', '.join(heads)} (default {default_head(heads)})"
+        )
+    return requested
+
+
+def read_foundation_info(foundation: FoundationModel) -> FoundationInfo:
+    cached = _INFO_BY_SHA256.get(foundation.sha256)
+    if cached is not None:
+        return cached
+    from ase.data import chemical_symbols
+
+    model = load_foundation(foundation)
+    heads = tuple(getattr(model, "heads", None) or ("Default",))
+    info = FoundationInfo(
+        sha256=foundation.sha256,
+        architecture=type(model).__name__,
+        heads=heads,
+        default_head=default_head(heads),
+        elements=tuple(chemical_symbols[int(z)] for z in model.atomic_numbers),
+        r_max=float(model.r_max),
+        parameters=sum(parameter.numel() for parameter in model.parameters()),
+        dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
+    )
+    _INFO_BY_SHA256[foundation.sha256] = info
+    return info
+
+
+
 # ---- the registry ---------------------------------------------------------------------------
 
 
@@ -388,9 +458,22 @@ class FoundationRegistry:
     def listing(self) -> list[FoundationListing]:
         local = self.local_names()
         published = [name for name in PUBLISHED if name not in local]
-        return [FoundationListing(name, "local", True) for name in local] + [
-            FoundationListing(name, "published", False) for name in published
-        ]
+        listed = [FoundationListing(name, "local", True, self._listed_info(name)) for name in local]
+        return listed + [FoundationListing(name, "published", False) for name in published]
+
+    def info(self, name: str) -> FoundationInfo | None:
+        """What a local foundation holds; None when it is only published (not fetched)."""
+        foundation = self._registered(name)
+        if foundation is None:
+            return None
+        return read_foundation_info(foundation)
+
+    def _listed_info(self, name: str) -> FoundationInfo | None:
+        try:
+            return self.info(name)
+        except Exception as error:  # one unreadable file must not take the listing down
+            logger.warning("foundation %s cannot be read for the listing: %s", name, error)
+            return None
 
     def exists(self, name: str) -> bool:
         if foundation_name_problem(name) is not None:

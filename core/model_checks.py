@@ -12,6 +12,7 @@ import ase
 import numpy as np
 import torch
 
+from core.foundation_heads import keep_head
 from core.foundations import load_own_model
 from core.inference import predict
 from core.spec import JobSpec, lora_of
@@ -27,17 +28,7 @@ FROZEN_PREFIXES = {
 
 def target_head(model: torch.nn.Module) -> torch.nn.Module:
     """A single-head copy holding only the target head, ready for an ASE calculator."""
-    if len(getattr(model, "heads", [])) <= 1:
-        return model
-    from mace.tools.scripts_utils import remove_pt_head
-
-    # remove_pt_head builds the new model in torch's default dtype, which must be the model's.
-    previous = torch.get_default_dtype()
-    torch.set_default_dtype(next(model.parameters()).dtype)
-    try:
-        return remove_pt_head(model, TARGET_HEAD)
-    finally:
-        torch.set_default_dtype(previous)
+    return keep_head(model, TARGET_HEAD)
 
 
 def changed_frozen_parameters(

@@ -21,6 +21,7 @@ from core.catalog import get_dataset, referenced_dataset, register_dataset
 from core.datasets import read_configurations
 from core.db import session_scope
 from core.errors import InvalidSpecError, MlftError, NotFoundError
+from core.foundation_heads import working_foundation
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationName, load_foundation
 from core.jobs import TERMINAL_STATES, get_job, record_stage, transition
 from core.leases import LeaseKeeper, claim
@@ -57,6 +58,8 @@ class ReplaySetSpec(SpecModel):
     model_config = ConfigDict(extra="forbid", protected_namespaces=())
 
     foundation_model: FoundationName = DEMO_FOUNDATION_NAME
+    # Multi-head foundations: the head that labels the set; None takes the model's default.
+    foundation_head: str | None = Field(default=None, min_length=1, max_length=100)
     elements: list[str] | None = Field(default=None, min_length=1, max_length=118)
     # The user's training data: its elements, and the configurations the generators perturb.
     train_dataset: ObjectId | None = None
@@ -176,6 +179,8 @@ def content_hash(
         "configurations": train.sha256 if train is not None else None,
         "pools": sorted(pool.sha256 for pool in pools),
     }
+    if spec.foundation_head is not None:  # keeps the hashes of sets built before heads existed
+        key["foundation_head"] = spec.foundation_head
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
@@ -274,7 +279,11 @@ def _build(
         train = path_of(spec.train_dataset) if spec.train_dataset is not None else None
         pools = [path_of(dataset_id) for dataset_id in spec.pool_datasets]
     foundation = context.registry.resolve(spec.foundation_model)
-    model = load_foundation(foundation, context.device)
+    with tempfile.TemporaryDirectory(prefix="mlft-replay-foundation-") as folder:
+        _, model, _ = working_foundation(
+            foundation, load_foundation(foundation, context.device), spec.foundation_head,
+            Path(folder),
+        )
     inputs = ReplayBuildInputs(
         elements=list(spec.elements or []),
         configurations=read_configurations(train) if train is not None else [],
@@ -400,6 +409,7 @@ def with_built_replay(context: "JobContext", job_id: str, spec: JobSpec) -> JobS
         context,
         ReplaySetSpec(
             foundation_model=spec.foundation_model,
+            foundation_head=spec.foundation_head,
             train_dataset=spec.train_dataset,
             size=replay.num_samples or DEFAULT_SIZE,
             seed=spec.hyperparameters.seed,

@@ -17,6 +17,7 @@ from core.config import Settings
 from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
+from core.foundation_heads import working_foundation
 from core.foundations import FoundationRegistry, load_foundation
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
@@ -177,7 +178,10 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
         model = None
         if spec.foundation_model is not None and spec.strategy.name != "scratch":
             foundation = context.registry.resolve(spec.foundation_model)
-            model = load_foundation(foundation, context.device)
+            foundation, model, _ = working_foundation(
+                foundation, load_foundation(foundation, context.device), spec.foundation_head,
+                Path(folder),
+            )
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

@@ -357,6 +357,9 @@ class JobSpec(SpecModel):
 
     # None: no foundation at all, for the scratch strategy only.
     foundation_model: FoundationName | None = DEMO_FOUNDATION_NAME
+    # Multi-head foundations: the head (level of theory) to fine-tune; None takes its default
+    # (GET /foundation-models lists heads and default). The delivered model has one head.
+    foundation_head: str | None = Field(default=None, min_length=1, max_length=100)
     train_dataset: ObjectId
     valid_dataset: ObjectId | None = None
     valid_fraction: float = Field(default=0.1, gt=0, lt=0.9)
@@ -486,6 +489,9 @@ class EvaluationSpec(SpecModel):
     dataset: ObjectId | None = None
     # The foundation the forgetting ratio and the hole rate compare with; a job's own by default.
     foundation_model: FoundationName | None = None
+    # Multi-head foundations: the head of the foundation(s) used here; None takes each model's
+    # default, or for a job's model the head the job fine-tuned.
+    foundation_head: str | None = Field(default=None, min_length=1, max_length=100)
     settings: EvaluationSettings = EvaluationSettings()
 
     @model_validator(mode="after")

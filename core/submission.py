@@ -6,7 +6,7 @@ from sqlalchemy.orm import Session
 
 from core.catalog import referenced_dataset
 from core.errors import InvalidSpecError
-from core.foundations import FoundationRegistry
+from core.foundations import FoundationRegistry, choose_head
 from core.jobs import create_job
 from core.models import Job
 from core.spec import JobSpec, replay_of, uses_pseudolabels
@@ -63,6 +63,7 @@ def submit_job(
         replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
     if spec.strategy.name != "scratch" and spec.foundation_model is not None:
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
+    _check_foundation_head(registry, spec)
     _check_rss_compositions(spec, train_elements)
     job = create_job(
         session,
@@ -124,6 +125,12 @@ def _check_foundation_elements(
                 f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
                 f"{role}; choose a foundation that covers them or the scratch strategy"
             )
+
+
+def _check_foundation_head(registry: FoundationRegistry, spec: JobSpec) -> None:
+    info = registry.info(spec.foundation_model)
+    if info is not None:  # a published model not fetched yet: the worker checks once it has it
+        choose_head(spec.foundation_model, info.heads, spec.foundation_head)
 
 
 def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:

@@ -33,6 +33,7 @@ from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.exports import ExportResult, export_all
+from core.foundation_heads import working_foundation
 from core.foundations import FoundationModel, load_foundation, load_own_model, verified_copy
 from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
@@ -97,7 +98,7 @@ class TrainingResult:
     split: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
     exports: list[ExportResult] = field(default_factory=list)
-    # {name, sha256} of the foundation fine-tuned; None for scratch.
+    # {name, sha256, head} of the foundation fine-tuned; None for scratch.
     foundation: dict[str, str] | None = None
     # Further files the job delivers, by file name (the random-structure-search holes).
     artifacts: dict[str, Path] = field(default_factory=dict)
@@ -129,8 +130,15 @@ def run_training(
         raise InvalidSpecError(
             "the training dataset holds only isolated atoms; nothing to train on"
         )
-    foundation_model = load_foundation(foundation, device) if foundation else None
     fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
+    registered = foundation
+    foundation_model = None
+    head = None
+    if foundation is not None:
+        foundation, foundation_model, head = working_foundation(
+            foundation, load_foundation(foundation, device), spec.foundation_head, work_dir
+        )
+        logger.info("foundation %s head=%s file=%s", foundation.name, head, foundation.path)
     if fine_tuning and (foundation is None or foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
@@ -216,11 +224,14 @@ def run_training(
     checks = _strategy_checks(spec, full, foundation_model, molecules, work_dir)
     checks["loss"] = loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    lone_atoms_exact = _lone_atoms_are_exact(spec, foundation_model)
-    isolated_energies = e0_methods.verify_model_e0s(
-        delivered, fit.e0s, check_isolated_atoms=lone_atoms_exact
-    )
-    checks["e0s"] = {"verified": True, "isolated_atoms_checked": lone_atoms_exact}
+    verified = e0_methods.verify_model_e0s(delivered, fit.e0s)
+    isolated_energies = verified.isolated_atom_energies
+    checks["e0s"] = {
+        "verified": True,
+        "isolated_atoms_checked": True,
+        # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift).
+        "lone_atom_interaction_ev": verified.lone_atom_interaction_energies,
+    }
 
     held_out = picked(split.test) if split.test else _read(files.test)
     progress.stage("exporting")
@@ -267,8 +278,8 @@ def run_training(
         cost=cost,
         exports=exports,
         foundation=(
-            {"name": foundation.name, "sha256": foundation.sha256}
-            if fine_tuning and foundation
+            {"name": registered.name, "sha256": registered.sha256, "head": head}
+            if fine_tuning and registered and head
             else None
         ),
         artifacts=artifacts,
@@ -483,14 +494,6 @@ def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
         f"E0 mismatch corrected: the foundation's energy error on the training data was "
         f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the chosen E0s"
     ]
-
-
-def _lone_atoms_are_exact(spec: JobSpec, foundation_model: torch.nn.Module | None) -> bool:
-    # A scratch MACE has no shift, so a lone atom's energy is its E0; a fine-tuned model keeps
-    # whatever biases its foundation has on lone atoms.
-    if isinstance(spec.strategy, ScratchStrategy) or foundation_model is None:
-        return True
-    return e0_methods.isolated_atoms_carry_e0s(foundation_model)
 
 
 def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], role: str) -> None:

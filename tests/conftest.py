@@ -122,3 +122,12 @@ def upload(client, path: Path) -> dict:
     # 200: the same bytes were uploaded before (by another test module); the dataset is reused.
     assert response.status_code in (200, 201), response.text
     return response.json()
+
+
+@pytest.fixture(scope="session")
+def standin():
+    """`standin(family, dtype)`: registry name of a stand-in of a published foundation
+    (core.standin_foundations), built once and cached by content in the models folder."""
+    from tests.families import standin_name
+
+    return lambda family, dtype="float64": standin_name(FOUNDATIONS_DIR, family, dtype)

@@ -1,5 +1,6 @@
 import shutil
 import tempfile
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated
 
@@ -16,7 +17,12 @@ def read_foundation_models(
     registry: RegistryDep, _principal: PrincipalDep
 ) -> list[FoundationPublic]:
     return [
-        FoundationPublic(name=item.name, source=item.source, available=item.available)
+        FoundationPublic(
+            name=item.name,
+            source=item.source,
+            available=item.available,
+            **(asdict(item.info) if item.info is not None else {}),
+        )
         for item in registry.listing()
     ]
 

@@ -280,7 +280,8 @@ def test_with_e0s_writes_a_copy_whose_isolated_atoms_have_the_new_e0s(model):
     updated = with_e0s(model, new)
     found = verify_model_e0s(updated, new)
 
-    assert found == pytest.approx(new, abs=1e-9)
+    assert found.isolated_atom_energies == pytest.approx(new, abs=1e-9)
+    assert found.lone_atom_interaction_energies == pytest.approx({"H": 0.0, "Cu": 0.0}, abs=1e-12)
     assert isolated_atom_energies(updated, ["C"])["C"] == pytest.approx(MODEL_E0S["C"], abs=1e-9)
     assert model_e0s(model)[1] == MODEL_E0S["H"]  # the original is untouched
 
@@ -292,11 +293,27 @@ def test_a_model_with_other_e0s_fails_verification_naming_the_element(model):
         verify_model_e0s(model, expected)
 
 
-def test_verification_catches_a_bias_on_isolated_atoms_even_when_the_buffer_matches():
+def test_a_shifted_models_lone_atom_is_its_e0_plus_the_shift_and_verifies():
+    # Non-residual first block: no element embedding reaches the readouts without neighbours,
+    # so the lone-atom interaction energy is the ScaleShift shift alone.
     shifted = build_model(atomic_inter_shift=0.3)
 
-    with pytest.raises(E0MismatchError, match="isolated atom's predicted energy"):
-        verify_model_e0s(shifted, MODEL_E0S)
+    found = verify_model_e0s(shifted, MODEL_E0S)
+
+    assert found.lone_atom_interaction_energies == pytest.approx(
+        dict.fromkeys(MODEL_E0S, 0.3), abs=1e-12
+    )
+    expected = {symbol: e0 + 0.3 for symbol, e0 in MODEL_E0S.items()}
+    assert found.isolated_atom_energies == pytest.approx(expected, abs=1e-9)
+
+
+def test_a_shifted_model_with_other_e0s_fails_on_the_buffer():
+    shifted = build_model(atomic_inter_shift=0.3)
+    # E0 + shift would match the lone atom's energy: only the buffer tells them apart.
+    lone_atom_values = {symbol: e0 + 0.3 for symbol, e0 in MODEL_E0S.items()}
+
+    with pytest.raises(E0MismatchError, match="atomic_energies buffer holds"):
+        verify_model_e0s(shifted, lone_atom_values)
 
 
 def test_with_e0s_on_a_multihead_model_writes_head_zero_only():
@@ -310,7 +327,8 @@ def test_with_e0s_on_a_multihead_model_writes_head_zero_only():
     assert buffer[0, ELEMENTS.index("O")] == -7.0
     torch.testing.assert_close(buffer[1], before[1])
     assert model_e0s(updated)[8] == -7.0
-    assert verify_model_e0s(updated, {"O": -7.0})["O"] == pytest.approx(-7.0, abs=1e-9)
+    found = verify_model_e0s(updated, {"O": -7.0}).isolated_atom_energies
+    assert found["O"] == pytest.approx(-7.0, abs=1e-9)
 
 
 def test_isolated_atom_e0s_report_their_energy_error_on_the_training_data(model):
