@@ -125,7 +125,7 @@ def test_a_dataset_uploaded_through_the_api_is_stored_in_the_bucket(
     bucket = boto3.client("s3", endpoint_url=s3_endpoint, **_boto(CREDENTIALS))
     key = f"datasets/{dataset['id']}/water.extxyz"
     assert bucket.get_object(Bucket="mlft-api", Key=key)["Body"].read() == content
-    assert storage.fetch(key, tmp_path / "back.extxyz").read_text() == GOOD
+    assert storage.fetch(key, tmp_path / "back.extxyz").read_bytes() == content
     assert client.get(f"/datasets/{dataset['id']}").json()["summary"]["n_configs"] == 1
     assert client.get("/readyz").json()["checks"]["storage"] == "ok"
     assert not (tmp_path / "api-data" / "artifacts").exists()
