@@ -165,10 +165,15 @@ def test_a_nul_byte_in_a_json_string_is_a_422(client, train_id, route, body) -> 
     assert "NUL" in response.text
 
 
+def _unique_bytes(path, note: str) -> bytes:
+    # The same bytes uploaded twice return the existing dataset (200): these must be new.
+    return path.read_bytes().replace(b"Properties=", f"note={note} Properties=".encode(), 1)
+
+
 def test_a_300_character_upload_filename_is_cut_to_fit(client, target_files) -> None:
     name = "x" * 300 + ".extxyz"
-    with target_files["train"].open("rb") as stream:
-        response = client.post("/datasets", files={"file": (name, stream)})
+    content = _unique_bytes(target_files["train"], "long_name")
+    response = client.post("/datasets", files={"file": (name, content)})
 
     assert response.status_code == 201, response.text
     stored = response.json()["name"]
@@ -176,8 +181,8 @@ def test_a_300_character_upload_filename_is_cut_to_fit(client, target_files) -> 
 
 
 def test_a_nul_byte_in_an_upload_filename_is_dropped(client, target_files) -> None:
-    with target_files["train"].open("rb") as stream:
-        response = client.post("/datasets", files={"file": ("tr\x00ain.extxyz", stream)})
+    content = _unique_bytes(target_files["train"], "nul_name")
+    response = client.post("/datasets", files={"file": ("tr\x00ain.extxyz", content)})
 
     assert response.status_code == 201, response.text
     assert "\x00" not in response.json()["name"]
