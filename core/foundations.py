@@ -177,11 +177,6 @@ FoundationName = Annotated[
 _MODEL_LOAD_LOCK = threading.Lock()
 
 
-def model_load_lock() -> threading.Lock:
-    """Held while an API process unpickles a mace model (see above)."""
-    return _MODEL_LOAD_LOCK
-
-
 def _regular_file_bytes(path: Path) -> bytes:
     """The bytes of a regular file; a symlink (or a device, a folder) is refused, not followed."""
     try:

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from pydantic import ValidationError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cache import PredictionCache
@@ -125,8 +126,12 @@ def _run_claimed(
     context: JobContext, job_id: str, work_dir: Path, progress: RecordedProgress
 ) -> JobState:
     with session_scope(context.sessions) as session:
-        job = get_job(session, job_id)
-        spec = JobSpec.model_validate(job.spec)
+        stored = get_job(session, job_id).spec
+    try:
+        spec = JobSpec.model_validate(stored)
+    except ValidationError as error:
+        # Accepted before a rule existed (a foundation named by a path, a NaN learning rate).
+        return _fail(context, job_id, f"the job's spec is not valid any more: {error}")
     try:
         spec = with_built_replay(context, job_id, spec)
         with session_scope(context.sessions) as session:

@@ -20,7 +20,7 @@ ObjectId = Annotated[str, Field(min_length=1, max_length=64)]
 def _nul_byte_at(value: Any, where: str) -> str | None:
     """Where a NUL byte hides in decoded JSON (PostgreSQL text and JSON refuse it)."""
     if isinstance(value, str):
-        return where or "a value" if "\x00" in value else None
+        return (where or "a value") if "\x00" in value else None
     items: list[tuple[str, Any]] = []
     if isinstance(value, dict):
         for key, item in value.items():

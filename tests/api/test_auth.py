@@ -400,14 +400,17 @@ def test_an_open_event_stream_ends_when_its_token_is_revoked(
         dataset = api.post("/datasets", files={"file": ("t.extxyz", stream)}, headers=headers)
     job = api.post("/jobs", json={"train_dataset": dataset.json()["id"]}, headers=headers).json()
     lines: list[str] = []
+    streaming = threading.Event()
 
     def follow() -> None:
         with api.stream("GET", f"/jobs/{job['id']}/events", headers=headers) as response:
             for line in response.iter_lines():
                 lines.append(line)
+                streaming.set()
 
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
+    assert streaming.wait(timeout=20), "the stream did not start"
     revoked = api.delete(f"/projects/{project_id}/tokens/{token_id}", headers=ADMIN)
     follower.join(timeout=20)
 

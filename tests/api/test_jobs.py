@@ -1,5 +1,6 @@
 import pytest
 
+from core.models import JobState
 from tests.conftest import upload
 
 
@@ -78,3 +79,38 @@ def test_isolated_atom_e0s_without_isolated_atoms_are_refused(client, train_id) 
     response = client.post("/jobs", json={"train_dataset": train_id, "e0s": "isolated_atoms"})
     assert response.status_code == 422
     assert "single-atom configuration" in response.json()["detail"]
+
+
+def test_a_failed_jobs_working_folder_is_removed(client, app, train_id) -> None:
+    from core.runner import execute_job
+
+    # The foundation's own E0s on shifted data: preflight blocks, so the job fails quickly,
+    # after its inputs were fetched into its working folder.
+    job = client.post("/jobs", json={"train_dataset": train_id, "e0s": "foundation"}).json()
+    context = app.state.context
+
+    state = execute_job(context, job["id"])
+
+    assert state is JobState.FAILED
+    assert "reference_mismatch" in client.get(f"/jobs/{job['id']}").json()["error"]
+    assert not (context.work_root / job["id"]).exists()
+
+
+def test_a_stored_spec_naming_a_foundation_by_path_fails_the_job_without_loading_it(
+    client, app, train_id
+) -> None:
+    from sqlalchemy import update
+
+    from core.models import Job
+    from core.runner import execute_job
+
+    job = client.post("/jobs", json={"train_dataset": train_id}).json()
+    context = app.state.context
+    # A row accepted before names were checked, as issue 17's attacker left one.
+    with context.sessions() as session:
+        spec = {**job["spec"], "foundation_model": "../artifacts/jobs/x/model"}
+        session.execute(update(Job).where(Job.id == job["id"]).values(spec=spec))
+        session.commit()
+
+    assert execute_job(context, job["id"]) is JobState.FAILED
+    assert "not a registry name" in client.get(f"/jobs/{job['id']}").json()["error"]

@@ -68,6 +68,7 @@ def test_a_killed_worker_leaves_the_job_resumed_from_its_checkpoint_by_the_next_
         "a stored checkpoint of epoch 2",
     )
     assert training_processes(job_id)
+    first_start = job(recovery_client, job_id)["started_at"]
 
     first.send_signal(signal.SIGKILL)
     first.wait()
@@ -87,6 +88,9 @@ def test_a_killed_worker_leaves_the_job_resumed_from_its_checkpoint_by_the_next_
 
     assert done["state"] == "succeeded", (done["error"], second.log_path.read_text()[-3000:])
     assert done["attempts"] == 2
+    # The job's start is its first run's; the resumption has its own time.
+    assert done["started_at"] == first_start
+    assert done["resumed_at"] is not None and done["resumed_at"] > first_start
     resumed = [
         int(match.group(1))
         for warning in done["warnings"]
@@ -100,7 +104,7 @@ def test_a_killed_worker_leaves_the_job_resumed_from_its_checkpoint_by_the_next_
 
 
 def test_cancelling_a_running_job_stops_its_training_process(
-    recovery_client, start_worker, train_id
+    recovery_client, start_worker, settings, train_id
 ) -> None:
     start_worker("cancel")
     job_id = recovery_client.post("/jobs", json=spec(train_id, 500)).json()["id"]
@@ -114,3 +118,5 @@ def test_cancelling_a_running_job_stops_its_training_process(
     cancelled = job(recovery_client, job_id)
     assert cancelled["state"] == "cancelled"
     assert cancelled["progress"]["epochs_done"] < 100
+    folder = settings.data_dir / "work" / job_id
+    wait_until(lambda: not folder.exists(), 30, "the cancelled job's working folder to go")
