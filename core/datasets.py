@@ -4,14 +4,15 @@ A file is split into frames here, before ASE sees it, so that every problem can 
 ``configuration k (line L): ...`` with L the line holding the frame's atom count.
 """
 
+import codecs
 import hashlib
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import ase
 import ase.io
@@ -40,6 +41,11 @@ OVERLAP_CHECK_MAX_ATOMS = 500
 MAX_VOLUME_PER_ATOM = 1e8  # Å^3
 # Cell volume over the product of its vector lengths (1 for a cube); below this, it is flat.
 MIN_VOLUME_FRACTION = 1e-6
+
+# Files are read line by line; a longer "line" is binary data or a missing line break.
+MAX_LINE_BYTES = 1 << 20
+# A frame is held in memory whole while it is parsed; bigger ones are not training data for mace.
+MAX_ATOMS_PER_CONFIG = 100_000
 
 _MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
 _DEFAULT_PROPERTIES_COLUMNS = 4  # ASE's default "species:S:1:pos:R:3"
@@ -75,27 +81,32 @@ class Labels:
 
 
 def inspect_extxyz(path: Path) -> DatasetSummary:
-    """Validate every configuration of an upload and summarise it; raises InvalidDatasetError."""
-    data = path.read_bytes()
+    """Validate every configuration of an upload and summarise it; raises InvalidDatasetError.
+
+    The file is read frame by frame: memory stays that of one configuration and the running
+    summary, whatever the file's size (issue 17: a 200 MB upload used to take 2 GB)."""
     file_keys: dict[str, str] = {}
-    configs: list[ase.Atoms] = []
+    summary = _RunningSummary()
     labelled = True
-    for frame in _split_frames(_decode(data)):
-        atoms = _parse_frame(frame)
-        if not configs:
-            # Structures without any label are a legitimate upload: replay sets that the
-            # foundation pseudolabels. Then no configuration may carry labels.
-            labelled = _has_labels(atoms)
-        problem = _first_problem(atoms, labelled) or _record_keys(atoms, file_keys)
-        if problem:
-            raise frame.error(problem)
-        configs.append(atoms)
-    return _summarise(configs, file_keys, data)
+    with path.open("rb") as stream:
+        lines = _FileLines(stream)
+        for frame in _split_frames(lines):
+            atoms = _parse_frame(frame)
+            if not summary.n_configs:
+                # Structures without any label are a legitimate upload: replay sets that the
+                # foundation pseudolabels. Then no configuration may carry labels.
+                labelled = _has_labels(atoms)
+            problem = _first_problem(atoms, labelled) or _record_keys(atoms, file_keys)
+            if problem:
+                raise frame.error(problem)
+            summary.add(atoms)
+        return summary.result(file_keys, lines.digest.hexdigest(), lines.size)
 
 
 def read_configurations(path: Path) -> list[ase.Atoms]:
     """Parse a file already accepted by inspect_extxyz; labels are read with labels_of."""
-    return [_parse_frame(frame) for frame in _split_frames(_decode(path.read_bytes()))]
+    with path.open("rb") as stream:
+        return [_parse_frame(frame) for frame in _split_frames(_FileLines(stream))]
 
 
 def labels_of(atoms: ase.Atoms) -> Labels:
@@ -144,17 +155,47 @@ def _located(number: int, line: int, problem: str) -> InvalidDatasetError:
     return InvalidDatasetError(f"configuration {number} (line {line}): {problem}")
 
 
-def _decode(data: bytes) -> str:
-    if not data.strip():
-        raise InvalidDatasetError("the file is empty")
+class _FileLines:
+    """A file's lines as text, read one at a time, hashed and counted on the way."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        # A line longer than MAX_LINE_BYTES is read in pieces, and refused at its first piece.
+        while raw := self.stream.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            offset = self.size
+            self.digest.update(raw)
+            self.size += len(raw)
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                # The byte-order mark some Windows editors write before the atom count.
+                raw = raw[len(codecs.BOM_UTF8) :]
+                offset += len(codecs.BOM_UTF8)
+            text = _decode(raw, offset)
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise InvalidDatasetError(
+                    f"line {number} is longer than {MAX_LINE_BYTES} bytes; no extxyz line is "
+                    "that long: is this an extxyz file?"
+                )
+            yield text.removesuffix("\n")
+
+
+def _decode(data: bytes, offset: int = 0) -> str:
     try:
-        # utf-8-sig drops the byte-order mark some Windows editors write before the atom count.
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidDatasetError(
-            f"the file is not text (byte {data[exc.start]:#04x} at offset {exc.start} is not "
-            "UTF-8); upload an uncompressed, plain-text extxyz file"
-        ) from exc
+        if exc.start >= MAX_LINE_BYTES - 3 and exc.reason == "unexpected end of data":
+            text = data[: exc.start].decode("utf-8")  # a character cut by a piece's end
+        else:
+            raise InvalidDatasetError(
+                f"the file is not text (byte {data[exc.start]:#04x} at offset "
+                f"{offset + exc.start} is not UTF-8); upload an uncompressed, plain-text extxyz "
+                "file"
+            ) from exc
     if "\x00" in text:
         raise InvalidDatasetError(
             "the file is not text (it contains NUL bytes); upload an uncompressed, "
@@ -163,29 +204,51 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def _split_frames(text: str) -> Iterator[_Frame]:
+def _split_frames(lines: Iterable[str]) -> Iterator[_Frame]:
     """Yield frames one by one, so a miscounted frame is reported before its neighbours."""
-    # Trailing blank lines would otherwise pass for the missing atoms of a truncated last frame.
-    lines = text.rstrip().split("\n")
-    start = 0
+    numbered = _without_trailing_blanks(enumerate(lines, start=1))
     number = 0
-    while start < len(lines):
-        if not lines[start].strip():
-            start += 1  # ASE stops reading at a blank line between frames; we skip it instead
-            continue
+    for start, line in numbered:
+        if not line.strip():
+            continue  # ASE stops reading at a blank line between frames; we skip it instead
         number += 1
-        n_atoms = _atom_count(lines[start], number, start + 1)
-        end = start + 2 + n_atoms
-        if end > len(lines):
-            found = max(len(lines) - start - 2, 0)
+        n_atoms = _atom_count(line, number, start)
+        if n_atoms > MAX_ATOMS_PER_CONFIG:
             raise _located(
                 number,
-                start + 1,
-                f"declares {n_atoms} atoms, but the file ends after {found} of them "
-                "(is it truncated?)",
+                start,
+                f"declares {n_atoms} atoms; at most {MAX_ATOMS_PER_CONFIG} per configuration "
+                "are accepted",
             )
-        yield _Frame(number, start + 1, lines[start:end])
-        start = end
+        frame = [line]
+        for _ in range(n_atoms + 1):
+            following = next(numbered, None)
+            if following is None:
+                raise _located(
+                    number,
+                    start,
+                    f"declares {n_atoms} atoms, but the file ends after "
+                    f"{max(len(frame) - 2, 0)} of them (is it truncated?)",
+                )
+            frame.append(following[1])
+        yield _Frame(number, start, frame)
+    if number == 0:
+        raise InvalidDatasetError("the file is empty")
+
+
+def _without_trailing_blanks(numbered: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """The numbered lines without the blank ones at the end of the file, which would otherwise
+    pass for the missing atoms of a truncated last frame; a run of blank lines is held back (as
+    a count, not a list) until a line with text follows it."""
+    blank_from, blanks = 0, 0
+    for number, line in numbered:
+        if not line.strip():
+            blank_from, blanks = (blank_from or number), blanks + 1
+            continue
+        for index in range(blanks):
+            yield blank_from + index, ""
+        blank_from, blanks = 0, 0
+        yield number, line
 
 
 def _atom_count(line: str, number: int, line_number: int) -> int:
@@ -451,43 +514,58 @@ def _as_matrix(values: Any) -> np.ndarray:
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
-def _summarise(configs: list[ase.Atoms], file_keys: dict[str, str], data: bytes) -> DatasetSummary:
-    all_numbers = np.concatenate([atoms.numbers for atoms in configs])
-    numbers, counts = np.unique(all_numbers, return_counts=True)
-    element_counts = {
-        chemical_symbols[z]: int(count) for z, count in zip(numbers, counts, strict=True)
-    }
-    config_types = Counter(str(atoms.info.get("config_type", "default")) for atoms in configs)
-    return DatasetSummary(
-        n_configs=len(configs),
-        n_atoms=sum(len(atoms) for atoms in configs),
-        elements=list(element_counts),
-        element_counts=element_counts,
-        labels=[label for label in LABEL_KEYS if _covers(configs, label)],
-        energy_key=file_keys.get("energy"),
-        forces_key=file_keys.get("forces"),
-        stress_key=file_keys.get("stress"),
-        config_types=dict(config_types),
-        n_periodic=sum(bool(atoms.pbc.any()) for atoms in configs),
-        isolated_atom_elements=sorted(
-            {
-                atoms.get_chemical_symbols()[0]
-                for atoms in configs
-                if len(atoms) == 1 and _find_key(atoms, "energy") is not None
-            },
-            key=atomic_numbers.__getitem__,
-        ),
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-    )
+class _RunningSummary:
+    """What DatasetSummary reports, gathered one configuration at a time."""
 
+    def __init__(self) -> None:
+        self.n_configs = 0
+        self.n_atoms = 0
+        self.element_counts: Counter[int] = Counter()
+        self.config_types: Counter[str] = Counter()
+        self.n_periodic = 0
+        self.isolated_atom_elements: set[str] = set()
+        # Per label: some configuration has it / one that needs it lacks it.
+        self.some_have = dict.fromkeys(LABEL_KEYS, False)
+        self.one_lacks = dict.fromkeys(LABEL_KEYS, False)
 
-def _covers(configs: list[ase.Atoms], label: str) -> bool:
-    """Whether some configuration has the label and every one that needs it does."""
-    has = [_find_key(atoms, label) is not None for atoms in configs]
-    return any(has) and all(
-        present for atoms, present in zip(configs, has, strict=True) if _needs(atoms, label)
-    )
+    def add(self, atoms: ase.Atoms) -> None:
+        self.n_configs += 1
+        self.n_atoms += len(atoms)
+        self.element_counts.update(atoms.numbers.tolist())
+        self.config_types[str(atoms.info.get("config_type", "default"))] += 1
+        self.n_periodic += bool(atoms.pbc.any())
+        if len(atoms) == 1 and _find_key(atoms, "energy") is not None:
+            self.isolated_atom_elements.add(atoms.get_chemical_symbols()[0])
+        for label in LABEL_KEYS:
+            present = _find_key(atoms, label) is not None
+            self.some_have[label] |= present
+            self.one_lacks[label] |= not present and _needs(atoms, label)
+
+    def result(self, file_keys: dict[str, str], sha256: str, size_bytes: int) -> DatasetSummary:
+        element_counts = {
+            chemical_symbols[z]: count for z, count in sorted(self.element_counts.items())
+        }
+        return DatasetSummary(
+            n_configs=self.n_configs,
+            n_atoms=self.n_atoms,
+            elements=list(element_counts),
+            element_counts=element_counts,
+            # Some configuration has the label and every one that needs it does.
+            labels=[
+                label for label in LABEL_KEYS
+                if self.some_have[label] and not self.one_lacks[label]
+            ],
+            energy_key=file_keys.get("energy"),
+            forces_key=file_keys.get("forces"),
+            stress_key=file_keys.get("stress"),
+            config_types=dict(self.config_types),
+            n_periodic=self.n_periodic,
+            isolated_atom_elements=sorted(
+                self.isolated_atom_elements, key=atomic_numbers.__getitem__
+            ),
+            sha256=sha256,
+            size_bytes=size_bytes,
+        )
 
 
 def _needs(atoms: ase.Atoms, label: str) -> bool:
