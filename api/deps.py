@@ -71,10 +71,15 @@ async def _request_session(request: Request) -> AsyncIterator[Session]:
         gate.release()
 
 
+# Closed, and its gate slot given back, once the route function has returned and its answer is
+# serialized, not after the answer is sent: a streamed answer (events) does not hold a slot.
+RequestSession = Annotated[Session, Depends(_request_session, scope="function")]
+
+
 def get_principal(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
-    session: Annotated[Session, Depends(_request_session)],
+    session: RequestSession,
 ) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
@@ -95,7 +100,7 @@ def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Pr
 
 def get_session(
     principal: Annotated[Principal, Depends(get_principal)],
-    session: Annotated[Session, Depends(_request_session)],
+    session: RequestSession,
 ) -> Session:
     # Scoped to the caller's project: its queries see only that project's rows (core.scoping).
     return scope_session(session, principal.project_id)
