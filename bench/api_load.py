@@ -14,10 +14,12 @@ Usage: python bench/api_load.py [--jobs 1000] [--reads 5000] [--concurrency 16] 
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -126,6 +128,8 @@ def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[
     finally:
         process.terminate()
         process.wait(timeout=60)
+        # The data folder goes; the server's log stays for whoever reads the errors it counts.
+        shutil.copy(log_path, Path(tempfile.gettempdir()) / "mlft-api-load-server.log")
 
 
 def _wait_for_workers(process: subprocess.Popen, log: Path) -> None:
@@ -229,8 +233,8 @@ def upload(base_url: str, path: Path, headers: dict[str, str]) -> tuple[dict, fl
     return response.json(), seconds
 
 
-# (latency, response); None for a request that got no answer (connection refused, timeout).
-Timed = tuple[float, httpx.Response | None]
+# (latency, response); for a request that got no answer, the client's error (ReadTimeout, ...).
+Timed = tuple[float, httpx.Response | str]
 
 
 async def _drive(
@@ -247,8 +251,8 @@ async def _drive(
             start = time.perf_counter()
             try:
                 response = await client.request(request.method, request.path, json=request.body)
-            except httpx.HTTPError:
-                response = None
+            except httpx.HTTPError as error:
+                response = type(error).__name__
             results[index] = (time.perf_counter() - start, response)
 
     async with httpx.AsyncClient(
@@ -265,11 +269,13 @@ def load(
     """Run one phase; any failed request fails the benchmark, with the server's answer."""
     result, results = load_tolerant(base_url, requests, concurrency, headers)
     for request, (_, response) in zip(requests, results, strict=True):
-        if response is None or not response.is_success:
-            answer = "no answer" if response is None else response.text[:500]
-            code = "-" if response is None else response.status_code
-            raise RuntimeError(f"{request.method} {request.path}: {code} {answer}")
-    return result, [response.json() for _, response in results if response is not None]
+        if not isinstance(response, httpx.Response):
+            raise RuntimeError(f"{request.method} {request.path}: no answer, {response}")
+        if not response.is_success:
+            raise RuntimeError(
+                f"{request.method} {request.path}: {response.status_code} {response.text[:500]}"
+            )
+    return result, [response.json() for _, response in results]
 
 
 def load_tolerant(
@@ -288,22 +294,27 @@ class Outcomes:
     ok: int  # 2xx
     shed: int  # 429 or 503 with Retry-After: come back later, as the service may answer
     errors: int  # any other answer (5xx among them), or none
+    error_kinds: str  # "500: 3, ReadError: 1"; "none" without errors
 
     @classmethod
     def of(cls, results: list[Timed]) -> "Outcomes":
-        ok = shed = errors = 0
+        ok = shed = 0
+        kinds: Counter[str] = Counter()
         for _, response in results:
-            if response is not None and response.is_success:
+            if isinstance(response, httpx.Response) and response.is_success:
                 ok += 1
             elif (
-                response is not None
+                isinstance(response, httpx.Response)
                 and response.status_code in (429, 503)
                 and "retry-after" in response.headers
             ):
                 shed += 1
+            elif isinstance(response, httpx.Response):
+                kinds[str(response.status_code)] += 1
             else:
-                errors += 1
-        return cls(ok, shed, errors)
+                kinds[response or "no answer"] += 1
+        described = ", ".join(f"{kind}: {count}" for kind, count in kinds.most_common())
+        return cls(ok, shed, sum(kinds.values()), described or "none")
 
 
 def job_requests(dataset_id: str, count: int) -> list[Request]:
@@ -367,6 +378,7 @@ def measure_jobs(
         ("GET /jobs/{id}: requests", f"{sizes.reads}"),
         ("GET /jobs/{id}: answered 2xx / 503 or 429 with Retry-After / errors (5xx, none)",
          f"{outcomes.ok} / {outcomes.shed} / {outcomes.errors}"),
+        ("GET /jobs/{id}: errors by kind", outcomes.error_kinds),
         *latency_rows("GET /jobs/{id}", reading),
     ]
     return rows, ids
