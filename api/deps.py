@@ -73,6 +73,11 @@ async def _request_session(request: Request) -> AsyncIterator[Session]:
         gate.release()
 
 
+# Closed, and its gate slot given back, once the route function has returned and its answer is
+# serialized, not after the answer is sent: a streamed answer (events) does not hold a slot.
+RequestSession = Annotated[Session, Depends(_request_session, scope="function")]
+
+
 # Browsers' EventSource cannot send headers, so the event stream alone also takes the token as
 # `?access_token=`; anywhere else a token in a URL would only end up in logs and histories.
 QUERY_TOKEN_ROUTES = frozenset({"/jobs/{job_id}/events"})
@@ -94,7 +99,7 @@ def get_token(
 def get_principal(
     request: Request,
     token: Annotated[str | None, Depends(get_token)],
-    session: Annotated[Session, Depends(_request_session)],
+    session: RequestSession,
 ) -> Principal:
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
@@ -118,7 +123,7 @@ def _same_secret(token: str, secret: SecretStr) -> bool:
 def require_metrics_reader(
     request: Request,
     token: Annotated[str | None, Depends(get_token)],
-    session: Annotated[Session, Depends(_request_session)],
+    session: RequestSession,
 ) -> None:
     """With tokens on, metrics (every project's job counts) need the admin or metrics token."""
     settings: Settings = request.app.state.settings
@@ -133,7 +138,7 @@ def require_metrics_reader(
 
 def get_session(
     principal: Annotated[Principal, Depends(get_principal)],
-    session: Annotated[Session, Depends(_request_session)],
+    session: RequestSession,
 ) -> Session:
     # Scoped to the caller's project: its queries see only that project's rows (core.scoping).
     return scope_session(session, principal.project_id)

@@ -1,20 +1,25 @@
-"""API throughput on loopback against PostgreSQL and Redis: job creation and status reads under
-concurrent requests, then one large dataset upload (validated and stored) and the server's memory.
+"""API throughput on loopback against PostgreSQL and Redis, auth on: job creation under
+concurrent requests, status reads by 500 concurrent clients (issue 17: no 5xx, requests wait or
+get 503/429 with Retry-After), then one large dataset upload (validated and stored) and the
+server's memory.
 
-The API runs as a real uvicorn process with its own fresh database. No Celery worker runs: the
-jobs stay queued, are cancelled at the end, and the benchmark's Redis database is emptied.
+The API runs as a real uvicorn process with its own fresh database and an admin token; every
+request carries a project token. No Celery worker runs: the jobs stay queued, are cancelled at
+the end, and the benchmark's Redis database is emptied.
 
-Usage: python bench/api_load.py [--jobs 1000] [--reads 2000] [--concurrency 16]
+Usage: python bench/api_load.py [--jobs 1000] [--reads 5000] [--concurrency 16] [--clients 500]
        [--upload-mb 100] [--small] [--out docs/benchmarks.md]
 """
 
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
 import time
+from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -30,10 +35,12 @@ from sqlalchemy.engine import make_url  # noqa: E402
 
 from bench.common import REPO_ROOT, demo_foundation_path, write_section  # noqa: E402
 from bench.service import SERVER_VARIABLES, free_port  # noqa: E402
+from core.config import Settings  # noqa: E402
 from core.db import migrate  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/14"
+ADMIN_TOKEN = "bench-admin-token"
 UVICORN_WORKERS = 2
 # Each phase is bounded, so a stuck server fails the benchmark instead of hanging it.
 PHASE_TIMEOUT_S = 300.0
@@ -104,6 +111,7 @@ def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[
         "BROKER_URL": BROKER_URL,
         "MLFT_DATA_DIR": str(data_dir),
         "MLFT_MODELS_DIR": str(models_dir),
+        "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     data_dir.mkdir(parents=True, exist_ok=True)
     port = free_port()
@@ -120,12 +128,15 @@ def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[
     finally:
         process.terminate()
         process.wait(timeout=60)
+        # The data folder goes; the server's log stays for whoever reads the errors it counts.
+        shutil.copy(log_path, Path(tempfile.gettempdir()) / "mlft-api-load-server.log")
 
 
 def _wait_for_workers(process: subprocess.Popen, log: Path) -> None:
     # /health answers as soon as one worker is up; measuring then would time a single worker
     # and the other one's start-up. Each worker logs this line once its lifespan has run.
-    deadline = time.monotonic() + 120
+    # Generous: on a shared, loaded machine two workers importing torch take minutes.
+    deadline = time.monotonic() + 600
     while log.read_text().count("Application startup complete") < UVICORN_WORKERS:
         if process.poll() is not None or time.monotonic() > deadline:
             raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
@@ -195,11 +206,26 @@ def write_labelled_extxyz(path: Path, target_bytes: int, *, atoms: int = 64, see
             written += len(frame)
 
 
-def upload(base_url: str, path: Path) -> tuple[dict, float]:
+def project_headers(base_url: str) -> dict[str, str]:
+    """A project and its token, made with the admin token; the headers every request sends."""
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    project = httpx.post(f"{base_url}/projects", json={"name": "bench"}, headers=admin)
+    project.raise_for_status()
+    token = httpx.post(
+        f"{base_url}/projects/{project.json()['id']}/tokens", json={"name": "load"}, headers=admin
+    )
+    token.raise_for_status()
+    return {"Authorization": f"Bearer {token.json()['token']}"}
+
+
+def upload(base_url: str, path: Path, headers: dict[str, str]) -> tuple[dict, float]:
     start = time.perf_counter()
     with path.open("rb") as stream:
         response = httpx.post(
-            f"{base_url}/datasets", files={"file": (path.name, stream)}, timeout=PHASE_TIMEOUT_S
+            f"{base_url}/datasets",
+            files={"file": (path.name, stream)},
+            headers=headers,
+            timeout=PHASE_TIMEOUT_S,
         )
     seconds = time.perf_counter() - start
     if response.status_code != 201:
@@ -207,41 +233,88 @@ def upload(base_url: str, path: Path) -> tuple[dict, float]:
     return response.json(), seconds
 
 
-Timed = tuple[float, httpx.Response]
+# (latency, response); for a request that got no answer, the client's error (ReadTimeout, ...).
+Timed = tuple[float, httpx.Response | str]
 
 
-async def _drive(base_url: str, requests: list[Request], concurrency: int) -> list[Timed]:
-    """Send requests with `concurrency` in flight; returns (latency, response) pairs in order."""
+async def _drive(
+    base_url: str, requests: list[Request], concurrency: int, headers: dict[str, str]
+) -> list[Timed]:
+    """`concurrency` clients, each sending its next request once its last one is answered;
+    returns (latency, response) pairs in order."""
     results: dict[int, Timed] = {}
     pending = iter(enumerate(requests))
-    limits = httpx.Limits(max_connections=concurrency)
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
 
-    async def sender(client: httpx.AsyncClient) -> None:
+    async def client_loop(client: httpx.AsyncClient) -> None:
         for index, request in pending:
             start = time.perf_counter()
-            response = await client.request(request.method, request.path, json=request.body)
+            try:
+                response = await client.request(request.method, request.path, json=request.body)
+            except httpx.HTTPError as error:
+                response = type(error).__name__
             results[index] = (time.perf_counter() - start, response)
 
-    async with httpx.AsyncClient(base_url=base_url, limits=limits, timeout=60) as client:
-        senders = [sender(client) for _ in range(concurrency)]
-        await asyncio.wait_for(asyncio.gather(*senders), PHASE_TIMEOUT_S)
+    async with httpx.AsyncClient(
+        base_url=base_url, limits=limits, headers=headers, timeout=PHASE_TIMEOUT_S
+    ) as client:
+        clients = [client_loop(client) for _ in range(concurrency)]
+        await asyncio.wait_for(asyncio.gather(*clients), PHASE_TIMEOUT_S)
     return [results[index] for index in range(len(requests))]
 
 
 def load(
-    base_url: str, requests: list[Request], concurrency: int
+    base_url: str, requests: list[Request], concurrency: int, headers: dict[str, str]
 ) -> tuple[LoadResult, list[dict]]:
     """Run one phase; any failed request fails the benchmark, with the server's answer."""
-    start = time.perf_counter()
-    results = asyncio.run(_drive(base_url, requests, concurrency))
-    seconds = time.perf_counter() - start
+    result, results = load_tolerant(base_url, requests, concurrency, headers)
     for request, (_, response) in zip(requests, results, strict=True):
+        if not isinstance(response, httpx.Response):
+            raise RuntimeError(f"{request.method} {request.path}: no answer, {response}")
         if not response.is_success:
             raise RuntimeError(
                 f"{request.method} {request.path}: {response.status_code} {response.text[:500]}"
             )
+    return result, [response.json() for _, response in results]
+
+
+def load_tolerant(
+    base_url: str, requests: list[Request], concurrency: int, headers: dict[str, str]
+) -> tuple[LoadResult, list[Timed]]:
+    """Run one phase and keep every outcome, answered or not."""
+    start = time.perf_counter()
+    results = asyncio.run(_drive(base_url, requests, concurrency, headers))
+    seconds = time.perf_counter() - start
     latencies = np.array([latency for latency, _ in results])
-    return LoadResult(latencies, seconds), [response.json() for _, response in results]
+    return LoadResult(latencies, seconds), results
+
+
+@dataclass(frozen=True)
+class Outcomes:
+    ok: int  # 2xx
+    shed: int  # 429 or 503 with Retry-After: come back later, as the service may answer
+    errors: int  # any other answer (5xx among them), or none
+    error_kinds: str  # "500: 3, ReadError: 1"; "none" without errors
+
+    @classmethod
+    def of(cls, results: list[Timed]) -> "Outcomes":
+        ok = shed = 0
+        kinds: Counter[str] = Counter()
+        for _, response in results:
+            if isinstance(response, httpx.Response) and response.is_success:
+                ok += 1
+            elif (
+                isinstance(response, httpx.Response)
+                and response.status_code in (429, 503)
+                and "retry-after" in response.headers
+            ):
+                shed += 1
+            elif isinstance(response, httpx.Response):
+                kinds[str(response.status_code)] += 1
+            else:
+                kinds[response or "no answer"] += 1
+        described = ", ".join(f"{kind}: {count}" for kind, count in kinds.most_common())
+        return cls(ok, shed, sum(kinds.values()), described or "none")
 
 
 def job_requests(dataset_id: str, count: int) -> list[Request]:
@@ -259,7 +332,8 @@ def empty_broker() -> None:
 class Sizes:
     jobs: int
     reads: int
-    concurrency: int
+    concurrency: int  # of the job-creation phase
+    clients: int  # concurrent clients of the status-read phase
     upload_mb: float
 
 
@@ -271,41 +345,49 @@ def latency_rows(endpoint: str, result: LoadResult) -> list[tuple[str, str]]:
     ]
 
 
-def warm_up(base: str, dataset_id: str) -> list[str]:
+def warm_up(base: str, dataset_id: str, headers: dict[str, str]) -> list[str]:
     """Sequential job requests, one connection each; returns the ids of the jobs created."""
     # Not concurrent: two first requests in one worker load the foundation in two threads at
     # once, and torch.load of a mace model is not thread-safe (torch.fx asserts).
     ids = []
     for request in job_requests(dataset_id, WARM_UP_PER_WORKER * UVICORN_WORKERS):
-        response = httpx.post(f"{base}{request.path}", json=request.body, timeout=60)
+        response = httpx.post(
+            f"{base}{request.path}", json=request.body, headers=headers, timeout=60
+        )
         response.raise_for_status()
         ids.append(response.json()["id"])
     return ids
 
 
 def measure_jobs(
-    base: str, dataset_id: str, sizes: Sizes
+    base: str, dataset_id: str, sizes: Sizes, headers: dict[str, str]
 ) -> tuple[list[tuple[str, str]], list[str]]:
     """Create jobs, then read their status; returns the rows and every job id created."""
-    warm = warm_up(base, dataset_id)
-    creation, jobs = load(base, job_requests(dataset_id, sizes.jobs), sizes.concurrency)
+    warm = warm_up(base, dataset_id, headers)
+    creation, jobs = load(base, job_requests(dataset_id, sizes.jobs), sizes.concurrency, headers)
     ids = warm + [job["id"] for job in jobs]
     reads = [Request("GET", f"/jobs/{ids[i % len(ids)]}") for i in range(sizes.reads)]
-    reading, _ = load(base, reads, sizes.concurrency)
+    reading, results = load_tolerant(base, reads, sizes.clients, headers)
+    outcomes = Outcomes.of(results)
     rows = [
-        ("client", f"{sizes.concurrency} concurrent requests (httpx, asyncio), loopback"),
+        ("client", "httpx, asyncio, loopback; every request with a project token"),
+        ("POST /jobs: concurrent requests", f"{sizes.concurrency}"),
         ("POST /jobs: requests", f"{sizes.jobs} (after {len(warm)} sequential warm-up)"),
         *latency_rows("POST /jobs", creation),
+        ("GET /jobs/{id}: concurrent clients", f"{sizes.clients}"),
         ("GET /jobs/{id}: requests", f"{sizes.reads}"),
+        ("GET /jobs/{id}: answered 2xx / 503 or 429 with Retry-After / errors (5xx, none)",
+         f"{outcomes.ok} / {outcomes.shed} / {outcomes.errors}"),
+        ("GET /jobs/{id}: errors by kind", outcomes.error_kinds),
         *latency_rows("GET /jobs/{id}", reading),
     ]
     return rows, ids
 
 
-def measure_upload(server: ApiServer, path: Path) -> list[tuple[str, str]]:
+def measure_upload(server: ApiServer, path: Path, headers: dict[str, str]) -> list[tuple[str, str]]:
     size = path.stat().st_size / MB
     rss_before = server_peak_rss_mb(server)
-    dataset, seconds = upload(server.base_url, path)
+    dataset, seconds = upload(server.base_url, path, headers)
     rss_after = server_peak_rss_mb(server)
     summary = dataset["summary"]
     return [
@@ -317,8 +399,9 @@ def measure_upload(server: ApiServer, path: Path) -> list[tuple[str, str]]:
     ]
 
 
-def cancel_all(base: str, ids: list[str], concurrency: int) -> None:
-    _, jobs = load(base, [Request("POST", f"/jobs/{i}/cancel") for i in ids], concurrency)
+def cancel_all(base: str, ids: list[str], concurrency: int, headers: dict[str, str]) -> None:
+    cancels = [Request("POST", f"/jobs/{i}/cancel") for i in ids]
+    _, jobs = load(base, cancels, concurrency, headers)
     left = [job["id"] for job in jobs if job["state"] != "cancelled"]
     if left:
         raise RuntimeError(f"{len(left)} jobs were not cancelled, e.g. {left[0]}")
@@ -334,16 +417,19 @@ def measure(sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
     models_dir = demo_foundation_path().parent
     with fresh_database(POSTGRES) as url, api_server(url, folder / "var", models_dir) as server:
         try:
-            dataset, _ = upload(server.base_url, train)
-            job_rows, ids = measure_jobs(server.base_url, dataset["id"], sizes)
-            upload_rows = measure_upload(server, large)
-            cancel_all(server.base_url, ids, sizes.concurrency)
+            headers = project_headers(server.base_url)
+            dataset, _ = upload(server.base_url, train, headers)
+            job_rows, ids = measure_jobs(server.base_url, dataset["id"], sizes, headers)
+            upload_rows = measure_upload(server, large, headers)
+            cancel_all(server.base_url, ids, sizes.concurrency, headers)
         finally:
             empty_broker()
+    limits = Settings().pool_limits
+    pool = f"{limits.size}+{limits.max_overflow} (timeout {limits.timeout:g} s)"
     server_row = (
         "server",
-        f"uvicorn, {UVICORN_WORKERS} workers; PostgreSQL {postgres_version(POSTGRES)}; "
-        "Redis broker, no Celery worker",
+        f"uvicorn, {UVICORN_WORKERS} workers, auth on, database pool {pool} per worker; "
+        f"PostgreSQL {postgres_version(POSTGRES)}; Redis broker, no Celery worker",
     )
     return [server_row, ("load average when started", load), *job_rows, *upload_rows]
 
@@ -351,16 +437,17 @@ def measure(sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--jobs", type=int, default=1000)
-    parser.add_argument("--reads", type=int, default=2000)
+    parser.add_argument("--reads", type=int, default=5000)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument("--clients", type=int, default=500)
     parser.add_argument("--upload-mb", type=float, default=100.0)
     parser.add_argument("--small", action="store_true", help="a few requests, 2 MB (tests)")
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     sizes = (
-        Sizes(jobs=48, reads=96, concurrency=16, upload_mb=2.0)
+        Sizes(jobs=48, reads=200, concurrency=16, clients=50, upload_mb=2.0)
         if args.small
-        else Sizes(args.jobs, args.reads, args.concurrency, args.upload_mb)
+        else Sizes(args.jobs, args.reads, args.concurrency, args.clients, args.upload_mb)
     )
     with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
         rows = measure(sizes, Path(tmp))
@@ -370,7 +457,8 @@ def main(argv: list[str] | None = None) -> None:
         write_section(
             args.out, "API load: job requests and dataset upload on PostgreSQL", rows,
             command=f"python bench/api_load.py --jobs {sizes.jobs} --reads {sizes.reads} "
-            f"--concurrency {sizes.concurrency} --upload-mb {sizes.upload_mb:g} --out {args.out}",
+            f"--concurrency {sizes.concurrency} --clients {sizes.clients} "
+            f"--upload-mb {sizes.upload_mb:g} --out {args.out}",
         )
 
 

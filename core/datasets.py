@@ -4,14 +4,15 @@ A file is split into frames here, before ASE sees it, so that every problem can 
 ``configuration k (line L): ...`` with L the line holding the frame's atom count.
 """
 
+import codecs
 import hashlib
 import io
 import re
 from collections import Counter
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import ase
 import ase.io
@@ -41,6 +42,11 @@ OVERLAP_CHECK_MAX_ATOMS = 500
 MAX_VOLUME_PER_ATOM = 1e8  # Å^3
 # Cell volume over the product of its vector lengths (1 for a cube); below this, it is flat.
 MIN_VOLUME_FRACTION = 1e-6
+
+# Files are read line by line; a longer "line" is binary data or a missing line break.
+MAX_LINE_BYTES = 1 << 20
+# A frame is held in memory whole while it is parsed; bigger ones are not training data for mace.
+MAX_ATOMS_PER_CONFIG = 100_000
 
 _MAX_ATOMIC_NUMBER = len(chemical_symbols) - 1
 _DEFAULT_PROPERTIES_COLUMNS = 4  # ASE's default "species:S:1:pos:R:3"
@@ -89,30 +95,33 @@ def inspect_extxyz(path: Path, keys: LabelKeys = AUTOMATIC) -> DatasetSummary:
     """Validate every configuration of an upload and summarise it; raises InvalidDatasetError.
 
     `keys` are the label keys the upload names; unnamed labels are recognised by their dialect.
-    """
-    data = path.read_bytes()
+    The file is read frame by frame: memory stays that of one configuration and the running
+    summary, whatever the file's size (issue 17: a 200 MB upload used to take 2 GB)."""
     file_keys: dict[str, str] = {}
-    configs: list[ase.Atoms] = []
     rules = _LabelRules(keys)
-    for frame in _split_frames(_decode(data)):
-        atoms = _parse_frame(frame)
-        problem = (
-            _first_problem(atoms)
-            or rules.problem(atoms, first=not configs)
-            or _record_keys(atoms, file_keys, keys)
-        )
-        if problem:
-            raise frame.error(problem)
-        configs.append(atoms)
-    unfound = rules.unfound_named_keys(configs)
-    if unfound:
-        raise InvalidDatasetError(unfound)
-    return _summarise(configs, file_keys, data, keys)
+    summary = _RunningSummary(keys)
+    with path.open("rb") as stream:
+        lines = _FileLines(stream)
+        for frame in _split_frames(lines):
+            atoms = _parse_frame(frame)
+            problem = (
+                _first_problem(atoms)
+                or rules.problem(atoms, first=not summary.n_configs)
+                or _record_keys(atoms, file_keys, keys)
+            )
+            if problem:
+                raise frame.error(problem)
+            summary.add(atoms)
+        unfound = summary.unfound_named_key()
+        if unfound:
+            raise InvalidDatasetError(unfound)
+        return summary.result(file_keys, lines.digest.hexdigest(), lines.size)
 
 
 def read_configurations(path: Path) -> list[ase.Atoms]:
     """Parse a file already accepted by inspect_extxyz; labels are read with labels_of."""
-    return [_parse_frame(frame) for frame in _split_frames(_decode(path.read_bytes()))]
+    with path.open("rb") as stream:
+        return [_parse_frame(frame) for frame in _split_frames(_FileLines(stream))]
 
 
 def labels_of(atoms: ase.Atoms, keys: LabelKeys = AUTOMATIC) -> Labels:
@@ -206,17 +215,47 @@ def _located(number: int, line: int, problem: str) -> InvalidDatasetError:
     return InvalidDatasetError(f"configuration {number} (line {line}): {problem}")
 
 
-def _decode(data: bytes) -> str:
-    if not data.strip():
-        raise InvalidDatasetError("the file is empty")
+class _FileLines:
+    """A file's lines as text, read one at a time, hashed and counted on the way."""
+
+    def __init__(self, stream: BinaryIO) -> None:
+        self.stream = stream
+        self.digest = hashlib.sha256()
+        self.size = 0
+
+    def __iter__(self) -> Iterator[str]:
+        number = 0
+        # A line longer than MAX_LINE_BYTES is read in pieces, and refused at its first piece.
+        while raw := self.stream.readline(MAX_LINE_BYTES + 1):
+            number += 1
+            offset = self.size
+            self.digest.update(raw)
+            self.size += len(raw)
+            if number == 1 and raw.startswith(codecs.BOM_UTF8):
+                # The byte-order mark some Windows editors write before the atom count.
+                raw = raw[len(codecs.BOM_UTF8) :]
+                offset += len(codecs.BOM_UTF8)
+            text = _decode(raw, offset)
+            if len(raw) > MAX_LINE_BYTES and not raw.endswith(b"\n"):
+                raise InvalidDatasetError(
+                    f"line {number} is longer than {MAX_LINE_BYTES} bytes; no extxyz line is "
+                    "that long: is this an extxyz file?"
+                )
+            yield text.removesuffix("\n")
+
+
+def _decode(data: bytes, offset: int = 0) -> str:
     try:
-        # utf-8-sig drops the byte-order mark some Windows editors write before the atom count.
-        text = data.decode("utf-8-sig")
+        text = data.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise InvalidDatasetError(
-            f"the file is not text (byte {data[exc.start]:#04x} at offset {exc.start} is not "
-            "UTF-8); upload an uncompressed, plain-text extxyz file"
-        ) from exc
+        if exc.start >= MAX_LINE_BYTES - 3 and exc.reason == "unexpected end of data":
+            text = data[: exc.start].decode("utf-8")  # a character cut by a piece's end
+        else:
+            raise InvalidDatasetError(
+                f"the file is not text (byte {data[exc.start]:#04x} at offset "
+                f"{offset + exc.start} is not UTF-8); upload an uncompressed, plain-text extxyz "
+                "file"
+            ) from exc
     if "\x00" in text:
         raise InvalidDatasetError(
             "the file is not text (it contains NUL bytes); upload an uncompressed, "
@@ -225,29 +264,51 @@ def _decode(data: bytes) -> str:
     return text
 
 
-def _split_frames(text: str) -> Iterator[_Frame]:
+def _split_frames(lines: Iterable[str]) -> Iterator[_Frame]:
     """Yield frames one by one, so a miscounted frame is reported before its neighbours."""
-    # Trailing blank lines would otherwise pass for the missing atoms of a truncated last frame.
-    lines = text.rstrip().split("\n")
-    start = 0
+    numbered = _without_trailing_blanks(enumerate(lines, start=1))
     number = 0
-    while start < len(lines):
-        if not lines[start].strip():
-            start += 1  # ASE stops reading at a blank line between frames; we skip it instead
-            continue
+    for start, line in numbered:
+        if not line.strip():
+            continue  # ASE stops reading at a blank line between frames; we skip it instead
         number += 1
-        n_atoms = _atom_count(lines[start], number, start + 1)
-        end = start + 2 + n_atoms
-        if end > len(lines):
-            found = max(len(lines) - start - 2, 0)
+        n_atoms = _atom_count(line, number, start)
+        if n_atoms > MAX_ATOMS_PER_CONFIG:
             raise _located(
                 number,
-                start + 1,
-                f"declares {n_atoms} atoms, but the file ends after {found} of them "
-                "(is it truncated?)",
+                start,
+                f"declares {n_atoms} atoms; at most {MAX_ATOMS_PER_CONFIG} per configuration "
+                "are accepted",
             )
-        yield _Frame(number, start + 1, lines[start:end])
-        start = end
+        frame = [line]
+        for _ in range(n_atoms + 1):
+            following = next(numbered, None)
+            if following is None:
+                raise _located(
+                    number,
+                    start,
+                    f"declares {n_atoms} atoms, but the file ends after "
+                    f"{max(len(frame) - 2, 0)} of them (is it truncated?)",
+                )
+            frame.append(following[1])
+        yield _Frame(number, start, frame)
+    if number == 0:
+        raise InvalidDatasetError("the file is empty")
+
+
+def _without_trailing_blanks(numbered: Iterator[tuple[int, str]]) -> Iterator[tuple[int, str]]:
+    """The numbered lines without the blank ones at the end of the file, which would otherwise
+    pass for the missing atoms of a truncated last frame; a run of blank lines is held back (as
+    a count, not a list) until a line with text follows it."""
+    blank_from, blanks = 0, 0
+    for number, line in numbered:
+        if not line.strip():
+            blank_from, blanks = (blank_from or number), blanks + 1
+            continue
+        for index in range(blanks):
+            yield blank_from + index, ""
+        blank_from, blanks = 0, 0
+        yield number, line
 
 
 def _atom_count(line: str, number: int, line_number: int) -> int:
@@ -331,17 +392,6 @@ class _LabelRules:
             return None
         checks = (self._energy_problem, self._forces_problem, self._stress_problem)
         return next((problem for check in checks if (problem := check(atoms))), None)
-
-    def unfound_named_keys(self, configs: list[ase.Atoms]) -> str | None:
-        """A key the upload named that no configuration holds: a typo, not a missing label."""
-        for label, key in self.keys.to_dict().items():
-            name = label.removesuffix("_key")
-            if not any(self._has(atoms, name) for atoms in configs):
-                return (
-                    f"{label} {key!r} is in no configuration; configuration 1 holds "
-                    f"{', '.join(stored_names(configs[0])) or 'no values'}"
-                )
-        return None
 
     def _has(self, atoms: ase.Atoms, label: str) -> bool:
         return find_key(atoms, label, self.keys) is not None
@@ -551,62 +601,99 @@ def _as_matrix(values: Any) -> np.ndarray:
     return np.array([[xx, xy, xz], [xy, yy, yz], [xz, yz, zz]])
 
 
-def _summarise(
-    configs: list[ase.Atoms], file_keys: dict[str, str], data: bytes, keys: LabelKeys
-) -> DatasetSummary:
-    all_numbers = np.concatenate([atoms.numbers for atoms in configs])
-    numbers, counts = np.unique(all_numbers, return_counts=True)
-    element_counts = {
-        chemical_symbols[z]: int(count) for z, count in zip(numbers, counts, strict=True)
-    }
-    config_types = Counter(str(atoms.info.get("config_type", "default")) for atoms in configs)
-    label_counts = count_labels(configs, keys)
-    return DatasetSummary(
-        n_configs=len(configs),
-        n_atoms=sum(len(atoms) for atoms in configs),
-        elements=list(element_counts),
-        element_counts=element_counts,
-        labels=[label for label, count in label_counts.items() if count["configs"]],
-        energy_key=file_keys.get("energy"),
-        forces_key=file_keys.get("forces"),
-        stress_key=file_keys.get("stress"),
-        virials_key=file_keys.get("virials"),
-        config_types=dict(config_types),
-        n_periodic=sum(bool(atoms.pbc.any()) for atoms in configs),
-        isolated_atom_elements=sorted(
-            {
-                atoms.get_chemical_symbols()[0]
-                for atoms in configs
-                if is_isolated_atom(atoms) and find_key(atoms, "energy", keys) is not None
-            },
-            key=atomic_numbers.__getitem__,
-        ),
-        sha256=hashlib.sha256(data).hexdigest(),
-        size_bytes=len(data),
-        label_counts=label_counts,
-        requested_keys=keys.to_dict(),
-        warnings=label_warnings(configs, label_counts, keys),
-    )
+class _RunningSummary:
+    """What DatasetSummary reports, gathered one configuration at a time (no list of them)."""
 
+    def __init__(self, keys: LabelKeys) -> None:
+        self.keys = keys
+        self.n_configs = 0
+        self.n_atoms = 0
+        self.element_counts: Counter[int] = Counter()
+        self.config_types: Counter[str] = Counter()
+        self.n_periodic = 0
+        self.isolated_atom_elements: set[str] = set()
+        # Per label: configurations that carry it among those it applies to.
+        self.present = dict.fromkeys(LABELS, 0)
+        self.applicable = dict.fromkeys(LABELS, 0)
+        self.trained_stress = 0
+        self.first_names: list[str] = []
+        self.named_found = {label: False for label in keys.to_dict()}
 
-def count_labels(configs: list[ase.Atoms], keys: LabelKeys) -> dict[str, dict[str, int]]:
-    """Per label, the configurations that carry it among those it applies to."""
-    counts = {}
-    for label in LABELS:
-        applicable = [atoms for atoms in configs if _needs(atoms, label)]
-        present = sum(find_key(atoms, label, keys) is not None for atoms in applicable)
-        counts[label] = {"configs": present, "of": len(applicable)}
-    return counts
+    def add(self, atoms: ase.Atoms) -> None:
+        if not self.n_configs:
+            self.first_names = stored_names(atoms)
+        self.n_configs += 1
+        self.n_atoms += len(atoms)
+        self.element_counts.update(atoms.numbers.tolist())
+        self.config_types[str(atoms.info.get("config_type", "default"))] += 1
+        self.n_periodic += bool(atoms.pbc.any())
+        if is_isolated_atom(atoms) and find_key(atoms, "energy", self.keys) is not None:
+            self.isolated_atom_elements.add(atoms.get_chemical_symbols()[0])
+        for label in LABELS:
+            if _needs(atoms, label):
+                self.applicable[label] += 1
+                self.present[label] += find_key(atoms, label, self.keys) is not None
+        if _needs(atoms, "stress") and _stress_of(atoms, self.keys) is not None:
+            self.trained_stress += 1
+        for label in self.named_found:
+            self.named_found[label] |= (
+                find_key(atoms, label.removesuffix("_key"), self.keys) is not None
+            )
+
+    def unfound_named_key(self) -> str | None:
+        """A key the upload named that no configuration holds: a typo, not a missing label."""
+        named = self.keys.to_dict()
+        for label, found in self.named_found.items():
+            if not found:
+                return (
+                    f"{label} {named[label]!r} is in no configuration; configuration 1 holds "
+                    f"{', '.join(self.first_names) or 'no values'}"
+                )
+        return None
+
+    def label_counts(self) -> dict[str, dict[str, int]]:
+        return {
+            label: {"configs": self.present[label], "of": self.applicable[label]}
+            for label in LABELS
+        }
+
+    def result(self, file_keys: dict[str, str], sha256: str, size_bytes: int) -> DatasetSummary:
+        element_counts = {
+            chemical_symbols[z]: count for z, count in sorted(self.element_counts.items())
+        }
+        label_counts = self.label_counts()
+        return DatasetSummary(
+            n_configs=self.n_configs,
+            n_atoms=self.n_atoms,
+            elements=list(element_counts),
+            element_counts=element_counts,
+            labels=[label for label, count in label_counts.items() if count["configs"]],
+            energy_key=file_keys.get("energy"),
+            forces_key=file_keys.get("forces"),
+            stress_key=file_keys.get("stress"),
+            virials_key=file_keys.get("virials"),
+            config_types=dict(self.config_types),
+            n_periodic=self.n_periodic,
+            isolated_atom_elements=sorted(
+                self.isolated_atom_elements, key=atomic_numbers.__getitem__
+            ),
+            sha256=sha256,
+            size_bytes=size_bytes,
+            label_counts=label_counts,
+            requested_keys=self.keys.to_dict(),
+            warnings=label_warnings(self.first_names, label_counts, self.trained_stress),
+        )
+
 
 
 def label_warnings(
-    configs: list[ase.Atoms], counts: dict[str, dict[str, int]], keys: LabelKeys
+    first_names: list[str], counts: dict[str, dict[str, int]], trained_stress: int
 ) -> list[str]:
     """What a researcher should hear about the labels before training on them."""
     if not counts["energy"]["configs"]:
         return [
             "no energy or forces labels found: configuration 1 holds "
-            f"{', '.join(stored_names(configs[0])) or 'no values'}; recognised keys are energy, "
+            f"{', '.join(first_names) or 'no values'}; recognised keys are energy, "
             "forces, stress, virial(s) bare or with a REF_/DFT_ prefix (any case), and force. "
             "If the labels are under other names, upload again naming them (energy_key, "
             "forces_key, stress_key, virials_key); unlabelled structures can only be "
@@ -618,14 +705,11 @@ def label_warnings(
             "energy only, no forces: the dataset can test and evaluate models, but training "
             "needs forces"
         )
-    stress = sum(
-        _needs(atoms, "stress") and _stress_of(atoms, keys) is not None for atoms in configs
-    )
     periodic = counts["stress"]["of"]
-    if 0 < stress < periodic:
+    if 0 < trained_stress < periodic:
         warnings.append(
-            f"stress or virials on {stress} of {periodic} periodic configurations: the others "
-            "train on energy and forces alone"
+            f"stress or virials on {trained_stress} of {periodic} periodic configurations: the "
+            "others train on energy and forces alone"
         )
     return warnings
 

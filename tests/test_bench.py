@@ -55,6 +55,8 @@ def test_api_load_benchmark_measures_requests_and_upload_and_leaves_nothing_queu
     api_load.main(["--small"])
 
     printed = capsys.readouterr().out
+    answered = "GET /jobs/{id}: answered 2xx / 503 or 429 with Retry-After / errors (5xx, none)"
+    assert printed_numbers(printed, answered)[2] == 0
     for endpoint in ("POST /jobs", "GET /jobs/{id}"):
         assert printed_numbers(printed, f"{endpoint}: requests/s")[0] > 0
         p50, p99 = printed_numbers(printed, f"{endpoint}: p50 / p99 latency (ms)")

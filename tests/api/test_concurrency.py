@@ -153,3 +153,31 @@ def test_concurrent_reads_far_beyond_the_pool_all_succeed_and_none_gets_a_5xx(
     statuses = Counter(response.status_code for response in responses)
     assert statuses == {200: CONCURRENT_REQUESTS}, statuses
     assert {response.json()["id"] for response in responses} == {job_id}
+
+
+async def reads_beside_open_event_streams(base: str, job_id: str, token: str) -> list[int]:
+    headers = {"Authorization": f"Bearer {token}"}
+    async with httpx.AsyncClient(base_url=base, headers=headers, timeout=60) as client:
+        streams = [client.stream("GET", f"/jobs/{job_id}/events") for _ in range(OPEN_STREAMS)]
+        opened = [await stream.__aenter__() for stream in streams]
+        try:
+            assert all(response.status_code == 200 for response in opened)
+            reads = [await client.get(f"/jobs/{job_id}") for _ in range(3)]
+        finally:
+            for stream in streams:
+                await stream.__aexit__(None, None, None)
+    return [read.status_code for read in reads]
+
+
+OPEN_STREAMS = 5  # more than the tiny pool's three connections
+
+
+def test_open_event_streams_do_not_hold_database_connections_from_other_requests(
+    tiny_pool_server, settings
+) -> None:
+    project_id, token = project_token(tiny_pool_server)
+    job_id = stored_job(session_factory(settings.resolved_database_url), project_id)
+
+    statuses = asyncio.run(reads_beside_open_event_streams(tiny_pool_server, job_id, token))
+
+    assert statuses == [200, 200, 200]

@@ -17,7 +17,7 @@ from core.checkpoints import (
 from core.db import session_factory
 from core.jobs import create_job, get_job
 from core.leases import LeaseKeeper, claim_job, recover_abandoned_jobs
-from core.models import Dataset, Job, JobState, new_id, utcnow
+from core.models import Dataset, Evaluation, Job, JobState, ReplaySet, new_id, utcnow
 from core.storage import LocalStorage
 
 LEASE = {"lease_seconds": 60.0, "max_attempts": 2}
@@ -186,3 +186,38 @@ def test_resuming_restores_the_stored_checkpoint_and_keeps_only_epochs_before_it
     job = reread(session, job_id)
     assert [entry["epoch"] for entry in job.epochs] == [None, 0]
     assert "resumed from its checkpoint of epoch 1" in job.warnings[-1]
+
+
+@pytest.mark.parametrize("table", [Evaluation, ReplaySet])
+def test_evaluations_and_replay_sets_are_leased_requeued_and_failed_like_jobs(
+    session, table
+) -> None:
+    from core.leases import claim, recover_abandoned
+
+    values = {"content_hash": "0" * 64} if table is ReplaySet else {}
+    row = table(spec={}, **values)
+    session.add(row)
+    session.commit()
+    held = claim(session, table, row.id, **LEASE)
+    assert held is not None and claim(session, table, row.id, **LEASE) is None
+    enqueued: list[str] = []
+
+    session.execute(
+        update(table).where(table.id == row.id).values(lease_expires_at=utcnow() - timedelta(1))
+    )
+    session.commit()
+    assert recover_abandoned(session, table, max_attempts=2, enqueue=enqueued.append) == [row.id]
+    assert enqueued == [row.id]
+    resumed = claim(session, table, row.id, **LEASE)
+    assert resumed is not None and resumed.attempt == 2
+    session.execute(
+        update(table).where(table.id == row.id).values(lease_expires_at=utcnow() - timedelta(1))
+    )
+    session.commit()
+    assert recover_abandoned(session, table, max_attempts=2, enqueue=enqueued.append) == []
+
+    session.expire_all()
+    failed = session.get(table, row.id)
+    noun = "evaluation" if table is Evaluation else "replay set"
+    assert failed.state is JobState.FAILED
+    assert f"the worker running this {noun} stopped 2 time(s)" in failed.error
