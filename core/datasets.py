@@ -26,6 +26,7 @@ from core.labels import (
     LABELS,
     LabelKeys,
     all_label_keys,
+    competing_keys,
     find_key,
     raw_value,
     recognised_keys,
@@ -700,6 +701,13 @@ def label_warnings(
             "pseudolabelled (replay)"
         ]
     warnings = []
+    for label in LABELS:
+        competing = competing_keys(configs[0], label)
+        if keys.named(label) is None and len(competing) > 1:
+            warnings.append(
+                f"configuration 1 holds {label} under {', '.join(competing)}: read "
+                f"{competing[0]}; upload with {label}_key=... to choose another"
+            )
     if counts["forces"]["of"] and not counts["forces"]["configs"]:
         warnings.append(
             "energy only, no forces: the dataset can test and evaluate models, but training "

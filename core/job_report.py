@@ -10,7 +10,8 @@ def job_report(job: Job) -> dict[str, Any]:
     spec = job.spec
     strategy = spec["strategy"]["name"]
     return {
-        "title": f"mlft job {job.id}: {strategy} fine-tune of {spec['foundation_model']}",
+        "title": f"mlft job {job.id}: {strategy} "
+        + (f"fine-tune of {spec['foundation_model']}" if strategy != "scratch" else "training"),
         "generated_at": _now(),
         "job": {
             "id": job.id,
@@ -18,7 +19,7 @@ def job_report(job: Job) -> dict[str, Any]:
             "strategy": strategy,
             "foundation_model": spec["foundation_model"],
             "train_dataset": spec["train_dataset"],
-            "test_dataset": spec.get("test_dataset"),
+            "test_dataset": spec.get("test_dataset") or _held_out(job),
             "created_at": _iso(job.created_at),
             "finished_at": _iso(job.finished_at),
             "effective_hyperparameters": job.effective_hyperparameters,
@@ -49,6 +50,16 @@ def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
 def _measured_warnings(sections: dict[str, Any] | None) -> list[str]:
     """Warnings the evaluation itself raised (a hole rate far above the foundation's)."""
     return list(((sections or {}).get("rss_holes") or {}).get("warnings") or [])
+
+
+def _held_out(job: Job) -> str | None:
+    """A test set split off the training data is test data too (issue 18 item 9)."""
+    fraction = (job.spec.get("split") or {}).get("test_fraction") or 0
+    if not fraction:
+        return None
+    count = ((job.split or {}).get("counts") or {}).get("test")
+    held = f"{count} configurations" if count is not None else f"{fraction:.0%}"
+    return f"{held} held out of the training data"
 
 
 def _now() -> str:

@@ -19,7 +19,9 @@ STEMS: dict[str, tuple[str, ...]] = {
     "stress": ("stress",),
     "virials": ("virials", "virial"),
 }
-PREFIXES = ("", "REF_", "DFT_")
+# A prefixed key wins over a bare one: files written by ASE with a calculator attached carry the
+# calculator's own predictions as bare `energy`/`forces` next to the reference `REF_*` labels.
+PREFIXES = ("REF_", "DFT_", "")
 # Read only when the upload names it: a smeared free energy is not the energy forces derive from.
 ONLY_WHEN_NAMED = ("free_energy",)
 
@@ -73,6 +75,13 @@ def find_key(atoms: ase.Atoms, label: str, keys: LabelKeys = AUTOMATIC) -> str |
         if candidate.lower() in lowered:
             return lowered[candidate.lower()]
     return None
+
+
+def competing_keys(atoms: ase.Atoms, label: str) -> list[str]:
+    """Every recognised key of `label` the configuration holds, as the file spells them; more
+    than one means the reader chose (the first), which the user should hear about."""
+    lowered = {name.lower(): name for name in reversed(_names(atoms))}
+    return [lowered[key.lower()] for key in recognised_keys(label) if key.lower() in lowered]
 
 
 def raw_value(atoms: ase.Atoms, key: str) -> Any:

@@ -23,7 +23,7 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter
+from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
 
 Level = Literal["good", "warn", "bad"]
 
@@ -513,10 +513,16 @@ class ParityQuantity:
 
 
 PARITY_QUANTITIES = (
+    # Relative to each composition's mean reference (core.evaluation.accuracy.ParityData).
     ParityQuantity(
-        "energy_per_atom", "Energy per atom", "eV/atom", "energy_rmse_mev_per_atom", "meV/atom"
+        "energy_per_atom",
+        "Energy per atom − composition mean",
+        "eV/atom",
+        "energy_rmse_mev_per_atom",
+        "meV/atom",
     ),
     ParityQuantity("forces", "Force components", "eV/Å", "forces_rmse_mev_per_a", "meV/Å"),
+    ParityQuantity("stress", "Stress components", "eV/Å³", "stress_rmse_mev_per_a3", "meV/Å³"),
 )
 
 
@@ -530,6 +536,12 @@ def _accuracy_section(report: dict) -> str:
             f"<h3>{_esc(label)} · {_esc(_count(metrics.get('n_configs')))} configurations</h3>"
         )
         parts.append(_metrics_table(metrics))
+        if metrics.get("worse_than_zero"):
+            worse = ", ".join(metrics["worse_than_zero"])
+            parts.append(
+                f'<p class="bad"><b>Worse than predicting zero:</b> {_esc(worse)} (RMSE above '
+                "the labels' own RMS)</p>"
+            )
         parts.append(_accuracy_figure(label, metrics))
     return _section("Accuracy", *parts)
 
@@ -580,6 +592,9 @@ def _parity_panel(
         aspect="equal",
     )
     ax.text(0.04, 0.94, f"RMSE {rmse}", transform=ax.transAxes, va="top")
+    # Few ticks: long labels of a narrow range otherwise run into each other.
+    for axis in (ax.xaxis, ax.yaxis):
+        axis.set_major_locator(MaxNLocator(nbins=4))
 
 
 def _error_histogram(ax: Axes, errors: np.ndarray, quantity: ParityQuantity) -> None:

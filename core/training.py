@@ -266,7 +266,7 @@ def run_training(
         isolated_atom_energies=isolated_energies,
         evaluation=evaluation,
         checks=checks,
-        warnings=warnings,
+        warnings=warnings + accuracy_warnings(evaluation),
         multihead_model_path=full_path if delivered is not full else None,
         replay=prepared.replay,
         preflight=outcome.report.to_dict(),
@@ -327,6 +327,28 @@ def loss_record(spec: JobSpec, molecules: list[ase.Atoms]) -> dict[str, Any]:
         "periodic_configs": sum(bool(atoms.pbc.any()) for atoms in molecules),
         "n_configs": len(molecules),
     }
+
+
+# Per label: its RMSE, the RMS of its labels (the error of predicting zero), and their unit.
+_ZERO_BASELINE_KEYS = {
+    "forces": ("forces_rmse_mev_per_a", "forces_label_rms_mev_per_a", "meV/Å"),
+    "stress": ("stress_rmse_mev_per_a3", "stress_label_rms_mev_per_a3", "meV/Å³"),
+}
+
+
+def accuracy_warnings(evaluation: dict[str, Any]) -> list[str]:
+    """Labels on which the delivered model is worse than predicting zero (issue 18 item 3)."""
+    warnings = []
+    for name, metrics in (evaluation.get("accuracy") or {}).items():
+        for label in metrics.get("worse_than_zero") or []:
+            rmse_key, rms_key, unit = _ZERO_BASELINE_KEYS[label]
+            rmse, rms = metrics[rmse_key], metrics[rms_key]
+            warnings.append(
+                f"{name} {label}: RMSE {rmse:.3g} {unit} is above the labels' own RMS "
+                f"{rms:.3g} {unit}, worse than predicting zero; check the labels' units and "
+                "sign, and train longer or with a larger stress_weight"
+            )
+    return warnings
 
 
 def preflight_warnings(outcome: PreflightOutcome) -> list[str]:

@@ -16,6 +16,9 @@ import httpx
 from mlft_client.client import Client
 from mlft_client.errors import MlftError
 
+# The labels whose keys an upload can name (--energy-key ...), as the server's form fields.
+LABELS = ("energy", "forces", "stress", "virials")
+
 DEFAULT_URL = "http://127.0.0.1:8000"
 Handler = Callable[[argparse.Namespace, Client], int]
 
@@ -64,6 +67,9 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     _add_dataset_commands(commands.add_parser("datasets", help="upload and list datasets"))
     _add_job_commands(commands.add_parser("jobs", help="submit, follow and download jobs"))
+    _add_evaluation_commands(
+        commands.add_parser("evaluations", help="evaluate a model on a dataset")
+    )
     serve = _command(commands, "serve", run_server, "run the API server here", local=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
@@ -75,7 +81,27 @@ def _add_dataset_commands(parser: argparse.ArgumentParser) -> None:
     commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
     upload = _command(commands, "upload", upload_datasets, "upload extxyz files; prints each id")
     upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    _command(commands, "list", list_datasets, "list uploaded datasets")
+    for label in LABELS:
+        upload.add_argument(
+            f"--{label}-key",
+            metavar="KEY",
+            help=f"the key holding the {label} when it is not recognised (mace's --{label}_key)",
+        )
+    _command(commands, "list", list_datasets, "list uploaded datasets with labels and warnings")
+
+
+def _add_evaluation_commands(parser: argparse.ArgumentParser) -> None:
+    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
+    submit = _command(
+        commands, "submit", submit_evaluation, "submit an evaluation spec (JSON or YAML)"
+    )
+    submit.add_argument("spec", type=Path, metavar="SPEC")
+    submit.add_argument("--watch", action="store_true", help="then wait until it ends")
+    for name, handler, text in [
+        ("show", show_evaluation, "print an evaluation as JSON"),
+        ("report", evaluation_report, "print an evaluation's report as JSON"),
+    ]:
+        _command(commands, name, handler, text).add_argument("evaluation_id", metavar="ID")
 
 
 def _add_job_commands(parser: argparse.ArgumentParser) -> None:
@@ -107,24 +133,67 @@ def _command(
 
 
 def upload_datasets(args: argparse.Namespace, client: Client) -> int:
+    keys = {f"{label}_key": getattr(args, f"{label}_key") for label in LABELS}
     for path in args.files:
-        dataset = client.upload_dataset(path)
+        dataset = client.upload_dataset(path, **keys)
         # The id alone on stdout, so `TRAIN=$(mlft datasets upload train.extxyz)` works.
         print(dataset["id"])
         print(f"{path}: {describe_dataset(dataset)}", file=sys.stderr)
+        for warning in dataset.get("summary", {}).get("warnings", []):
+            print(f"mlft: warning: {path}: {warning}", file=sys.stderr)
     return 0
 
 
 def list_datasets(_args: argparse.Namespace, client: Client) -> int:
     for dataset in client.datasets():
         print(f"{dataset['id']}  {dataset['name']}  {describe_dataset(dataset)}")
+        for warning in dataset.get("summary", {}).get("warnings", []):
+            print(f"    warning: {warning}")
     return 0
 
 
 def describe_dataset(dataset: dict[str, Any]) -> str:
     summary = dataset.get("summary", {})
     elements = " ".join(summary.get("elements", []))
-    return f"{summary.get('n_configs', '?')} configurations, elements {elements or '?'}"
+    return (
+        f"{summary.get('n_configs', '?')} configurations, elements {elements or '?'}, "
+        f"labels {describe_labels(summary)}"
+    )
+
+
+def describe_labels(summary: dict[str, Any]) -> str:
+    """`energy 120/120, forces 120/120, stress 100/120 (dft_stress)`: counts and keys."""
+    counts = summary.get("label_counts", {})
+    parts = []
+    for label in summary.get("labels", []):
+        count = counts.get(label)
+        key = summary.get(f"{label}_key")
+        text = f"{label} {count['configs']}/{count['of']}" if count else label
+        parts.append(f"{text} ({key})" if key and key != label else text)
+    return ", ".join(parts) or "none"
+
+
+def submit_evaluation(args: argparse.Namespace, client: Client) -> int:
+    evaluation = client.create_evaluation(read_spec(args.spec))
+    print(evaluation["id"])
+    if not args.watch:
+        return 0
+    evaluation = client.wait_evaluation(evaluation["id"])
+    if evaluation["state"] != "succeeded":
+        reason = f": {evaluation['error']}" if evaluation.get("error") else ""
+        return fail(f"evaluation {evaluation['id']} {evaluation['state']}{reason}")
+    print(f"evaluation {evaluation['id']} succeeded", file=sys.stderr)
+    return 0
+
+
+def show_evaluation(args: argparse.Namespace, client: Client) -> int:
+    print(json.dumps(client.evaluation(args.evaluation_id), indent=2))
+    return 0
+
+
+def evaluation_report(args: argparse.Namespace, client: Client) -> int:
+    print(json.dumps(client.evaluation_report(args.evaluation_id), indent=2))
+    return 0
 
 
 def submit_job(args: argparse.Namespace, client: Client) -> int:

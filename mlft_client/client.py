@@ -46,11 +46,30 @@ class Client:
         if self._owns_http:
             self._http.close()
 
-    def upload_dataset(self, path: str | os.PathLike[str]) -> dict[str, Any]:
-        """Upload an extxyz file; the server validates and summarises it."""
+    def upload_dataset(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        energy_key: str | None = None,
+        forces_key: str | None = None,
+        stress_key: str | None = None,
+        virials_key: str | None = None,
+    ) -> dict[str, Any]:
+        """Upload an extxyz file; the server validates and summarises it. The keys name where
+        the labels are when the server does not recognise them (mace's flag names); the same
+        file uploaded again returns the existing dataset. Read `summary["warnings"]`."""
         path = Path(path)
+        named = {
+            "energy_key": energy_key,
+            "forces_key": forces_key,
+            "stress_key": stress_key,
+            "virials_key": virials_key,
+        }
+        form = {name: key for name, key in named.items() if key is not None}
         with path.open("rb") as stream:
-            return self._json("POST", "/datasets", files={"file": (path.name, stream)})
+            return self._json(
+                "POST", "/datasets", files={"file": (path.name, stream)}, data=form
+            )
 
     def datasets(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", "/datasets", params={"limit": limit, "offset": offset})["data"]
@@ -71,6 +90,34 @@ class Client:
         """Where the job's model came from and what it was measured to do (JSON or Markdown)."""
         response = self._request("GET", f"/jobs/{job_id}/model-card", params={"format": format})
         return response.json() if format == "json" else response.text
+
+    def create_evaluation(self, spec: dict[str, Any]) -> dict[str, Any]:
+        """Evaluate a job's model or a foundation on a dataset (any labels, energy-only too)."""
+        return self._json("POST", "/evaluations", json=spec)
+
+    def evaluation(self, evaluation_id: str) -> dict[str, Any]:
+        return self._json("GET", f"/evaluations/{evaluation_id}")
+
+    def evaluation_report(
+        self, evaluation_id: str, format: Literal["json", "html"] = "json"
+    ) -> dict[str, Any] | str:
+        response = self._request(
+            "GET", f"/evaluations/{evaluation_id}/report", params={"format": format}
+        )
+        return response.json() if format == "json" else response.text
+
+    def wait_evaluation(
+        self, evaluation_id: str, *, timeout: float | None = None, poll: float = 2.0
+    ) -> dict[str, Any]:
+        """Poll an evaluation until it ends and return it; TimeoutError after `timeout` s."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            evaluation = self.evaluation(evaluation_id)
+            if evaluation["state"] in TERMINAL_STATES:
+                return evaluation
+            if deadline is not None and time.monotonic() >= deadline:
+                raise TimeoutError(f"evaluation {evaluation_id} did not finish within {timeout} s")
+            time.sleep(poll)
 
     def jobs(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", "/jobs", params={"limit": limit, "offset": offset})["data"]

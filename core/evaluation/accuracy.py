@@ -50,7 +50,10 @@ class ErrorMetrics:
 
 @dataclass(frozen=True)
 class ParityData:
-    """Reference and predicted values, evenly thinned to at most MAX_PARITY_POINTS each."""
+    """Reference and predicted values, evenly thinned to at most MAX_PARITY_POINTS each.
+
+    Energies per atom are relative to the mean reference of each configuration's composition:
+    absolute energies span eV to keV per atom across compositions and hide meV errors."""
 
     energy_reference_ev_per_atom: list[float]
     energy_predicted_ev_per_atom: list[float]
@@ -79,6 +82,7 @@ class _Compared:
     """One configuration's labels next to the model's values; None where it has no label."""
 
     config_type: str
+    composition: str  # reduced formula
     energy: _Values | None  # eV/atom, one value
     forces: _Values | None  # eV/Å, flattened
     stress: _Values | None  # eV/Å³, flattened 3x3
@@ -114,6 +118,7 @@ def _compare(
     return [
         _Compared(
             config_type=str(atoms.info.get("config_type", DEFAULT_CONFIG_TYPE)),
+            composition=str(atoms.symbols.formula.reduce()[0]),
             energy=_values(label.energy, prediction.energy, scale=1 / len(atoms)),
             forces=_values(label.forces, prediction.forces),
             stress=_values(label.stress, stress),
@@ -209,7 +214,7 @@ def _mae(errors: np.ndarray) -> float | None:
 
 
 def _parity(compared: list[_Compared], max_points: int) -> ParityData:
-    energies = [item.energy for item in compared if item.energy is not None]
+    energies = _relative_to_composition([item for item in compared if item.energy is not None])
     forces = [item.forces for item in compared if item.forces is not None]
     stress = [item.stress for item in compared if item.stress is not None]
     return ParityData(
@@ -220,6 +225,22 @@ def _parity(compared: list[_Compared], max_points: int) -> ParityData:
         stress_reference_ev_per_a3=_thinned([item.reference for item in stress], max_points),
         stress_predicted_ev_per_a3=_thinned([item.predicted for item in stress], max_points),
     )
+
+
+def _relative_to_composition(compared: list[_Compared]) -> list[_Values]:
+    """Per-atom energies minus the mean reference of their composition, reference and
+    predicted alike, so the parity plot shows the errors rather than the compositions."""
+    by_composition: dict[str, list[float]] = defaultdict(list)
+    for item in compared:
+        assert item.energy is not None
+        by_composition[item.composition].append(float(item.energy.reference[0]))
+    means = {name: float(np.mean(values)) for name, values in by_composition.items()}
+    relative = []
+    for item in compared:
+        assert item.energy is not None
+        mean = means[item.composition]
+        relative.append(_Values(item.energy.reference - mean, item.energy.predicted - mean))
+    return relative
 
 
 def _thinned(arrays: list[np.ndarray], max_points: int) -> list[float]:

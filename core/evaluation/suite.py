@@ -119,6 +119,10 @@ def accuracy_section(metrics: AccuracyMetrics) -> dict[str, Any]:
             "reference": parity.forces_reference_ev_per_a,
             "predicted": parity.forces_predicted_ev_per_a,
         },
+        "stress": {
+            "reference": parity.stress_reference_ev_per_a3,
+            "predicted": parity.stress_predicted_ev_per_a3,
+        },
     }
     return section
 

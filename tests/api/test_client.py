@@ -179,3 +179,30 @@ def test_cors_admits_only_configured_origins(settings) -> None:
 
     assert admitted.headers["access-control-allow-origin"] == allowed
     assert "access-control-allow-origin" not in refused.headers
+
+
+DIALECTS = Path(__file__).resolve().parent.parent / "data" / "dialects"
+
+
+def test_upload_names_label_keys_and_the_same_file_again_returns_the_dataset(api: Client) -> None:
+    # Issue 18 items 1 and 10.
+    path = DIALECTS / "custom_keys.extxyz"
+    keys = {"energy_key": "pbe_energy", "forces_key": "pbe_forces", "virials_key": "pbe_virials"}
+
+    first = api.upload_dataset(path, **keys)
+    again = api.upload_dataset(path, **keys)
+
+    assert first["summary"]["labels"] == ["energy", "forces", "virials"]
+    assert again["id"] == first["id"]
+
+
+def test_evaluations_are_created_and_read(api: Client) -> None:
+    dataset = api.upload_dataset(DIALECTS / "energy_only.extxyz")
+
+    evaluation = api.create_evaluation(
+        {"model": {"foundation_model": "mace-demo-emt"}, "dataset": dataset["id"]}
+    )
+
+    assert evaluation["state"] == "queued"
+    assert api.evaluation(evaluation["id"])["spec"]["dataset"] == dataset["id"]
+    assert evaluation["id"] in api.evaluation_report(evaluation["id"])["title"]

@@ -103,3 +103,19 @@ def test_the_same_bytes_uploaded_twice_return_the_existing_dataset(client) -> No
     assert other_keys.json()["id"] != first.json()["id"]
     summary = first.json()["summary"]
     assert summary["label_counts"]["virials"] == {"configs": 3, "of": 6}
+
+
+def test_scratch_is_accepted_without_a_foundation_and_refuses_foundation_e0s(client) -> None:
+    # Issue 18 item 6.
+    train = created(client, "janus_dft.extxyz")
+    scratch = {"train_dataset": train["id"], "strategy": {"name": "scratch"}}
+
+    accepted = client.post("/jobs", json={**scratch, "foundation_model": None})
+    refused = client.post("/jobs", json={**scratch, "e0s": "estimated"})
+
+    assert accepted.status_code == 201, accepted.text
+    assert accepted.json()["spec"]["foundation_model"] is None
+    assert accepted.json()["spec"]["e0s"] == "average"
+    assert refused.status_code == 422
+    assert "scratch model has none" in refused.text
+    client.post(f"/jobs/{accepted.json()['id']}/cancel")

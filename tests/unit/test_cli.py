@@ -38,7 +38,9 @@ def test_datasets_upload_prints_the_id_alone_and_a_summary_on_stderr(
     assert status == 0
     assert dataset["name"] == "train.extxyz"
     elements = " ".join(dataset["summary"]["elements"])
-    assert err == f"{train_file}: 6 configurations, elements {elements}\n"
+    assert err == (
+        f"{train_file}: 6 configurations, elements {elements}, labels energy 6/6, forces 6/6\n"
+    )
 
 
 def test_datasets_list_shows_an_uploaded_dataset(
@@ -165,3 +167,51 @@ def test_client_and_cli_import_no_server_code() -> None:
     ).stdout
 
     assert imported.strip() == "[]"
+
+
+DIALECTS = REPO_ROOT / "tests" / "data" / "dialects"
+
+
+def test_datasets_upload_names_label_keys_and_list_shows_labels_and_warnings(
+    client: TestClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Issue 18 item 10: keys as options; labels (with counts and keys) and warnings listed.
+    custom = str(DIALECTS / "custom_keys.extxyz")
+    assert main([*URL, "datasets", "upload", custom], http=client) == 0
+    unlabelled_id, unlabelled_err = (part.strip() for part in capsys.readouterr())
+    keys = ["--energy-key", "pbe_energy", "--forces-key", "pbe_forces"]
+    assert main([*URL, "datasets", "upload", custom, *keys, "--virials-key", "pbe_virials"],
+                http=client) == 0
+    labelled_id = capsys.readouterr().out.strip()
+
+    assert main([*URL, "datasets", "list"], http=client) == 0
+
+    listing = capsys.readouterr().out.splitlines()
+    assert "mlft: warning:" in unlabelled_err and "no energy or forces labels" in unlabelled_err
+    [labelled] = [line for line in listing if line.startswith(labelled_id)]
+    assert labelled.endswith(
+        "labels energy 6/6 (pbe_energy), forces 6/6 (pbe_forces), virials 6/6 (pbe_virials)"
+    )
+    row = listing.index(next(line for line in listing if line.startswith(unlabelled_id)))
+    assert listing[row].endswith("labels none")
+    assert listing[row + 1].startswith("    warning: no energy or forces labels found")
+
+
+def test_evaluations_submit_and_show(
+    client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main([*URL, "datasets", "upload", str(DIALECTS / "energy_only.extxyz")],
+                http=client) == 0
+    dataset_id = capsys.readouterr().out.strip()
+    spec = tmp_path / "evaluation.json"
+    spec.write_text(
+        json.dumps({"model": {"foundation_model": "mace-demo-emt"}, "dataset": dataset_id})
+    )
+
+    assert main([*URL, "evaluations", "submit", str(spec)], http=client) == 0
+    evaluation_id = capsys.readouterr().out.strip()
+    assert main([*URL, "evaluations", "show", evaluation_id], http=client) == 0
+
+    shown = json.loads(capsys.readouterr().out)
+    assert shown["id"] == evaluation_id
+    assert shown["spec"]["dataset"] == dataset_id

@@ -152,3 +152,20 @@ def test_a_file_of_one_atom_crystals_has_no_isolated_atom_elements(tmp_path: Pat
 
     assert summary.isolated_atom_elements == []
     assert summary.label_counts["forces"] == {"configs": 2, "of": 2}
+
+
+def test_a_reference_key_wins_over_a_calculator_s_bare_prediction_and_the_choice_is_said(
+    tmp_path: Path,
+) -> None:
+    # ASE writes an attached calculator's predictions as bare energy/forces next to REF_*.
+    configs = read_configurations(DIALECTS / "mace_ref.extxyz")
+    for atoms in configs:
+        atoms.info["energy"] = atoms.info["REF_energy"] + 1.0
+    ase.io.write(tmp_path / "both.extxyz", configs, format="extxyz")
+
+    summary = inspect_extxyz(tmp_path / "both.extxyz")
+    read = read_configurations(tmp_path / "both.extxyz")
+
+    assert summary.energy_key == "REF_energy"
+    assert labels_of(read[0]).energy == pytest.approx(configs[0].info["REF_energy"])
+    assert any("holds energy under REF_energy, energy" in w for w in summary.warnings)

@@ -123,3 +123,38 @@ def test_metrics_serialise_to_json_with_the_fields_training_reports(foundation, 
     assert serialised["forces_rmse_mev_per_a"] > 0
     assert set(serialised["per_config_type"]) == {"CuAu"}
     assert "forces_predicted_ev_per_a" in serialised["parity"]
+
+
+def test_a_constant_energy_offset_drops_out_of_the_offset_free_rmse(foundation, configs):
+    # Issue 18 item 4: relative energies (scans, paths) are judged without the mean offset.
+    shifted = self_labelled(foundation, configs, energy_shift_per_atom=0.05)
+
+    metrics = accuracy(foundation, shifted, batch_size=4)
+
+    assert metrics.energy_rmse_mev_per_atom == pytest.approx(50, abs=1e-6)
+    assert metrics.energy_mean_error_mev_per_atom == pytest.approx(-50, abs=1e-6)
+    assert metrics.energy_rmse_without_offset_mev_per_atom == pytest.approx(0, abs=1e-6)
+
+
+def test_labels_the_model_misses_worse_than_zero_are_named(foundation, configs):
+    # Issue 18 item 3: a stress error above the labels' own RMS is worse than predicting zero.
+    far_off = self_labelled(foundation, configs)
+    for atoms in far_off:
+        if "stress" in atoms.calc.results:
+            # Labels a hundredth of what the model predicts: predicting zero is closer.
+            atoms.calc.results["stress"] = atoms.calc.results["stress"] * 0.01
+
+    metrics = accuracy(foundation, far_off, batch_size=4)
+
+    assert metrics.stress_label_rms_mev_per_a3 is not None
+    assert metrics.worse_than_zero == ["stress"]
+    assert metrics.parity.stress_reference_ev_per_a3
+
+
+def test_energy_parity_is_relative_to_each_composition(foundation, configs):
+    # Issue 18 item 9: absolute energies per atom span eV across compositions and hide errors.
+    metrics = accuracy(foundation, self_labelled(foundation, configs), batch_size=4)
+
+    reference = np.array(metrics.parity.energy_reference_ev_per_atom)
+    assert np.abs(reference).max() < 1.0
+    np.testing.assert_allclose(metrics.parity.energy_predicted_ev_per_atom, reference, atol=1e-9)

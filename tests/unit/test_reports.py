@@ -282,3 +282,49 @@ def test_sections_without_plot_data_render_tables_only() -> None:
 
     assert "<img" not in page
     assert "2.50" in page and "<h2>Molecular dynamics" in page
+
+
+def test_a_held_out_test_split_is_named_as_the_job_s_test_data() -> None:
+    # Issue 18 item 9: not "Test data: none" for a job with split.test_fraction.
+    from datetime import datetime, timezone
+
+    from core.job_report import job_report
+    from core.models import Job, JobState
+
+    job = Job(
+        id="j1",
+        state=JobState.SUCCEEDED,
+        spec={
+            "foundation_model": None,
+            "train_dataset": "d1",
+            "strategy": {"name": "scratch"},
+            "split": {"test_fraction": 0.2},
+        },
+        split={"counts": {"test": 7}},
+        warnings=[],
+        epochs=[],
+        created_at=datetime.now(timezone.utc),
+    )
+
+    report = job_report(job)
+
+    assert report["job"]["test_dataset"] == "7 configurations held out of the training data"
+    assert "None" not in report["title"]
+    assert "7 configurations held out" in render_html(report)
+
+
+def test_a_label_worse_than_predicting_zero_is_flagged_in_the_report_and_the_job() -> None:
+    from core.training import accuracy_warnings
+
+    test = {
+        "n_configs": 3,
+        "stress_rmse_mev_per_a3": 115.0,
+        "stress_label_rms_mev_per_a3": 1.0,
+        "worse_than_zero": ["stress"],
+    }
+
+    html = render_html({"title": "t", "accuracy": {"test": test}})
+    [warning] = accuracy_warnings({"accuracy": {"test": test}})
+
+    assert "Worse than predicting zero" in html
+    assert "worse than predicting zero" in warning and "115" in warning

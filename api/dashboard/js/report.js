@@ -109,8 +109,10 @@ function parityFigures(metrics) {
   const parity = metrics.parity || {};
   const figures = [];
   for (const [key, title, unit, rmseKey, errorUnit] of [
-    ["energy_per_atom", "Energy per atom", "eV/atom", "energy_rmse_mev_per_atom", "meV/atom"],
+    // Energies relative to each composition's mean reference, so meV errors show.
+    ["energy_per_atom", "Energy per atom − composition mean", "eV/atom", "energy_rmse_mev_per_atom", "meV/atom"],
     ["forces", "Force components", "eV/Å", "forces_rmse_mev_per_a", "meV/Å"],
+    ["stress", "Stress components", "eV/Å³", "stress_rmse_mev_per_a3", "meV/Å³"],
   ]) {
     const reference = parity[key]?.reference;
     const predicted = parity[key]?.predicted;

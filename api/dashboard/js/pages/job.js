@@ -67,6 +67,14 @@ function datasetLink(id) {
   return link;
 }
 
+// A test set split off the training data (split.test_fraction) is test data too.
+function heldOut(job) {
+  const fraction = job.spec.split?.test_fraction || 0;
+  if (!fraction) return "none";
+  const count = job.split?.counts?.test;
+  return `${count != null ? `${count} configurations` : `${Math.round(fraction * 100)}%`} held out of the training data`;
+}
+
 function details(job) {
   const spec = job.spec;
   const hyperparameters = job.effective_hyperparameters || spec.hyperparameters || {};
@@ -79,7 +87,7 @@ function details(job) {
       ["Strategy", spec.strategy.name],
       ["Foundation", spec.foundation_model],
       ["Training data", datasetLink(spec.train_dataset)],
-      ["Test data", spec.test_dataset ? datasetLink(spec.test_dataset) : "none"],
+      ["Test data", spec.test_dataset ? datasetLink(spec.test_dataset) : heldOut(job)],
       ["Validation", spec.valid_dataset ? datasetLink(spec.valid_dataset) : `${Math.round(spec.valid_fraction * 100)}% of the training data`],
       ["E0s", typeof spec.e0s === "string" ? spec.e0s : "explicit values"],
       ["Created", when(job.created_at)],

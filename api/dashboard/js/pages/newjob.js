@@ -51,9 +51,11 @@ export async function renderNewJob(page, signal, query = "") {
   const preferred = foundations.find((f) => f.name === DEMO_FOUNDATION)
     || foundations.find((f) => f.available) || foundations[0];
   const controls = {
-    foundation_model: select("foundation_model", foundations.map((f) => h("option", {
+    foundation_model: select("foundation_model", [...foundations.map((f) => h("option", {
       value: f.name, selected: f === preferred,
-    }, f.available ? f.name : `${f.name} (downloaded on first use)`))),
+    }, f.available ? f.name : `${f.name} (downloaded on first use)`)),
+    // Scratch needs no foundation (a foundation then only serves as the comparison).
+    h("option", { value: "" }, "none (scratch only)")]),
     train_dataset: select("train_dataset", datasetOptions(datasets), { required: true }),
     test_dataset: select("test_dataset", datasetOptions(datasets, { optional: true })),
     valid_dataset: select("valid_dataset", datasetOptions(datasets, { optional: true, none: "— hold out a fraction —" })),
@@ -113,7 +115,7 @@ export async function renderNewJob(page, signal, query = "") {
       }
     }
     const body = {
-      foundation_model: c.foundation_model.value,
+      foundation_model: c.foundation_model.value || null,
       train_dataset: c.train_dataset.value,
       test_dataset: c.test_dataset.value || null,
       strategy,
