@@ -251,7 +251,9 @@ class FoundationRegistry:
                 f"foundation model name {name!r}: use 1-100 letters, digits, '.', '_' or '-', "
                 "starting with a letter or digit"
             )
-        if self.exists(name):
+        # A published name not on disk is free: registering the downloaded file under it is how
+        # an offline site brings that model in.
+        if (self.models_dir / f"{name}.model").is_file():
             raise ConflictError(f"a foundation model named {name!r} exists already")
         sha256 = file_sha256(upload)
         self.models_dir.mkdir(parents=True, exist_ok=True)
