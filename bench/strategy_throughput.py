@@ -18,8 +18,14 @@ while the training stage runs: that is the mace-torch process. resource.getrusag
 is not used: it keeps the maximum over every child so far, so a light strategy run after a heavy
 one would report the heavy one's peak.
 
+With --foundation set to a stand-in family (core.standin_foundations: mace-mp-0-small,
+mace-off23-small, mace-multihead) the same runs use a model of that published architecture, and
+--system CuAu trains on 4- and 8-atom CuAu cells instead of molecules (replayed on other CuAu
+cells): the per-epoch cost of each strategy at that model size.
+
 Usage: python bench/strategy_throughput.py [--configs 100] [--epochs 10] [--replay 50]
        [--repeats 2] [--strategies naive,lora] [--device cpu] [--small] [--out FILE]
+       [--foundation mace-mp-0-small] [--system CuAu]
 """
 
 import argparse
@@ -133,13 +139,16 @@ class BenchData:
     mean_atoms: float  # per training configuration
 
 
-def write_data(folder: Path, configs: int, replay: int) -> BenchData:
-    """Target molecules (train and a separate validation set, so mace trains on exactly
-    `configs`) and foundation-like H/C/N/O replay structures."""
-    train = generate_target_dataset(configs, seed=5, system="molecules")
-    validation = generate_target_dataset(max(2, configs // 10), seed=6, system="molecules")
-    pool = generate_foundation_configurations(8 * replay, seed=7)
-    replay_set = [a for a in pool if set(a.get_chemical_symbols()) <= set(EMT_NONMETALS)]
+def write_data(folder: Path, configs: int, replay: int, system: str = "molecules") -> BenchData:
+    """Target molecules or CuAu cells (train and a separate validation set, so mace trains on
+    exactly `configs`) and replay structures: foundation-like H/C/N/O molecules, or other cells."""
+    train = generate_target_dataset(configs, seed=5, system=system)
+    validation = generate_target_dataset(max(2, configs // 10), seed=6, system=system)
+    if system == "molecules":
+        pool = generate_foundation_configurations(8 * replay, seed=7)
+        replay_set = [a for a in pool if set(a.get_chemical_symbols()) <= set(EMT_NONMETALS)]
+    else:
+        replay_set = generate_target_dataset(replay, seed=7, system=system)
     if len(replay_set) < replay:
         raise RuntimeError(f"only {len(replay_set)} H/C/N/O replay structures, {replay} asked")
     files = JobFiles(
@@ -155,6 +164,17 @@ def demo_foundation() -> FoundationModel:
     return FoundationModel(DEMO_FOUNDATION_NAME, path, file_sha256(path))
 
 
+def foundation_of(family: str) -> FoundationModel:
+    """The demo foundation, or a stand-in of a published family built into the models folder."""
+    if family == "demo":
+        return demo_foundation()
+    from core.foundations import FoundationRegistry
+    from core.standin_foundations import RECIPES, ensure_standin
+
+    registry = FoundationRegistry(demo_foundation_path().parent)
+    return registry.resolve(ensure_standin(registry, RECIPES[family], "float64"))
+
+
 def strategy_spec(name: str, epochs: int) -> JobSpec:
     strategy: dict = {"name": name}
     if name in REPLAY_STRATEGY_NAMES:
@@ -164,10 +184,12 @@ def strategy_spec(name: str, epochs: int) -> JobSpec:
     )
 
 
-def measure(spec: JobSpec, files: JobFiles, folder: Path, device: str) -> Throughput:
+def measure(
+    spec: JobSpec, files: JobFiles, folder: Path, device: str, foundation: FoundationModel
+) -> Throughput:
     clock = StageClock()
     try:
-        run_training(spec, files, demo_foundation(), folder, clock, device=device)
+        run_training(spec, files, foundation, folder, clock, device=device)
     finally:
         clock.sampler.stop()
     trained = len(read_configurations(files.train)) * spec.hyperparameters.max_num_epochs
@@ -207,22 +229,38 @@ class Plan:
     repeats: int
     strategies: list[str]
     device: str
+    foundation: str = "demo"
+    system: str = "molecules"
 
     def command(self, out: Path) -> str:
         return (
             f"python bench/strategy_throughput.py --configs {self.configs} --epochs {self.epochs}"
             f" --replay {self.replay} --repeats {self.repeats} --strategies "
-            f"{','.join(self.strategies)} --device {self.device} --out {out}"
+            f"{','.join(self.strategies)} --device {self.device} --foundation {self.foundation}"
+            f" --system {self.system} --out {out}"
         )
+
+    @property
+    def title(self) -> str:
+        if self.foundation == "demo":
+            return "Fine-tuning throughput per strategy"
+        return f"Fine-tuning cost per strategy: {self.foundation} stand-in"
 
 
 def run(plan: Plan) -> tuple[BenchData, list[Throughput]]:
     """Every strategy in turn, `repeats` times round, so a busy spell hits several strategies."""
     specs = [strategy_spec(name, plan.epochs) for name in plan.strategies]
     with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
-        data = write_data(Path(tmp), plan.configs, plan.replay)
+        data = write_data(Path(tmp), plan.configs, plan.replay, plan.system)
+        foundation = foundation_of(plan.foundation)
         runs = [
-            measure(spec, data.files, Path(tmp) / f"{spec.strategy.name}-{repeat}", plan.device)
+            measure(
+                spec,
+                data.files,
+                Path(tmp) / f"{spec.strategy.name}-{repeat}",
+                plan.device,
+                foundation,
+            )
             for repeat in range(plan.repeats)
             for spec in specs
         ]
@@ -235,16 +273,19 @@ Rows = list[tuple[str, str]]
 def table(plan: Plan, data: BenchData, results: list[Throughput]) -> Rows:
     batch_size = JobSpec(train_dataset="train").hyperparameters.batch_size
     rows = [
+        ("foundation", plan.foundation),
         ("device / dtype", f"{plan.device} / float64"),
         ("cores", f"{os.cpu_count()}, shared with other work: see each run's load average"),
-        ("training data", f"{plan.configs} H/C/N/O molecules ({data.mean_atoms:.1f} atoms on "
-                          f"average), {plan.epochs} epochs, batch size {batch_size}"),
-        ("validation", f"{data.validation_configs} molecules, every epoch"),
+        ("training data", f"{plan.configs} {plan.system} configurations ({data.mean_atoms:.1f} "
+                          f"atoms on average), {plan.epochs} epochs, batch size {batch_size}"),
+        ("validation", f"{data.validation_configs} configurations, every epoch"),
         ("runs per strategy", f"{plan.repeats}, the fastest reported"),
         ("replay strategies", f"+ {plan.replay} replay structures per epoch, not counted"),
     ]
     for r in results:
         rows += [
+            (f"{r.strategy}: seconds per epoch (epoch loop)",
+             f"{r.loop_seconds / plan.epochs:.1f}"),
             (f"{r.strategy}: configurations/s, training stage / epoch loop",
              f"{r.stage_rate:.1f} / {r.loop_rate:.1f}"),
             (f"{r.strategy}: training stage (s) / peak RSS (MB) / load average",
@@ -263,12 +304,17 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--device", default="cpu", help="cpu or cuda")
     parser.add_argument("--small", action="store_true", help="2 strategies, 10 configs (tests)")
     parser.add_argument("--out", type=Path, default=None)
+    parser.add_argument(
+        "--foundation", default="demo", help="demo, or a stand-in: mace-mp-0-small, "
+        "mace-off23-small, mace-multihead"
+    )
+    parser.add_argument("--system", default="molecules", choices=("molecules", "CuAu"))
     args = parser.parse_args(argv)
     plan = (
         Plan(10, 1, 10, 1, ["naive", "multihead_replay"], args.device)
         if args.small
         else Plan(args.configs, args.epochs, args.replay, args.repeats,
-                  args.strategies.split(","), args.device)
+                  args.strategies.split(","), args.device, args.foundation, args.system)
     )
     data, results = run(plan)
     rows = table(plan, data, results)
@@ -276,9 +322,7 @@ def main(argv: list[str] | None = None) -> None:
     for name, value in rows:
         print(f"{name:{width}s} {value}")
     if args.out is not None:
-        write_section(
-            args.out, "Fine-tuning throughput per strategy", rows, command=plan.command(args.out)
-        )
+        write_section(args.out, plan.title, rows, command=plan.command(args.out))
 
 
 if __name__ == "__main__":

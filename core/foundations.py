@@ -487,7 +487,9 @@ class FoundationRegistry:
         """Add an uploaded MACE model under a name, pinned by its sha256 (admins only: a pickle).
         Anything else is refused (InvalidModelFileError) and leaves nothing behind."""
         require_foundation_name(name)
-        if self.exists(name) or (self.models_dir / f"{name}.model").exists():
+        # A published name not on disk is free: registering the downloaded file under it is how
+        # an offline site brings that model in.
+        if self._registered(name) is not None or (self.models_dir / f"{name}.model").exists():
             raise ConflictError(f"a foundation model named {name!r} exists already")
         check_mace_model_file(upload)
         sha256 = file_sha256(upload)

@@ -66,7 +66,8 @@ def render_markdown(card: dict[str, Any]) -> str:
         "",
         f"- Created: {card['created_at']}",
         f"- Foundation model: {foundation.get('name', 'none (trained from scratch)')}"
-        + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else ""),
+        + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else "")
+        + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
         f"- Strategy: `{strategy['name']}`",
         f"- Level of theory: {card.get('level_of_theory') or 'not given'}",
         "",

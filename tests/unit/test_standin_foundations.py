@@ -152,3 +152,23 @@ def test_the_working_foundation_is_the_chosen_head_alone_in_float64(
     cell.calc = calc
     expected = cell.get_potential_energy()
     assert predict(model, [cell])[0].energy == pytest.approx(expected, abs=1e-6)
+
+
+def test_a_downloaded_published_model_registers_under_its_published_name(
+    standin, tmp_path: Path
+) -> None:
+    from core.errors import ConflictError
+
+    downloaded = FOUNDATIONS_DIR / f"{standin('mace-off23-small', 'float32')}.model"
+    registry = FoundationRegistry(tmp_path)
+
+    registered = registry.register("mace-off23-small", downloaded)
+
+    resolved = registry.resolve("mace-off23-small")  # the local file: nothing is downloaded
+    assert resolved.path == tmp_path / "mace-off23-small.model"
+    assert resolved.sha256 == registered.sha256
+    assert (tmp_path / "mace-off23-small.model.sha256").read_text().strip() == registered.sha256
+    listed = {item.name: item for item in registry.listing()}["mace-off23-small"]
+    assert listed.source == "local" and listed.info.elements[0] == "H"
+    with pytest.raises(ConflictError):
+        registry.register("mace-off23-small", downloaded)
