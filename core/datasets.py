@@ -618,11 +618,19 @@ class _RunningSummary:
         self.applicable = dict.fromkeys(LABELS, 0)
         self.trained_stress = 0
         self.first_names: list[str] = []
+        self.competing: dict[str, list[str]] = {}
         self.named_found = {label: False for label in keys.to_dict()}
 
     def add(self, atoms: ase.Atoms) -> None:
         if not self.n_configs:
             self.first_names = stored_names(atoms)
+            # Labels the first configuration holds under several unnamed keys: say which is read.
+            self.competing = {
+                label: found
+                for label in LABELS
+                if self.keys.named(label) is None
+                and len(found := competing_keys(atoms, label)) > 1
+            }
         self.n_configs += 1
         self.n_atoms += len(atoms)
         self.element_counts.update(atoms.numbers.tolist())
@@ -682,13 +690,18 @@ class _RunningSummary:
             size_bytes=size_bytes,
             label_counts=label_counts,
             requested_keys=self.keys.to_dict(),
-            warnings=label_warnings(self.first_names, label_counts, self.trained_stress),
+            warnings=label_warnings(
+                self.first_names, self.competing, label_counts, self.trained_stress
+            ),
         )
 
 
 
 def label_warnings(
-    first_names: list[str], counts: dict[str, dict[str, int]], trained_stress: int
+    first_names: list[str],
+    competing: dict[str, list[str]],
+    counts: dict[str, dict[str, int]],
+    trained_stress: int,
 ) -> list[str]:
     """What a researcher should hear about the labels before training on them."""
     if not counts["energy"]["configs"]:
@@ -701,13 +714,11 @@ def label_warnings(
             "pseudolabelled (replay)"
         ]
     warnings = []
-    for label in LABELS:
-        competing = competing_keys(configs[0], label)
-        if keys.named(label) is None and len(competing) > 1:
-            warnings.append(
-                f"configuration 1 holds {label} under {', '.join(competing)}: read "
-                f"{competing[0]}; upload with {label}_key=... to choose another"
-            )
+    for label, found in competing.items():
+        warnings.append(
+            f"configuration 1 holds {label} under {', '.join(found)}: read "
+            f"{found[0]}; upload with {label}_key=... to choose another"
+        )
     if counts["forces"]["of"] and not counts["forces"]["configs"]:
         warnings.append(
             "energy only, no forces: the dataset can test and evaluate models, but training "
