@@ -128,6 +128,8 @@ def _check_foundation_elements(
 
 
 def _check_foundation_head(registry: FoundationRegistry, spec: JobSpec) -> None:
+    if spec.foundation_model is None:  # scratch without a foundation: no head to choose
+        return
     info = registry.info(spec.foundation_model)
     if info is not None:  # a published model not fetched yet: the worker checks once it has it
         choose_head(spec.foundation_model, info.heads, spec.foundation_head)
