@@ -406,8 +406,11 @@ def acknowledged(findings: list[Finding], codes: Sequence[str]) -> list[Finding]
 
 
 def blocking_message(report: PreflightReport) -> str:
-    return "preflight: " + "; ".join(
-        f"[{finding.code}] {finding.message}" for finding in report.blocking
+    codes = ", ".join(dict.fromkeys(repr(finding.code) for finding in report.blocking))
+    return (
+        "preflight: "
+        + "; ".join(f"[{finding.code}] {finding.message}" for finding in report.blocking)
+        + f". To train anyway, add {codes} to preflight.acknowledge"
     )
 
 

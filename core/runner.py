@@ -2,12 +2,15 @@
 
 import json
 import logging
+import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cache import PredictionCache
@@ -41,6 +44,7 @@ class JobContext:
     cache: PredictionCache | None = None
     lease_seconds: float = 60.0
     max_attempts: int = 3
+    progress_interval_s: float = 2.0
 
 
 class RecordedProgress:
@@ -54,17 +58,50 @@ class RecordedProgress:
         lease: LeaseKeeper | None = None,
         checkpoints: CheckpointSync | None = None,
         resumed: bool = False,
+        context: JobContext | None = None,
+        progress_interval_s: float = 2.0,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
         self.lease = lease
         self.checkpoints = checkpoints
         self.resumed = resumed
+        self.context = context
+        self.progress_interval_s = progress_interval_s
+        self._last_steps_write = -math.inf
+        # What `trained` stored, so the job's end does not store it again.
+        self.delivered: Delivery | None = None
 
     def stage(self, name: str) -> None:
         with session_scope(self.sessions) as session:
             record_stage(session, self.job_id, name)
         logger.info("job=%s stage=%s", self.job_id, name)
+
+    def steps(self, stage: str, done: int, total: int) -> None:
+        """Progress inside a long stage (MD steps); written at most every progress_interval_s,
+        since an MD step takes milliseconds and a row update does too."""
+        now = time.monotonic()
+        if done < total and now - self._last_steps_write < self.progress_interval_s:
+            return
+        self._last_steps_write = now
+        with session_scope(self.sessions) as session:
+            record_stage(
+                session,
+                self.job_id,
+                f"{stage} {done}/{total} steps",
+                progress={"stage": stage, "done": done, "total": total, "unit": "steps"},
+            )
+
+    def e0s_chosen(self, e0s: dict[str, Any]) -> None:
+        with session_scope(self.sessions) as session:
+            get_job(session, self.job_id).e0s = e0s
+
+    def trained(self, result: TrainingResult) -> None:
+        """The model passed its checks: deliver it (and its exports and card) while the
+        evaluation runs; the job stays running until the evaluation ends."""
+        if self.context is None:
+            return
+        self.delivered = deliver_model(self.context, self.job_id, result)
 
     def preflight(self, report: dict[str, Any], cost: dict[str, Any] | None) -> None:
         """Findings and the cost estimate on the row before training starts."""
@@ -109,7 +146,13 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
         if claim.resumed:
             prepare_resume(context.sessions, context.storage, job_id, work_dir, claim.attempt)
         progress = RecordedProgress(
-            context.sessions, job_id, lease=lease, checkpoints=checkpoints, resumed=claim.resumed
+            context.sessions,
+            job_id,
+            lease=lease,
+            checkpoints=checkpoints,
+            resumed=claim.resumed,
+            context=context,
+            progress_interval_s=context.progress_interval_s,
         )
         state = _run_claimed(context, job_id, work_dir, progress)
     if state is not JobState.RUNNING:
@@ -136,7 +179,7 @@ def _run_claimed(
             device=context.device,
             cache=context.cache,
         )
-        return _finish(context, job_id, result)
+        return _finish(context, job_id, result, progress.delivered)
     except TrainingCancelled:
         with session_scope(context.sessions) as session:
             state = current_state(session, job_id)
@@ -223,24 +266,76 @@ def model_key(job_id: str, variant: str = "model") -> str:
     return f"jobs/{job_id}/{variant}.model"
 
 
-def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobState:
+@dataclass(frozen=True)
+class Delivery:
+    """What a job stored of its model once the model passed its checks."""
+
+    keys: dict[str, str]  # model_key and, for replay strategies, multihead_model_key
+    exports: dict[str, dict[str, Any]]
+    stored: list[str]
+
+
+def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> Delivery:
+    """Store the delivered model, its exports and its card (without evaluation metrics yet), and
+    point the running job's row at them: GET /jobs/{id}/model answers from now on."""
     keys = {"model_key": model_key(job_id)}
     context.storage.put_file(keys["model_key"], result.model_path)
     if result.multihead_model_path is not None:
         keys["multihead_model_key"] = model_key(job_id, "multihead")
         context.storage.put_file(keys["multihead_model_key"], result.multihead_model_path)
-    checks = dict(result.checks)
-    if result.replay is not None:
-        checks["replay"] = {k: v for k, v in result.replay.to_dict().items() if k != "path"}
     exports = _store_exports(context, job_id, result)
     stored = [*keys.values(), *(entry["key"] for entry in exports.values() if entry["key"])]
-    e0s = {**result.e0_fit.to_dict(), "isolated_atom_energies": result.isolated_atom_energies}
+    checks = _checks_of(result)
+    e0s = _e0s_of(result)
     with session_scope(context.sessions) as session:
         card = model_card_of(session, get_job(session, job_id), result, e0s, checks, exports)
     stored += _store_card(context, job_id, card)
+    with session_scope(context.sessions) as session:
+        # Only while this run still owns the job: a cancelled job keeps what it had.
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING)
+            .values(
+                e0s=e0s,
+                checks=checks,
+                exports=exports,
+                model_card=card,
+                split=result.split,
+                cost=result.cost,
+                updated_at=utcnow(),
+                **keys,
+            )
+        )
+    logger.info("job=%s model delivered model=%s; evaluating", job_id, keys["model_key"])
+    return Delivery(keys, exports, stored)
+
+
+def _checks_of(result: TrainingResult) -> dict[str, Any]:
+    checks = dict(result.checks)
+    if result.replay is not None:
+        checks["replay"] = {k: v for k, v in result.replay.to_dict().items() if k != "path"}
+    return checks
+
+
+def _e0s_of(result: TrainingResult) -> dict[str, Any]:
+    return {**result.e0_fit.to_dict(), "isolated_atom_energies": result.isolated_atom_energies}
+
+
+def _finish(
+    context: JobContext, job_id: str, result: TrainingResult, delivered: Delivery | None
+) -> JobState:
+    if delivered is None:
+        delivered = deliver_model(context, job_id, result)
+    keys, exports = delivered.keys, delivered.exports
+    checks = _checks_of(result)
+    e0s = _e0s_of(result)
+    with session_scope(context.sessions) as session:
+        card = model_card_of(session, get_job(session, job_id), result, e0s, checks, exports)
+    _store_card(context, job_id, card)  # the card again, now with the evaluation's metrics
+    evaluated = []
     for name, path in result.artifacts.items():
-        stored.append(artifact_key(job_id, name))
-        context.storage.put_file(stored[-1], path)
+        evaluated.append(artifact_key(job_id, name))
+        context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
         won = transition(
@@ -249,6 +344,7 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
             JobState.RUNNING,
             JobState.SUCCEEDED,
             stage=None,
+            stage_progress=None,
             e0s=e0s,
             metrics=result.evaluation,
             checks=checks,
@@ -263,8 +359,9 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
         with session_scope(context.sessions) as session:
             state = current_state(session, job_id)
         # Another run of the job (after a lease takeover) won: its artifacts have these keys.
+        # Otherwise (cancelled during the evaluation) the delivered model stays with the job.
         if state is not JobState.SUCCEEDED:
-            for key in stored:
+            for key in evaluated:
                 context.storage.delete(key)
         return state
     shutil.rmtree(context.work_root / job_id, ignore_errors=True)
@@ -354,7 +451,14 @@ def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobSt
     logger.warning("job=%s failed: %s", job_id, reason)
     with session_scope(context.sessions) as session:
         transition(
-            session, job_id, JobState.RUNNING, JobState.FAILED, error=reason, stage=None, **values
+            session,
+            job_id,
+            JobState.RUNNING,
+            JobState.FAILED,
+            error=reason,
+            stage=None,
+            stage_progress=None,
+            **values,
         )
         return current_state(session, job_id)
 
@@ -363,10 +467,15 @@ def context_from_settings(settings: Settings) -> JobContext:
     return JobContext(
         sessions=session_factory(settings.resolved_database_url),
         storage=storage_from_settings(settings),
-        registry=FoundationRegistry(settings.resolved_models_dir),
+        registry=FoundationRegistry(
+            settings.resolved_models_dir,
+            offline=settings.offline,
+            probe_timeout_s=settings.foundation_probe_timeout_s,
+        ),
         work_root=settings.data_dir / "work",
         device=settings.device,
         cache=PredictionCache(settings.data_dir / "cache"),
         lease_seconds=settings.job_lease_seconds,
         max_attempts=settings.max_attempts,
+        progress_interval_s=settings.progress_interval_s,
     )

@@ -14,7 +14,7 @@ from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES
 from core.models import Job, JobState, Sweep
 from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec
-from core.submission import submit_job
+from core.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
 
@@ -85,14 +85,14 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
 
 
 def submit_sweep(
-    session: Session, spec: SweepSpec, registry: FoundationRegistry
+    session: Session, spec: SweepSpec, registry: FoundationRegistry, screen: Screen | None = None
 ) -> tuple[Sweep, list[Job]]:
     """Create the sweep and its jobs in one transaction; the caller enqueues the jobs."""
     sweep = Sweep(spec=spec.model_dump(mode="json"))
     session.add(sweep)
     session.flush()
     jobs = [
-        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False)
+        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False, screen=screen)
         for job_spec in expand(spec)
     ]
     session.commit()

@@ -47,11 +47,22 @@ LORA_CHECK_CONFIGS = 20
 
 
 class Progress(Protocol):
+    """What a job reports while it runs. Progress objects that keep a record (a job's row) may
+    also define `preflight(report, cost)`, `e0s_chosen(e0s)`, `steps(stage, done, total)` and
+    `trained(result)`; run_training calls those it finds."""
+
     def stage(self, name: str) -> None: ...
 
     def epoch(self, entry: dict) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+
+def _notify(progress: Progress, hook: str, *args: Any) -> None:
+    # Optional hooks: benchmarks and tests pass progress objects that record only stages.
+    method = getattr(progress, hook, None)
+    if method is not None:
+        method(*args)
 
 
 @dataclass(frozen=True)
@@ -125,11 +136,12 @@ def run_training(
 
     progress.stage("preflight")
     outcome = preflight_job(spec, configs, files, foundation, foundation_model, cache, device)
-    # Progress objects that keep a record (a job's row) show the findings and the cost estimate
-    # while the job trains; others (benchmarks) need not.
-    record_preflight = getattr(progress, "preflight", None)
-    if record_preflight is not None:
-        record_preflight(outcome.report.to_dict(), outcome.cost.to_dict() if outcome.cost else None)
+    _notify(
+        progress,
+        "preflight",
+        outcome.report.to_dict(),
+        outcome.cost.to_dict() if outcome.cost else None,
+    )
     if outcome.report.blocking:
         raise PreflightBlockedError(blocking_message(outcome.report), outcome.report.to_dict())
     if fine_tuning:
@@ -160,6 +172,8 @@ def run_training(
         spec, foundation_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
     )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
+    # Shown on the job from now on: the model learns against them, and a failed job keeps them.
+    _notify(progress, "e0s_chosen", fit.to_dict())
     warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
 
     valid = picked(split.valid) if files.valid is None else None
@@ -206,6 +220,28 @@ def run_training(
     held_out = picked(split.test) if split.test else _read(files.test)
     progress.stage("exporting")
     exports = export_all(delivered_path, held_out or molecules, work_dir / "exports")
+    trained = TrainingResult(
+        model_path=delivered_path,
+        e0_fit=fit,
+        isolated_atom_energies=isolated_energies,
+        evaluation={},
+        checks=checks,
+        warnings=warnings,
+        multihead_model_path=full_path if delivered is not full else None,
+        replay=prepared.replay,
+        preflight=outcome.report.to_dict(),
+        split=recorded_split(split, [candidates[i] for i in chosen]),
+        cost=cost,
+        exports=exports,
+        foundation=(
+            {"name": foundation.name, "sha256": foundation.sha256}
+            if fine_tuning and foundation
+            else None
+        ),
+    )
+    # Issue 21: the verified model is delivered now; the evaluation below can take far longer
+    # than the training (MD), and the model does not depend on it.
+    _notify(progress, "trained", trained)
     evaluation = evaluate_model(
         delivered,
         EvaluationData(
@@ -214,6 +250,7 @@ def run_training(
         spec.evaluation,
         foundation=foundation_model,
         on_stage=progress.stage,
+        on_steps=getattr(progress, "steps", None),
         device=device,
     )
     artifacts = {}
@@ -230,26 +267,7 @@ def run_training(
             device=device,
             on_stage=progress.stage,
         )
-    return TrainingResult(
-        model_path=delivered_path,
-        e0_fit=fit,
-        isolated_atom_energies=isolated_energies,
-        evaluation=evaluation,
-        checks=checks,
-        warnings=warnings,
-        multihead_model_path=full_path if delivered is not full else None,
-        replay=prepared.replay,
-        preflight=outcome.report.to_dict(),
-        split=recorded_split(split, [candidates[i] for i in chosen]),
-        cost=cost,
-        exports=exports,
-        foundation=(
-            {"name": foundation.name, "sha256": foundation.sha256}
-            if fine_tuning and foundation
-            else None
-        ),
-        artifacts=artifacts,
-    )
+    return replace(trained, evaluation=evaluation, artifacts=artifacts)
 
 
 def preflight_job(

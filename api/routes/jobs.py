@@ -3,7 +3,14 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, Request, status
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from api.deps import ContextDep, LimitParam, OffsetParam, RegistryDep, SessionDep
+from api.deps import (
+    ContextDep,
+    LimitParam,
+    OffsetParam,
+    RegistryDep,
+    SessionDep,
+    SettingsDep,
+)
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
@@ -14,7 +21,7 @@ from core.models import Job, JobState
 from core.reports import render_html
 from core.runner import EXPORT_FILES, JobContext, artifact_key
 from core.spec import JobSpec
-from core.submission import submit_job
+from core.submission import reference_screen, submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 # Shown in /docs; dataset ids are placeholders for ids returned by POST /datasets.
@@ -70,10 +77,13 @@ def create_job(
     spec: Annotated[JobSpec, Body(openapi_examples=JOB_SPEC_EXAMPLES)],
     session: SessionDep,
     registry: RegistryDep,
+    context: ContextDep,
+    settings: SettingsDep,
     request: Request,
 ) -> JobPublic:
-    """Queue a fine-tuning job; it runs on the next free worker."""
-    job = submit_job(session, spec, registry)
+    """Queue a fine-tuning job; it runs on the next free worker. What would fail later and can
+    be known now is refused with 422 (or 503 for a foundation that cannot be fetched)."""
+    job = submit_job(session, spec, registry, screen=reference_screen(context, settings))
     request.app.state.enqueue(job.id)
     return JobPublic.of(job)
 
@@ -106,10 +116,13 @@ def download_model(
     head with LoRA merged; `variant=multihead` gives a replay job's model with both heads,
     `torchscript` the compiled model (`torch.jit.load`), `lammps` mace's LAMMPS model for
     `pair_style mace`. Every export was reloaded and matched the trained model's predictions
-    before delivery (the job's `exports` says by how much)."""
+    before delivery (the job's `exports` says by how much). Available as soon as the model
+    passed its checks (`model_available`), while the evaluation may still run."""
     job = get_job(session, job_id)
-    if job.state is not JobState.SUCCEEDED or job.model_key is None:
-        raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model yet")
+    if job.model_key is None:
+        raise ArtifactMissingError(
+            f"job {job_id} is {job.state.value}; its model is not trained and checked yet"
+        )
     if variant in EXPORT_FILES:
         return _exported(job, variant, context)
     key = job.model_key if variant == "target" else job.multihead_model_key

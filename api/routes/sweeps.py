@@ -3,8 +3,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse
 
-from api.deps import RegistryDep, SessionDep
+from api.deps import ContextDep, RegistryDep, SessionDep, SettingsDep
 from core.reports import render_sweep_html
+from core.submission import reference_screen
 from core.sweeps import SweepSpec, submit_sweep, sweep_summary
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
@@ -12,11 +13,16 @@ router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_sweep(
-    spec: SweepSpec, session: SessionDep, registry: RegistryDep, request: Request
+    spec: SweepSpec,
+    session: SessionDep,
+    registry: RegistryDep,
+    context: ContextDep,
+    settings: SettingsDep,
+    request: Request,
 ) -> dict[str, Any]:
     """Run a base job with several strategies (default: all seven and scratch) and an optional
     grid over lr, LoRA rank and training-set fraction; one job per point."""
-    sweep, jobs = submit_sweep(session, spec, registry)
+    sweep, jobs = submit_sweep(session, spec, registry, reference_screen(context, settings))
     for job in jobs:
         request.app.state.enqueue(job.id)
     return sweep_summary(session, sweep.id)

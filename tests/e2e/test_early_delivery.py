@@ -1,0 +1,93 @@
+"""Issue 21: the model is delivered as soon as it is trained and checked, while the evaluation
+(MD above all) still runs; the job shows its E0s once chosen and its progress inside MD."""
+
+import time
+
+import pytest
+from mace.calculators import MACECalculator
+
+from tests.conftest import upload
+from tests.e2e.conftest import wait_for_job
+
+pytestmark = pytest.mark.e2e
+
+
+@pytest.fixture(scope="module")
+def datasets(client, target_files) -> dict[str, str]:
+    return {name: upload(client, path)["id"] for name, path in target_files.items()}
+
+
+def poll_until(client, job_id: str, condition, timeout: float = 600) -> dict:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        job = client.get(f"/jobs/{job_id}").json()
+        if condition(job) or job["state"] in {"succeeded", "failed", "cancelled"}:
+            return job
+        time.sleep(0.2)
+    pytest.fail(f"job {job_id} never reached the condition")
+
+
+def test_model_downloads_while_the_evaluation_still_runs(
+    client, worker, settings, datasets, tmp_path
+) -> None:
+    spec = {
+        "train_dataset": datasets["train"],
+        "test_dataset": datasets["test"],
+        "hyperparameters": {"max_num_epochs": 2, "batch_size": 10},
+        # Long enough an evaluation that the model is seen before it ends.
+        "evaluation": {"md_structures": 2, "md_steps": 40, "dimers": False},
+    }
+    job_id = client.post("/jobs", json=spec).json()["id"]
+    before = client.get(f"/jobs/{job_id}")
+    assert before.json()["model_available"] is False
+    assert client.get(f"/jobs/{job_id}/model").status_code == 409
+
+    job = poll_until(client, job_id, lambda job: job["model_available"])
+
+    assert job["state"] == "running", job["error"]
+    model = client.get(f"/jobs/{job_id}/model")
+    assert model.status_code == 200
+    assert client.get(f"/jobs/{job_id}/model", params={"variant": "torchscript"}).status_code == 200
+    assert client.get(f"/jobs/{job_id}/model-card", params={"format": "md"}).status_code == 200
+    assert job["e0s"]["method"] == "estimated"
+    assert client.get(f"/jobs/{job_id}").json()["state"] == "running"
+    path = tmp_path / "early.model"
+    path.write_bytes(model.content)
+    MACECalculator(model_paths=str(path), device="cpu", default_dtype="float64")
+
+    job = poll_until(client, job_id, lambda job: (job["progress"]["steps"] or {}).get("done"))
+    steps = job["progress"]["steps"]
+    assert job["state"] == "running"
+    assert steps["unit"] == "steps" and steps["total"] == 80
+    assert 0 < steps["done"] <= 80
+    assert job["progress"]["stage"].startswith("md ")
+    assert job["progress"]["stage"].endswith(f"{steps['done']}/80 steps")
+
+    job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
+    assert job["state"] == "succeeded", job["error"]
+    assert job["progress"]["steps"] is None
+    assert client.get(f"/jobs/{job_id}/model").content == model.content
+    card = client.get(f"/jobs/{job_id}/model-card").json()
+    assert card["metrics"]["md_stable"] is not None
+
+
+def test_chosen_e0s_show_before_training_and_stay_on_a_job_that_did_not_succeed(
+    client, worker, settings, datasets
+) -> None:
+    spec = {
+        "train_dataset": datasets["train"],
+        "e0s": "average",
+        "hyperparameters": {"max_num_epochs": 50, "batch_size": 10},
+    }
+    job_id = client.post("/jobs", json=spec).json()["id"]
+
+    job = poll_until(client, job_id, lambda job: job["progress"]["stage"] == "training")
+
+    assert job["state"] == "running", job["error"]
+    assert job["e0s"]["method"] == "average"
+    elements = client.get(f"/datasets/{datasets['train']}").json()["summary"]["elements"]
+    assert set(job["e0s"]["e0s"]) == set(elements)
+    client.post(f"/jobs/{job_id}/cancel")
+    ended = wait_for_job(client, job_id, settings.data_dir / "worker.log")
+    assert ended["state"] == "cancelled"
+    assert ended["e0s"]["e0s"] == job["e0s"]["e0s"]
