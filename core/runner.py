@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cache import PredictionCache
@@ -25,7 +25,7 @@ from core.jobs import add_warnings, current_state, get_job, record_epoch, record
 from core.leases import LeaseKeeper, claim_job
 from core.mace_process import TrainingCancelled
 from core.model_card import build_model_card, render_markdown
-from core.models import Job, JobState, utcnow
+from core.models import Job, JobState, ReplaySet, utcnow
 from core.replay_sets import with_built_replay
 from core.spec import JobSpec, replay_of
 from core.storage import Storage, storage_from_settings
@@ -285,10 +285,11 @@ def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> D
         context.storage.put_file(keys["multihead_model_key"], result.multihead_model_path)
     exports = _store_exports(context, job_id, result)
     stored = [*keys.values(), *(entry["key"] for entry in exports.values() if entry["key"])]
-    checks = _checks_of(result)
     e0s = _e0s_of(result)
     with session_scope(context.sessions) as session:
-        card = model_card_of(session, get_job(session, job_id), result, e0s, checks, exports)
+        job = get_job(session, job_id)
+        checks = _checks_of(result, _replay_set_of(session, job))
+        card = model_card_of(session, job, result, e0s, checks, exports)
     stored += _store_card(context, job_id, card)
     with session_scope(context.sessions) as session:
         # Only while this run still owns the job: a cancelled job keeps what it had.
@@ -310,11 +311,36 @@ def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> D
     return Delivery(keys, exports, stored)
 
 
-def _checks_of(result: TrainingResult) -> dict[str, Any]:
+def _checks_of(result: TrainingResult, replay_set: ReplaySet | None = None) -> dict[str, Any]:
     checks = dict(result.checks)
     if result.replay is not None:
         checks["replay"] = {k: v for k, v in result.replay.to_dict().items() if k != "path"}
+        checks["replay"]["labels"] = "foundation" if result.replay.pseudolabelled else "dataset"
+        if _labelled_by_the_foundation(replay_set, result.foundation):
+            # A replay set the foundation labelled (issue 12): replaying it is pseudolabelled
+            # replay whatever the strategy's name.
+            assert replay_set is not None
+            labels = f"foundation (replay set {replay_set.id})"
+            checks["replay"] |= {"pseudolabelled": True, "labels": labels}
     return checks
+
+
+def _labelled_by_the_foundation(
+    replay_set: ReplaySet | None, foundation: dict[str, str] | None
+) -> bool:
+    if replay_set is None or foundation is None:
+        return False
+    provenance = (replay_set.report or {}).get("provenance") or {}
+    return provenance.get("foundation_sha256") == foundation.get("sha256")
+
+
+def _replay_set_of(session: Session, job: Job) -> ReplaySet | None:
+    """The replay set whose dataset the job replays, if its replay data came from one."""
+    if job.replay_dataset_id is None:
+        return None
+    return session.scalar(
+        select(ReplaySet).where(ReplaySet.dataset_id == job.replay_dataset_id).limit(1)
+    )
 
 
 def _e0s_of(result: TrainingResult) -> dict[str, Any]:
@@ -327,10 +353,11 @@ def _finish(
     if delivered is None:
         delivered = deliver_model(context, job_id, result)
     keys, exports = delivered.keys, delivered.exports
-    checks = _checks_of(result)
     e0s = _e0s_of(result)
     with session_scope(context.sessions) as session:
-        card = model_card_of(session, get_job(session, job_id), result, e0s, checks, exports)
+        job = get_job(session, job_id)
+        checks = _checks_of(result, _replay_set_of(session, job))
+        card = model_card_of(session, job, result, e0s, checks, exports)
     _store_card(context, job_id, card)  # the card again, now with the evaluation's metrics
     evaluated = []
     for name, path in result.artifacts.items():

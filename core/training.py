@@ -248,7 +248,8 @@ def run_training(
             test=held_out, replay=_read(files.forgetting), reference=_read(files.reference)
         ),
         spec.evaluation,
-        foundation=foundation_model,
+        # Scratch has no foundation to forget: no forgetting ratio for it.
+        foundation=foundation_model if fine_tuning else None,
         on_stage=progress.stage,
         on_steps=getattr(progress, "steps", None),
         device=device,
@@ -433,9 +434,18 @@ def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
             "meV/atom with its own E0s (above 500 meV/atom); the data likely come from another "
             "level of theory: use e0s='estimated' or isolated atoms"
         ]
+    if after is not None and after <= E0_MISMATCH_MEV_PER_ATOM:
+        return [
+            f"E0 mismatch corrected: the foundation's energy error on the training data was "
+            f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the "
+            f"chosen E0s ({fit.method})"
+        ]
+    still = "cannot be told" if after is None else f"is still {after:.0f} meV/atom"
     return [
-        f"E0 mismatch corrected: the foundation's energy error on the training data was "
-        f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the chosen E0s"
+        f"E0 mismatch not corrected: the foundation's energy error on the training data was "
+        f"{before:.0f} meV/atom with its own E0s and {still} with the chosen E0s ({fit.method}), "
+        f"above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom: use e0s='estimated' or isolated atoms "
+        "at the data's level of theory"
     ]
 
 

@@ -3,10 +3,17 @@ from typing import Any, Literal
 from fastapi import APIRouter, Request, status
 from fastapi.responses import HTMLResponse
 
-from api.deps import ContextDep, RegistryDep, SessionDep, SettingsDep
+from api.deps import (
+    ContextDep,
+    LimitParam,
+    OffsetParam,
+    RegistryDep,
+    SessionDep,
+    SettingsDep,
+)
 from core.reports import render_sweep_html
 from core.submission import reference_screen
-from core.sweeps import SweepSpec, submit_sweep, sweep_summary
+from core.sweeps import SweepSpec, list_sweeps, submit_sweep, sweep_summary
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
@@ -26,6 +33,15 @@ def create_sweep(
     for job in jobs:
         request.app.state.enqueue(job.id)
     return sweep_summary(session, sweep.id)
+
+
+@router.get("")
+def read_sweeps(
+    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+) -> dict[str, Any]:
+    """The project's sweeps, newest first: strategies and job states of each."""
+    sweeps = list_sweeps(session, limit=limit, offset=offset)
+    return {"data": sweeps, "count": len(sweeps)}
 
 
 @router.get("/{sweep_id}")

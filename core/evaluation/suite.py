@@ -69,6 +69,12 @@ def evaluate_model(
         report["dimers"] = repulsion_section(
             short_range_repulsion(model, elements, structures[:1], device=device)
         )
+        if foundation is not None:
+            # Holes the foundation has already are inherited, not made by the fine-tuning;
+            # sweeps judge a model by the holes beyond its foundation's (core.sweeps).
+            report["dimers"]["foundation_holes"] = short_range_repulsion(
+                foundation, elements, structures[:1], device=device
+            ).holes
     return report
 
 
@@ -172,6 +178,11 @@ def forgetting_section(result: Forgetting) -> dict[str, Any]:
         "foundation": None if result.foundation is None else result.foundation.to_dict(),
         "finetuned": _plain_metrics(result.fine_tuned),
         "force_rmse_ratio": result.forces_rmse_ratio,
+        "energy_offset_removed": (
+            None
+            if result.energy_offset_removed is None
+            else result.energy_offset_removed.to_dict()
+        ),
     }
 
 

@@ -6,6 +6,7 @@ import time
 import pytest
 from mace.calculators import MACECalculator
 
+from mlft_client.cli import main
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 
@@ -69,6 +70,28 @@ def test_model_downloads_while_the_evaluation_still_runs(
     assert client.get(f"/jobs/{job_id}/model").content == model.content
     card = client.get(f"/jobs/{job_id}/model-card").json()
     assert card["metrics"]["md_stable"] is not None
+    # The MD traces are stored, bounded, for the report's figure.
+    run = client.get(f"/jobs/{job_id}/metrics").json()["md"][0]
+    assert len(run["time_ps"]) == len(run["temperature_K"]) == len(run["energy_ev"]) == 5
+    assert run["time_ps"][-1] == pytest.approx(0.02)
+
+
+def test_watching_a_job_ends_with_its_test_errors(client, worker, settings, datasets, capsys):
+    spec = {
+        "train_dataset": datasets["train"],
+        "test_dataset": datasets["test"],
+        "hyperparameters": {"max_num_epochs": 1, "batch_size": 10},
+        "evaluation": {"md": False, "dimers": False},
+    }
+    job_id = client.post("/jobs", json=spec).json()["id"]
+
+    status = main(["--url", "http://testserver", "jobs", "watch", job_id], http=client)
+
+    assert status == 0
+    test = client.get(f"/jobs/{job_id}/metrics").json()["accuracy"]["test"]
+    last = capsys.readouterr().out.strip().splitlines()[-1]
+    assert last.startswith(f"job {job_id} succeeded; test errors on 12 configurations:")
+    assert f"energy RMSE {test['energy_rmse_mev_per_atom']:.3g} meV/atom" in last
 
 
 def test_chosen_e0s_show_before_training_and_stay_on_a_job_that_did_not_succeed(
