@@ -121,7 +121,8 @@ def download_model(
     job = get_job(session, job_id)
     if job.model_key is None:
         raise ArtifactMissingError(
-            f"job {job_id} is {job.state.value}; its model is not trained and checked yet"
+            f"job {job_id} is {job.state.value}; it has no model yet (it is delivered once "
+            "trained and checked)"
         )
     if variant in EXPORT_FILES:
         return _exported(job, variant, context)
