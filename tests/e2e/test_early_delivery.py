@@ -114,3 +114,26 @@ def test_chosen_e0s_show_before_training_and_stay_on_a_job_that_did_not_succeed(
     ended = wait_for_job(client, job_id, settings.data_dir / "worker.log")
     assert ended["state"] == "cancelled"
     assert ended["e0s"]["e0s"] == job["e0s"]["e0s"]
+
+
+def test_scratch_gets_no_forgetting_ratio(client, worker, settings, datasets) -> None:
+    spec = {
+        "train_dataset": datasets["train"],
+        "test_dataset": datasets["test"],
+        "strategy": {
+            "name": "scratch",
+            "architecture": {"hidden_irreps": "8x0e", "num_interactions": 1, "correlation": 2},
+        },
+        "e0s": "average",
+        "hyperparameters": {"max_num_epochs": 1, "batch_size": 10},
+        "evaluation": {"md": False, "dimers": False, "replay_dataset": datasets["test"]},
+    }
+    job_id = client.post("/jobs", json=spec).json()["id"]
+
+    job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
+
+    assert job["state"] == "succeeded", job["error"]
+    metrics = client.get(f"/jobs/{job_id}/metrics").json()
+    assert "accuracy" in metrics and "forgetting" not in metrics
+    card = client.get(f"/jobs/{job_id}/model-card").json()
+    assert card["metrics"]["forgetting_force_rmse_ratio"] is None
