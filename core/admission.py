@@ -12,6 +12,7 @@ import tempfile
 from pathlib import Path
 
 import numpy as np
+import torch
 from ase.data import chemical_symbols
 
 from core.datasets import labels_of, read_configurations
@@ -36,9 +37,16 @@ logger = logging.getLogger(__name__)
 REFERENCE_CODE = "reference_mismatch"
 
 
-def screen_reference(context: JobContext, spec: JobSpec, train: Dataset, max_atoms: int) -> None:
+def screen_reference(
+    context: JobContext,
+    spec: JobSpec,
+    train: Dataset,
+    max_atoms: int,
+    loaded: dict[str, torch.nn.Module] | None = None,
+) -> None:
     """Raise InvalidSpecError, with both fixes, when the job's E0s would leave the foundation
-    more than 500 meV/atom off the training data."""
+    more than 500 meV/atom off the training data. `loaded` keeps foundations loaded between
+    the jobs of one request (a sweep's)."""
     if (
         isinstance(spec.strategy, ScratchStrategy)
         or spec.e0s not in BLOCKING_E0_METHODS
@@ -58,8 +66,11 @@ def screen_reference(context: JobContext, spec: JobSpec, train: Dataset, max_ato
     if not molecules:
         return
     foundation = context.registry.resolve(spec.foundation_model)
-    with model_load_lock():
-        model = load_model(foundation.path, context.device)
+    loaded = {} if loaded is None else loaded
+    if foundation.sha256 not in loaded:
+        with model_load_lock():
+            loaded[foundation.sha256] = load_model(foundation.path, context.device)
+    model = loaded[foundation.sha256]
 
     def compute() -> np.ndarray:
         return predict_energies(model, molecules, device=context.device)

@@ -272,7 +272,6 @@ class Delivery:
 
     keys: dict[str, str]  # model_key and, for replay strategies, multihead_model_key
     exports: dict[str, dict[str, Any]]
-    stored: list[str]
 
 
 def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> Delivery:
@@ -284,13 +283,12 @@ def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> D
         keys["multihead_model_key"] = model_key(job_id, "multihead")
         context.storage.put_file(keys["multihead_model_key"], result.multihead_model_path)
     exports = _store_exports(context, job_id, result)
-    stored = [*keys.values(), *(entry["key"] for entry in exports.values() if entry["key"])]
     e0s = _e0s_of(result)
     with session_scope(context.sessions) as session:
         job = get_job(session, job_id)
         checks = _checks_of(result, _replay_set_of(session, job))
         card = model_card_of(session, job, result, e0s, checks, exports)
-    stored += _store_card(context, job_id, card)
+    _store_card(context, job_id, card)
     with session_scope(context.sessions) as session:
         # Only while this run still owns the job: a cancelled job keeps what it had.
         session.execute(
@@ -308,7 +306,7 @@ def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> D
             )
         )
     logger.info("job=%s model delivered model=%s; evaluating", job_id, keys["model_key"])
-    return Delivery(keys, exports, stored)
+    return Delivery(keys, exports)
 
 
 def _checks_of(result: TrainingResult, replay_set: ReplaySet | None = None) -> dict[str, Any]:

@@ -162,7 +162,9 @@ def reference_screen(context: "JobContext", settings: Settings) -> Screen | None
         return None
     from core.admission import screen_reference  # imports torch and mace: only when used
 
+    loaded: dict = {}  # one load of each foundation per request, however many jobs
+
     def screen(spec: JobSpec, train: Dataset) -> None:
-        screen_reference(context, spec, train, settings.submission_check_max_atoms)
+        screen_reference(context, spec, train, settings.submission_check_max_atoms, loaded)
 
     return screen
