@@ -20,7 +20,8 @@ def evaluated_job(client, worker, settings, target_files, tmp_path_factory) -> d
         "train_dataset": upload(client, target_files["train"])["id"],
         "test_dataset": upload(client, target_files["test"])["id"],
         "hyperparameters": {"max_num_epochs": 2, "batch_size": 10},
-        "evaluation": {"replay_dataset": replay},
+        # 100 MD steps per run (issue 21's md_steps): the default 400 takes minutes on a busy CPU.
+        "evaluation": {"replay_dataset": replay, "md_steps": 100},
     }
     job_id = client.post("/jobs", json=spec).json()["id"]
     job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
