@@ -37,6 +37,8 @@ class JobProgress(BaseModel):
     epochs_done: int
     max_epochs: int
     latest: dict[str, Any] | None
+    # Inside a long stage: {"stage": "md 1/3", "done": 120, "total": 800, "unit": "steps"}.
+    steps: dict[str, Any] | None = None
 
 
 class JobPublic(BaseModel):
@@ -58,6 +60,8 @@ class JobPublic(BaseModel):
     exports: dict[str, Any] | None = None
     error: str | None
     attempts: int
+    # True once the model passed its checks: it downloads while the evaluation still runs.
+    model_available: bool = False
     created_at: datetime
     started_at: datetime | None
     # Set when the job resumed after its worker died; started_at stays the first start.
@@ -78,6 +82,7 @@ class JobPublic(BaseModel):
             if entry.get("epoch") is not None and entry.get("head") != "replay"
         ]
         done = job.state is JobState.SUCCEEDED
+        available = job.model_key is not None
         return cls(
             id=job.id,
             state=job.state,
@@ -87,6 +92,7 @@ class JobPublic(BaseModel):
                 epochs_done=len({entry["epoch"] for entry in trained}),
                 max_epochs=job.spec["hyperparameters"]["max_num_epochs"],
                 latest=job.epochs[-1] if job.epochs else None,
+                steps=job.stage_progress,
             ),
             epochs=job.epochs,
             e0s=job.e0s,
@@ -99,12 +105,13 @@ class JobPublic(BaseModel):
             exports=job.exports,
             error=job.error,
             attempts=job.attempts,
+            model_available=available,
             created_at=job.created_at,
             started_at=job.started_at,
             resumed_at=job.resumed_at,
             finished_at=job.finished_at,
             updated_at=job.updated_at,
-            model_url=f"/jobs/{job.id}/model" if done else None,
+            model_url=f"/jobs/{job.id}/model" if available else None,
             multihead_model_url=(
                 f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
             ),

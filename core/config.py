@@ -23,6 +23,10 @@ class Settings(BaseSettings):
     )
     # Folder of `<name>.model` files the foundation registry reads when nothing can be downloaded.
     models_dir: Path | None = None
+    # No downloads: a published foundation is refused at submission unless mace's cache or
+    # models_dir holds it. Online, its URL is probed (this timeout) when it is not cached.
+    offline: bool = False
+    foundation_probe_timeout_s: float = 3.0
     # Device mace-torch trains on: "cpu" or "cuda".
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.
@@ -46,6 +50,12 @@ class Settings(BaseSettings):
     db_pool_size: int = 10
     db_max_overflow: int = 20
     db_pool_timeout: float = 10.0
+    # At submission, e0s='foundation'|'estimated' jobs with at most this many training atoms are
+    # checked for the E0 reference mismatch preflight would block on (0: never; the foundation's
+    # energies are computed once and cached for the worker).
+    submission_check_max_atoms: int = 2_000
+    # Progress inside a long stage (MD steps) is written to the job's row at most this often.
+    progress_interval_s: float = 2.0
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a
     # bearer token; this one manages projects and foundation models, project tokens the rest.
     admin_token: SecretStr | None = None

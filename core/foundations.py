@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import urllib.request
 import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -79,6 +80,48 @@ PUBLISHED: dict[str, Callable[[], str]] = {
     "mace-off23-medium": _mace_off("medium"),
     "mace-off23-large": _mace_off("large"),
 }
+
+
+# Where each published model comes from: mace-torch's URL table (family, key), so whether it is
+# cached here can be told without downloading it.
+PUBLISHED_SOURCES: dict[str, tuple[str, str]] = {
+    name: ("off" if name.startswith("mace-off23-") else "mp", key)
+    for name, key in {
+        "mace-mp-0-small": "small",
+        "mace-mp-0-medium": "medium",
+        "mace-mp-0-large": "large",
+        "mace-mp-0b3-medium": "medium-0b3",
+        "mace-mpa-0-medium": "medium-mpa-0",
+        "mace-omat-0-small": "small-omat-0",
+        "mace-omat-0-medium": "medium-omat-0",
+        "mace-off23-small": "small",
+        "mace-off23-medium": "medium",
+        "mace-off23-large": "large",
+    }.items()
+}
+
+
+def published_source(name: str) -> tuple[str, Path]:
+    """The download URL of a published model and where mace-torch (or mlft) caches it."""
+    from mace.calculators.foundations_models import mace_mp_urls, mace_off_urls
+    from mace.tools.utils import get_cache_dir
+
+    family, key = PUBLISHED_SOURCES[name]
+    if family == "off":
+        return mace_off_urls[key], Path(get_cache_dir()) / f"mlft-mace-off23-{key}.model"
+    url = mace_mp_urls[key]
+    # mace's download_mace_mp_checkpoint names the cached file after the URL this way.
+    cached = "".join(c for c in os.path.basename(url) if c.isalnum() or c in "_")
+    return url, Path(get_cache_dir()) / cached
+
+
+def reachable(url: str, timeout_s: float) -> bool:
+    request = urllib.request.Request(url, method="HEAD")
+    try:
+        with urllib.request.urlopen(request, timeout=timeout_s):
+            return True
+    except (OSError, ValueError):
+        return False
 
 
 @dataclass(frozen=True)
@@ -428,8 +471,30 @@ class FoundationRegistry:
     """Names → model files. A local model is served only when it is a regular file (not a
     symlink) with its sha256 pin beside it (`<name>.model.sha256`), as registration writes."""
 
-    def __init__(self, models_dir: Path) -> None:
+    def __init__(
+        self, models_dir: Path, *, offline: bool = False, probe_timeout_s: float = 3.0
+    ) -> None:
         self.models_dir = models_dir
+        # Offline: published models are only used from the local folder or mace's cache.
+        self.offline = offline
+        self.probe_timeout_s = probe_timeout_s
+
+    def require_fetchable(self, name: str) -> None:
+        """Refuse, at submission, a published model the worker could not get: neither in the
+        local folder nor in mace's cache, and its URL unreachable (or the service offline)."""
+        if name not in PUBLISHED or self._registered(name) is not None:
+            return
+        url, cached = published_source(name)
+        if cached.is_file():
+            return
+        if not self.offline and reachable(url, self.probe_timeout_s):
+            return
+        why = "the service runs offline" if self.offline else f"{url} cannot be reached"
+        raise FoundationModelUnavailableError(
+            f"foundation model {name!r} is not cached here and {why}: download {url} elsewhere, "
+            f"then have an admin register it (POST /foundation-models with name={name} and the "
+            "file; it is pinned by its sha256)"
+        )
 
     def _registered(self, name: str) -> FoundationModel | None:
         require_foundation_name(name)

@@ -21,6 +21,8 @@ def job_report(job: Job) -> dict[str, Any]:
             "train_dataset": spec["train_dataset"],
             "test_dataset": spec.get("test_dataset") or _held_out(job),
             "created_at": _iso(job.created_at),
+            # The run, not the wait in the queue, is what "Duration" means.
+            "started_at": _iso(job.started_at),
             "finished_at": _iso(job.finished_at),
             "effective_hyperparameters": job.effective_hyperparameters,
         },

@@ -117,8 +117,16 @@ def cancel(session: Session, row: Row) -> Row:
     return row
 
 
-def record_stage(session: Session, job_id: str, stage: str) -> None:
-    session.execute(update(Job).where(Job.id == job_id).values(stage=stage, updated_at=utcnow()))
+def record_stage(
+    session: Session, job_id: str, stage: str, *, progress: dict[str, Any] | None = None
+) -> None:
+    """What the job does now; `progress` (done of total) inside a long stage, cleared by the
+    next stage."""
+    session.execute(
+        update(Job)
+        .where(Job.id == job_id)
+        .values(stage=stage, stage_progress=progress, updated_at=utcnow())
+    )
     session.commit()
 
 

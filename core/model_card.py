@@ -83,7 +83,7 @@ def render_markdown(card: dict[str, Any]) -> str:
         )
     split = card.get("split")
     if split:
-        lines += ["", f"Split: {split}"]
+        lines += ["", split_sentence(split)]
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     for key, value in (card.get("effective_hyperparameters") or {}).items():
         lines.append(f"| {key} | {value} |")
@@ -105,6 +105,21 @@ def render_markdown(card: dict[str, Any]) -> str:
     lines += ["", "## Software", ""]
     lines += [f"- {name}: {version}" for name, version in card["software"].items()]
     return "\n".join(lines) + "\n"
+
+
+def split_sentence(split: dict[str, Any]) -> str:
+    """"Split: 30 train, 4 valid, 6 test configurations (2 duplicates removed), grouped by
+    trajectory, seed 123." """
+    counts = split.get("counts") or {}
+    sides = ", ".join(f"{counts.get(side, 0)} {side}" for side in ("train", "valid", "test"))
+    text = f"Split: {sides} configurations"
+    if counts.get("duplicates_removed"):
+        text += f" ({counts['duplicates_removed']} duplicates removed)"
+    if split.get("group_by"):
+        text += f", grouped by `{split['group_by']}`"
+    if split.get("seed") is not None:
+        text += f", seed {split['seed']}"
+    return text + "."
 
 
 def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:

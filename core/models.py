@@ -123,6 +123,8 @@ class Job(ProjectOwned, Base):
     train_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     # What the job is doing now ("e0s", "training", "evaluating"), shown while it runs.
     stage: Mapped[str | None] = mapped_column(String(64), default=None)
+    # Inside a long stage: {"stage": "md 1/3", "done": 120, "total": 800, "unit": "steps"}.
+    stage_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     epochs: Mapped[list[Any]] = mapped_column(default=list)
     e0s: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # What the evaluation measured and the model card: the heavy parts of the row, loaded only

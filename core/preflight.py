@@ -189,12 +189,25 @@ def reference_findings(
     before = residuals.energy_rmse_before
     if before <= E0_MISMATCH_MEV_PER_ATOM:
         return findings
-    after = rmse_with_job_e0s if rmse_with_job_e0s is not None else before
+    after = rmse_with_job_e0s
     details = {
         "energy_rmse_before_mev_per_atom": before,
+        # None when the job's E0s cannot be known before it runs (never the before-value).
         "energy_rmse_with_job_e0s_mev_per_atom": after,
         "e0s": e0_method,
     }
+    if after is None:
+        findings.append(
+            Finding(
+                "reference_mismatch",
+                "warning",
+                f"the foundation is {before:.0f} meV/atom off the data with its own E0s (above "
+                f"{E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom); what the job's E0s ({e0_method}) "
+                "leave is known only once they are chosen",
+                details,
+            )
+        )
+        return findings
     if after <= E0_MISMATCH_MEV_PER_ATOM:
         findings.append(
             Finding(
@@ -449,8 +462,11 @@ def acknowledged(findings: list[Finding], codes: Sequence[str]) -> list[Finding]
 
 
 def blocking_message(report: PreflightReport) -> str:
-    return "preflight: " + "; ".join(
-        f"[{finding.code}] {finding.message}" for finding in report.blocking
+    codes = ", ".join(dict.fromkeys(repr(finding.code) for finding in report.blocking))
+    return (
+        "preflight: "
+        + "; ".join(f"[{finding.code}] {finding.message}" for finding in report.blocking)
+        + f". To train anyway, add {codes} to preflight.acknowledge"
     )
 
 
@@ -478,6 +494,15 @@ def e0s_of_method(
     if method == "isolated_atoms" and set(residuals.delta) <= set(isolated_energies):
         return dict(isolated_energies)
     return None
+
+
+def average_e0s_of(configs: Sequence[ase.Atoms], energies: np.ndarray) -> dict[str, float]:
+    """The E0s e0s='average' fits (core.e0s.average_e0s): E_i ≈ Σ_Z n_iZ E0_Z on the data."""
+    elements = elements_of(configs)
+    values, *_ = np.linalg.lstsq(
+        composition_matrix(configs, elements), np.asarray(energies, float), rcond=None
+    )
+    return {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}
 
 
 def rmse_with_e0s(
@@ -527,6 +552,8 @@ def review(
         errors["energy_rmse_mev_per_atom"] = residuals.energy_rmse_before
         errors["energy_rmse_after_e0_fit_mev_per_atom"] = residuals.energy_rmse_after
         job_e0s = e0s_of_method(e0_method, residuals, foundation_e0s, isolated_energies)
+        if e0_method == "average":
+            job_e0s = average_e0s_of(configs, energies)
         with_job_e0s = (
             None
             if job_e0s is None

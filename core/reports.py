@@ -23,7 +23,15 @@ import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
-from matplotlib.ticker import FuncFormatter, LogFormatter, MaxNLocator
+from matplotlib.ticker import (
+    FixedFormatter,
+    FixedLocator,
+    FuncFormatter,
+    LogLocator,
+    MaxNLocator,
+    NullFormatter,
+    NullLocator,
+)
 
 Level = Literal["good", "warn", "bad"]
 
@@ -268,8 +276,10 @@ def _job_facts(job: dict) -> str:
         ("Train data", job.get("train_dataset")),
         ("Test data", job.get("test_dataset")),
         ("Created", job.get("created_at") and _when(job["created_at"])),
+        ("Started", job.get("started_at") and _when(job["started_at"])),
         ("Finished", job.get("finished_at") and _when(job["finished_at"])),
-        ("Duration", _duration(job.get("created_at"), job.get("finished_at"))),
+        ("Queued", _duration(job.get("created_at"), job.get("started_at"))),
+        ("Duration", _duration(job.get("started_at"), job.get("finished_at"))),
     ]
     items = "".join(
         f"<div><dt>{_esc(name)}</dt><dd>{_esc(value)}</dd></div>"
@@ -454,27 +464,33 @@ def _learning_section(report: dict) -> str:
 
 
 def _learning_figure(curve: list[dict]) -> str:
+    figure = learning_curve_figure(curve)
+    if figure is None:
+        return ""
+    return _embed(figure, "Validation errors per epoch, one row of panels per head (log scale)")
+
+
+def learning_curve_figure(curve: list[dict]) -> Figure | None:
+    """One panel per head and quantity: a replay head near 1e-16 would flatten the target
+    head's curve on a shared axis."""
+    heads = list(dict.fromkeys(_head_of(entry) for entry in curve))
     panels = [
-        (key, title)
+        (head, key, title)
+        for head in heads
         for key, title in LEARNING_PANELS
-        if any(_positive(entry.get(key)) for entry in curve)
+        if _head_series(curve, head, key)
     ]
     if not panels:
-        return ""
-    heads = list(dict.fromkeys(_head_of(entry) for entry in curve))
-    figure, axes = _panels(len(panels), columns=3)
-    for ax, (key, title) in zip(axes, panels, strict=True):
-        for index, head in enumerate(heads):
-            points = _head_series(curve, head, key)
-            if points:
-                x, y = zip(*points, strict=True)
-                ax.plot(
-                    x, y, marker="o", ms=3, label=_literal(head), color=_head_colour(head, index)
-                )
-        ax.set(yscale="log", title=title, xlabel="epoch (−1: before training)")
-        _plain_log_labels(ax)
-        ax.legend()
-    return _embed(figure, "Validation errors per epoch, one line per head (log scale)")
+        return None
+    columns = max(sum(1 for head, _, _ in panels if head == first) for first in heads)
+    figure, axes = _panels(len(panels), columns=columns)
+    for ax, (head, key, title) in zip(axes, panels, strict=True):
+        x, y = zip(*_head_series(curve, head, key), strict=True)
+        ax.plot(x, y, marker="o", ms=3, color=_head_colour(head, heads.index(head)))
+        name = f"{title} · {head}" if len(heads) > 1 else title
+        ax.set(yscale="log", title=_literal(name), xlabel="epoch (−1: before training)")
+        _readable_log_ticks(ax, y)
+    return figure
 
 
 def _head_of(entry: dict) -> str:
@@ -490,10 +506,31 @@ def _head_series(curve: list[dict], head: str, key: str) -> list[tuple[int, floa
     )
 
 
-def _plain_log_labels(ax: Axes) -> None:
-    # "20" and "0.5" read faster than matplotlib's default "2×10¹" and "5×10⁻¹".
-    ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
-    ax.yaxis.set_minor_formatter(LogFormatter(labelOnlyBase=False, minor_thresholds=(1, 0.6)))
+def _readable_log_ticks(ax: Axes, values: Sequence[float]) -> None:
+    """Log axis ticks that read as distinct plain numbers ("0.28", "0.3", "0.32"): within a
+    decade matplotlib's defaults label every minor tick alike ("3e-01")."""
+    low, high = min(values), max(values)
+    if high / low >= 10:
+        ax.yaxis.set_major_locator(LogLocator(base=10))
+        ax.yaxis.set_major_formatter(FuncFormatter(lambda value, _: f"{value:g}"))
+        ax.yaxis.set_minor_formatter(NullFormatter())
+        return
+    margin = (high / low) ** 0.1 if high > low else 1.1
+    ax.set_ylim(low / margin, high * margin)
+    ticks = MaxNLocator(nbins=4).tick_values(low / margin, high * margin)
+    ticks = [tick for tick in ticks if low / margin <= tick <= high * margin and tick > 0]
+    ax.yaxis.set_major_locator(FixedLocator(ticks))
+    ax.yaxis.set_major_formatter(FixedFormatter(_distinct_labels(ticks)))
+    ax.yaxis.set_minor_locator(NullLocator())
+
+
+def _distinct_labels(ticks: Sequence[float]) -> list[str]:
+    """The fewest significant digits that tell every tick apart."""
+    for digits in range(1, 8):
+        labels = [f"{tick:.{digits}g}" for tick in ticks]
+        if len(set(labels)) == len(labels):
+            return labels
+    return [f"{tick:g}" for tick in ticks]
 
 
 def _positive(value: Any) -> bool:
@@ -618,16 +655,39 @@ def _forgetting_section(report: dict) -> str:
         return ""
     foundation = forgetting.get("foundation") or {}
     finetuned = forgetting.get("finetuned") or {}
+    offset_free = forgetting.get("energy_offset_removed")
     rows = [
         (
             f"{name} ({unit})",
             _num(foundation.get(key)),
             _num(finetuned.get(key)),
-            _ratio(finetuned.get(key), foundation.get(key)),
+            # Raw energy errors differ by the E0 shift between the two references, which is no
+            # forgetting: their ratio is given after removing it (the row below).
+            "—"
+            if offset_free and key.startswith("energy_")
+            else _ratio(finetuned.get(key), foundation.get(key)),
         )
         for key, name, unit in METRICS
         if foundation.get(key) is not None or finetuned.get(key) is not None
     ]
+    note = ""
+    if offset_free:
+        rows.append(
+            (
+                "Energy RMSE, per-element offset removed (meV/atom)",
+                _num(offset_free.get("foundation_mev_per_atom")),
+                _num(offset_free.get("fine_tuned_mev_per_atom")),
+                _ratio(
+                    offset_free.get("fine_tuned_mev_per_atom"),
+                    offset_free.get("foundation_mev_per_atom"),
+                ),
+            )
+        )
+        note = (
+            "<p>Energies are compared after removing each model's least-squares per-element "
+            "offset: the fine-tuned model carries the E0s of the new reference, and that shift "
+            "is not forgetting.</p>"
+        )
     intro = (
         f"<p>Errors on <b>{_esc(forgetting.get('dataset') or 'the replay data')}</b> before and "
         "after fine-tuning; a ratio above 1 means the model got worse there.</p>"
@@ -636,6 +696,7 @@ def _forgetting_section(report: dict) -> str:
         "Forgetting",
         intro,
         _table(("Metric", "Foundation", "Fine-tuned", "Fine-tuned / foundation"), rows),
+        note,
     )
 
 
@@ -951,16 +1012,78 @@ def _recommendation(recommendation: dict) -> str:
     return _section("Recommendation", f"<ul>{''.join(items)}</ul>") if items else ""
 
 
+# Labels nearer than this (points, about one line of 7 pt text) are stacked apart.
+LABEL_SPACING_PT = 9.0
+
+
+def label_offsets(points: Sequence[tuple[float, float]]) -> list[tuple[float, float]]:
+    """Offsets (typographic points) for the labels of scatter `points` (also in points on the
+    page), so that labels of coinciding or close points stack upwards instead of overprinting."""
+    placed: list[tuple[float, float]] = []
+    offsets = []
+    for x, y in points:
+        dy = 3.0
+        while any(
+            abs(x - px) < 6 * LABEL_SPACING_PT and abs(y + dy - py) < LABEL_SPACING_PT
+            for px, py in placed
+        ):
+            dy += LABEL_SPACING_PT
+        placed.append((x, y + dy))
+        offsets.append((3.0, dy))
+    return offsets
+
+
+def _point_label(row: dict, varying: set[str]) -> str:
+    """The strategy, and the grid values that tell its points apart."""
+    parts = [row["strategy"]]
+    if "lora_rank" in varying and row.get("lora_rank") is not None:
+        parts.append(f"r{row['lora_rank']}")
+    if "lr" in varying and row.get("lr") is not None:
+        parts.append(f"lr {row['lr']:g}")
+    if "train_fraction" in varying and row.get("train_fraction") is not None:
+        parts.append(f"{row['train_fraction']:g} of data")
+    return " ".join(parts)
+
+
+def _grid_keys(rows: list[dict]) -> set[str]:
+    """The settings that differ between jobs of one strategy (a sweep's grid)."""
+    return {
+        key
+        for key in ("lr", "lora_rank", "train_fraction")
+        for strategy in {row["strategy"] for row in rows}
+        if len({row.get(key) for row in rows if row["strategy"] == strategy}) > 1
+    }
+
+
 def _sweep_figure(rows: list[dict]) -> str:
     points = [row for row in rows if row.get("test_forces_rmse_mev_per_a") is not None]
     if not points:
         return ""
     figure, (axes,) = _panels(1)
+    xy = []
     for row in points:
         forgetting = row.get("forgetting_ratio")
         y = forgetting if forgetting is not None else 1.0
         axes.scatter(row["test_forces_rmse_mev_per_a"], y, marker="o" if forgetting else "x")
-        axes.annotate(_literal(row["strategy"]), (row["test_forces_rmse_mev_per_a"], y), fontsize=7)
+        xy.append((row["test_forces_rmse_mev_per_a"], y))
+    # Axis limits fixed first, so label positions are computed in the final display space.
+    figure.canvas.draw()
+    per_point = 72 / figure.dpi
+    offsets = label_offsets(
+        [(px * per_point, py * per_point) for px, py in axes.transData.transform(xy)]
+    )
+    varying = _grid_keys(points)
+    for row, point, offset in zip(points, xy, offsets, strict=True):
+        axes.annotate(
+            _literal(_point_label(row, varying)),
+            point,
+            xytext=offset,
+            textcoords="offset points",
+            fontsize=7,
+            arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "#999999"}
+            if offset[1] > 3.0
+            else None,
+        )
     axes.set_xlabel("test force RMSE (meV/Å)")
     axes.set_ylabel("forgetting ratio (×)")
     return _section(

@@ -2,13 +2,16 @@
 
 import json
 import logging
+import math
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from pydantic import ValidationError
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.cache import PredictionCache
@@ -24,7 +27,7 @@ from core.jobs import add_warnings, current_state, get_job, record_epoch, record
 from core.leases import LeaseKeeper, claim_job
 from core.mace_process import TrainingCancelled
 from core.model_card import build_model_card, render_markdown
-from core.models import Job, JobState, utcnow
+from core.models import Job, JobState, ReplaySet, utcnow
 from core.replay_sets import with_built_replay
 from core.spec import JobSpec, replay_of
 from core.storage import Storage, storage_from_settings
@@ -43,6 +46,7 @@ class JobContext:
     cache: PredictionCache | None = None
     lease_seconds: float = 60.0
     max_attempts: int = 3
+    progress_interval_s: float = 2.0
 
 
 class RecordedProgress:
@@ -56,17 +60,50 @@ class RecordedProgress:
         lease: LeaseKeeper | None = None,
         checkpoints: CheckpointSync | None = None,
         resumed: bool = False,
+        context: JobContext | None = None,
+        progress_interval_s: float = 2.0,
     ) -> None:
         self.sessions = sessions
         self.job_id = job_id
         self.lease = lease
         self.checkpoints = checkpoints
         self.resumed = resumed
+        self.context = context
+        self.progress_interval_s = progress_interval_s
+        self._last_steps_write = -math.inf
+        # What `trained` stored, so the job's end does not store it again.
+        self.delivered: Delivery | None = None
 
     def stage(self, name: str) -> None:
         with session_scope(self.sessions) as session:
             record_stage(session, self.job_id, name)
         logger.info("job=%s stage=%s", self.job_id, name)
+
+    def steps(self, stage: str, done: int, total: int) -> None:
+        """Progress inside a long stage (MD steps); written at most every progress_interval_s,
+        since an MD step takes milliseconds and a row update does too."""
+        now = time.monotonic()
+        if done < total and now - self._last_steps_write < self.progress_interval_s:
+            return
+        self._last_steps_write = now
+        with session_scope(self.sessions) as session:
+            record_stage(
+                session,
+                self.job_id,
+                f"{stage} {done}/{total} steps",
+                progress={"stage": stage, "done": done, "total": total, "unit": "steps"},
+            )
+
+    def e0s_chosen(self, e0s: dict[str, Any]) -> None:
+        with session_scope(self.sessions) as session:
+            get_job(session, self.job_id).e0s = e0s
+
+    def trained(self, result: TrainingResult) -> None:
+        """The model passed its checks: deliver it (and its exports and card) while the
+        evaluation runs; the job stays running until the evaluation ends."""
+        if self.context is None:
+            return
+        self.delivered = deliver_model(self.context, self.job_id, result)
 
     def preflight(self, report: dict[str, Any], cost: dict[str, Any] | None) -> None:
         """Findings and the cost estimate on the row before training starts."""
@@ -111,7 +148,13 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
         if claim.resumed:
             prepare_resume(context.sessions, context.storage, job_id, work_dir, claim.attempt)
         progress = RecordedProgress(
-            context.sessions, job_id, lease=lease, checkpoints=checkpoints, resumed=claim.resumed
+            context.sessions,
+            job_id,
+            lease=lease,
+            checkpoints=checkpoints,
+            resumed=claim.resumed,
+            context=context,
+            progress_interval_s=context.progress_interval_s,
         )
         state = _run_claimed(context, job_id, work_dir, progress)
     if state is not JobState.RUNNING:
@@ -149,7 +192,7 @@ def _run_claimed(
             device=context.device,
             cache=context.cache,
         )
-        return _finish(context, job_id, result)
+        return _finish(context, job_id, result, progress.delivered)
     except TrainingCancelled:
         with session_scope(context.sessions) as session:
             state = current_state(session, job_id)
@@ -259,24 +302,101 @@ def model_key(job_id: str, variant: str = "model") -> str:
     return f"jobs/{job_id}/{variant}.model"
 
 
-def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobState:
+@dataclass(frozen=True)
+class Delivery:
+    """What a job stored of its model once the model passed its checks."""
+
+    keys: dict[str, str]  # model_key and, for replay strategies, multihead_model_key
+    exports: dict[str, dict[str, Any]]
+
+
+def deliver_model(context: JobContext, job_id: str, result: TrainingResult) -> Delivery:
+    """Store the delivered model, its exports and its card (without evaluation metrics yet), and
+    point the running job's row at them: GET /jobs/{id}/model answers from now on."""
     keys = {"model_key": model_key(job_id)}
     context.storage.put_file(keys["model_key"], result.model_path)
     if result.multihead_model_path is not None:
         keys["multihead_model_key"] = model_key(job_id, "multihead")
         context.storage.put_file(keys["multihead_model_key"], result.multihead_model_path)
+    exports = _store_exports(context, job_id, result)
+    e0s = _e0s_of(result)
+    with session_scope(context.sessions) as session:
+        job = get_job(session, job_id)
+        checks = _checks_of(result, _replay_set_of(session, job))
+        card = model_card_of(session, job, result, e0s, checks, exports)
+    _store_card(context, job_id, card)
+    with session_scope(context.sessions) as session:
+        # Only while this run still owns the job: a cancelled job keeps what it had.
+        session.execute(
+            update(Job)
+            .where(Job.id == job_id, Job.state == JobState.RUNNING)
+            .values(
+                e0s=e0s,
+                checks=checks,
+                exports=exports,
+                model_card=card,
+                split=result.split,
+                cost=result.cost,
+                updated_at=utcnow(),
+                **keys,
+            )
+        )
+    logger.info("job=%s model delivered model=%s; evaluating", job_id, keys["model_key"])
+    return Delivery(keys, exports)
+
+
+def _checks_of(result: TrainingResult, replay_set: ReplaySet | None = None) -> dict[str, Any]:
     checks = dict(result.checks)
     if result.replay is not None:
         checks["replay"] = {k: v for k, v in result.replay.to_dict().items() if k != "path"}
-    exports = _store_exports(context, job_id, result)
-    stored = [*keys.values(), *(entry["key"] for entry in exports.values() if entry["key"])]
-    e0s = {**result.e0_fit.to_dict(), "isolated_atom_energies": result.isolated_atom_energies}
+        checks["replay"]["labels"] = "foundation" if result.replay.pseudolabelled else "dataset"
+        if _labelled_by_the_foundation(replay_set, result.foundation):
+            # A replay set the foundation labelled (issue 12): replaying it is pseudolabelled
+            # replay whatever the strategy's name.
+            assert replay_set is not None
+            labels = f"foundation (replay set {replay_set.id})"
+            checks["replay"] |= {"pseudolabelled": True, "labels": labels}
+    return checks
+
+
+def _labelled_by_the_foundation(
+    replay_set: ReplaySet | None, foundation: dict[str, str] | None
+) -> bool:
+    if replay_set is None or foundation is None:
+        return False
+    provenance = (replay_set.report or {}).get("provenance") or {}
+    return provenance.get("foundation_sha256") == foundation.get("sha256")
+
+
+def _replay_set_of(session: Session, job: Job) -> ReplaySet | None:
+    """The replay set whose dataset the job replays, if its replay data came from one."""
+    if job.replay_dataset_id is None:
+        return None
+    return session.scalar(
+        select(ReplaySet).where(ReplaySet.dataset_id == job.replay_dataset_id).limit(1)
+    )
+
+
+def _e0s_of(result: TrainingResult) -> dict[str, Any]:
+    return {**result.e0_fit.to_dict(), "isolated_atom_energies": result.isolated_atom_energies}
+
+
+def _finish(
+    context: JobContext, job_id: str, result: TrainingResult, delivered: Delivery | None
+) -> JobState:
+    if delivered is None:
+        delivered = deliver_model(context, job_id, result)
+    keys, exports = delivered.keys, delivered.exports
+    e0s = _e0s_of(result)
     with session_scope(context.sessions) as session:
-        card = model_card_of(session, get_job(session, job_id), result, e0s, checks, exports)
-    stored += _store_card(context, job_id, card)
+        job = get_job(session, job_id)
+        checks = _checks_of(result, _replay_set_of(session, job))
+        card = model_card_of(session, job, result, e0s, checks, exports)
+    _store_card(context, job_id, card)  # the card again, now with the evaluation's metrics
+    evaluated = []
     for name, path in result.artifacts.items():
-        stored.append(artifact_key(job_id, name))
-        context.storage.put_file(stored[-1], path)
+        evaluated.append(artifact_key(job_id, name))
+        context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
         won = transition(
@@ -285,6 +405,7 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
             JobState.RUNNING,
             JobState.SUCCEEDED,
             stage=None,
+            stage_progress=None,
             e0s=e0s,
             metrics=result.evaluation,
             checks=checks,
@@ -299,8 +420,9 @@ def _finish(context: JobContext, job_id: str, result: TrainingResult) -> JobStat
         with session_scope(context.sessions) as session:
             state = current_state(session, job_id)
         # Another run of the job (after a lease takeover) won: its artifacts have these keys.
+        # Otherwise (cancelled during the evaluation) the delivered model stays with the job.
         if state is not JobState.SUCCEEDED:
-            for key in stored:
+            for key in evaluated:
                 context.storage.delete(key)
         return state
     logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
@@ -389,7 +511,14 @@ def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobSt
     logger.warning("job=%s failed: %s", job_id, reason)
     with session_scope(context.sessions) as session:
         transition(
-            session, job_id, JobState.RUNNING, JobState.FAILED, error=reason, stage=None, **values
+            session,
+            job_id,
+            JobState.RUNNING,
+            JobState.FAILED,
+            error=reason,
+            stage=None,
+            stage_progress=None,
+            **values,
         )
         return current_state(session, job_id)
 
@@ -398,10 +527,15 @@ def context_from_settings(settings: Settings) -> JobContext:
     return JobContext(
         sessions=session_factory(settings.resolved_database_url, settings.pool_limits),
         storage=storage_from_settings(settings),
-        registry=FoundationRegistry(settings.resolved_models_dir),
+        registry=FoundationRegistry(
+            settings.resolved_models_dir,
+            offline=settings.offline,
+            probe_timeout_s=settings.foundation_probe_timeout_s,
+        ),
         work_root=settings.data_dir / "work",
         device=settings.device,
         cache=PredictionCache(settings.data_dir / "cache"),
         lease_seconds=settings.job_lease_seconds,
         max_attempts=settings.max_attempts,
+        progress_interval_s=settings.progress_interval_s,
     )

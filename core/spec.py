@@ -320,6 +320,8 @@ class EvaluationSettings(SpecModel):
     reference_dataset: ObjectId | None = None
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
+    # Steps of each of the two MD runs (0.5 fs each; the study ran far longer, see README).
+    md_steps: int = Field(default=400, ge=10, le=1_000_000)
     dimers: bool = True
     # Random structure search for holes: off unless given (`{}` takes the quick preset).
     rss_holes: RssHolesSettings | None = None

@@ -1,18 +1,29 @@
 """Accept a job: check the spec against the stored datasets and the foundation registry."""
 
 import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from sqlalchemy.orm import Session
 
 from core.catalog import referenced_dataset
+from core.config import Settings
 from core.errors import InvalidSpecError
 from core.foundations import FoundationRegistry, choose_head
 from core.jobs import create_job
-from core.models import Job
+from core.models import Dataset, Job
 from core.spec import JobSpec, replay_of, uses_pseudolabels
 from core.strategies import effective_settings, spec_warnings
 
+if TYPE_CHECKING:
+    from core.runner import JobContext
+
 logger = logging.getLogger(__name__)
+
+
+# A check that needs the data or the foundation (core.admission.screen_reference), run on the
+# spec and its training dataset once everything cheaper has passed.
+Screen = Callable[[JobSpec, Dataset], None]
 
 
 def submit_job(
@@ -22,6 +33,7 @@ def submit_job(
     *,
     sweep_id: str | None = None,
     commit: bool = True,
+    screen: Screen | None = None,
 ) -> Job:
     """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
@@ -48,6 +60,7 @@ def submit_job(
             f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
             "in the training data or in isolated_atoms_dataset"
         )
+    _check_explicit_e0s(spec, train_elements)
     for role in ("replay_dataset", "reference_dataset"):
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:
@@ -56,6 +69,8 @@ def submit_job(
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
         )
+    if spec.strategy.name != "scratch":
+        registry.require_fetchable(spec.foundation_model)
     replay = replay_of(spec.strategy)
     replay_elements: set[str] = set()
     # An automatic replay set is built from the training data's elements when the job starts.
@@ -65,6 +80,8 @@ def submit_job(
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
     _check_foundation_head(registry, spec)
     _check_rss_compositions(spec, train_elements)
+    if screen is not None:
+        screen(spec, train)
     job = create_job(
         session,
         spec.model_dump(mode="json"),
@@ -100,6 +117,19 @@ def _check_trainable(dataset_id: str, summary: dict) -> None:
         f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
         "upload it again naming them (energy_key, forces_key)"
     )
+
+
+def _check_explicit_e0s(spec: JobSpec, train_elements: set[str]) -> None:
+    if not isinstance(spec.e0s, dict):
+        return
+    missing = sorted(train_elements - set(spec.e0s))
+    if missing:
+        given = ", ".join(f"{symbol}: {value}" for symbol, value in spec.e0s.items())
+        raise InvalidSpecError(
+            f"explicit e0s lack {', '.join(missing)}, which the training data contain: give an "
+            f"E0 (eV, at the data's level of theory) for every element, e.g. "
+            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'"
+        )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
@@ -150,3 +180,17 @@ def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:
             f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
             "training data lack; the fine-tuned model cannot be judged on them"
         )
+
+
+def reference_screen(context: "JobContext", settings: Settings) -> Screen | None:
+    """The E0 reference check of core.admission for the API's submissions, when enabled."""
+    if settings.submission_check_max_atoms <= 0:
+        return None
+    from core.admission import screen_reference  # imports torch and mace: only when used
+
+    loaded: dict = {}  # one load of each foundation per request, however many jobs
+
+    def screen(spec: JobSpec, train: Dataset) -> None:
+        screen_reference(context, spec, train, settings.submission_check_max_atoms, loaded)
+
+    return screen

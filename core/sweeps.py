@@ -14,7 +14,7 @@ from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES, transition
 from core.models import Job, JobState, Sweep
 from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec, SpecModel
-from core.submission import submit_job
+from core.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
 
@@ -89,14 +89,14 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
 
 
 def submit_sweep(
-    session: Session, spec: SweepSpec, registry: FoundationRegistry
+    session: Session, spec: SweepSpec, registry: FoundationRegistry, screen: Screen | None = None
 ) -> tuple[Sweep, list[Job]]:
     """Create the sweep and its jobs in one transaction; the caller enqueues the jobs."""
     sweep = Sweep(spec=spec.model_dump(mode="json"))
     session.add(sweep)
     session.flush()
     jobs = [
-        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False)
+        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False, screen=screen)
         for job_spec in expand(spec)
     ]
     session.commit()
@@ -147,6 +147,7 @@ def comparison_row(job: Job) -> dict[str, Any]:
     dimers = metrics.get("dimers") or {}
     holes = [curve.get("hole") for curve in (dimers.get("pairs") or {}).values()]
     holes += [curve.get("hole") for curve in dimers.get("compression") or []]
+    inherited = dimers.get("foundation_holes")
     trainable = (job.checks or {}).get("trainable_parameters") or {}
     strategy = job.spec["strategy"]
     wall = None
@@ -167,6 +168,12 @@ def comparison_row(job: Job) -> dict[str, Any]:
         "md_stable": all(run.get("stable") for run in md) if md else None,
         "rdf_emd_mean": sum(emds) / len(emds) if emds else None,
         "dimer_holes": sum(bool(hole) for hole in holes) if holes else None,
+        "foundation_dimer_holes": len(inherited) if inherited is not None else None,
+        # Holes the foundation does not have (all of them for scratch, or before foundation
+        # holes were recorded): what recommend() holds against a job.
+        "new_dimer_holes": (
+            len(set(dimers.get("holes") or []) - set(inherited or [])) if holes else None
+        ),
         "rss_hole_rate": _rss_hole_rate(metrics.get("rss_holes")),
         "trainable_fraction": trainable.get("fraction"),
         "wall_time_s": wall,
@@ -185,19 +192,25 @@ def _rss_hole_rate(rss: dict[str, Any] | None) -> float | None:
 def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
     """Which strategy to deploy, with the measured reason (science.md §4)."""
     done = [row for row in rows if row["state"] == JobState.SUCCEEDED.value]
-    sane = [row for row in done if not row["dimer_holes"] and row["md_stable"] is not False]
+    # Holes inherited from the foundation are no mark against a fine-tuning strategy.
+    sane = [
+        row for row in done if not row.get("new_dimer_holes") and row["md_stable"] is not False
+    ]
     broad = _best(
         sane,
         "forgetting_ratio",
         "lowest forgetting ratio (replay-set force error relative to the foundation's)",
     )
     if broad is None and done:
-        broad = {
-            "strategy": None,
-            "job_id": None,
-            "reason": "no forgetting was measured: give base.evaluation.replay_dataset, a "
-            "labelled pretraining-like set, to judge breadth",
-        }
+        measured = any(row["forgetting_ratio"] is not None for row in done)
+        reason = (
+            "every job with a forgetting ratio has dimer holes its foundation lacks or "
+            "unstable MD"
+            if measured
+            else "no forgetting was measured: give base.evaluation.replay_dataset, a "
+            "labelled pretraining-like set, to judge breadth"
+        )
+        broad = {"strategy": None, "job_id": None, "reason": reason}
     return {
         "single_system": _best(done, "test_forces_rmse_mev_per_a", "lowest test force RMSE"),
         "broad_use": broad,
@@ -214,6 +227,28 @@ def _best(rows: list[dict[str, Any]], key: str, reason: str) -> dict[str, Any] |
         "job_id": best["job_id"],
         "reason": f"{reason}: {best[key]:.3g}",
     }
+
+
+def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
+    """Sweeps newest first (the project's own, through the scoped session), each with its
+    strategies and how many of its jobs are in each state."""
+    sweeps = session.scalars(
+        select(Sweep).order_by(Sweep.created_at.desc()).limit(limit).offset(offset)
+    ).all()
+    listed = []
+    for sweep in sweeps:
+        states = [job.state.value for job in sweep_jobs(session, sweep.id)]
+        listed.append(
+            {
+                "id": sweep.id,
+                "created_at": sweep.created_at,
+                "strategies": sweep.spec.get("strategies"),
+                "jobs": {state: states.count(state) for state in sorted(set(states))},
+                "finished": all(state in TERMINAL for state in states),
+                "url": f"/sweeps/{sweep.id}",
+            }
+        )
+    return listed
 
 
 def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:

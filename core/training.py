@@ -60,11 +60,22 @@ LORA_CHECK_CONFIGS = 20
 
 
 class Progress(Protocol):
+    """What a job reports while it runs. Progress objects that keep a record (a job's row) may
+    also define `preflight(report, cost)`, `e0s_chosen(e0s)`, `steps(stage, done, total)` and
+    `trained(result)`; run_training calls those it finds."""
+
     def stage(self, name: str) -> None: ...
 
     def epoch(self, entry: dict) -> None: ...
 
     def should_stop(self) -> bool: ...
+
+
+def _notify(progress: Progress, hook: str, *args: Any) -> None:
+    # Optional hooks: benchmarks and tests pass progress objects that record only stages.
+    method = getattr(progress, hook, None)
+    if method is not None:
+        method(*args)
 
 
 @dataclass(frozen=True)
@@ -149,11 +160,12 @@ def run_training(
     outcome = preflight_job(
         spec, configs, files, foundation if fine_tuning else None, own_model, cache, device
     )
-    # Progress objects that keep a record (a job's row) show the findings and the cost estimate
-    # while the job trains; others (benchmarks) need not.
-    record_preflight = getattr(progress, "preflight", None)
-    if record_preflight is not None:
-        record_preflight(outcome.report.to_dict(), outcome.cost.to_dict() if outcome.cost else None)
+    _notify(
+        progress,
+        "preflight",
+        outcome.report.to_dict(),
+        outcome.cost.to_dict() if outcome.cost else None,
+    )
     if outcome.report.blocking:
         raise PreflightBlockedError(blocking_message(outcome.report), outcome.report.to_dict())
     if fine_tuning:
@@ -184,6 +196,8 @@ def run_training(
         spec, own_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
     )
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
+    # Shown on the job from now on: the model learns against them, and a failed job keeps them.
+    _notify(progress, "e0s_chosen", fit.to_dict())
     warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
 
     valid = picked(split.valid) if files.valid is None else None
@@ -236,14 +250,42 @@ def run_training(
     held_out = picked(split.test) if split.test else _read(files.test)
     progress.stage("exporting")
     exports = export_all(delivered_path, held_out or molecules, work_dir / "exports")
+    trained = TrainingResult(
+        model_path=delivered_path,
+        e0_fit=fit,
+        isolated_atom_energies=isolated_energies,
+        evaluation={},
+        checks=checks,
+        warnings=warnings,
+        multihead_model_path=full_path if delivered is not full else None,
+        replay=prepared.replay,
+        preflight=outcome.report.to_dict(),
+        split=recorded_split(
+            split,
+            [candidates[i] for i in chosen],
+            set_aside=set_aside_configurations(configs, candidates, chosen),
+        ),
+        cost=cost,
+        exports=exports,
+        foundation=(
+            {"name": registered.name, "sha256": registered.sha256, "head": head}
+            if fine_tuning and registered and head
+            else None
+        ),
+    )
+    # Issue 21: the verified model is delivered now; the evaluation below can take far longer
+    # than the training (MD), and the model does not depend on it.
+    _notify(progress, "trained", trained)
     evaluation = evaluate_model(
         delivered,
         EvaluationData(
             test=held_out, replay=_read(files.forgetting), reference=_read(files.reference)
         ),
         spec.evaluation,
-        foundation=foundation_model,
+        # Scratch has no foundation to forget: no forgetting ratio for it.
+        foundation=foundation_model if fine_tuning else None,
         on_stage=progress.stage,
+        on_steps=getattr(progress, "steps", None),
         device=device,
     )
     artifacts = {}
@@ -260,29 +302,11 @@ def run_training(
             device=device,
             on_stage=progress.stage,
         )
-    return TrainingResult(
-        model_path=delivered_path,
-        e0_fit=fit,
-        isolated_atom_energies=isolated_energies,
+    return replace(
+        trained,
         evaluation=evaluation,
-        checks=checks,
-        warnings=warnings + accuracy_warnings(evaluation),
-        multihead_model_path=full_path if delivered is not full else None,
-        replay=prepared.replay,
-        preflight=outcome.report.to_dict(),
-        split=recorded_split(
-            split,
-            [candidates[i] for i in chosen],
-            set_aside=set_aside_configurations(configs, candidates, chosen),
-        ),
-        cost=cost,
-        exports=exports,
-        foundation=(
-            {"name": registered.name, "sha256": registered.sha256, "head": head}
-            if fine_tuning and registered and head
-            else None
-        ),
         artifacts=artifacts,
+        warnings=trained.warnings + accuracy_warnings(evaluation),
     )
 
 
@@ -512,9 +536,18 @@ def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
             "meV/atom with its own E0s (above 500 meV/atom); the data likely come from another "
             "level of theory: use e0s='estimated' or isolated atoms"
         ]
+    if after is not None and after <= E0_MISMATCH_MEV_PER_ATOM:
+        return [
+            f"E0 mismatch corrected: the foundation's energy error on the training data was "
+            f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the "
+            f"chosen E0s ({fit.method})"
+        ]
+    still = "cannot be told" if after is None else f"is still {after:.0f} meV/atom"
     return [
-        f"E0 mismatch corrected: the foundation's energy error on the training data was "
-        f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the chosen E0s"
+        f"E0 mismatch not corrected: the foundation's energy error on the training data was "
+        f"{before:.0f} meV/atom with its own E0s and {still} with the chosen E0s ({fit.method}), "
+        f"above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom: use e0s='estimated' or isolated atoms "
+        "at the data's level of theory"
     ]
 
 

@@ -252,10 +252,27 @@ def follow(client: Client, job_id: str) -> int:
     """Exit status 0 only for a job that succeeded, so scripts can chain on it."""
     job = client.wait(job_id, progress=True)
     if job["state"] == "succeeded":
-        print(f"job {job_id} succeeded")
+        # The bar's last numbers are validation errors during training; the test set's are
+        # what the model is judged by.
+        print(f"job {job_id} succeeded; {test_errors(client.metrics(job_id))}")
         return 0
     reason = f": {job['error']}" if job.get("error") else ""
     return fail(f"job {job_id} {job['state']}{reason}")
+
+
+def test_errors(metrics: dict[str, Any]) -> str:
+    test = (metrics.get("accuracy") or {}).get("test")
+    if not test:
+        return "no test set was evaluated (give test_dataset or split.test_fraction)"
+    parts = [f"test errors on {test.get('n_configs')} configurations:"]
+    for key, name, unit in (
+        ("energy_rmse_mev_per_atom", "energy RMSE", "meV/atom"),
+        ("forces_rmse_mev_per_a", "forces RMSE", "meV/Å"),
+        ("stress_rmse_mev_per_a3", "stress RMSE", "meV/Å³"),
+    ):
+        if test.get(key) is not None:
+            parts.append(f"{name} {test[key]:.3g} {unit}")
+    return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
 
 
 def cancel_job(args: argparse.Namespace, client: Client) -> int:

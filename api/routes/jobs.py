@@ -3,7 +3,15 @@ from typing import Annotated, Any, Literal
 from fastapi import APIRouter, Body, status
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
-from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, RegistryDep, SessionDep
+from api.deps import (
+    ContextDep,
+    DispatchDep,
+    LimitParam,
+    OffsetParam,
+    RegistryDep,
+    SessionDep,
+    SettingsDep,
+)
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
@@ -14,7 +22,7 @@ from core.models import Job, JobState
 from core.reports import render_html
 from core.runner import EXPORT_FILES, JobContext, artifact_key
 from core.spec import JobSpec
-from core.submission import submit_job
+from core.submission import reference_screen, submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 # Shown in /docs; dataset ids are placeholders for ids returned by POST /datasets.
@@ -70,11 +78,15 @@ def create_job(
     spec: Annotated[JobSpec, Body(openapi_examples=JOB_SPEC_EXAMPLES)],
     session: SessionDep,
     registry: RegistryDep,
+    context: ContextDep,
+    settings: SettingsDep,
     dispatch_work: DispatchDep,
 ) -> JobPublic:
-    """Queue a fine-tuning job; it runs on the next free worker. 503 with Retry-After when the
-    task queue is unreachable: the job stays queued and is sent once the broker is back."""
-    job = submit_job(session, spec, registry)
+    """Queue a fine-tuning job; it runs on the next free worker. What would fail later and can
+    be known now is refused with 422 (or 503 for a foundation that cannot be fetched). 503 with
+    Retry-After when the task queue is unreachable: the job stays queued and is sent once the
+    broker is back."""
+    job = submit_job(session, spec, registry, screen=reference_screen(context, settings))
     dispatch_work(session, "job", job.id)
     return JobPublic.of(job)
 
@@ -107,10 +119,14 @@ def download_model(
     head with LoRA merged; `variant=multihead` gives a replay job's model with both heads,
     `torchscript` the compiled model (`torch.jit.load`), `lammps` mace's LAMMPS model for
     `pair_style mace`. Every export was reloaded and matched the trained model's predictions
-    before delivery (the job's `exports` says by how much)."""
+    before delivery (the job's `exports` says by how much). Available as soon as the model
+    passed its checks (`model_available`), while the evaluation may still run."""
     job = get_job(session, job_id)
-    if job.state is not JobState.SUCCEEDED or job.model_key is None:
-        raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model yet")
+    if job.model_key is None:
+        raise ArtifactMissingError(
+            f"job {job_id} is {job.state.value}; it has no model yet (it is delivered once "
+            "trained and checked)"
+        )
     if variant in EXPORT_FILES:
         return _exported(job, variant, context)
     key = job.model_key if variant == "target" else job.multihead_model_key

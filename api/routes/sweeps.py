@@ -3,22 +3,36 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from fastapi.responses import HTMLResponse
 
-from api.deps import DispatchDep, RegistryDep, SessionDep
+from api.deps import (
+    ContextDep,
+    DispatchDep,
+    LimitParam,
+    OffsetParam,
+    RegistryDep,
+    SessionDep,
+    SettingsDep,
+)
 from core.errors import BrokerUnavailableError
 from core.reports import render_sweep_html
-from core.sweeps import SweepSpec, cancel_sweep, submit_sweep, sweep_summary
+from core.submission import reference_screen
+from core.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary
 
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 
 @router.post("", status_code=status.HTTP_201_CREATED)
 def create_sweep(
-    spec: SweepSpec, session: SessionDep, registry: RegistryDep, dispatch_work: DispatchDep
+    spec: SweepSpec,
+    session: SessionDep,
+    registry: RegistryDep,
+    context: ContextDep,
+    settings: SettingsDep,
+    dispatch_work: DispatchDep,
 ) -> dict[str, Any]:
     """Run a base job with several strategies (default: all seven and scratch) and an optional
     grid over lr, LoRA rank and training-set fraction; one job per point. 503 with Retry-After
     when the task queue is unreachable: the jobs stay queued and are sent once it is back."""
-    sweep, jobs = submit_sweep(session, spec, registry)
+    sweep, jobs = submit_sweep(session, spec, registry, reference_screen(context, settings))
     for job in jobs:
         try:
             dispatch_work(session, "job", job.id)
@@ -37,6 +51,15 @@ def cancel(sweep_id: str, session: SessionDep) -> dict[str, Any]:
     """Cancel every job of the sweep that has not ended; running trainings are stopped."""
     cancel_sweep(session, sweep_id)
     return sweep_summary(session, sweep_id)
+
+
+@router.get("")
+def read_sweeps(
+    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+) -> dict[str, Any]:
+    """The project's sweeps, newest first: strategies and job states of each."""
+    sweeps = list_sweeps(session, limit=limit, offset=offset)
+    return {"data": sweeps, "count": len(sweeps)}
 
 
 @router.get("/{sweep_id}")

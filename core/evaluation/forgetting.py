@@ -9,10 +9,11 @@ moved away from the foundation, and there is no ratio, the foundation's own erro
 """
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from typing import Any, Literal
 
 import ase
+import numpy as np
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
@@ -24,11 +25,27 @@ Reference = Literal["dataset", "foundation"]
 
 
 @dataclass(frozen=True)
+class OffsetFreeEnergies:
+    """Energy RMSEs (meV/atom) after removing each model's least-squares per-element offset
+    from its errors. A fine-tuned model carries the E0s of the new reference, so its raw energy
+    error on pretraining-like data is mostly that E0 shift (a 44× "ratio" of nothing forgotten);
+    what remains after the offset is what it forgot."""
+
+    foundation_mev_per_atom: float | None
+    fine_tuned_mev_per_atom: float | None
+    ratio: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
 class Forgetting:
     reference: Reference  # where the labels compared against came from
     foundation: AccuracyMetrics | None  # None when the reference is the foundation itself
     fine_tuned: AccuracyMetrics
     forces_rmse_ratio: float | None  # fine-tuned over foundation force RMSE
+    energy_offset_removed: OffsetFreeEnergies | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -36,6 +53,9 @@ class Forgetting:
             "foundation": None if self.foundation is None else self.foundation.to_dict(),
             "fine_tuned": self.fine_tuned.to_dict(),
             "forces_rmse_ratio": self.forces_rmse_ratio,
+            "energy_offset_removed": (
+                None if self.energy_offset_removed is None else self.energy_offset_removed.to_dict()
+            ),
         }
 
 
@@ -63,7 +83,48 @@ def forgetting(
         foundation=before,
         fine_tuned=after,
         forces_rmse_ratio=_ratio(after.forces_rmse_mev_per_a, before.forces_rmse_mev_per_a),
+        energy_offset_removed=_offset_free(foundation, fine_tuned, configs, batch_size, device),
     )
+
+
+def _offset_free(
+    foundation: torch.nn.Module,
+    fine_tuned: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    batch_size: int,
+    device: str,
+) -> OffsetFreeEnergies | None:
+    labelled = [atoms for atoms in configs if labels_of(atoms).energy is not None]
+    if not labelled:
+        return None
+    reference = np.array([labels_of(atoms).energy for atoms in labelled], dtype=float)
+    errors = [
+        offset_free_energy_rmse(labelled, _energies(model, labelled, batch_size, device), reference)
+        for model in (foundation, fine_tuned)
+    ]
+    return OffsetFreeEnergies(errors[0], errors[1], _ratio(errors[1], errors[0]))
+
+
+def offset_free_energy_rmse(
+    configs: Sequence[ase.Atoms], predicted: np.ndarray, reference: np.ndarray
+) -> float:
+    """Per-atom energy RMSE (meV/atom) once the least-squares per-element offset
+    Σ_Z n_iZ δ_Z of the errors is removed (science.md §2: an E0 shift is no model error)."""
+    elements = sorted({int(z) for atoms in configs for z in atoms.numbers})
+    composition = np.array(
+        [[np.count_nonzero(atoms.numbers == z) for z in elements] for atoms in configs], float
+    )
+    residual = np.asarray(predicted, float) - np.asarray(reference, float)
+    delta, *_ = np.linalg.lstsq(composition, residual, rcond=None)
+    remaining = (residual - composition @ delta) / composition.sum(axis=1)
+    return float(np.sqrt(np.mean(remaining**2)) * 1000.0)
+
+
+def _energies(
+    model: torch.nn.Module, configs: Sequence[ase.Atoms], batch_size: int, device: str
+) -> np.ndarray:
+    predictions = predict(model, configs, batch_size=batch_size, device=device, forces=False)
+    return np.array([prediction.energy for prediction in predictions], dtype=float)
 
 
 def _is_labelled(atoms: ase.Atoms) -> bool:

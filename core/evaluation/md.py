@@ -19,7 +19,7 @@ import copy
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
-from typing import Any, Literal
+from typing import Any, Literal, TypeVar
 
 import ase
 import numpy as np
@@ -31,6 +31,7 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from mace.calculators import MACECalculator
 
+T = TypeVar("T")
 ProgressCallback = Callable[[float, str], None]
 FailureReason = Literal["not_finite", "close_contact", "energy_drift"]
 _Failure = tuple[FailureReason, str]  # reason and a message naming the step
@@ -38,6 +39,9 @@ _Failure = tuple[FailureReason, str]  # reason and a message naming the step
 # science.md §3 (random structure search): closer than half the sum of covalent radii is
 # unphysical for any bond.
 MIN_DISTANCE_FRACTION = 0.5
+# Traces (time, temperature, energy) are stored with the job and drawn in its report; a bounded
+# number of points keeps a 250 ps run's record small and its plot readable.
+MAX_TRACE_POINTS = 200
 
 
 @dataclass(frozen=True)
@@ -88,6 +92,10 @@ class MDRun:
     # Snapshots every frame_interval steps (no calculator), for radial distribution functions;
     # left out of to_dict, which is what gets stored.
     frames: tuple[ase.Atoms, ...] = field(repr=False)
+    # Every frame_interval steps from t = 0, thinned to at most MAX_TRACE_POINTS points.
+    time_ps: tuple[float, ...] = ()
+    temperature_k: tuple[float, ...] = ()
+    total_energy_ev: tuple[float, ...] = ()
 
     def to_dict(self) -> dict[str, Any]:
         values = {f.name: getattr(self, f.name) for f in fields(self) if f.name != "frames"}
@@ -148,6 +156,7 @@ def run_md(
     dynamics = _start(system, spec, settings)
     monitor = _Monitor(system, settings)
     frames: list[ase.Atoms] = []
+    trace = [_trace_point(system, 0, settings)]
     failure: _Failure | None = None
     step = 0
     while step < spec.n_steps and failure is None:
@@ -159,9 +168,11 @@ def run_md(
         failure = monitor.failure(system, step)
         if step % settings.frame_interval == 0 and failure is None:
             frames.append(_snapshot(system))
+            trace.append(_trace_point(system, step, settings))
             if on_progress is not None:
                 on_progress(step / spec.n_steps, _progress_message(spec, step, system))
     completed = step if failure is None else step - 1
+    time_ps, temperature, energy = zip(*_thinned(trace, MAX_TRACE_POINTS), strict=True)
     return MDRun(
         name=spec.name,
         start_temperature_k=spec.start_temperature_k,
@@ -178,7 +189,27 @@ def run_md(
         min_distance_ratio=monitor.min_distance_ratio,
         final_temperature_k=float(system.get_temperature()),
         frames=tuple(frames),
+        time_ps=time_ps,
+        temperature_k=temperature,
+        total_energy_ev=energy,
     )
+
+
+def _trace_point(atoms: ase.Atoms, step: int, settings: MDSettings) -> tuple[float, float, float]:
+    total = float(atoms.get_total_energy())
+    return (
+        step * settings.timestep_fs / 1000,
+        float(atoms.get_temperature()),
+        total if math.isfinite(total) else float("nan"),
+    )
+
+
+def _thinned(points: list[T], limit: int) -> list[T]:
+    """At most `limit` points, evenly spread, always keeping the first and the last."""
+    if len(points) <= limit:
+        return points
+    picked = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
+    return [points[i] for i in picked]
 
 
 class _Monitor:

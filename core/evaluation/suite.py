@@ -3,8 +3,9 @@
 Each section is JSON-ready in the shape core.reports renders and core.sweeps compares.
 """
 
+import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import ase
@@ -14,11 +15,19 @@ from ase.data import chemical_symbols
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.evaluation.dimers import Repulsion, short_range_repulsion
 from core.evaluation.forgetting import Forgetting, forgetting
-from core.evaluation.md import MDStability, md_stability
+from core.evaluation.md import (
+    CONSTANT_TEMPERATURE_RUN,
+    TEMPERATURE_RAMP_RUN,
+    MDRunSpec,
+    MDStability,
+    md_stability,
+)
 from core.evaluation.rdf import compare_rdfs, radial_distribution
 from core.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
+# (stage, done, total): progress inside a long stage, e.g. ("md 1/3", 120, 800) MD steps.
+StepsCallback = Callable[[str, int, int], None]
 
 
 @dataclass(frozen=True)
@@ -35,6 +44,7 @@ def evaluate_model(
     *,
     foundation: torch.nn.Module | None = None,
     on_stage: StageCallback | None = None,
+    on_steps: StepsCallback | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
     stage = on_stage or (lambda _name: None)
@@ -49,28 +59,55 @@ def evaluate_model(
         )
     structures = [atoms for atoms in data.test or [] if len(atoms) > 1][: settings.md_structures]
     if settings.md and structures:
-        report |= _md_and_rdf(model, structures, data.reference or data.test, stage, device)
+        runs = md_runs(settings.md_steps)
+        report |= _md_and_rdf(
+            model, structures, data.reference or data.test, runs, stage, on_steps, device
+        )
     if settings.dimers:
         stage("evaluating short-range repulsion")
         elements = _elements(data.test or [], model)
         report["dimers"] = repulsion_section(
             short_range_repulsion(model, elements, structures[:1], device=device)
         )
+        if foundation is not None:
+            # Holes the foundation has already are inherited, not made by the fine-tuning;
+            # sweeps judge a model by the holes beyond its foundation's (core.sweeps).
+            report["dimers"]["foundation_holes"] = short_range_repulsion(
+                foundation, elements, structures[:1], device=device
+            ).holes
     return report
+
+
+def md_runs(n_steps: int) -> tuple[MDRunSpec, MDRunSpec]:
+    """The two runs of science.md §3 (constant temperature, ramp), `n_steps` each."""
+    return (
+        replace(CONSTANT_TEMPERATURE_RUN, n_steps=n_steps),
+        replace(TEMPERATURE_RAMP_RUN, n_steps=n_steps),
+    )
 
 
 def _md_and_rdf(
     model: torch.nn.Module,
     structures: list[ase.Atoms],
     reference: list[ase.Atoms],
+    specs: tuple[MDRunSpec, ...],
     stage: StageCallback,
+    on_steps: StepsCallback | None,
     device: str,
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     frames: list[ase.Atoms] = []
+    total = sum(spec.n_steps for spec in specs)
     for index, atoms in enumerate(structures):
-        stage(f"molecular dynamics {index + 1}/{len(structures)}")
-        result = md_stability(model, atoms, device=device)
+        name = f"md {index + 1}/{len(structures)}"
+        stage(f"{name} 0/{total} steps")
+        result = md_stability(
+            model,
+            atoms,
+            runs=specs,
+            device=device,
+            on_progress=_steps_of(on_steps, name, total),
+        )
         runs += md_section(result, atoms.get_chemical_formula())
         frames += [frame for run in result.runs for frame in run.frames]
     sections: dict[str, Any] = {"md": runs}
@@ -78,6 +115,18 @@ def _md_and_rdf(
         stage("comparing radial distribution functions")
         sections["rdf"] = _rdf_section(frames, reference)
     return sections
+
+
+def _steps_of(
+    on_steps: StepsCallback | None, name: str, total: int
+) -> Callable[[float, str], None] | None:
+    if on_steps is None:
+        return None
+
+    def report(fraction: float, _message: str) -> None:
+        on_steps(name, round(fraction * total), total)
+
+    return report
 
 
 def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[str, Any]:
@@ -133,6 +182,11 @@ def forgetting_section(result: Forgetting) -> dict[str, Any]:
         "foundation": None if result.foundation is None else result.foundation.to_dict(),
         "finetuned": _plain_metrics(result.fine_tuned),
         "force_rmse_ratio": result.forces_rmse_ratio,
+        "energy_offset_removed": (
+            None
+            if result.energy_offset_removed is None
+            else result.energy_offset_removed.to_dict()
+        ),
     }
 
 
@@ -148,6 +202,10 @@ def md_section(result: MDStability, structure: str) -> list[dict[str, Any]]:
             "failure_reason": run.failure_reason,
             "max_energy_drift_ev_per_atom": run.max_energy_drift_ev_per_atom,
             "min_distance_ratio": run.min_distance_ratio,
+            # Drawn in the report (core.reports): time, temperature and total energy.
+            "time_ps": list(run.time_ps),
+            "temperature_K": list(run.temperature_k),
+            "energy_ev": [_finite_or_none(value) for value in run.total_energy_ev],
         }
         for run in result.runs
     ]
@@ -178,6 +236,11 @@ def repulsion_section(result: Repulsion) -> dict[str, Any]:
 
 def _plain_metrics(metrics: AccuracyMetrics) -> dict[str, Any]:
     return {key: value for key, value in metrics.to_dict().items() if key != "parity"}
+
+
+def _finite_or_none(value: float) -> float | None:
+    # JSON has no NaN; the last point of a run that blew up may be one.
+    return value if math.isfinite(value) else None
 
 
 def _values(array: Any) -> list[float] | None:

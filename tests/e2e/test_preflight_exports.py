@@ -11,6 +11,8 @@ from core.datasets import read_configurations
 from core.demo_data import generate_target_dataset, write_extxyz
 from core.foundations import load_own_model
 from core.inference import _batches, predict
+from core.spec import JobSpec
+from core.submission import submit_job
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 
@@ -47,15 +49,20 @@ def delivered_job(client, worker, settings, train_id) -> dict:
 
 
 def test_a_job_with_a_blocking_finding_fails_at_preflight_without_training(
-    client, worker, settings, train_id
+    client, app, worker, settings, train_id
 ) -> None:
     spec = {"train_dataset": train_id, "e0s": "foundation"}
-    job_id = client.post("/jobs", json=spec).json()["id"]
+    # Submitted past the API's own check (as a dataset too large for it would be), so the
+    # worker's preflight is what stops it.
+    with app.state.context.sessions() as session:
+        job_id = submit_job(session, JobSpec.model_validate(spec), app.state.context.registry).id
+    app.state.enqueue(job_id)
 
     job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
 
     assert job["state"] == "failed"
     assert job["error"].startswith("preflight: [reference_mismatch]")
+    assert job["error"].endswith("add 'reference_mismatch' to preflight.acknowledge")
     assert job["preflight"]["blocking"] == ["reference_mismatch"]
     assert job["epochs"] == [] and job["cost"]["actual"] is None
     assert job["cost"]["predicted"]["seconds_per_epoch"] > 0

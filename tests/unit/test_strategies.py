@@ -128,11 +128,12 @@ def test_known_bad_choices_are_flagged() -> None:
         JobSpec(
             train_dataset="d",
             strategy={"name": "replay_lora", "replay": REPLAY},
-            hyperparameters={"lr": 1e-3},
+            # Above replay_lora's own preset (1e-3), which alone warns of nothing (issue 21).
+            hyperparameters={"lr": 1e-2},
         )
     )
     assert any("replay + LoRA" in w for w in flagged)
-    assert any("lr 0.001" in w for w in flagged)
+    assert any("lr 0.01" in w for w in flagged)
     assert "average" in spec_warnings(JobSpec(train_dataset="d", e0s="average"))[0]
 
 
