@@ -9,7 +9,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0010_results"
-down_revision = "0009"
+down_revision = "0010_robust"
 branch_labels = None
 depends_on = None
 
