@@ -139,6 +139,8 @@ def test_a_sweep_submitted_while_the_broker_is_down_gets_503_naming_the_sweep(
     with app.state.context.sessions() as session:
         jobs = session.query(Job).filter(Job.sweep_id == sweep_id).all()
     assert len(jobs) == 2 and all(job.state is JobState.QUEUED for job in jobs)
+    # Cancelled, so that no later worker's sweeper sends them to train.
+    assert broker_down_client.post(f"/sweeps/{sweep_id}/cancel").json()["jobs"] == {"cancelled": 2}
 
 
 def test_cancel_routes_stop_queued_evaluations_replay_sets_and_whole_sweeps(
