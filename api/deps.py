@@ -69,8 +69,12 @@ async def _request_session(request: Request) -> AsyncIterator[Session]:
         await run_in_threadpool(connect_now, session, max(1, round(limits.timeout / 2)))
         yield session
     finally:
-        await run_in_threadpool(session.close)
-        gate.release()
+        try:
+            # Shielded: a client that hangs up now must not leave the connection checked out.
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.close)
+        finally:
+            gate.release()
 
 
 # Closed, and its gate slot given back, once the route function has returned and its answer is

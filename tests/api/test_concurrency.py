@@ -17,7 +17,7 @@ from sqlalchemy import event
 from core.db import PoolLimits, connect_now, session_factory
 from core.errors import DatabaseBusyError
 from core.jobs import create_job
-from core.models import Dataset
+from core.models import Dataset, JobState
 from core.scoping import scope_session
 from tests.conftest import REPO_ROOT
 
@@ -28,7 +28,8 @@ TINY_POOL = {"MLFT_DB_POOL_SIZE": "2", "MLFT_DB_MAX_OVERFLOW": "1"}
 
 
 def stored_job(sessions, project_id: str, **values) -> str:
-    """A queued job row of the project, written directly (job submission is tested elsewhere)."""
+    """A cancelled job row of the project, written directly (job submission is tested elsewhere;
+    cancelled, so that no worker's sweeper in a later test sends it to train)."""
     with sessions() as session:
         scope_session(session, project_id)
         dataset = Dataset(
@@ -41,6 +42,7 @@ def stored_job(sessions, project_id: str, **values) -> str:
         session.flush()
         spec = {"train_dataset": dataset.id, "hyperparameters": {"max_num_epochs": 1}}
         job = create_job(session, spec, dataset.id)
+        job.state = JobState.CANCELLED
         for name, value in values.items():
             setattr(job, name, value)
         session.commit()

@@ -139,6 +139,8 @@ def test_a_sweep_submitted_while_the_broker_is_down_gets_503_naming_the_sweep(
     with app.state.context.sessions() as session:
         jobs = session.query(Job).filter(Job.sweep_id == sweep_id).all()
     assert len(jobs) == 2 and all(job.state is JobState.QUEUED for job in jobs)
+    # Cancelled, so that no later worker's sweeper sends them to train.
+    assert broker_down_client.post(f"/sweeps/{sweep_id}/cancel").json()["jobs"] == {"cancelled": 2}
 
 
 def test_cancel_routes_stop_queued_evaluations_replay_sets_and_whole_sweeps(
@@ -171,3 +173,29 @@ def test_cancel_routes_stop_queued_evaluations_replay_sets_and_whole_sweeps(
     assert again.status_code == 201 and again.json()["id"] != replay_set["id"]
     for path in ("/evaluations/missing/cancel", "/replay-sets/missing/cancel", "/sweeps/x/cancel"):
         assert client.post(path).status_code == 404
+
+
+def test_an_evaluation_runs_under_a_lease_that_is_released_when_it_ends(
+    client, app, target_files
+) -> None:
+    from core.evaluations import execute_evaluation
+
+    test_set = upload(client, target_files["test"])["id"]
+    created = client.post(
+        "/evaluations",
+        json={
+            "model": {"foundation_model": "mace-demo-emt"},
+            "dataset": test_set,
+            "settings": {"md": False, "dimers": False},
+        },
+    ).json()
+
+    state = execute_evaluation(app.state.context, created["id"])
+    again = execute_evaluation(app.state.context, created["id"])
+
+    assert state is again is JobState.SUCCEEDED
+    with app.state.context.sessions() as session:
+        evaluation = session.get(Evaluation, created["id"])
+        assert evaluation.attempts == 1 and evaluation.lease_owner is None
+        assert evaluation.enqueued_at is not None
+        assert evaluation.report["accuracy"]["test"]
