@@ -72,7 +72,7 @@ def test_a_published_foundation_that_cannot_be_fetched_offline_is_refused_naming
     assert response.status_code == 503
     detail = response.json()["detail"]
     assert "'mace-mp-0-small' is not cached here" in detail
-    assert "mace-mp-0-small.model" in detail and "POST /foundation-models" in detail
+    assert "name=mace-mp-0-small" in detail and "POST /foundation-models" in detail
 
 
 def test_a_published_foundation_in_maces_cache_is_accepted_offline(

@@ -56,7 +56,7 @@ def test_a_job_with_a_blocking_finding_fails_at_preflight_without_training(
     # worker's preflight is what stops it.
     with app.state.context.sessions() as session:
         job_id = submit_job(session, JobSpec.model_validate(spec), app.state.context.registry).id
-    app.state.enqueue(job_id)
+        app.state.dispatcher(session, "job", job_id)
 
     job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
 
