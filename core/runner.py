@@ -165,11 +165,13 @@ def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, spec, Path(folder))
         foundation = context.registry.resolve(spec.foundation_model)
+        # Taking out one head builds a model, which e3nn's code generation cannot do in two
+        # threads at once either.
         with model_load_lock():
-            model = load_model(foundation.path, context.device)
-        foundation, model, _ = working_foundation(
-            foundation, model, spec.foundation_head, Path(folder)
-        )
+            foundation, model, _ = working_foundation(
+                foundation, load_model(foundation.path, context.device), spec.foundation_head,
+                Path(folder),
+            )
         outcome = preflight_job(
             spec,
             read_configurations(files.train),
