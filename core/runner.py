@@ -22,7 +22,7 @@ from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.foundation_heads import working_foundation
-from core.foundations import FoundationRegistry, load_foundation
+from core.foundations import FoundationRegistry, load_foundation, model_load_lock
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
 from core.mace_process import TrainingCancelled
@@ -226,10 +226,13 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
         model = None
         if spec.foundation_model is not None and spec.strategy.name != "scratch":
             foundation = context.registry.resolve(spec.foundation_model)
-            foundation, model, _ = working_foundation(
-                foundation, load_foundation(foundation, context.device), spec.foundation_head,
-                Path(folder),
-            )
+            loaded = load_foundation(foundation, context.device)
+            # Taking out one head builds a model, which e3nn's code generation cannot do in two
+            # threads at once either.
+            with model_load_lock():
+                foundation, model, _ = working_foundation(
+                    foundation, loaded, spec.foundation_head, Path(folder)
+                )
         outcome = preflight_job(
             spec,
             read_configurations(files.train),

@@ -83,7 +83,6 @@ def test_isolated_atom_e0s_without_isolated_atoms_are_refused(client, train_id) 
 
 def test_a_failed_jobs_working_folder_is_removed(client, app, train_id) -> None:
     from core.runner import execute_job
-
     from core.spec import JobSpec
     from core.submission import submit_job
 
