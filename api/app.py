@@ -37,18 +37,17 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.resolved_database_url)
-        worker = None
+        supervisor = None
         if start_worker:
-            from worker.local import start_local_worker
+            from worker.local import WorkerSupervisor
 
-            worker = start_local_worker(settings)
+            supervisor = WorkerSupervisor(settings).start()
+        app.state.worker_supervisor = supervisor
         try:
             yield
         finally:
-            if worker is not None:
-                from worker.local import stop_local_worker
-
-                stop_local_worker(worker)
+            if supervisor is not None:
+                supervisor.stop()
 
     app = FastAPI(
         title="mlft",

@@ -33,6 +33,11 @@ class Settings(BaseSettings):
     # A running job's worker renews its lease every third of this; a job whose lease expired
     # lost its worker and is re-queued, resuming from its last mace checkpoint.
     job_lease_seconds: float = 60.0
+    # Predictions, evaluation, preflight and the cost probe put at most this many edges
+    # (neighbour pairs within the model's r_max) in one forward pass; memory grows with edges,
+    # not configurations. 30k edges of a MACE-MP-0-small-sized model take well under 1 GB in
+    # float64; a single structure with more edges still runs, alone.
+    max_edges_per_batch: int = 30_000
     # Runs of a job whose worker died; after the last one it fails with the reason.
     max_attempts: int = 3
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a

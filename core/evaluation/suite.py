@@ -4,21 +4,36 @@ Each section is JSON-ready in the shape core.reports renders and core.sweeps com
 """
 
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import ase
+import numpy as np
 import torch
 from ase.data import chemical_symbols
 
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.evaluation.dimers import Repulsion, short_range_repulsion
 from core.evaluation.forgetting import Forgetting, forgetting
-from core.evaluation.md import MDStability, md_stability
+from core.evaluation.md import (
+    CONSTANT_TEMPERATURE_RUN,
+    TEMPERATURE_RAMP_RUN,
+    MDRunSpec,
+    MDStability,
+    md_stability,
+)
 from core.evaluation.rdf import compare_rdfs, radial_distribution
+from core.inference import neighbourhood
 from core.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
+# MD steps cost in proportion to the structure's edges (neighbour pairs within r_max): each run
+# takes at most this many edge-steps. A 14-atom molecule (about 200 edges) keeps the full 400
+# steps; a 108-atom copper cell at r_max 6 Å (about 8,000 edges) runs about 50 steps (25 fs),
+# which keeps the evaluation of a MACE-MP-0-small-sized model on a CPU within a quarter of a
+# 10-epoch job (docs/benchmarks.md). Longer runs: core.evaluation.md.md_stability.
+MD_EDGE_STEP_BUDGET = 400_000
+MIN_MD_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -70,7 +85,7 @@ def _md_and_rdf(
     frames: list[ase.Atoms] = []
     for index, atoms in enumerate(structures):
         stage(f"molecular dynamics {index + 1}/{len(structures)}")
-        result = md_stability(model, atoms, device=device)
+        result = md_stability(model, atoms, runs=md_runs_for(model, atoms), device=device)
         runs += md_section(result, atoms.get_chemical_formula())
         frames += [frame for run in result.runs for frame in run.frames]
     sections: dict[str, Any] = {"md": runs}
@@ -78,6 +93,16 @@ def _md_and_rdf(
         stage("comparing radial distribution functions")
         sections["rdf"] = _rdf_section(frames, reference)
     return sections
+
+
+def md_runs_for(model: torch.nn.Module, atoms: ase.Atoms) -> tuple[MDRunSpec, ...]:
+    """The two default runs, shortened for structures with many edges (MD_EDGE_STEP_BUDGET)."""
+    edges = neighbourhood(atoms, float(model.r_max)).n_edges + len(atoms)
+    steps = int(np.clip(MD_EDGE_STEP_BUDGET // edges, MIN_MD_STEPS, None))
+    return tuple(
+        replace(run, n_steps=min(run.n_steps, steps))
+        for run in (CONSTANT_TEMPERATURE_RUN, TEMPERATURE_RAMP_RUN)
+    )
 
 
 def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[str, Any]:
@@ -166,6 +191,8 @@ def repulsion_section(result: Repulsion) -> dict[str, Any]:
                 "scale": curve.scales,
                 "energy": curve.energies_ev_per_atom,
                 "hole": curve.hole is not None,
+                "n_atoms": curve.n_atoms,
+                "stopped_below": curve.stopped_below,
             }
             for curve in result.compressions
         ],
