@@ -118,6 +118,9 @@ class FoundationPublic(BaseModel):
     name: str
     source: str
     available: bool
+    # "building" while the demo model is trained on first start, with its progress.
+    status: str = "ready"
+    progress: dict[str, Any] | None = None
 
 
 class FoundationRegistered(BaseModel):

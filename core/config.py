@@ -25,6 +25,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.
     start_embedded_worker: bool = True
+    # First start of the embedded service: the API trains the demo foundation in the background
+    # when its file is missing (listed as building until then).
+    build_demo_foundation: bool = True
     # Upper bound on an uploaded dataset, in bytes (also on what a gzip upload unpacks to).
     max_upload_bytes: int = 512 * 1024 * 1024
     # Celery queues: training needs a GPU worker, evaluations run on CPU workers.

@@ -27,6 +27,13 @@ from core.spec import JobSpec, lora_of, replay_of
 from core.strategies import FREEZE_LEVELS
 
 PROBE_STEPS = 3
+# Timed steps stop early once they have taken this long (at least one is timed): a step of a
+# MACE-MP-0-sized model on a 100-atom cell takes seconds on a CPU, and the median of fewer steps
+# is as good as the preflight needs.
+PROBE_SECONDS = 10.0
+# The probe trains on a quarter of the edge budget at most (one configuration when a single one
+# is larger), then scales up by the edge ratio.
+PROBE_EDGE_SHARE = 0.25
 # Validation is a forward and backward pass for forces without the optimiser step: about half a
 # training step per batch on the probe's measurements.
 VALIDATION_STEP_SHARE = 0.5
@@ -63,8 +70,8 @@ def probe_cost(
     configurations (`batch_configs`, batch size or fewer; `neighbourhoods` their graphs, reused
     from the preflight's predictions).
 
-    A batch above the edge budget (MLFT_MAX_EDGES_PER_BATCH) is probed on its first
-    configurations within the budget, and time and memory growth are scaled by the edge ratio:
+    A batch above a quarter of the edge budget (MLFT_MAX_EDGES_PER_BATCH) is probed on its first
+    configurations within that, and time and memory growth are scaled by the edge ratio:
     a MACE step's cost is linear in edges, and probing a whole batch of large cells would cost
     minutes and gigabytes before the job has started.
     """
@@ -77,7 +84,7 @@ def probe_cost(
         neighbourhood(atoms, float(model.r_max)) for atoms in batch_configs
     ]
     edges = [g.n_edges for g in graphs]
-    probed = batch_by_edges(edges, edge_budget(max_edges))[0]
+    probed = batch_by_edges(edges, int(PROBE_EDGE_SHARE * edge_budget(max_edges)))[0]
     probe_configs = [batch_configs[i] for i in probed]
     scale = max(1.0, (sum(edges) + len(edges)) / (sum(edges[i] for i in probed) + len(probed)))
     zs = [int(z) for z in trainable.atomic_numbers]
@@ -93,8 +100,9 @@ def probe_cost(
     process = psutil.Process()
     baseline = torch.cuda.memory_allocated(device) if cuda else process.memory_info().rss
     peak_rss = baseline
-    timings = []
-    for _ in range(PROBE_STEPS + 1):  # the first step pays one-off costs and is not timed
+    timings: list[float] = []
+    # The first step pays one-off costs and is not timed.
+    while len(timings) < PROBE_STEPS + 1 and (len(timings) < 2 or sum(timings[1:]) < PROBE_SECONDS):
         start = time.perf_counter()
         optimiser.zero_grad()
         output = trainable(dict(batch), training=True, compute_force=True)
@@ -115,7 +123,7 @@ def probe_cost(
     peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss
     memory = baseline + (peak - baseline) * scale
     basis = (
-        f"{PROBE_STEPS} timed steps on a batch of {len(batch_configs)} training "
+        f"{len(timings) - 1} timed steps on a batch of {len(batch_configs)} training "
         f"configurations; batch size {hyper.batch_size}, validation batch size "
         f"{hyper.valid_batch_size}"
     )
@@ -131,7 +139,7 @@ def probe_cost(
         seconds_per_epoch=epoch,
         peak_memory_mb=memory / 2**20,
         memory_kind="cuda_allocated" if cuda else "process_rss",
-        probe_steps=PROBE_STEPS,
+        probe_steps=len(timings) - 1,
         basis=basis,
     )
 

@@ -5,17 +5,22 @@ work), or to a published MACE model fetched through mace-torch's own download-an
 """
 
 import hashlib
+import json
 import logging
+import os
 import re
 import shutil
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 from core.errors import (
     ConflictError,
+    FoundationModelBuildingError,
     FoundationModelUnavailableError,
     InvalidSpecError,
     NotFoundError,
@@ -77,6 +82,9 @@ class FoundationListing:
     name: str
     source: str  # "local" (a file in models_dir) or "published" (downloaded on first use)
     available: bool
+    # "ready", or "building" with the build's progress (the demo model on first start).
+    status: str = "ready"
+    progress: dict[str, Any] | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -133,6 +141,57 @@ def _verified_sha256(path: str, _modified: int) -> str:
     return sha256
 
 
+def building_marker(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".building")
+
+
+def build_progress(model_path: Path) -> dict[str, Any] | None:
+    """The build's progress while `model_path` is being built by a live process, else None:
+    `{"epochs_done", "max_epochs", "elapsed_seconds"}` from mace's own results file."""
+    marker = building_marker(model_path)
+    try:
+        state = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if not _process_alive(int(state["pid"])):
+        return None  # a build that died; the next start builds again
+    results = sorted(Path(state["work_dir"]).glob("results/*_train.txt"))
+    epochs = set()
+    for line in results[0].read_text().splitlines() if results else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("mode") == "eval" and record.get("epoch") is not None:
+            epochs.add(record["epoch"])
+    return {
+        "epochs_done": len(epochs),
+        "max_epochs": int(state["max_epochs"]),
+        "elapsed_seconds": round(time.time() - float(state["started_at"]), 1),
+    }
+
+
+def mark_building(marker: Path, work_dir: Path, max_epochs: int) -> None:
+    """Say that this process is building the model `marker` belongs to (build_progress)."""
+    state = {
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "work_dir": str(work_dir.resolve()),
+        "max_epochs": max_epochs,
+    }
+    marker.write_text(json.dumps(state))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 class FoundationRegistry:
     def __init__(self, models_dir: Path) -> None:
         self.models_dir = models_dir
@@ -144,10 +203,39 @@ class FoundationRegistry:
 
     def listing(self) -> list[FoundationListing]:
         local = self.local_names()
-        published = [name for name in PUBLISHED if name not in local]
-        return [FoundationListing(name, "local", True) for name in local] + [
-            FoundationListing(name, "published", False) for name in published
+        building = [
+            FoundationListing(name, "local", False, "building", progress)
+            for name, progress in self.builds().items()
+            if name not in local
         ]
+        published = [name for name in PUBLISHED if name not in local]
+        return (
+            [FoundationListing(name, "local", True) for name in local]
+            + building
+            + [FoundationListing(name, "published", False) for name in published]
+        )
+
+    def builds(self) -> dict[str, dict[str, Any]]:
+        """Models being built into models_dir by a live process, with their progress."""
+        if not self.models_dir.is_dir():
+            return {}
+        found = {}
+        for marker in self.models_dir.glob("*.model.building"):
+            model_path = marker.with_name(marker.name.removesuffix(".building"))
+            progress = build_progress(model_path)
+            if progress is not None and not model_path.is_file():
+                found[model_path.stem] = progress
+        return found
+
+    def ensure_not_building(self, name: str) -> None:
+        """503 for a model still being built: it will exist in a minute or two."""
+        progress = self.builds().get(name)
+        if progress is not None:
+            raise FoundationModelBuildingError(
+                f"foundation model {name!r} is being built (epoch {progress['epochs_done']}/"
+                f"{progress['max_epochs']}, {progress['elapsed_seconds']:.0f} s so far); submit "
+                "again once GET /foundation-models lists it as ready"
+            )
 
     def exists(self, name: str) -> bool:
         return name in PUBLISHED or (self.models_dir / f"{name}.model").is_file()

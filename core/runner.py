@@ -157,6 +157,7 @@ def preflight_check(context: JobContext, spec: JobSpec) -> dict[str, Any]:
     with session_scope(context.sessions) as session:
         for role, dataset_id in _dataset_roles(spec).items():
             referenced_dataset(session, dataset_id, role)
+    context.registry.ensure_not_building(spec.foundation_model)
     if not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"

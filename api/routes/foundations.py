@@ -16,7 +16,13 @@ def read_foundation_models(
     registry: RegistryDep, _principal: PrincipalDep
 ) -> list[FoundationPublic]:
     return [
-        FoundationPublic(name=item.name, source=item.source, available=item.available)
+        FoundationPublic(
+            name=item.name,
+            source=item.source,
+            available=item.available,
+            status=item.status,
+            progress=item.progress,
+        )
         for item in registry.listing()
     ]
 
