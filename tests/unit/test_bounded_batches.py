@@ -109,3 +109,22 @@ def test_the_cost_probe_on_a_batch_above_the_budget_probes_part_and_scales_up(fo
     assert "probed on 1 of them" in estimate.basis
     assert "4.00" in estimate.basis
     assert estimate.seconds_per_step > 0 and estimate.steps_per_epoch == 2
+
+
+def test_the_training_batch_is_lowered_to_fit_the_edge_budget_and_small_data_keep_theirs(
+    foundation,
+) -> None:
+    from ase.build import molecule
+
+    from core.training import batch_size_for_edges
+
+    spec = JobSpec(train_dataset="x")
+    cells = [copper(3), copper(3, vacancy=True)]
+
+    lowered, note = batch_size_for_edges(spec, cells, foundation, max_edges=8000)
+    kept, none = batch_size_for_edges(spec, [molecule("CH4")] * 3, foundation, max_edges=8000)
+
+    assert spec.hyperparameters.batch_size == 5
+    assert lowered.hyperparameters.batch_size == 1
+    assert note and "batch size 1 instead of 5" in note[0]
+    assert kept.hyperparameters.batch_size == 5 and none == []
