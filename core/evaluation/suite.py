@@ -8,7 +8,6 @@ from dataclasses import asdict, dataclass, replace
 from typing import Any
 
 import ase
-import numpy as np
 import torch
 from ase.data import chemical_symbols
 
@@ -98,7 +97,7 @@ def _md_and_rdf(
 def md_runs_for(model: torch.nn.Module, atoms: ase.Atoms) -> tuple[MDRunSpec, ...]:
     """The two default runs, shortened for structures with many edges (MD_EDGE_STEP_BUDGET)."""
     edges = neighbourhood(atoms, float(model.r_max)).n_edges + len(atoms)
-    steps = int(np.clip(MD_EDGE_STEP_BUDGET // edges, MIN_MD_STEPS, None))
+    steps = max(MIN_MD_STEPS, MD_EDGE_STEP_BUDGET // edges)
     return tuple(
         replace(run, n_steps=min(run.n_steps, steps))
         for run in (CONSTANT_TEMPERATURE_RUN, TEMPERATURE_RAMP_RUN)
