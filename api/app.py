@@ -2,6 +2,7 @@
 
 import logging
 import re
+import subprocess
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 
@@ -65,18 +66,21 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.resolved_database_url)
-        worker = None
+        supervisor = build = None
         if start_worker:
-            from worker.local import start_local_worker
+            from worker.local import WorkerSupervisor
 
-            worker = start_local_worker(settings)
+            supervisor = WorkerSupervisor(settings).start()
+            if settings.build_demo_foundation:
+                build = _build_demo_foundation_in_background(settings)
+        app.state.worker_supervisor = supervisor
         try:
             yield
         finally:
-            if worker is not None:
-                from worker.local import stop_local_worker
-
-                stop_local_worker(worker)
+            if supervisor is not None:
+                supervisor.stop()
+            if build is not None and build.poll() is None:
+                build.terminate()  # the next start builds it again
 
     app = FastAPI(
         title="mlft",
@@ -115,6 +119,19 @@ def create_app(
         return {"status": "ok"}
 
     return app
+
+
+def _build_demo_foundation_in_background(settings: Settings) -> subprocess.Popen | None:
+    """First start: the API answers at once while the demo foundation trains beside it; GET
+    /foundation-models lists it as building, and jobs naming it get 503 until it is ready."""
+    from core.demo_foundation import DEMO_FOUNDATION_NAME, start_background_build
+
+    log_file = settings.data_dir / "logs" / "demo-foundation.log"
+    log_file.parent.mkdir(parents=True, exist_ok=True)
+    with log_file.open("a") as log:
+        return start_background_build(
+            settings.resolved_models_dir / f"{DEMO_FOUNDATION_NAME}.model", log
+        )
 
 
 def _celery_sender(

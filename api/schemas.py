@@ -131,6 +131,9 @@ class FoundationPublic(BaseModel):
     name: str
     source: str
     available: bool
+    # "building" while the demo model is trained on first start, with its progress.
+    status: str = "ready"
+    progress: dict[str, Any] | None = None
     sha256: str | None = None
     architecture: str | None = None
     # Readout heads, one per level of theory; a job picks one with `foundation_head`.

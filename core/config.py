@@ -31,6 +31,9 @@ class Settings(BaseSettings):
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.
     start_embedded_worker: bool = True
+    # First start of the embedded service: the API trains the demo foundation in the background
+    # when its file is missing (listed as building until then).
+    build_demo_foundation: bool = True
     # Upper bound on an uploaded dataset, in bytes (also on what a gzip upload unpacks to).
     max_upload_bytes: int = 512 * 1024 * 1024
     # Celery queues: training needs a GPU worker, evaluations run on CPU workers.
@@ -39,6 +42,11 @@ class Settings(BaseSettings):
     # A running job's worker renews its lease every third of this; a job whose lease expired
     # lost its worker and is re-queued, resuming from its last mace checkpoint.
     job_lease_seconds: float = 60.0
+    # Predictions, evaluation, preflight and the cost probe put at most this many edges
+    # (neighbour pairs within the model's r_max) in one forward pass; memory grows with edges,
+    # not configurations. 30k edges of a MACE-MP-0-small-sized model take well under 1 GB in
+    # float64; a single structure with more edges still runs, alone.
+    max_edges_per_batch: int = 30_000
     # Runs of a job (evaluation, replay-set build) whose worker died; after the last one it
     # fails with the reason.
     max_attempts: int = 3

@@ -21,12 +21,19 @@ import psutil
 import torch
 
 from core.datasets import labels_of
-from core.inference import _batches, _default_dtype
+from core.inference import Neighbourhood, batch_by_edges, collate, edge_budget, neighbourhood
 from core.model_checks import FROZEN_PREFIXES
 from core.spec import JobSpec, lora_of, replay_of
 from core.strategies import FREEZE_LEVELS
 
 PROBE_STEPS = 3
+# Timed steps stop early once they have taken this long (at least one is timed): a step of a
+# MACE-MP-0-sized model on a 100-atom cell takes seconds on a CPU, and the median of fewer steps
+# is as good as the preflight needs.
+PROBE_SECONDS = 10.0
+# The probe trains on a quarter of the edge budget at most (one configuration when a single one
+# is larger), then scales up by the edge ratio.
+PROBE_EDGE_SHARE = 0.25
 # Validation is a forward and backward pass for forces without the optimiser step: about half a
 # training step per batch on the probe's measurements.
 VALIDATION_STEP_SHARE = 0.5
@@ -56,31 +63,49 @@ def probe_cost(
     n_train: int,
     n_replay: int = 0,
     device: str = "cpu",
+    neighbourhoods: Sequence[Neighbourhood] | None = None,
+    max_edges: int | None = None,
 ) -> CostEstimate:
     """Measure `PROBE_STEPS` optimiser steps of the job's model on one batch of its training
-    configurations (`batch_configs`, batch size or fewer)."""
+    configurations (`batch_configs`, batch size or fewer; `neighbourhoods` their graphs, reused
+    from the preflight's predictions).
+
+    A batch above a quarter of the edge budget (MLFT_MAX_EDGES_PER_BATCH) is probed on its first
+    configurations within that, and time and memory growth are scaled by the edge ratio:
+    a MACE step's cost is linear in edges, and probing a whole batch of large cells would cost
+    minutes and gigabytes before the job has started.
+    """
     hyper = spec.hyperparameters
     trainable = trainable_copy(spec, model).to(device=device, dtype=torch.float64).train()
     parameters = [p for p in trainable.parameters() if p.requires_grad]
     optimiser = torch.optim.AdamW(parameters, lr=1e-6)
     batch_configs = list(batch_configs[: hyper.batch_size])
-    with _default_dtype(torch.float64):
-        batch = next(iter(_batches(trainable, batch_configs, len(batch_configs)))).to(device)
-    energies = torch.tensor([labels_of(a).energy for a in batch_configs], dtype=torch.float64)
+    graphs = list(neighbourhoods or [])[: len(batch_configs)] or [
+        neighbourhood(atoms, float(model.r_max)) for atoms in batch_configs
+    ]
+    edges = [g.n_edges for g in graphs]
+    probed = batch_by_edges(edges, int(PROBE_EDGE_SHARE * edge_budget(max_edges)))[0]
+    probe_configs = [batch_configs[i] for i in probed]
+    scale = max(1.0, (sum(edges) + len(edges)) / (sum(edges[i] for i in probed) + len(probed)))
+    zs = [int(z) for z in trainable.atomic_numbers]
+    batch = collate(zs, probe_configs, [graphs[i] for i in probed], device)
+    energies = torch.tensor([labels_of(a).energy for a in probe_configs], dtype=torch.float64)
     forces = torch.tensor(
-        np.concatenate([labels_of(a).forces for a in batch_configs]), dtype=torch.float64
+        np.concatenate([labels_of(a).forces for a in probe_configs]), dtype=torch.float64
     )
     energies, forces = energies.to(device), forces.to(device)
     cuda = device.startswith("cuda")
     if cuda:
         torch.cuda.reset_peak_memory_stats(device)
     process = psutil.Process()
-    peak_rss = process.memory_info().rss
-    timings = []
-    for _ in range(PROBE_STEPS + 1):  # the first step pays one-off costs and is not timed
+    baseline = torch.cuda.memory_allocated(device) if cuda else process.memory_info().rss
+    peak_rss = baseline
+    timings: list[float] = []
+    # The first step pays one-off costs and is not timed.
+    while len(timings) < PROBE_STEPS + 1 and (len(timings) < 2 or sum(timings[1:]) < PROBE_SECONDS):
         start = time.perf_counter()
         optimiser.zero_grad()
-        output = trainable(batch.to_dict(), training=True, compute_force=True)
+        output = trainable(dict(batch), training=True, compute_force=True)
         loss = torch.mean((output["energy"] - energies) ** 2) + torch.mean(
             (output["forces"] - forces) ** 2
         )
@@ -90,12 +115,23 @@ def probe_cost(
             torch.cuda.synchronize(device)
         timings.append(time.perf_counter() - start)
         peak_rss = max(peak_rss, process.memory_info().rss)
-    per_step = float(np.median(timings[1:]))
+    per_step = float(np.median(timings[1:])) * scale
     # Replay strategies also step through their replay data every epoch.
     steps = math.ceil((n_train + n_replay) / hyper.batch_size)
     valid_steps = math.ceil(n_valid / hyper.valid_batch_size)
     epoch = per_step * (steps + VALIDATION_STEP_SHARE * valid_steps)
-    memory = torch.cuda.max_memory_allocated(device) if cuda else peak_rss
+    peak = torch.cuda.max_memory_allocated(device) if cuda else peak_rss
+    memory = baseline + (peak - baseline) * scale
+    basis = (
+        f"{len(timings) - 1} timed steps on a batch of {len(batch_configs)} training "
+        f"configurations; batch size {hyper.batch_size}, validation batch size "
+        f"{hyper.valid_batch_size}"
+    )
+    if len(probed) < len(batch_configs):
+        basis += (
+            f"; probed on {len(probed)} of them (the edge budget), time and memory growth "
+            f"scaled by their edge ratio {scale:.2f}"
+        )
     return CostEstimate(
         device=device,
         seconds_per_step=per_step,
@@ -103,10 +139,8 @@ def probe_cost(
         seconds_per_epoch=epoch,
         peak_memory_mb=memory / 2**20,
         memory_kind="cuda_allocated" if cuda else "process_rss",
-        probe_steps=PROBE_STEPS,
-        basis=f"{PROBE_STEPS} timed steps on a batch of {len(batch_configs)} training "
-        f"configurations; batch size {hyper.batch_size}, validation batch size "
-        f"{hyper.valid_batch_size}",
+        probe_steps=len(timings) - 1,
+        basis=basis,
     )
 
 

@@ -7,10 +7,13 @@ module that real foundations (MACE-MP, MACE-OFF) are: loadable with `torch.load`
 
 import logging
 import shutil
+import subprocess
+import sys
 import tempfile
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TextIO
 
 import torch
 from ase.data import atomic_numbers
@@ -23,8 +26,9 @@ from core.demo_data import (
     isolated_atom_energies,
     write_extxyz,
 )
-from core.foundations import pin_model_file
+from core.foundations import build_progress, building_marker, mark_building, pin_model_file
 
+logger = logging.getLogger(__name__)
 DEMO_FOUNDATION_NAME = "mace-demo-emt"
 DEFAULT_N_CONFIGS = 1000
 DEFAULT_MAX_EPOCHS = 24
@@ -41,19 +45,41 @@ def build_demo_foundation(
     """Train the demo foundation on fresh EMT data and copy its `.model` file to `out_path`.
 
     mace-torch's logs, checkpoints and results go to `work_dir`, a temporary folder by default.
+    While it builds, `<out_path>.building` says so (build_progress reads it): the registry lists
+    the model as building, and jobs naming it are refused with 503 until the file is there.
     """
+    marker = building_marker(out_path)
     with tempfile.TemporaryDirectory(prefix="mace-demo-") as scratch:
         folder = work_dir if work_dir is not None else Path(scratch)
-        configs = generate_foundation_configurations(n_configs, seed)
-        train_file = write_extxyz(configs, folder / "train.xyz")
-        argv = _mace_argv(train_file, folder, seed=seed, max_epochs=max_epochs)
-        with _restored_process_state():
-            run_mace_training(build_default_arg_parser().parse_args(argv))
         out_path.parent.mkdir(parents=True, exist_ok=True)
-        shutil.copyfile(folder / "models" / f"{DEMO_FOUNDATION_NAME}.model", out_path)
-    # Registered as it is written: the registry serves only pinned files.
-    pin_model_file(out_path, replace=True)
+        mark_building(marker, folder, max_epochs)
+        try:
+            configs = generate_foundation_configurations(n_configs, seed)
+            train_file = write_extxyz(configs, folder / "train.xyz")
+            argv = _mace_argv(train_file, folder, seed=seed, max_epochs=max_epochs)
+            with _restored_process_state():
+                run_mace_training(build_default_arg_parser().parse_args(argv))
+            partial = out_path.with_name(out_path.name + ".partial")
+            shutil.copyfile(folder / "models" / f"{DEMO_FOUNDATION_NAME}.model", partial)
+            partial.replace(out_path)  # whole or absent: a reader never sees half a model
+            # Registered as it is written: the registry serves only pinned files.
+            pin_model_file(out_path, replace=True)
+        finally:
+            marker.unlink(missing_ok=True)
     return out_path
+
+
+def start_background_build(out_path: Path, log: TextIO) -> subprocess.Popen | None:
+    """Build the demo foundation in a child process, unless it exists or is being built; the
+    API answers meanwhile (first start)."""
+    if out_path.is_file() or build_progress(out_path) is not None:
+        return None
+    script = Path(__file__).resolve().parents[1] / "scripts" / "build_demo_foundation.py"
+    process = subprocess.Popen(
+        [sys.executable, str(script), "--out", str(out_path.resolve())], stdout=log, stderr=log
+    )
+    logger.info("demo foundation build started pid=%d out=%s", process.pid, out_path)
+    return process
 
 
 def demo_foundation_e0s() -> dict[str, float]:

@@ -37,6 +37,10 @@ class FoundationModelUnavailableError(MlftError):
     """A foundation model is registered by name but cannot be loaded here (no file, no network)."""
 
 
+class FoundationModelBuildingError(FoundationModelUnavailableError):
+    """A foundation model is being built here (the demo model on first start); ask again later."""
+
+
 class InvalidStateTransitionError(MlftError):
     """A job was asked to move to a state its current state does not allow."""
 

@@ -42,6 +42,8 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     if spec.model.job is not None:
         _succeeded_job(session, spec.model.job)
     for name in (spec.model.foundation_model, spec.foundation_model):
+        if name is not None:
+            context.registry.ensure_not_building(name)
         if name is not None and not context.registry.exists(name):
             raise InvalidSpecError(f"unknown foundation model {name!r}")
         info = context.registry.info(name) if name is not None else None

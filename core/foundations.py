@@ -17,6 +17,7 @@ import stat
 import subprocess
 import sys
 import threading
+import time
 import urllib.request
 import zipfile
 from collections.abc import Callable
@@ -29,6 +30,7 @@ from pydantic import AfterValidator, Field
 
 from core.errors import (
     ConflictError,
+    FoundationModelBuildingError,
     FoundationModelUnavailableError,
     InvalidModelFileError,
     InvalidSpecError,
@@ -155,6 +157,9 @@ class FoundationListing:
     available: bool
     # Local models only; None for published ones not fetched, or a file that cannot be read.
     info: FoundationInfo | None = None
+    # "ready", or "building" with the build's progress (the demo model on first start).
+    status: str = "ready"
+    progress: dict[str, Any] | None = None
 
 
 def file_sha256(path: Path) -> str:
@@ -467,6 +472,57 @@ def pin_model_file(path: Path, *, replace: bool = False) -> str:
     return pin.read_text().strip()
 
 
+def building_marker(model_path: Path) -> Path:
+    return model_path.with_name(model_path.name + ".building")
+
+
+def build_progress(model_path: Path) -> dict[str, Any] | None:
+    """The build's progress while `model_path` is being built by a live process, else None:
+    `{"epochs_done", "max_epochs", "elapsed_seconds"}` from mace's own results file."""
+    marker = building_marker(model_path)
+    try:
+        state = json.loads(marker.read_text())
+    except (OSError, ValueError):
+        return None
+    if not _process_alive(int(state["pid"])):
+        return None  # a build that died; the next start builds again
+    results = sorted(Path(state["work_dir"]).glob("results/*_train.txt"))
+    epochs = set()
+    for line in results[0].read_text().splitlines() if results else []:
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue
+        if record.get("mode") == "eval" and record.get("epoch") is not None:
+            epochs.add(record["epoch"])
+    return {
+        "epochs_done": len(epochs),
+        "max_epochs": int(state["max_epochs"]),
+        "elapsed_seconds": round(time.time() - float(state["started_at"]), 1),
+    }
+
+
+def mark_building(marker: Path, work_dir: Path, max_epochs: int) -> None:
+    """Say that this process is building the model `marker` belongs to (build_progress)."""
+    state = {
+        "pid": os.getpid(),
+        "started_at": time.time(),
+        "work_dir": str(work_dir.resolve()),
+        "max_epochs": max_epochs,
+    }
+    marker.write_text(json.dumps(state))
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # alive, someone else's
+        return True
+    return True
+
+
 class FoundationRegistry:
     """Names → model files. A local model is served only when it is a regular file (not a
     symlink) with its sha256 pin beside it (`<name>.model.sha256`), as registration writes."""
@@ -517,9 +573,18 @@ class FoundationRegistry:
 
     def listing(self) -> list[FoundationListing]:
         local = self.local_names()
+        building = [
+            FoundationListing(name, "local", False, None, "building", progress)
+            for name, progress in self.builds().items()
+            if name not in local
+        ]
         published = [name for name in PUBLISHED if name not in local]
         listed = [FoundationListing(name, "local", True, self._listed_info(name)) for name in local]
-        return listed + [FoundationListing(name, "published", False) for name in published]
+        return (
+            listed
+            + building
+            + [FoundationListing(name, "published", False) for name in published]
+        )
 
     def info(self, name: str) -> FoundationInfo | None:
         """What a local foundation holds; None when it is only published (not fetched)."""
@@ -534,6 +599,28 @@ class FoundationRegistry:
         except Exception as error:  # one unreadable file must not take the listing down
             logger.warning("foundation %s cannot be read for the listing: %s", name, error)
             return None
+
+    def builds(self) -> dict[str, dict[str, Any]]:
+        """Models being built into models_dir by a live process, with their progress."""
+        if not self.models_dir.is_dir():
+            return {}
+        found = {}
+        for marker in self.models_dir.glob("*.model.building"):
+            model_path = marker.with_name(marker.name.removesuffix(".building"))
+            progress = build_progress(model_path)
+            if progress is not None and not model_path.is_file():
+                found[model_path.stem] = progress
+        return found
+
+    def ensure_not_building(self, name: str | None) -> None:
+        """503 for a model still being built: it will exist in a minute or two."""
+        progress = self.builds().get(name) if name is not None else None
+        if progress is not None:
+            raise FoundationModelBuildingError(
+                f"foundation model {name!r} is being built (epoch {progress['epochs_done']}/"
+                f"{progress['max_epochs']}, {progress['elapsed_seconds']:.0f} s so far); submit "
+                "again once GET /foundation-models lists it as ready"
+            )
 
     def exists(self, name: str) -> bool:
         if foundation_name_problem(name) is not None:

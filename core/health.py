@@ -10,6 +10,7 @@ from pathlib import Path
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.heartbeats import alive_workers
 from core.models import Job, JobState, new_id
 from core.storage import Storage
 
@@ -24,9 +25,15 @@ class Check:
     detail: str = "ok"
 
 
+class NotReady(Exception):
+    """A dependency answered, but says the service cannot do its work; the message says why."""
+
+
 def run_check(name: str, probe: Callable[[], None]) -> Check:
     try:
         probe()
+    except NotReady as error:
+        return Check(name, False, str(error))
     except Exception as error:  # any failure means "not ready", with its reason
         return Check(name, False, f"{type(error).__name__}: {error}"[:300])
     return Check(name, True)
@@ -36,6 +43,19 @@ def database_probe(sessions: sessionmaker[Session]) -> Callable[[], None]:
     def probe() -> None:
         with sessions() as session:
             session.execute(text("SELECT 1"))
+
+    return probe
+
+
+def workers_probe(sessions: sessionmaker[Session], lease_seconds: float) -> Callable[[], None]:
+    """At least one worker sent a heartbeat within the job lease (core/heartbeats.py)."""
+
+    def probe() -> None:
+        with sessions() as session:
+            if not alive_workers(session, lease_seconds):
+                raise NotReady(
+                    f"no worker alive: none sent a heartbeat in the last {lease_seconds:g} s"
+                )
 
     return probe
 

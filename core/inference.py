@@ -1,7 +1,9 @@
 """Model predictions in batches: many configurations per forward pass, in float64.
 
 mace-torch's own estimator runs one configuration at a time; batching through mace's own graph
-construction gives the same numbers much faster.
+construction gives the same numbers much faster. Batches are bounded by edges (neighbour pairs
+within r_max), which is what a MACE's memory grows with: 24 copper cells of 108 atoms at r_max 6 Å
+are 200k edges, several GB of activations at MACE-MP-0 size in one pass.
 """
 
 import copy
@@ -16,6 +18,8 @@ from mace.data import AtomicData, config_from_atoms
 from mace.data.neighborhood import get_neighborhood
 from mace.tools import AtomicNumberTable, torch_geometric
 
+from core.config import get_settings
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -29,16 +33,23 @@ def predict(
     model: torch.nn.Module,
     configs: Sequence[ase.Atoms],
     *,
-    batch_size: int = 32,
+    batch_size: int | None = None,
+    max_edges: int | None = None,
     device: str = "cpu",
     forces: bool = True,
     stress: bool = False,
+    neighbourhoods: Sequence["Neighbourhood"] | None = None,
 ) -> list[Prediction]:
     """Energy (eV) and, when asked, forces (eV/Å) and stress of each configuration, in order
-    (head 0)."""
+    (head 0). Batches hold at most `max_edges` edges (MLFT_MAX_EDGES_PER_BATCH by default) and,
+    when given, `batch_size` configurations; `neighbourhoods` (of these configurations, at the
+    model's r_max) are reused instead of built again."""
     inference = _inference_model(model, device)
     predictions: list[Prediction] = []
-    for graph in model_inputs(model, configs, batch_size, device):
+    inputs = model_inputs(
+        model, configs, batch_size, device, max_edges=max_edges, neighbourhoods=neighbourhoods
+    )
+    for graph in inputs:
         # Forces and stress are gradients of the energy, so autograd stays on when wanted.
         with torch.set_grad_enabled(forces or stress):
             output = inference(graph, training=False, compute_force=forces, compute_stress=stress)
@@ -59,60 +70,118 @@ def predict(
                 else None
             )
             predictions.append(Prediction(float(energy), atom_forces, cell_stress))
+        del output, graph  # the next batch's graph is built before this one would be freed
     return predictions
 
 
+@dataclass(frozen=True)
+class Neighbourhood:
+    """One configuration's graph inputs from mace's own neighbour list."""
+
+    edge_index: np.ndarray  # 2 x edges
+    shifts: np.ndarray
+    unit_shifts: np.ndarray
+    cell: np.ndarray
+
+    @property
+    def n_edges(self) -> int:
+        return int(self.edge_index.shape[1])
+
+
+def neighbourhood(atoms: ase.Atoms, cutoff: float) -> Neighbourhood:
+    # As mace's config_from_atoms and AtomicData.from_config pass them.
+    edge_index, shift, unit_shift, cell = get_neighborhood(
+        positions=atoms.get_positions(),
+        cutoff=cutoff,
+        pbc=tuple(atoms.get_pbc().tolist()),
+        cell=np.array(atoms.get_cell()),
+    )
+    return Neighbourhood(edge_index, shift, unit_shift, cell)
+
+
+def edge_budget(max_edges: int | None = None) -> int:
+    return max_edges if max_edges is not None else get_settings().max_edges_per_batch
+
+
+def batch_by_edges(
+    edge_counts: Sequence[int], max_edges: int, max_configs: int | None = None
+) -> list[range]:
+    """Consecutive index ranges whose edges (plus one per configuration, so that lone atoms
+    count) stay within `max_edges`; a configuration larger than the budget forms its own."""
+    batches: list[range] = []
+    start, total = 0, 0
+    for index, edges in enumerate(edge_counts):
+        cost = edges + 1
+        full = max_configs is not None and index - start >= max_configs
+        if index > start and (total + cost > max_edges or full):
+            batches.append(range(start, index))
+            start, total = index, 0
+        total += cost
+    if start < len(edge_counts):
+        batches.append(range(start, len(edge_counts)))
+    return batches
+
+
 def model_inputs(
-    model: torch.nn.Module, configs: Sequence[ase.Atoms], batch_size: int, device: str = "cpu"
+    model: torch.nn.Module,
+    configs: Sequence[ase.Atoms],
+    batch_size: int | None = None,
+    device: str = "cpu",
+    *,
+    max_edges: int | None = None,
+    neighbourhoods: Sequence["Neighbourhood"] | None = None,
 ) -> Iterator[dict[str, torch.Tensor]]:
-    """Batched graphs as mace's model reads them, built with mace's own neighbour list.
+    """Batched graphs as mace's model reads them, built with mace's own neighbour list, at most
+    `max_edges` edges per batch (memory grows with edges, not with configurations).
 
     mace's AtomicData makes some thirty tensors per configuration (labels, weights) that a
     prediction never reads, and collating them costs more than the model on small systems; this
     makes only what the forward pass reads, once per batch, from the same edges and shifts.
     """
     zs = [int(z) for z in model.atomic_numbers]
-    index_of = np.full(max(zs) + 1, -1)
-    index_of[zs] = np.arange(len(zs))
     cutoff = float(model.r_max)
-    for start in range(0, len(configs), batch_size):
-        chunk = configs[start : start + batch_size]
-        positions, species, edges, shifts, unit_shifts, cells = [], [], [], [], [], []
-        offset = 0
-        for atoms in chunk:
-            unknown = set(atoms.numbers.tolist()) - set(zs)
-            if unknown:
-                raise ValueError(f"the model has no element with atomic number {min(unknown)}")
-            # As mace's config_from_atoms and AtomicData.from_config pass them.
-            edge_index, shift, unit_shift, cell = get_neighborhood(
-                positions=atoms.get_positions(),
-                cutoff=cutoff,
-                pbc=tuple(atoms.get_pbc().tolist()),
-                cell=np.array(atoms.get_cell()),
-            )
-            positions.append(atoms.get_positions())
-            species.append(index_of[atoms.numbers])
-            edges.append(edge_index + offset)
-            shifts.append(shift)
-            unit_shifts.append(unit_shift)
-            cells.append(cell)
-            offset += len(atoms)
-        counts = np.array([len(atoms) for atoms in chunk])
+    for atoms in configs:
+        unknown = set(atoms.numbers.tolist()) - set(zs)
+        if unknown:
+            raise ValueError(f"the model has no element with atomic number {min(unknown)}")
+    # Neighbour lists are small next to the model's activations, so all are built first: the
+    # batches then follow from their edge counts.
+    graphs = neighbourhoods or [neighbourhood(atoms, cutoff) for atoms in configs]
+    for chunk in batch_by_edges([g.n_edges for g in graphs], edge_budget(max_edges), batch_size):
+        yield collate(zs, [configs[i] for i in chunk], [graphs[i] for i in chunk], device)
 
-        def tensor(array: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
-            return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
 
-        yield {
-            "positions": tensor(np.concatenate(positions)),
-            "node_attrs": tensor(np.eye(len(zs))[np.concatenate(species)]),
-            "edge_index": tensor(np.concatenate(edges, axis=1), torch.long),
-            "shifts": tensor(np.concatenate(shifts).reshape(-1, 3)),
-            "unit_shifts": tensor(np.concatenate(unit_shifts).reshape(-1, 3)),
-            "cell": tensor(np.concatenate(cells)),
-            "batch": tensor(np.repeat(np.arange(len(chunk)), counts), torch.long),
-            "ptr": tensor(np.concatenate([[0], np.cumsum(counts)]), torch.long),
-            "head": torch.zeros(len(chunk), dtype=torch.long, device=device),
-        }
+def collate(
+    zs: Sequence[int],
+    chunk: Sequence[ase.Atoms],
+    graphs: Sequence[Neighbourhood],
+    device: str = "cpu",
+) -> dict[str, torch.Tensor]:
+    """One batch in the dictionary form mace's forward pass reads."""
+    index_of = np.full(max(zs) + 1, -1)
+    index_of[list(zs)] = np.arange(len(zs))
+    counts = np.array([len(atoms) for atoms in chunk])
+    offsets = np.concatenate([[0], np.cumsum(counts)[:-1]])
+
+    def tensor(array: np.ndarray, dtype: torch.dtype = torch.float64) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(array), dtype=dtype, device=device)
+
+    return {
+        "positions": tensor(np.concatenate([atoms.get_positions() for atoms in chunk])),
+        "node_attrs": tensor(
+            np.eye(len(zs))[np.concatenate([index_of[atoms.numbers] for atoms in chunk])]
+        ),
+        "edge_index": tensor(
+            np.concatenate([g.edge_index + o for g, o in zip(graphs, offsets, strict=True)], 1),
+            torch.long,
+        ),
+        "shifts": tensor(np.concatenate([g.shifts for g in graphs]).reshape(-1, 3)),
+        "unit_shifts": tensor(np.concatenate([g.unit_shifts for g in graphs]).reshape(-1, 3)),
+        "cell": tensor(np.concatenate([g.cell for g in graphs])),
+        "batch": tensor(np.repeat(np.arange(len(chunk)), counts), torch.long),
+        "ptr": tensor(np.concatenate([[0], np.cumsum(counts)]), torch.long),
+        "head": torch.zeros(len(chunk), dtype=torch.long, device=device),
+    }
 
 
 def _inference_model(model: torch.nn.Module, device: str) -> torch.nn.Module:

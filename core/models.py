@@ -195,3 +195,18 @@ class ReplaySet(Lifecycle, ProjectOwned, Base):
     # The labelled structures, a regular dataset usable wherever a replay dataset id is.
     dataset_id: Mapped[str | None] = mapped_column(ForeignKey("datasets.id"), default=None)
     report: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+
+
+class WorkerHeartbeat(Base):
+    """A worker process's last sign of life; readiness needs one within the job lease."""
+
+    __tablename__ = "worker_heartbeats"
+
+    worker_id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    hostname: Mapped[str] = mapped_column(String(255))
+    pid: Mapped[int] = mapped_column(Integer)
+    queues: Mapped[str] = mapped_column(String(255))
+    started_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )

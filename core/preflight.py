@@ -26,7 +26,7 @@ from core.cost import CostEstimate, probe_cost
 from core.datasets import is_isolated_atom, labels_of
 from core.e0s import model_e0s
 from core.errors import InvalidSpecError
-from core.inference import predict
+from core.inference import Neighbourhood, edge_budget, neighbourhood, predict
 from core.spec import JobSpec, ScratchStrategy
 from core.splits import exact_duplicate_groups, near_duplicate_groups
 
@@ -635,9 +635,13 @@ def _per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
     return float(np.sqrt(np.mean((residual / n_atoms) ** 2)) * 1000.0)
 
 
-# Forces for every configuration up to this many; a seeded sample beyond (energies: all of them,
-# since E0 estimation needs them and reuses them through the cache).
+# Forces for a seeded sample of the configurations, as many as fit in this many batches of
+# MLFT_MAX_EDGES_PER_BATCH edges (at least one configuration, at most FORCE_SAMPLE): a force
+# comparison and unit check need a few thousand components, not the whole dataset. Energies are
+# predicted for every configuration, since E0 estimation needs them and reuses them through the
+# cache, but without the backward pass forces cost.
 FORCE_SAMPLE = 500
+FORCE_SAMPLE_BATCHES = 2
 
 
 @dataclass(frozen=True)
@@ -686,9 +690,17 @@ def run_preflight(
     predictions = None
     foundation_e0s = None
     covered = known is not None and set(elements_of(molecules)) <= set(known)
+    graphs: list[Neighbourhood] = []
     if foundation_model is not None and covered and molecules:
+        # Built once: the foundation's predictions and the cost probe both read them.
+        graphs = [neighbourhood(atoms, float(foundation_model.r_max)) for atoms in molecules]
         predictions = foundation_predictions(
-            foundation_model, molecules, sha256=foundation_sha256, cache=cache, device=device
+            foundation_model,
+            molecules,
+            sha256=foundation_sha256,
+            cache=cache,
+            device=device,
+            neighbourhoods=graphs,
         )
         foundation_e0s = {chemical_symbols[z]: e0 for z, e0 in model_e0s(foundation_model).items()}
     report = review(
@@ -712,14 +724,16 @@ def run_preflight(
             used = min(used, max(2, round(spec.train_fraction * used)))
         n_valid = max(1, round(spec.valid_fraction * used))
         n_test = round(spec.split.test_fraction * used)
+        batch = spec.hyperparameters.batch_size
         cost = probe_cost(
             spec,
             foundation_model,
-            molecules[: spec.hyperparameters.batch_size],
+            molecules[:batch],
             n_valid,
             n_train=max(1, used - n_valid - n_test),
             n_replay=n_replay,
             device=device,
+            neighbourhoods=graphs[:batch],
         )
     report = replace(report, seconds=time.perf_counter() - started)
     return PreflightOutcome(report, predictions, cost)
@@ -732,26 +746,43 @@ def foundation_predictions(
     sha256: str | None,
     cache: PredictionCache | None,
     device: str = "cpu",
+    neighbourhoods: Sequence[Neighbourhood] | None = None,
 ) -> FoundationPredictions:
-    """Energies of every configuration (through the cache E0 estimation shares) and forces of up
-    to FORCE_SAMPLE of them, in one batched pass when the cache misses."""
-    everything = len(molecules) <= FORCE_SAMPLE
-    sample = (
-        list(range(len(molecules)))
-        if everything
-        else sorted(np.random.default_rng(0).choice(len(molecules), FORCE_SAMPLE, replace=False))
+    """Energies of every configuration (through the cache E0 estimation shares) and forces of a
+    seeded sample bounded by edges (FORCE_SAMPLE_BATCHES)."""
+    graphs = list(neighbourhoods or [neighbourhood(a, float(model.r_max)) for a in molecules])
+    sample = force_sample([g.n_edges for g in graphs], FORCE_SAMPLE_BATCHES * edge_budget())
+    picked = [molecules[i] for i in sample]
+    with_forces = predict(
+        model, picked, device=device, neighbourhoods=[graphs[i] for i in sample]
     )
-    computed: dict[str, list[np.ndarray]] = {}
 
     def compute() -> np.ndarray:
-        results = predict(model, molecules, device=device, forces=everything)
-        if everything:
-            computed["forces"] = [p.forces for p in results]
-        return np.array([p.energy for p in results], dtype=np.float64)
+        energies = np.empty(len(molecules), dtype=np.float64)
+        energies[sample] = [p.energy for p in with_forces]
+        rest = sorted(set(range(len(molecules))) - set(sample))
+        if rest:
+            others = predict(
+                model,
+                [molecules[i] for i in rest],
+                device=device,
+                forces=False,
+                neighbourhoods=[graphs[i] for i in rest],
+            )
+            energies[rest] = [p.energy for p in others]
+        return energies
 
     energies = cache.energies(sha256, molecules, compute) if cache and sha256 else compute()
-    forces = computed.get("forces")
-    if forces is None:
-        picked = [molecules[int(i)] for i in sample]
-        forces = [p.forces for p in predict(model, picked, device=device)]
-    return FoundationPredictions(energies, forces, [int(i) for i in sample])
+    return FoundationPredictions(energies, [p.forces for p in with_forces], sample)
+
+
+def force_sample(edge_counts: Sequence[int], max_edges: int) -> list[int]:
+    """Indices (sorted) of a seeded random sample whose edges fit `max_edges`; at least one."""
+    order = np.random.default_rng(0).permutation(len(edge_counts))
+    chosen, total = [], 0
+    for index in order[:FORCE_SAMPLE]:
+        if chosen and total + edge_counts[index] > max_edges:
+            break
+        chosen.append(int(index))
+        total += edge_counts[index]
+    return sorted(chosen)

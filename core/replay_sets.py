@@ -125,6 +125,7 @@ def resolve(
 ) -> tuple[ReplaySetSpec, str]:
     """The spec with elements and sources filled in, and its content hash; InvalidSpecError for
     what cannot be built."""
+    context.registry.ensure_not_building(spec.foundation_model)
     if not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"

@@ -216,6 +216,7 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
     """
     for role, dataset_id in _dataset_roles(spec).items():
         referenced_dataset(session, dataset_id, role)
+    context.registry.ensure_not_building(spec.foundation_model)
     if spec.foundation_model is not None and not context.registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"

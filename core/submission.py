@@ -65,6 +65,7 @@ def submit_job(
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:
             referenced_dataset(session, dataset_id, f"evaluation.{role}")
+    registry.ensure_not_building(spec.foundation_model)
     if spec.foundation_model is not None and not registry.exists(spec.foundation_model):
         raise InvalidSpecError(
             f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"

@@ -35,6 +35,7 @@ from core.evaluation.suite import EvaluationData, evaluate_model
 from core.exports import ExportResult, export_all
 from core.foundation_heads import working_foundation
 from core.foundations import FoundationModel, load_foundation, load_own_model, verified_copy
+from core.inference import edge_budget, neighbourhood
 from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
@@ -153,6 +154,9 @@ def run_training(
     if fine_tuning and (foundation is None or foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
 
+    spec, batch_note = batch_size_for_edges(
+        spec, [configs[i] for i in candidates], foundation_model, edge_budget()
+    )
     progress.stage("preflight")
     # Scratch needs no foundation: its E0s, findings and warnings never evaluate one (the
     # foundation, when named, only serves as the comparison in the evaluation).
@@ -198,7 +202,7 @@ def run_training(
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     # Shown on the job from now on: the model learns against them, and a failed job keeps them.
     _notify(progress, "e0s_chosen", fit.to_dict())
-    warnings = e0_warnings(fit, spec) + preflight_warnings(outcome)
+    warnings = e0_warnings(fit, spec) + preflight_warnings(outcome) + batch_note
 
     valid = picked(split.valid) if files.valid is None else None
     prepared = _prepare_inputs(
@@ -373,6 +377,48 @@ def accuracy_warnings(evaluation: dict[str, Any]) -> list[str]:
                 "sign, and train longer or with a larger stress_weight"
             )
     return warnings
+
+
+# mace-torch's training step (forces in the loss, so a double backward pass) holds about 200 kB
+# per edge at MACE-MP-0-small size in float64, against a few kB in a prediction: a default batch
+# is kept to this share of MLFT_MAX_EDGES_PER_BATCH.
+TRAINING_EDGE_SHARE = 0.5
+
+
+def batch_size_for_edges(
+    spec: JobSpec,
+    molecules: list[ase.Atoms],
+    model: torch.nn.Module | None,
+    max_edges: int,
+) -> tuple[JobSpec, list[str]]:
+    """The spec with its batch size lowered so that a batch of its largest configurations stays
+    within TRAINING_EDGE_SHARE of the edge budget, with a note saying so: the worker's memory is
+    bounded by the setting, whatever the data (a single configuration is still trained on)."""
+    hyper = spec.hyperparameters
+    if not molecules:
+        return spec, []
+    if isinstance(spec.strategy, ScratchStrategy):
+        r_max = spec.strategy.architecture.r_max
+    elif model is not None:
+        r_max = float(model.r_max)
+    else:
+        return spec, []
+    largest = max(neighbourhood(atoms, r_max).n_edges + len(atoms) for atoms in molecules)
+    fitting = max(1, int(TRAINING_EDGE_SHARE * max_edges) // largest)
+    if fitting >= hyper.batch_size:
+        return spec, []
+    lowered = spec.model_copy(
+        update={"hyperparameters": hyper.model_copy(update={"batch_size": fitting})}
+    )
+    note = (
+        f"batch size {fitting} instead of {hyper.batch_size}: the largest training "
+        f"configuration has {largest} edges within r_max {r_max:g} Å, and training memory grows "
+        f"with edges; a batch holds at most {int(TRAINING_EDGE_SHARE * max_edges)} "
+        f"(half of MLFT_MAX_EDGES_PER_BATCH={max_edges}, which a worker with more memory may "
+        "raise)"
+    )
+    logger.info(note)
+    return lowered, [note]
 
 
 def preflight_warnings(outcome: PreflightOutcome) -> list[str]:

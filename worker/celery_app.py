@@ -41,7 +41,9 @@ def broker_settings(settings: Settings) -> tuple[str, dict]:
 
 def make_celery(settings: Settings) -> Celery:
     broker, transport_options = broker_settings(settings)
-    app = Celery("mlft", broker=broker, include=["worker.tasks", "worker.recovery"])
+    app = Celery(
+        "mlft", broker=broker, include=["worker.tasks", "worker.recovery", "worker.heartbeat"]
+    )
     app.conf.update(
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,

@@ -21,6 +21,8 @@ def read_foundation_models(
             name=item.name,
             source=item.source,
             available=item.available,
+            status=item.status,
+            progress=item.progress,
             **(asdict(item.info) if item.info is not None else {}),
         )
         for item in registry.listing()

@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep, SettingsDep
 from core.config import Settings
-from core.health import Check, database_probe, run_check, storage_probe
+from core.health import Check, database_probe, run_check, storage_probe, workers_probe
 from worker.celery_app import make_celery
 
 router = APIRouter(tags=["health"])
@@ -45,14 +45,24 @@ def liveness() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz", responses={503: {"description": "a dependency is unreachable"}})
-def readiness(request: Request, context: ContextDep, settings: SettingsDep) -> JSONResponse:
-    """Database reachable, broker reachable, artifact storage writable; 503 naming what is not."""
+@router.get(
+    "/readyz", responses={503: {"description": "a dependency is unreachable or no worker alive"}}
+)
+def readiness(
+    request: Request, context: ContextDep, settings: SettingsDep, workers: bool = True
+) -> JSONResponse:
+    """Database reachable, broker reachable, artifact storage writable and a worker alive (a
+    heartbeat within the job lease); 503 naming what is not. `workers=false` leaves the worker
+    check out, for orchestrators that start the workers only once the API is up."""
     checks: list[Check] = [
         run_check("database", database_probe(context.sessions)),
         run_check("broker", lambda: broker_probe(broker_of(request, settings))),
         run_check("storage", storage_probe(context.storage)),
     ]
+    if workers:
+        checks.append(
+            run_check("workers", workers_probe(context.sessions, settings.job_lease_seconds))
+        )
     ready = all(check.ok for check in checks)
     return JSONResponse(
         status_code=200 if ready else 503,

@@ -12,10 +12,8 @@ from typing import Any
 import ase
 import numpy as np
 import torch
-from ase.calculators.calculator import Calculator
 
-from core.datasets import Labels, labels_of
-from core.evaluation.md import model_calculator
+from core.datasets import labels_of
 from core.inference import predict
 
 DEFAULT_CONFIG_TYPE = "default"
@@ -113,19 +111,28 @@ def _compare(
 ) -> list[_Compared]:
     labels = [labels_of(atoms) for atoms in configs]
     with_forces = any(label.forces is not None for label in labels)
-    predictions = predict(model, configs, batch_size=batch_size, device=device, forces=with_forces)
-    stresses = _predicted_stresses(model, configs, labels, device)
+    # Stress in the same batched pass (predict gives it for fully periodic cells only).
+    with_stress = any(
+        label.stress is not None and bool(atoms.pbc.all())
+        for atoms, label in zip(configs, labels, strict=True)
+    )
+    predictions = predict(
+        model,
+        configs,
+        batch_size=batch_size,
+        device=device,
+        forces=with_forces,
+        stress=with_stress,
+    )
     return [
         _Compared(
             config_type=str(atoms.info.get("config_type", DEFAULT_CONFIG_TYPE)),
             composition=str(atoms.symbols.formula.reduce()[0]),
             energy=_values(label.energy, prediction.energy, scale=1 / len(atoms)),
             forces=_values(label.forces, prediction.forces),
-            stress=_values(label.stress, stress),
+            stress=_values(label.stress, prediction.stress),
         )
-        for atoms, label, prediction, stress in zip(
-            configs, labels, predictions, stresses, strict=True
-        )
+        for atoms, label, prediction in zip(configs, labels, predictions, strict=True)
     ]
 
 
@@ -135,32 +142,6 @@ def _values(
     if reference is None or predicted is None:
         return None
     return _Values(np.ravel(reference) * scale, np.ravel(predicted) * scale)
-
-
-def _predicted_stresses(
-    model: torch.nn.Module, configs: Sequence[ase.Atoms], labels: list[Labels], device: str
-) -> list[np.ndarray | None]:
-    """The model's stress (3x3, eV/Å³) of each periodic, stress-labelled configuration."""
-    wanted = [
-        label.stress is not None and bool(atoms.pbc.all())
-        for atoms, label in zip(configs, labels, strict=True)
-    ]
-    if not any(wanted):
-        return [None] * len(configs)
-    # core.inference.predict has no stress; mace's own calculator does, one configuration at a
-    # time, so only the configurations that need it go through it.
-    calculator = model_calculator(model, device)
-    return [
-        _stress(atoms, calculator) if needed else None
-        for atoms, needed in zip(configs, wanted, strict=True)
-    ]
-
-
-def _stress(atoms: ase.Atoms, calculator: Calculator) -> np.ndarray:
-    # A copy: the caller's atoms keep their own calculator, which often holds the labels.
-    probe = ase.Atoms(numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=True)
-    probe.calc = calculator
-    return probe.get_stress(voigt=False)
 
 
 def _error_metrics(compared: list[_Compared]) -> ErrorMetrics:

@@ -13,17 +13,31 @@ from typing import Any
 
 import ase
 import numpy as np
+import spglib
 import torch
 from ase.data import atomic_numbers, covalent_radii
+from ase.geometry import find_mic
 
 from core.evaluation.md import MIN_DISTANCE_FRACTION
 from core.evaluation.rdf import pair_label
-from core.inference import predict
+from core.inference import neighbourhood, predict
 
 DEFAULT_DISTANCES = tuple(np.round(np.arange(0.5, 5.0 + 1e-9, 0.05), 3))  # Å
 DEFAULT_SCALES = tuple(np.round(np.arange(0.5, 1.0 + 1e-9, 0.025), 3))  # of cell and positions
 # Smaller falls are numerical flatness, not a hole.
 DEFAULT_TOLERANCE_EV = 1e-3
+# A compression curve is measured on at most this many atoms: a periodic cell is replaced by its
+# primitive cell when it has one, any other structure by the atoms nearest its centre, as a
+# cluster in vacuum. The repulsive wall is a property of close pairs, not of the cell's size, and
+# a 108-atom cell compressed to half its size with r_max 6 Å has 600 neighbours per atom: tens of
+# GB of activations at MACE-MP-0 size.
+COMPRESSION_MAX_ATOMS = 16
+# Compression stops (the curve ends at the last scale below this) once atoms have more
+# neighbours on average than this within the model's r_max; an uncompressed fcc metal has about
+# 80 at r_max 6 Å, so the wall at 0.7x and below is still on the curve.
+MAX_MEAN_NEIGHBOURS = 300
+# Atoms within this of their ideal sites count as the crystal when looking for a primitive cell.
+SYMMETRY_TOLERANCE_A = 0.1
 
 
 @dataclass(frozen=True)
@@ -57,6 +71,9 @@ class CompressionCurve:
     energies_ev_per_atom: list[float]  # relative to the largest scale
     minimum_scale: float
     hole: Hole | None
+    # The scale below which compression stopped (neighbour count above MAX_MEAN_NEIGHBOURS).
+    stopped_below: float | None = None
+    n_atoms: int | None = None  # of the structure compressed (see compression_structure)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -140,23 +157,87 @@ def compression_curve(
     *,
     scales: Sequence[float] = DEFAULT_SCALES,
     tolerance_ev: float = DEFAULT_TOLERANCE_EV,
-    batch_size: int = 32,
+    batch_size: int | None = None,
     device: str = "cpu",
+    max_atoms: int = COMPRESSION_MAX_ATOMS,
+    max_mean_neighbours: float = MAX_MEAN_NEIGHBOURS,
 ) -> CompressionCurve:
-    """Energy per atom of `atoms` scaled uniformly down; it must rise below its minimum."""
-    factors = np.sort(np.asarray(scales, dtype=float))
-    configs = [_scaled(atoms, factor) for factor in factors]
-    per_atom = _energies(model, configs, batch_size, device) / len(atoms)
+    """Energy per atom of `atoms` (at most `max_atoms` of them, see compression_structure)
+    scaled uniformly down; it must rise below its minimum. Scales whose mean neighbour count
+    exceeds `max_mean_neighbours` are left out."""
+    small = compression_structure(atoms, max_atoms)
+    factors = np.sort(np.asarray(scales, dtype=float))[::-1]
+    cutoff = float(model.r_max)
+    configs, graphs = [], []
+    for factor in factors:
+        scaled = _scaled(small, factor)
+        graph = neighbourhood(scaled, cutoff)
+        if configs and graph.n_edges / len(scaled) > max_mean_neighbours:
+            break
+        configs.append(scaled)
+        graphs.append(graph)
+    stopped_below = float(factors[len(configs) - 1]) if len(configs) < len(factors) else None
+    kept = factors[: len(configs)][::-1]
+    predictions = predict(
+        model,
+        configs[::-1],
+        batch_size=batch_size,
+        device=device,
+        forces=False,
+        neighbourhoods=graphs[::-1],
+    )
+    per_atom = np.array([p.energy for p in predictions]) / len(small)
     relative = per_atom - per_atom[-1]
     minimum = int(np.argmin(relative))
     return CompressionCurve(
         formula=atoms.get_chemical_formula(),
-        scales=factors.tolist(),
+        scales=kept.tolist(),
         energies_ev_per_atom=relative.tolist(),
-        minimum_scale=float(factors[minimum]),
+        minimum_scale=float(kept[minimum]),
         # The tolerance is for the whole structure; the curve is per atom.
-        hole=_hole(factors, relative, minimum, tolerance_ev / len(atoms)),
+        hole=_hole(kept, relative, minimum, tolerance_ev / len(small)),
+        stopped_below=stopped_below,
+        n_atoms=len(small),
     )
+
+
+def compression_structure(atoms: ase.Atoms, max_atoms: int = COMPRESSION_MAX_ATOMS) -> ase.Atoms:
+    """`atoms` when small enough; else a periodic cell's primitive cell (spglib, atoms within
+    SYMMETRY_TOLERANCE_A of a crystal), else the `max_atoms` atoms nearest the centre as a
+    cluster in vacuum."""
+    plain = ase.Atoms(
+        numbers=atoms.numbers, positions=atoms.positions, cell=atoms.cell, pbc=atoms.pbc
+    )
+    if len(plain) <= max_atoms:
+        return plain
+    if plain.pbc.all():
+        primitive = _primitive_cell(plain)
+        if primitive is not None and len(primitive) <= max_atoms:
+            return primitive
+    return _central_cluster(plain, max_atoms)
+
+
+def _primitive_cell(atoms: ase.Atoms) -> ase.Atoms | None:
+    found = spglib.standardize_cell(
+        (np.array(atoms.cell), atoms.get_scaled_positions(), atoms.numbers),
+        to_primitive=True,
+        symprec=SYMMETRY_TOLERANCE_A,
+    )
+    if found is None:
+        return None
+    cell, scaled_positions, numbers = found
+    return ase.Atoms(numbers=numbers, scaled_positions=scaled_positions, cell=cell, pbc=True)
+
+
+def _central_cluster(atoms: ase.Atoms, count: int) -> ase.Atoms:
+    if atoms.pbc.any():
+        # Minimum-image vectors from the cell's centre: the cluster is compact across its faces.
+        offsets, _ = find_mic(atoms.positions - atoms.cell.sum(axis=0) / 2, atoms.cell, atoms.pbc)
+    else:
+        centre = atoms.get_center_of_mass()
+        offsets = atoms.positions - centre
+    nearest = np.argsort(np.linalg.norm(offsets, axis=1), kind="stable")[:count]
+    return ase.Atoms(numbers=atoms.numbers[nearest], positions=offsets[nearest], pbc=False)
 
 
 def _energies(

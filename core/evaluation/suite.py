@@ -23,11 +23,19 @@ from core.evaluation.md import (
     md_stability,
 )
 from core.evaluation.rdf import compare_rdfs, radial_distribution
+from core.inference import neighbourhood
 from core.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
 # (stage, done, total): progress inside a long stage, e.g. ("md 1/3", 120, 800) MD steps.
 StepsCallback = Callable[[str, int, int], None]
+# MD steps cost in proportion to the structure's edges (neighbour pairs within r_max): each run
+# takes at most this many edge-steps. A 14-atom molecule (about 200 edges) keeps the full 400
+# steps; a 108-atom copper cell at r_max 6 Å (about 8,000 edges) runs about 50 steps (25 fs),
+# which keeps the evaluation of a MACE-MP-0-small-sized model on a CPU within a quarter of a
+# 10-epoch job (docs/benchmarks.md). Longer runs: core.evaluation.md.md_stability.
+MD_EDGE_STEP_BUDGET = 400_000
+MIN_MD_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -97,14 +105,15 @@ def _md_and_rdf(
 ) -> dict[str, Any]:
     runs: list[dict[str, Any]] = []
     frames: list[ase.Atoms] = []
-    total = sum(spec.n_steps for spec in specs)
     for index, atoms in enumerate(structures):
         name = f"md {index + 1}/{len(structures)}"
+        runs_here = md_runs_for(model, atoms, specs)
+        total = sum(run.n_steps for run in runs_here)
         stage(f"{name} 0/{total} steps")
         result = md_stability(
             model,
             atoms,
-            runs=specs,
+            runs=runs_here,
             device=device,
             on_progress=_steps_of(on_steps, name, total),
         )
@@ -127,6 +136,17 @@ def _steps_of(
         on_steps(name, round(fraction * total), total)
 
     return report
+
+
+def md_runs_for(
+    model: torch.nn.Module,
+    atoms: ase.Atoms,
+    specs: tuple[MDRunSpec, ...] = (CONSTANT_TEMPERATURE_RUN, TEMPERATURE_RAMP_RUN),
+) -> tuple[MDRunSpec, ...]:
+    """The runs, shortened for structures with many edges (MD_EDGE_STEP_BUDGET)."""
+    edges = neighbourhood(atoms, float(model.r_max)).n_edges + len(atoms)
+    steps = max(MIN_MD_STEPS, MD_EDGE_STEP_BUDGET // edges)
+    return tuple(replace(run, n_steps=min(run.n_steps, steps)) for run in specs)
 
 
 def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[str, Any]:
@@ -228,6 +248,8 @@ def repulsion_section(result: Repulsion) -> dict[str, Any]:
                 "scale": curve.scales,
                 "energy": curve.energies_ev_per_atom,
                 "hole": curve.hole is not None,
+                "n_atoms": curve.n_atoms,
+                "stopped_below": curve.stopped_below,
             }
             for curve in result.compressions
         ],

@@ -1,11 +1,18 @@
 """Liveness, readiness with its reasons, and the Prometheus metrics, against the real services."""
 
+from collections.abc import Iterator
+from datetime import timedelta
+
+import pytest
 from fastapi.testclient import TestClient
 from prometheus_client.parser import text_string_to_metric_families
+from sqlalchemy import delete
+from sqlalchemy.orm import sessionmaker
 
 from core.db import session_factory
+from core.heartbeats import WorkerIdentity, beat
 from core.jobs import create_job, record_epoch
-from core.models import Dataset, new_id
+from core.models import Dataset, WorkerHeartbeat, new_id, utcnow
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -20,14 +27,54 @@ def test_liveness_answers_without_looking_at_dependencies(client) -> None:
     assert client.get("/healthz").json() == {"status": "ok"}
 
 
-def test_readiness_checks_database_broker_and_storage(client) -> None:
+@pytest.fixture()
+def no_heartbeats(settings) -> Iterator[sessionmaker]:
+    """No worker has a heartbeat row; rows the test writes are removed afterwards."""
+    sessions = session_factory(settings.resolved_database_url)
+    with sessions() as session:
+        session.execute(delete(WorkerHeartbeat))
+        session.commit()
+    yield sessions
+    with sessions() as session:
+        session.execute(delete(WorkerHeartbeat))
+        session.commit()
+
+
+def test_readiness_checks_database_broker_storage_and_a_live_worker(client, no_heartbeats) -> None:
+    with no_heartbeats() as session:
+        beat(session, WorkerIdentity("test-host:1", "test-host", 1, "gpu,cpu"))
+
     response = client.get("/readyz")
 
     assert response.status_code == 200, response.text
     assert response.json() == {
         "status": "ready",
-        "checks": {"database": "ok", "broker": "ok", "storage": "ok"},
+        "checks": {"database": "ok", "broker": "ok", "storage": "ok", "workers": "ok"},
     }
+
+
+def test_readiness_says_no_worker_alive_when_no_heartbeat_is_within_the_lease(
+    client, settings, no_heartbeats
+) -> None:
+    stale = utcnow() - timedelta(seconds=settings.job_lease_seconds + 5)
+    with no_heartbeats() as session:
+        session.add(
+            WorkerHeartbeat(
+                worker_id="dead:2", hostname="dead", pid=2, queues="gpu", started_at=stale,
+                last_seen_at=stale,
+            )
+        )
+        session.commit()
+
+    response = client.get("/readyz")
+    without_workers = client.get("/readyz", params={"workers": "false"})
+
+    assert response.status_code == 503
+    assert response.json()["status"] == "not ready"
+    assert response.json()["checks"]["workers"].startswith("no worker alive")
+    assert response.json()["checks"]["database"] == "ok"
+    assert without_workers.status_code == 200, without_workers.text
+    assert "workers" not in without_workers.json()["checks"]
 
 
 def test_readiness_is_503_naming_each_unreachable_dependency(settings, app) -> None:
