@@ -225,6 +225,12 @@ FoundationName = Annotated[
 _MODEL_LOAD_LOCK = threading.Lock()
 
 
+def model_load_lock() -> threading.Lock:
+    """Held while a process builds or unpickles a mace model (see above); never held around
+    load_foundation, which takes it itself."""
+    return _MODEL_LOAD_LOCK
+
+
 def _regular_file_bytes(path: Path) -> bytes:
     """The bytes of a regular file; a symlink (or a device, a folder) is refused, not followed."""
     try:
