@@ -54,16 +54,18 @@ def test_a_worker_killed_mid_evaluation_is_restarted_and_its_job_ends(
         )
         train = upload(client, target_files["train"])["id"]
         test = upload(client, target_files["test"])["id"]
-        job_id = client.post(
+        response = client.post(
             "/jobs",
             json={
                 "train_dataset": train,
                 "test_dataset": test,
                 "hyperparameters": {"max_num_epochs": 1, "batch_size": 8},
             },
-        ).json()["id"]
+        )
+        assert response.status_code == 201, response.text
+        job_id = response.json()["id"]
         wait_until(
-            lambda: stage_of(client, job_id).startswith(("evaluating", "molecular dynamics")),
+            lambda: stage_of(client, job_id).startswith(("evaluating", "md ")),
             600,
             "the job's evaluation stage",
         )
