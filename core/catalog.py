@@ -56,9 +56,12 @@ def register_dataset(
     return dataset
 
 
-def find_same_upload(session: Session, upload: Path, keys: LabelKeys = AUTOMATIC) -> Dataset | None:
-    """A dataset of this project made from the same bytes read with the same label keys: an
-    upload repeated by a script or a second click gets it back instead of a copy."""
+def find_same_upload(
+    session: Session, storage: Storage, upload: Path, keys: LabelKeys = AUTOMATIC
+) -> Dataset | None:
+    """A dataset of this project made from the same bytes read with the same label keys, whose
+    file storage still holds: an upload repeated by a script or a second click gets it back
+    instead of a copy (and a dataset whose artifact was lost is uploaded anew)."""
     digest = hashlib.sha256()
     with upload.open("rb") as stream:
         while chunk := stream.read(1 << 20):
@@ -68,7 +71,12 @@ def find_same_upload(session: Session, upload: Path, keys: LabelKeys = AUTOMATIC
     )
     wanted = keys.to_dict()
     return next(
-        (d for d in session.scalars(query) if d.summary.get("requested_keys", {}) == wanted), None
+        (
+            d
+            for d in session.scalars(query)
+            if d.summary.get("requested_keys", {}) == wanted and storage.exists(d.storage_key)
+        ),
+        None,
     )
 
 

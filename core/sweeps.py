@@ -5,11 +5,11 @@ import itertools
 import logging
 from typing import Annotated, Any, Literal
 
-from pydantic import ConfigDict, Field, model_validator
+from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session, undefer_group
 
-from core.errors import NotFoundError
+from core.errors import InvalidSpecError, NotFoundError
 from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES, transition
 from core.models import Job, JobState, Sweep
@@ -84,8 +84,20 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
                 changes["hyperparameters"] = {**spec.base.hyperparameters.model_dump(), "lr": lr}
             if fraction is not None:
                 changes["train_fraction"] = fraction
-            specs.append(JobSpec.model_validate({**spec.base.model_dump(), **changes}))
+            specs.append(_point_spec(name, {**spec.base.model_dump(), **changes}))
     return specs
+
+
+def _point_spec(strategy: str, values: dict[str, Any]) -> JobSpec:
+    # The base is valid on its own; a strategy of the sweep may still refuse part of it (replay
+    # strategies refuse e0s='average'): the user's error, named with the strategy, not a 500.
+    try:
+        return JobSpec.model_validate(values)
+    except ValidationError as error:
+        problems = "; ".join(item["msg"] for item in error.errors())
+        raise InvalidSpecError(
+            f"strategy {strategy} cannot run this sweep's base: {problems}"
+        ) from None
 
 
 def submit_sweep(

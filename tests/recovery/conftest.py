@@ -114,3 +114,26 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str) -> ob
             return value
         time.sleep(0.5)
     pytest.fail(f"timed out after {timeout} s waiting for {what}")
+
+
+@pytest.fixture(autouse=True)
+def no_leftover_work(settings) -> None:
+    """Earlier packages leave rows queued on purpose (jobs never sent to a worker, work whose
+    broker was down); every worker's sweeper sends those again. Ended here, so a worker these
+    tests start runs only the work its test submits, and the test's timing is its own; no
+    worker of these tests is alive between them."""
+    from sqlalchemy import create_engine, delete, update
+
+    from core.models import Evaluation, Job, JobState, ReplaySet, WorkerHeartbeat
+
+    engine = create_engine(settings.resolved_database_url)
+    with engine.begin() as connection:
+        for table in (Job, Evaluation, ReplaySet):
+            connection.execute(
+                update(table)
+                .where(table.state.in_([JobState.QUEUED, JobState.RUNNING]))
+                .values(state=JobState.CANCELLED, lease_owner=None)
+            )
+        # Rows of workers that earlier tests killed (a killed worker cannot remove its own).
+        connection.execute(delete(WorkerHeartbeat))
+    engine.dispose()
