@@ -335,7 +335,13 @@ class Outcomes:
 
 
 def job_requests(dataset_id: str, count: int) -> list[Request]:
-    body = {"train_dataset": dataset_id, "hyperparameters": {"max_num_epochs": 1}}
+    # The bench measures the API: the data's E0 reference, which the submission checks, is not
+    # the point (acknowledged, as a user who has looked at the preflight would).
+    body = {
+        "train_dataset": dataset_id,
+        "hyperparameters": {"max_num_epochs": 1},
+        "preflight": {"acknowledge": ["reference_mismatch"]},
+    }
     return [Request("POST", "/jobs", body)] * count
 
 

@@ -96,7 +96,10 @@ def screen_reference(
     blocking = [finding for finding in findings if finding.severity == "blocking"]
     if blocking:
         logger.info("refused at submission: dataset=%s %s", train.id, blocking[0].message)
-        raise InvalidSpecError(
-            f"{blocking[0].message}. To train anyway, add {REFERENCE_CODE!r} to "
-            "preflight.acknowledge (POST /preflight shows every finding first)"
-        )
+        message = blocking[0].message
+        if "preflight.acknowledge" not in message:
+            message += (
+                f". To train anyway, add {REFERENCE_CODE!r} to preflight.acknowledge (POST "
+                "/preflight shows every finding first)"
+            )
+        raise InvalidSpecError(message)
