@@ -37,13 +37,16 @@ def submit_job(
 ) -> Job:
     """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
-    _check_trainable(train.id, train.summary)
+    _check_trainable("train_dataset", train.id, train.summary)
     train_elements = set(train.summary["elements"])
     for role in ("valid_dataset", "test_dataset"):
         dataset_id = getattr(spec, role)
         if dataset_id is None:
             continue
         other = referenced_dataset(session, dataset_id, role)
+        if role == "valid_dataset":
+            # mace validates on energies and forces, as it trains.
+            _check_trainable(role, other.id, other.summary)
         extra = set(other.summary["elements"]) - train_elements
         if extra:
             raise InvalidSpecError(
@@ -103,18 +106,18 @@ def _has_stress(summary: dict) -> bool:
     return bool({"stress", "virials"} & set(summary["labels"])) and summary["n_periodic"] > 0
 
 
-def _check_trainable(dataset_id: str, summary: dict) -> None:
+def _check_trainable(role: str, dataset_id: str, summary: dict) -> None:
     labels = set(summary["labels"])
     if {"energy", "forces"} <= labels:
         return
     if labels == {"energy"}:
         raise InvalidSpecError(
-            f"train_dataset {dataset_id} has energies but no forces (an energy-only set): "
-            "training needs forces; use this dataset as test_dataset or evaluate a model on it "
-            "(POST /evaluations)"
+            f"{role} {dataset_id} has energies but no forces (an energy-only set): "
+            "training and validation need forces; use this dataset as test_dataset or evaluate "
+            "a model on it (POST /evaluations)"
         )
     raise InvalidSpecError(
-        f"train_dataset {dataset_id} needs energy and forces labels; it has "
+        f"{role} {dataset_id} needs energy and forces labels; it has "
         f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
         "upload it again naming them (energy_key, forces_key)"
     )

@@ -91,6 +91,16 @@ def test_an_energy_only_set_is_accepted_for_testing_but_not_for_training(client)
     client.post(f"/jobs/{tested.json()['id']}/cancel")
 
 
+def test_an_energy_only_set_is_refused_as_validation_data(client) -> None:
+    scan = created(client, "energy_only.extxyz")
+    train = created(client, "mace_ref.extxyz")
+
+    refused = client.post("/jobs", json={"train_dataset": train["id"], "valid_dataset": scan["id"]})
+
+    assert refused.status_code == 422
+    assert refused.json()["detail"].startswith(f"valid_dataset {scan['id']} has energies but no")
+
+
 def test_the_same_bytes_uploaded_twice_return_the_existing_dataset(client) -> None:
     first = post(client, "mixed_virials.extxyz")
     again = post(client, "mixed_virials.extxyz")
