@@ -22,6 +22,7 @@ from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.foundation_heads import working_foundation
+from core.foundation_store import FoundationStore
 from core.foundations import FoundationRegistry, load_foundation, model_load_lock
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
@@ -528,13 +529,16 @@ def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobSt
 
 
 def context_from_settings(settings: Settings) -> JobContext:
+    sessions = session_factory(settings.resolved_database_url, settings.pool_limits)
+    storage = storage_from_settings(settings)
     return JobContext(
-        sessions=session_factory(settings.resolved_database_url, settings.pool_limits),
-        storage=storage_from_settings(settings),
+        sessions=sessions,
+        storage=storage,
         registry=FoundationRegistry(
             settings.resolved_models_dir,
             offline=settings.offline,
             probe_timeout_s=settings.foundation_probe_timeout_s,
+            store=FoundationStore(sessions, storage),
         ),
         work_root=settings.data_dir / "work",
         device=settings.device,
