@@ -557,7 +557,7 @@ def context_from_settings(settings: Settings) -> JobContext:
         ),
         work_root=settings.data_dir / "work",
         device=settings.device,
-        cache=PredictionCache(settings.data_dir / "cache"),
+        cache=PredictionCache(settings.data_dir / "cache", storage),
         lease_seconds=settings.job_lease_seconds,
         max_attempts=settings.max_attempts,
         progress_interval_s=settings.progress_interval_s,
