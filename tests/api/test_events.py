@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from api.routes import events as events_route
-from core.job_logs import MACE_LOG_NAME, LogShipper
+from core.job_logs import LOG_LINES_KEPT, MACE_LOG_NAME, LogShipper
 from core.jobs import record_epoch, transition
 from core.models import JobState
 from tests.conftest import upload
@@ -142,6 +142,23 @@ def test_log_lines_stream_on_request_and_a_partial_line_waits(
         ("log", {"line": "INFO: Epoch 0: loss=1.0"}),
     ]
     assert rest == [state("cancelled")]
+
+
+def test_the_whole_log_is_downloaded_from_storage_once_the_job_ended(
+    client, app, job_id, tmp_path
+) -> None:
+    log = tmp_path / MACE_LOG_NAME
+    shipper = LogShipper(app.state.context.sessions, job_id, log)
+    log.write_text("".join(f"line {n}\n" for n in range(LOG_LINES_KEPT + 10)))
+    running = client.get(f"/jobs/{job_id}/log")
+    shipper.store(app.state.context.storage)
+    client.post(f"/jobs/{job_id}/cancel")
+
+    ended = client.get(f"/jobs/{job_id}/log")
+
+    assert running.status_code == 409  # like a model asked for before it exists
+    assert ended.status_code == 200
+    assert ended.text == log.read_text()
 
 
 def test_stream_of_an_unknown_job_is_a_404_naming_it(client) -> None:
