@@ -1,0 +1,98 @@
+"""The local topology (scripts/topology.py) for these tests: one API and two workers, a training
+(`gpu` queue) and an evaluation (`cpu` queue) one as in docker-compose.yml, each with its own data
+folder under a temporary root, on their own PostgreSQL database, the test Redis and moto's S3.
+
+Its own database and queues: the other packages' workers and leftover rows never meet it.
+"""
+
+import os
+import shutil
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+from sqlalchemy.engine import make_url
+
+from scripts.topology import Topology, create_database
+from tests.conftest import TEST_DATABASE_URL
+
+GPU_QUEUE = "topology-gpu"
+CPU_QUEUE = "topology-cpu"
+ADMIN_TOKEN = "topology-admin-token"
+# Short, so that a killed worker's job counts as abandoned a few seconds later; long enough that
+# two busy cores renew it in time.
+LEASE_SECONDS = 4
+TERMINAL = {"succeeded", "failed", "cancelled"}
+
+
+@pytest.fixture(scope="package")
+def topology(tmp_path_factory, demo_foundation: Path) -> Iterator[Topology]:
+    url = make_url(TEST_DATABASE_URL)
+    database_url = url.set(database=f"{url.database}_topo").render_as_string(hide_password=False)
+    create_database(database_url, fresh=True)
+    root = tmp_path_factory.mktemp("topology")
+    topology = Topology(
+        root,
+        database_url=database_url,
+        broker_url=os.environ["BROKER_URL"],
+        overrides={
+            "MLFT_GPU_QUEUE": GPU_QUEUE,
+            "MLFT_CPU_QUEUE": CPU_QUEUE,
+            "MLFT_JOB_LEASE_SECONDS": str(LEASE_SECONDS),
+            "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
+        },
+    )
+    _seed_demo_foundation(root, demo_foundation)
+    _purge_queues(os.environ["BROKER_URL"])
+    topology.start({"worker-gpu": ["gpu"], "worker-cpu": ["cpu"]})
+    yield topology
+    topology.stop()
+
+
+def _seed_demo_foundation(root: Path, model: Path) -> None:
+    """Until the registry lives in storage, each process's models folder holds its own copy."""
+    for name in ("api", "worker-gpu", "worker-cpu", "worker-gpu-2", "worker-gpu-3"):
+        folder = root / name / "foundations"
+        folder.mkdir(parents=True)
+        for path in (model, model.with_name(model.name + ".sha256")):
+            shutil.copyfile(path, folder / path.name)
+
+
+def _purge_queues(broker_url: str) -> None:
+    from core.config import Settings
+    from worker.celery_app import make_celery
+
+    settings = Settings(broker_url=broker_url, gpu_queue=GPU_QUEUE, cpu_queue=CPU_QUEUE)
+    make_celery(settings).control.purge()
+
+
+@pytest.fixture(scope="package")
+def admin(topology: Topology) -> Iterator[httpx.Client]:
+    headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    with httpx.Client(base_url=topology.api_url, headers=headers, timeout=120) as client:
+        yield client
+
+
+@pytest.fixture(scope="package")
+def client(topology: Topology, admin: httpx.Client) -> Iterator[httpx.Client]:
+    """A project's client, as a researcher uses the service."""
+    project = admin.post("/projects", json={"name": "topology"}).json()
+    token = admin.post(f"/projects/{project['id']}/tokens", json={"name": "tests"}).json()
+    headers = {"Authorization": f"Bearer {token['token']}"}
+    with httpx.Client(base_url=topology.api_url, headers=headers, timeout=120) as client:
+        yield client
+
+
+def wait_until_ended(client: httpx.Client, path: str, topology: Topology, timeout: float) -> dict:
+    deadline = time.monotonic() + timeout
+    while (body := client.get(path).json())["state"] not in TERMINAL:
+        if time.monotonic() > deadline:
+            logs = "\n".join(
+                f"--- {name}\n{process.log_tail(2000)}"
+                for name, process in topology.processes.items()
+            )
+            pytest.fail(f"{path} still {body['state']} after {timeout} s\n{logs}")
+        time.sleep(0.5)
+    return body

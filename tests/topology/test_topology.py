@@ -1,0 +1,249 @@
+"""Issue 20: the API and the workers share nothing but PostgreSQL, Redis and S3 (moto's server).
+
+Each process has its own data folder; every file a researcher downloads is served by the API
+from the bucket, and a job resumes on another worker from the checkpoint in the bucket.
+"""
+
+import hashlib
+import json
+import re
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from core.checkpoints import checkpoint_epoch, pointer_key
+from core.config import Settings
+from core.demo_data import generate_target_dataset, write_extxyz
+from core.runner import model_key
+from core.storage import Storage, storage_from_settings
+from scripts.topology import Topology
+from tests.topology.conftest import wait_until_ended
+
+pytestmark = [
+    pytest.mark.topology,
+    pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
+]
+HYPERPARAMETERS = {"max_num_epochs": 1, "batch_size": 5}
+QUICK_EVALUATION = {"md": False, "dimers": False}
+JOB_TIMEOUT_S = 240
+
+
+@pytest.fixture(scope="module")
+def datasets(client: httpx.Client, tmp_path_factory) -> dict[str, str]:
+    folder = tmp_path_factory.mktemp("topology-data")
+    files = {
+        "train": write_extxyz(generate_target_dataset(20, seed=1, system="molecules"),
+                              folder / "train.extxyz"),
+        "test": write_extxyz(generate_target_dataset(6, seed=2, system="molecules"),
+                             folder / "test.extxyz"),
+    }
+    ids = {}
+    for role, path in files.items():
+        with path.open("rb") as stream:
+            response = client.post("/datasets", files={"file": (path.name, stream)})
+        assert response.status_code == 201, response.text
+        ids[role] = response.json()["id"]
+    return ids
+
+
+@pytest.fixture(scope="module")
+def bucket(topology: Topology, tmp_path_factory) -> Storage:
+    """The bucket as any process of the topology sees it (read here only to check it)."""
+    settings = Settings(
+        data_dir=tmp_path_factory.mktemp("bucket-reader"),
+        s3_bucket=topology.setting("MLFT_S3_BUCKET"),
+        s3_endpoint_url=topology.s3_endpoint_url,
+        s3_region=topology.setting("MLFT_S3_REGION"),
+        s3_access_key_id=topology.setting("MLFT_S3_ACCESS_KEY_ID"),
+        s3_secret_access_key=topology.setting("MLFT_S3_SECRET_ACCESS_KEY"),
+    )
+    return storage_from_settings(settings)
+
+
+def job_spec(datasets: dict[str, str], epochs: int = 1, **extra: object) -> dict:
+    return {
+        "train_dataset": datasets["train"],
+        "test_dataset": datasets["test"],
+        "hyperparameters": {**HYPERPARAMETERS, "max_num_epochs": epochs},
+        "evaluation": QUICK_EVALUATION,
+        **extra,
+    }
+
+
+def submit(client: httpx.Client, path: str, body: dict) -> str:
+    response = client.post(path, json=body)
+    assert response.status_code in (200, 201), response.text
+    return response.json()["id"]
+
+
+@pytest.fixture(scope="module")
+def naive_job(client, topology, datasets) -> dict:
+    job_id = submit(client, "/jobs", job_spec(datasets))
+    return wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
+
+
+def test_processes_share_no_folder(topology: Topology) -> None:
+    folders = [p.data_dir for p in topology.processes.values() if p.data_dir is not None]
+    assert len(folders) == 3
+    for folder in folders:
+        assert not any(other in folder.parents for other in folders if other != folder)
+    environments = {
+        name: (Path("/proc") / str(p.popen.pid) / "environ").read_bytes().split(b"\0")
+        for name, p in topology.processes.items()
+        if p.data_dir is not None
+    }
+    for name, environment in environments.items():
+        assert f"MLFT_DATA_DIR={topology.processes[name].data_dir}".encode() in environment
+        assert not any(v.startswith(b"MLFT_MODELS_DIR=") for v in environment)
+
+
+def test_a_naive_job_trains_on_the_gpu_worker_and_every_download_comes_from_the_bucket(
+    client, topology, naive_job, bucket, tmp_path
+) -> None:
+    assert naive_job["state"] == "succeeded", naive_job["error"]
+    job_id = naive_job["id"]
+
+    model = client.get(f"/jobs/{job_id}/model")
+    report = client.get(f"/jobs/{job_id}/report", params={"format": "html"})
+    card = client.get(f"/jobs/{job_id}/model-card")
+    metrics = client.get(f"/jobs/{job_id}/metrics")
+
+    assert model.status_code == 200 and report.status_code == 200, (model.text, report.text)
+    assert card.status_code == 200 and metrics.status_code == 200, (card.text, metrics.text)
+    stored = bucket.fetch(model_key(job_id), tmp_path / "stored.model").read_bytes()
+    assert hashlib.sha256(model.content).digest() == hashlib.sha256(stored).digest()
+    # Trained in the training worker's folder, never in the API's or the evaluation worker's.
+    assert not (topology.processes["api"].data_dir / "work").exists()
+    assert not (topology.processes["worker-cpu"].data_dir / "work").exists()
+    assert not (topology.processes["api"].data_dir / "artifacts").exists()
+
+
+def test_an_evaluation_runs_on_the_cpu_worker(client, topology, naive_job, datasets) -> None:
+    evaluation_id = submit(
+        client,
+        "/evaluations",
+        {"model": {"job": naive_job["id"]}, "dataset": datasets["test"],
+         "settings": QUICK_EVALUATION},
+    )
+
+    evaluation = wait_until_ended(client, f"/evaluations/{evaluation_id}", topology, JOB_TIMEOUT_S)
+
+    assert evaluation["state"] == "succeeded", evaluation["error"]
+    assert evaluation["report"]
+    assert client.get(f"/evaluations/{evaluation_id}/report").status_code == 200
+    assert (topology.processes["worker-cpu"].data_dir / "cache").exists()
+
+
+def test_a_replay_set_is_built_by_a_worker_and_stored_as_a_dataset(client, topology) -> None:
+    replay_id = submit(
+        client,
+        "/replay-sets",
+        {"elements": ["Cu", "Au"], "size": 6, "sources": ["dimer", "strain"], "seed": 1},
+    )
+
+    built = wait_until_ended(client, f"/replay-sets/{replay_id}", topology, JOB_TIMEOUT_S)
+
+    assert built["state"] == "succeeded", built["error"]
+    dataset = client.get(f"/datasets/{built['dataset_id']}").json()
+    assert dataset["summary"]["n_configs"] == 6
+
+
+def test_a_two_strategy_sweep_succeeds(client, topology, datasets) -> None:
+    sweep_id = submit(
+        client,
+        "/sweeps",
+        {"base": job_spec(datasets), "strategies": ["naive", "freeze_readout_only"]},
+    )
+
+    deadline = time.monotonic() + 2 * JOB_TIMEOUT_S
+    while not (sweep := client.get(f"/sweeps/{sweep_id}").json())["finished"]:
+        assert time.monotonic() < deadline, sweep["jobs"]
+        time.sleep(1)
+
+    assert sweep["jobs"] == {"succeeded": 2}, sweep["table"]
+    assert {row["strategy"] for row in sweep["table"]} == {"naive", "freeze_readout_only"}
+    html = client.get(f"/sweeps/{sweep_id}/report", params={"format": "html"})
+    assert html.status_code == 200 and "<img" in html.text
+
+
+def stored_checkpoint_epoch(bucket: Storage, job_id: str, folder: Path) -> int:
+    if not bucket.exists(pointer_key(job_id)):
+        return -1
+    pointer = bucket.fetch(pointer_key(job_id), folder / f"{job_id}.json")
+    return checkpoint_epoch(Path(json.loads(pointer.read_text())["file"]))
+
+
+def worker_running(topology: Topology, job_id: str) -> str | None:
+    """The worker whose data folder holds the job's working folder (mace trains in it)."""
+    for name, process in topology.processes.items():
+        folder = process.data_dir
+        if name.startswith("worker-") and folder and (folder / "work" / job_id).exists():
+            return name
+    return None
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.3)
+    return value
+
+
+def test_a_killed_worker_leaves_the_job_to_the_other_resumed_from_the_bucket(
+    client, topology, datasets, bucket, tmp_path
+) -> None:
+    topology.start_worker("worker-gpu-2", ["gpu"])
+    epochs = 6
+    # Foundation E0s are far off these data: validation improves each epoch, and mace (which
+    # checkpoints on improvement) leaves a checkpoint per epoch.
+    job_id = submit(
+        client,
+        "/jobs",
+        job_spec(datasets, epochs, e0s="foundation",
+                 preflight={"acknowledge": ["reference_mismatch"]}),
+    )
+    wait_until(lambda: stored_checkpoint_epoch(bucket, job_id, tmp_path) >= 1, JOB_TIMEOUT_S,
+               "a checkpoint of epoch 1 in the bucket")
+    killed = worker_running(topology, job_id)
+    assert killed is not None
+
+    topology.kill(killed)
+
+    done = wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
+    assert done["state"] == "succeeded", done["error"]
+    assert done["attempts"] == 2
+    resumed = [
+        int(match.group(1))
+        for warning in done["warnings"]
+        if (match := re.search(r"resumed from its checkpoint of epoch (\d+)", warning))
+    ]
+    assert resumed and resumed[0] >= 1, done["warnings"]
+    trained = [entry["epoch"] for entry in done["epochs"] if entry["epoch"] is not None]
+    assert trained == list(range(epochs))
+
+
+def test_a_worker_on_the_cpu_queue_never_takes_training(client, topology, datasets) -> None:
+    for name in [n for n in topology.processes if n.startswith("worker-gpu")]:
+        topology.kill(name)
+    job_id = submit(client, "/jobs", job_spec(datasets))
+    # Submitted after the job: once the evaluation worker has run it, it has seen the queues.
+    evaluation_id = submit(
+        client,
+        "/evaluations",
+        {"model": {"foundation_model": "mace-demo-emt"}, "dataset": datasets["test"],
+         "settings": QUICK_EVALUATION},
+    )
+    evaluation = wait_until_ended(client, f"/evaluations/{evaluation_id}", topology, JOB_TIMEOUT_S)
+    assert evaluation["state"] == "succeeded", evaluation["error"]
+    assert client.get(f"/jobs/{job_id}").json()["state"] == "queued"
+
+    topology.start_worker("worker-gpu-3", ["gpu"])
+
+    done = wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
+    assert done["state"] == "succeeded", done["error"]
+    assert worker_running(topology, job_id) in (None, "worker-gpu-3")
