@@ -1,4 +1,4 @@
-"""The local topology (scripts/topology.py) for these tests: one API and two workers, a training
+"""The local topology (bench/topology.py) for these tests: one API and two workers, a training
 (`gpu` queue) and an evaluation (`cpu` queue) one as in docker-compose.yml, each with its own data
 folder under a temporary root, on their own PostgreSQL database, the test Redis and moto's S3.
 
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from scripts.topology import Topology, create_database
+from bench.topology import Topology, create_database
 from tests.conftest import TEST_DATABASE_URL
 
 GPU_QUEUE = "topology-gpu"

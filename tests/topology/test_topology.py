@@ -14,12 +14,12 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.topology import Topology
 from core.checkpoints import checkpoint_epoch, pointer_key
 from core.config import Settings
 from core.demo_data import generate_target_dataset, write_extxyz
 from core.runner import model_key
 from core.storage import Storage, storage_from_settings
-from scripts.topology import Topology
 from tests.topology.conftest import wait_until_ended
 
 pytestmark = [

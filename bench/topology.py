@@ -7,7 +7,7 @@ addresses pointed at this machine. tests/topology/ runs its tests in this topolo
 
 Usage (PostgreSQL and Redis running; the database is created when missing):
 
-    python -m scripts.topology [--database-url URL] [--broker-url URL] [--s3-endpoint-url URL]
+    python -m bench.topology [--database-url URL] [--broker-url URL] [--s3-endpoint-url URL]
         [--root var/topology] [--foundation FILE.model]
 
 It prints the API's address and the admin token, registers --foundation (default: the demo
