@@ -60,9 +60,11 @@ def free_port() -> int:
         return sock.getsockname()[1]
 
 
-def create_database(url: str, *, fresh: bool = False) -> None:
-    """The topology's own PostgreSQL database, created when missing (dropped first if fresh);
-    the API migrates it when it starts."""
+def prepare_database(url: str, *, fresh: bool = False) -> None:
+    """The topology's own PostgreSQL database, created when missing (dropped first if fresh)
+    and migrated, so that the API and the workers can start side by side."""
+    from core.db import migrate
+
     target = make_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
     with admin.connect() as connection:
@@ -74,6 +76,7 @@ def create_database(url: str, *, fresh: bool = False) -> None:
         if not exists:
             connection.execute(text(f'CREATE DATABASE "{target.database}"'))
     admin.dispose()
+    migrate(url)
 
 
 @dataclass
@@ -132,13 +135,16 @@ class Topology:
         return self.overrides.get(name) or read_env_file()[name]
 
     def start(self, workers: dict[str, list[str]]) -> "Topology":
-        """The S3 server (unless given), the API, then the workers (name -> queues consumed)."""
+        """The S3 server (unless given), then side by side the API and the workers (name ->
+        queues consumed); the database must be migrated (prepare_database)."""
         self.root.mkdir(parents=True, exist_ok=True)
         if self.s3_endpoint_url is None:
             self.start_s3_server()
-        self.start_api()
-        for name, queues in workers.items():
-            self.start_worker(name, queues)
+        api = self.spawn_api()
+        started = [self.spawn_worker(name, queues) for name, queues in workers.items()]
+        self._wait(api, lambda: _answers(f"{self.api_url}/healthz"))
+        for process in started:
+            self._wait_until_worker_ready(process)
         return self
 
     def start_s3_server(self) -> None:
@@ -150,7 +156,7 @@ class Topology:
         self.s3_endpoint_url = f"http://127.0.0.1:{port}"
         self._wait(self.processes["s3"], lambda: _answers(self.s3_endpoint_url))
 
-    def start_api(self, name: str = "api") -> Process:
+    def spawn_api(self, name: str = "api") -> Process:
         port = free_port()
         data_dir = self._data_dir(name)
         process = self._spawn(
@@ -161,12 +167,16 @@ class Topology:
             data_dir=data_dir,
         )
         self.api_url = f"http://127.0.0.1:{port}"
-        self._wait(process, lambda: _answers(f"{self.api_url}/healthz"))
         return process
 
     def start_worker(self, name: str, queues: list[str]) -> Process:
         """A worker as docker-compose.yml starts one: one task at a time, on the named queues
-        (setting names: "gpu" and "cpu" mean MLFT_GPU_QUEUE and MLFT_CPU_QUEUE)."""
+        ("gpu" and "cpu" mean the queues MLFT_GPU_QUEUE and MLFT_CPU_QUEUE name)."""
+        process = self.spawn_worker(name, queues)
+        self._wait_until_worker_ready(process)
+        return process
+
+    def spawn_worker(self, name: str, queues: list[str]) -> Process:
         from worker.local import worker_command
 
         data_dir = self._data_dir(name)
@@ -174,8 +184,10 @@ class Topology:
         command = [*worker_command(resolved), f"--hostname={name}@%h"]
         process = self._spawn(name, command, self.environment(data_dir), data_dir=data_dir)
         process.queues = resolved
-        self._wait(process, lambda: " ready." in process.log_path.read_text(errors="replace"))
         return process
+
+    def _wait_until_worker_ready(self, process: Process) -> None:
+        self._wait(process, lambda: " ready." in process.log_path.read_text(errors="replace"))
 
     def kill(self, name: str) -> None:
         """SIGKILL, as a machine lost or the out-of-memory killer would."""
@@ -263,7 +275,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     admin_token = secrets.token_urlsafe(24)
-    create_database(args.database_url)
+    prepare_database(args.database_url)
     topology = Topology(
         args.root,
         database_url=args.database_url,
@@ -282,7 +294,9 @@ def main(argv: list[str] | None = None) -> int:
         print(f"API {topology.api_url}  admin token {admin_token}")
         print(f"S3 {topology.s3_endpoint_url}  logs and data folders under {topology.root}")
         print("Ctrl-C stops every process")
-        signal.sigwait({signal.SIGINT, signal.SIGTERM})
+        stop_signals = {signal.SIGINT, signal.SIGTERM}
+        signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait alone
+        signal.sigwait(stop_signals)
     finally:
         topology.stop()
     return 0

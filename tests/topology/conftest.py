@@ -1,5 +1,5 @@
-"""The local topology (bench/topology.py) for these tests: one API and two workers, a training
-(`gpu` queue) and an evaluation (`cpu` queue) one as in docker-compose.yml, each with its own data
+"""The local topology (bench/topology.py) for these tests: one API, two training workers (`gpu`
+queue) and an evaluation worker (`cpu` queue) as in docker-compose.yml, each with its own data
 folder under a temporary root, on their own PostgreSQL database, the test Redis and moto's S3.
 
 Its own database and queues: the other packages' workers and leftover rows never meet it.
@@ -15,7 +15,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench.topology import Topology, create_database
+from bench.topology import Topology, prepare_database
 from tests.conftest import TEST_DATABASE_URL
 
 GPU_QUEUE = "topology-gpu"
@@ -31,7 +31,7 @@ TERMINAL = {"succeeded", "failed", "cancelled"}
 def topology(tmp_path_factory, demo_foundation: Path) -> Iterator[Topology]:
     url = make_url(TEST_DATABASE_URL)
     database_url = url.set(database=f"{url.database}_topo").render_as_string(hide_password=False)
-    create_database(database_url, fresh=True)
+    prepare_database(database_url, fresh=True)
     root = tmp_path_factory.mktemp("topology")
     topology = Topology(
         root,
@@ -46,14 +46,14 @@ def topology(tmp_path_factory, demo_foundation: Path) -> Iterator[Topology]:
     )
     _seed_demo_foundation(root, demo_foundation)
     _purge_queues(os.environ["BROKER_URL"])
-    topology.start({"worker-gpu": ["gpu"], "worker-cpu": ["cpu"]})
+    topology.start({"worker-gpu-1": ["gpu"], "worker-gpu-2": ["gpu"], "worker-cpu": ["cpu"]})
     yield topology
     topology.stop()
 
 
 def _seed_demo_foundation(root: Path, model: Path) -> None:
     """Until the registry lives in storage, each process's models folder holds its own copy."""
-    for name in ("api", "worker-gpu", "worker-cpu", "worker-gpu-2", "worker-gpu-3"):
+    for name in ("api", "worker-gpu-1", "worker-gpu-2", "worker-gpu-3", "worker-cpu"):
         folder = root / name / "foundations"
         folder.mkdir(parents=True)
         for path in (model, model.with_name(model.name + ".sha256")):
