@@ -66,6 +66,8 @@ def create_app(
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         settings.data_dir.mkdir(parents=True, exist_ok=True)
         migrate(settings.resolved_database_url)
+        # Pinned files an operator dropped in the models folder become visible to every worker.
+        app.state.context.registry.import_models_folder()
         supervisor = build = None
         if start_worker:
             from worker.local import WorkerSupervisor

@@ -13,7 +13,9 @@ from pathlib import Path
 import ase
 import numpy as np
 
+from core.errors import ArtifactMissingError
 from core.inference import Prediction
+from core.storage import Storage
 
 logger = logging.getLogger(__name__)
 
@@ -27,11 +29,18 @@ def configurations_digest(configs: Sequence[ase.Atoms]) -> str:
     return digest.hexdigest()
 
 
-class PredictionCache:
-    """Foundation predictions on a set of configurations, stored as .npy/.npz files in a folder."""
+def prediction_key(file_name: str) -> str:
+    return f"cache/predictions/{file_name}"
 
-    def __init__(self, folder: Path) -> None:
+
+class PredictionCache:
+    """Foundation predictions on a set of configurations, stored as .npy/.npz files in a folder
+    and, given a storage, shared through it: what the API computed at submission, or one worker
+    for a sweep, serves every worker on every machine."""
+
+    def __init__(self, folder: Path, storage: Storage | None = None) -> None:
         self.folder = folder
+        self.storage = storage
 
     def labels(
         self,
@@ -41,11 +50,12 @@ class PredictionCache:
     ) -> list[Prediction]:
         """Energy, forces and (periodic cells) stress of each configuration: pseudolabels."""
         path = self._path("labels", foundation_sha256, configs, ".npz")
-        if path.is_file():
+        if self._held(path):
             logger.info("cache hit: foundation labels %s", path.stem[:12])
             return _unpack_predictions(np.load(path), configs)
         predictions = compute()
         _write_atomically(path, lambda partial: np.savez(partial, **_pack_predictions(predictions)))
+        self._share(path)
         return predictions
 
     def energies(
@@ -55,12 +65,30 @@ class PredictionCache:
         compute: Callable[[], np.ndarray],
     ) -> np.ndarray:
         path = self._path("energies", foundation_sha256, configs, ".npy")
-        if path.is_file():
+        if self._held(path):
             logger.info("cache hit: foundation energies %s", path.stem[:12])
             return np.load(path)
         values = np.asarray(compute(), dtype=np.float64)
         _write_atomically(path, lambda partial: np.save(partial, values))
+        self._share(path)
         return values
+
+    def _held(self, path: Path) -> bool:
+        """In the folder, or fetched into it from storage (another process computed it)."""
+        if path.is_file():
+            return True
+        storage, key = self.storage, prediction_key(path.name)
+        if storage is None or not storage.exists(key):
+            return False
+        try:
+            _write_atomically(path, lambda partial: storage.fetch(key, partial))
+        except ArtifactMissingError:  # removed meanwhile: computed again
+            return False
+        return True
+
+    def _share(self, path: Path) -> None:
+        if self.storage is not None:
+            self.storage.put_file(prediction_key(path.name), path)
 
     def _path(
         self, kind: str, foundation_sha256: str, configs: Sequence[ase.Atoms], suffix: str

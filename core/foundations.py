@@ -1,8 +1,10 @@
 """Registry of named foundation models, and the only place a model file is unpickled.
 
-A name is a registry key, never a path. It resolves, in order, to `<models_dir>/<name>.model`
-when that is a regular file registered with its sha256 pin (POST /foundation-models, or the demo
+A name is a registry key, never a path. It resolves, in order, to a model registered with its
+sha256 pin (POST /foundation-models, a pinned `<models_dir>/<name>.model` such as the demo
 model's build), or to a published MACE model fetched through mace-torch's download-and-cache code.
+In the service, registered and downloaded files are shared through artifact storage and pinned in
+the database (core/foundation_store.py), so every worker on every machine sees them.
 Every load checks the bytes against the pin before unpickling them: loading a model runs its code.
 """
 
@@ -16,6 +18,7 @@ import shutil
 import stat
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 import urllib.request
@@ -39,6 +42,8 @@ from core.errors import (
 
 if TYPE_CHECKING:
     import torch
+
+    from core.foundation_store import FoundationStore, StoredFoundation
 
 logger = logging.getLogger(__name__)
 
@@ -531,20 +536,31 @@ def _process_alive(pid: int) -> bool:
 
 class FoundationRegistry:
     """Names → model files. A local model is served only when it is a regular file (not a
-    symlink) with its sha256 pin beside it (`<name>.model.sha256`), as registration writes."""
+    symlink) with its sha256 pin beside it (`<name>.model.sha256`), as registration writes.
+
+    With a `store` (the service's processes), names are pinned in the database and the files
+    live in artifact storage, so every process on every machine sees the same models; the
+    models folder stays a source an operator can drop pinned files in, imported on first sight.
+    """
 
     def __init__(
-        self, models_dir: Path, *, offline: bool = False, probe_timeout_s: float = 3.0
+        self,
+        models_dir: Path,
+        *,
+        offline: bool = False,
+        probe_timeout_s: float = 3.0,
+        store: "FoundationStore | None" = None,
     ) -> None:
         self.models_dir = models_dir
         # Offline: published models are only used from the local folder or mace's cache.
         self.offline = offline
         self.probe_timeout_s = probe_timeout_s
+        self.store = store
 
     def require_fetchable(self, name: str) -> None:
         """Refuse, at submission, a published model the worker could not get: neither in the
-        local folder nor in mace's cache, and its URL unreachable (or the service offline)."""
-        if name not in PUBLISHED or self._registered(name) is not None:
+        local folder, storage nor mace's cache, and its URL unreachable (or the service offline)."""
+        if name not in PUBLISHED or self._known(name):
             return
         url, cached = published_source(name)
         if cached.is_file():
@@ -558,7 +574,7 @@ class FoundationRegistry:
             "file; it is pinned by its sha256)"
         )
 
-    def _registered(self, name: str) -> FoundationModel | None:
+    def _in_folder(self, name: str) -> FoundationModel | None:
         require_foundation_name(name)
         path = self.models_dir / f"{name}.model"
         pin = _pin_path(path)
@@ -566,7 +582,68 @@ class FoundationRegistry:
             return None
         return FoundationModel(name, path, pin.read_text().strip())
 
+    def _known(self, name: str) -> bool:
+        """Registered here or in the store (any source), without fetching a file."""
+        if self._in_folder(name) is not None:
+            return True
+        return self.store is not None and self.store.get(name) is not None
+
+    def _registered(self, name: str) -> FoundationModel | None:
+        """A registered (not published) foundation, as a file on this machine's disk."""
+        in_folder = self._in_folder(name)
+        if self.store is None:
+            return in_folder
+        stored = self.store.get(name)
+        if stored is None and in_folder is not None:
+            stored = self._import(in_folder, "folder")
+        if stored is None or stored.source == "published":
+            return None
+        return self._loadable(stored)
+
+    def _import(self, foundation: FoundationModel, source: str) -> "StoredFoundation":
+        assert self.store is not None
+        # The pinned bytes go to storage, never a file that changed since it was pinned.
+        with tempfile.TemporaryDirectory(prefix="mlft-foundation-") as folder:
+            copy = verified_copy(foundation, Path(folder) / f"{foundation.name}.model")
+            return self.store.add(foundation.name, copy, foundation.sha256, source)
+
+    def _loadable(self, stored: "StoredFoundation") -> FoundationModel:
+        assert self.store is not None
+        return FoundationModel(stored.name, self.store.local_copy(stored), stored.sha256)
+
+    def import_models_folder(self) -> list[str]:
+        """Store the folder's pinned models that the store does not hold yet (at start, and when
+        listing); a name the store pins to other bytes keeps the store's pin."""
+        if self.store is None or not self.models_dir.is_dir():
+            return []
+        imported = []
+        for path in sorted(self.models_dir.glob("*.model")):
+            if foundation_name_problem(path.stem) is not None:
+                continue
+            in_folder = self._in_folder(path.stem)
+            if in_folder is None:
+                continue
+            stored = self.store.get(path.stem)
+            if stored is None:
+                try:
+                    self._import(in_folder, "folder")
+                except FoundationModelUnavailableError as error:
+                    logger.warning("models folder: %s not imported: %s", path, error)
+                    continue
+                imported.append(path.stem)
+            elif stored.sha256 != in_folder.sha256:
+                logger.warning(
+                    "models folder: %s differs from the stored foundation of that name "
+                    "(sha256 %s); the stored one is used",
+                    path,
+                    stored.sha256,
+                )
+        return imported
+
     def local_names(self) -> list[str]:
+        if self.store is not None:
+            self.import_models_folder()
+            return [item.name for item in self.store.all() if item.source != "published"]
         if not self.models_dir.is_dir():
             return []
         names = []
@@ -589,8 +666,12 @@ class FoundationRegistry:
         return (
             listed
             + building
-            + [FoundationListing(name, "published", False) for name in published]
+            + [FoundationListing(name, "published", self._stored(name)) for name in published]
         )
+
+    def _stored(self, name: str) -> bool:
+        """A published model some worker downloaded into the store already."""
+        return self.store is not None and self.store.get(name) is not None
 
     def info(self, name: str) -> FoundationInfo | None:
         """What a local foundation holds; None when it is only published (not fetched)."""
@@ -631,7 +712,7 @@ class FoundationRegistry:
     def exists(self, name: str) -> bool:
         if foundation_name_problem(name) is not None:
             return False
-        return name in PUBLISHED or self._registered(name) is not None
+        return name in PUBLISHED or self._known(name)
 
     def local_elements(self, name: str) -> list[str] | None:
         """Elements of a local foundation model; None when it is only published (not fetched)."""
@@ -647,10 +728,15 @@ class FoundationRegistry:
         require_foundation_name(name)
         # A published name not on disk is free: registering the downloaded file under it is how
         # an offline site brings that model in.
-        if self._registered(name) is not None or (self.models_dir / f"{name}.model").exists():
+        if self._known(name) or (self.models_dir / f"{name}.model").exists():
             raise ConflictError(f"a foundation model named {name!r} exists already")
         check_mace_model_file(upload)
         sha256 = file_sha256(upload)
+        if self.store is not None:
+            stored = self.store.add(name, upload, sha256, "upload")
+            if stored.sha256 != sha256 or stored.source != "upload":
+                raise ConflictError(f"a foundation model named {name!r} exists already")
+            return self._loadable(stored)
         self.models_dir.mkdir(parents=True, exist_ok=True)
         target = self.models_dir / f"{name}.model"
         partial = target.with_name(target.name + ".partial")
@@ -669,6 +755,9 @@ class FoundationRegistry:
         if name not in PUBLISHED:
             known = ", ".join(self.local_names() + list(PUBLISHED))
             raise NotFoundError(f"unknown foundation model {name!r}; known: {known}")
+        stored = self.store.get(name) if self.store is not None else None
+        if stored is not None:  # downloaded once, by whichever process needed it first
+            return self._loadable(stored)
         try:
             path = Path(PUBLISHED[name]())
         except Exception as error:  # the download path raises anything from URLError to OSError
@@ -678,4 +767,7 @@ class FoundationRegistry:
             ) from error
         logger.info("foundation %s resolved to %s", name, path)
         # Downloaded from mace-torch's fixed address: pinned to what was fetched.
-        return FoundationModel(name, path, file_sha256(path))
+        downloaded = FoundationModel(name, path, file_sha256(path))
+        if self.store is None:
+            return downloaded
+        return self._loadable(self._import(downloaded, "published"))

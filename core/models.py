@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 
@@ -210,3 +210,31 @@ class WorkerHeartbeat(Base):
     last_seen_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
     )
+
+
+class FoundationRecord(Base):
+    """A foundation model every process can use: its name pinned to the sha256 of a file held in
+    artifact storage under `storage_key` (core/foundation_store.py)."""
+
+    __tablename__ = "foundation_models"
+
+    name: Mapped[str] = mapped_column(String(100), primary_key=True)
+    sha256: Mapped[str] = mapped_column(String(64))
+    storage_key: Mapped[str] = mapped_column(String(512))
+    # "upload" (POST /foundation-models), "folder" (imported from a models folder) or
+    # "published" (downloaded from mace-torch's address on first use).
+    source: Mapped[str] = mapped_column(String(16))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+
+
+class LogLine(Base):
+    """One line of a running job's mace-torch output; only the last few per job are kept (the
+    full log becomes an artifact at the end), so the API streams it without a shared folder."""
+
+    __tablename__ = "log_lines"
+
+    # The job's (or evaluation's) id: lines of any work row, numbered from 1 without gaps.
+    owner_id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    seq: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    line: Mapped[str] = mapped_column(Text)

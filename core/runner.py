@@ -22,7 +22,9 @@ from core.datasets import read_configurations
 from core.db import session_factory, session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.foundation_heads import working_foundation
+from core.foundation_store import FoundationStore
 from core.foundations import FoundationRegistry, load_foundation, model_load_lock
+from core.job_logs import MACE_LOG_NAME, LogShipper
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
 from core.leases import LeaseKeeper, claim_job
 from core.mace_process import TrainingCancelled
@@ -59,6 +61,7 @@ class RecordedProgress:
         *,
         lease: LeaseKeeper | None = None,
         checkpoints: CheckpointSync | None = None,
+        log: LogShipper | None = None,
         resumed: bool = False,
         context: JobContext | None = None,
         progress_interval_s: float = 2.0,
@@ -67,6 +70,7 @@ class RecordedProgress:
         self.job_id = job_id
         self.lease = lease
         self.checkpoints = checkpoints
+        self.log = log
         self.resumed = resumed
         self.context = context
         self.progress_interval_s = progress_interval_s
@@ -124,6 +128,8 @@ class RecordedProgress:
                 self.checkpoints.push()
             except Exception:  # storage briefly away: keep training, push at the next poll
                 logger.exception("job=%s checkpoint upload failed", self.job_id)
+        if self.log is not None:
+            self.log.ship()
         if self.lease is not None and self.lease.lost.is_set():
             return True  # cancelled, or taken over by another worker after a lease expiry
         with session_scope(self.sessions) as session:
@@ -144,6 +150,7 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
             return current_state(session, job_id)
     work_dir = context.work_root / job_id
     checkpoints = CheckpointSync(context.storage, job_id, work_dir / "checkpoints")
+    log = LogShipper(context.sessions, job_id, work_dir / MACE_LOG_NAME)
     with LeaseKeeper(context.sessions, job_id, claim, context.lease_seconds) as lease:
         if claim.resumed:
             prepare_resume(context.sessions, context.storage, job_id, work_dir, claim.attempt)
@@ -152,6 +159,7 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
             job_id,
             lease=lease,
             checkpoints=checkpoints,
+            log=log,
             resumed=claim.resumed,
             context=context,
             progress_interval_s=context.progress_interval_s,
@@ -160,9 +168,17 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
     if state is not JobState.RUNNING:
         # Ended (succeeded, failed or cancelled): what matters is in storage and on the row.
         # Still running means another worker took the job over after a lease expiry.
+        _store_log(context, log)
         checkpoints.discard()
         shutil.rmtree(work_dir, ignore_errors=True)
     return state
+
+
+def _store_log(context: JobContext, log: LogShipper) -> None:
+    try:
+        log.store(context.storage)
+    except Exception:  # the job's outcome is recorded already; its log is a convenience
+        logger.exception("job=%s full log not stored", log.job_id)
 
 
 def _run_claimed(
@@ -528,17 +544,20 @@ def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobSt
 
 
 def context_from_settings(settings: Settings) -> JobContext:
+    sessions = session_factory(settings.resolved_database_url, settings.pool_limits)
+    storage = storage_from_settings(settings)
     return JobContext(
-        sessions=session_factory(settings.resolved_database_url, settings.pool_limits),
-        storage=storage_from_settings(settings),
+        sessions=sessions,
+        storage=storage,
         registry=FoundationRegistry(
             settings.resolved_models_dir,
             offline=settings.offline,
             probe_timeout_s=settings.foundation_probe_timeout_s,
+            store=FoundationStore(sessions, storage),
         ),
         work_root=settings.data_dir / "work",
         device=settings.device,
-        cache=PredictionCache(settings.data_dir / "cache"),
+        cache=PredictionCache(settings.data_dir / "cache", storage),
         lease_seconds=settings.job_lease_seconds,
         max_attempts=settings.max_attempts,
         progress_interval_s=settings.progress_interval_s,

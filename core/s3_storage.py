@@ -11,7 +11,7 @@ import boto3
 from botocore.exceptions import ClientError
 
 from core.errors import ArtifactMissingError
-from core.storage import checked_key
+from core.storage_keys import checked_key
 
 _MISSING = {"404", "NoSuchKey", "NotFound"}
 

@@ -7,11 +7,12 @@ share artifacts through the object store; `local_path` gives a file on this mach
 """
 
 import shutil
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Protocol
 
 from core.config import Settings
 from core.errors import ArtifactMissingError
+from core.storage_keys import checked_key
 
 
 class Storage(Protocol):
@@ -24,13 +25,6 @@ class Storage(Protocol):
     def exists(self, key: str) -> bool: ...
 
     def delete(self, key: str) -> None: ...
-
-
-def checked_key(key: str) -> PurePosixPath:
-    relative = PurePosixPath(key)
-    if relative.is_absolute() or ".." in relative.parts or not relative.parts:
-        raise ValueError(f"storage key must be relative and stay inside the store: {key!r}")
-    return relative
 
 
 class LocalStorage:

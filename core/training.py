@@ -36,6 +36,7 @@ from core.exports import ExportResult, export_all
 from core.foundation_heads import working_foundation
 from core.foundations import FoundationModel, load_foundation, load_own_model, verified_copy
 from core.inference import edge_budget, neighbourhood
+from core.job_logs import MACE_LOG_NAME
 from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
@@ -222,7 +223,7 @@ def run_training(
     run_mace_training(
         to_mace_argv(spec, inputs),
         results_file=work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt",
-        log_file=work_dir / "mace.log",
+        log_file=work_dir / MACE_LOG_NAME,
         on_epoch=on_epoch,
         should_stop=progress.should_stop,
     )

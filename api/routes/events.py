@@ -1,4 +1,5 @@
-"""GET /jobs/{id}/events: a job's progress as server-sent events, read from its row.
+"""GET /jobs/{id}/events: a job's progress as server-sent events, read from its row (and its
+log lines from the table its worker ships them to).
 
 The database is the truth, so the stream polls the row (a new short session each time) rather than
 listening to the worker; any API process can serve any job's stream.
@@ -8,7 +9,6 @@ import asyncio
 import json
 import time
 from collections.abc import AsyncIterator, Callable
-from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter
@@ -20,6 +20,7 @@ from api.schemas import JobPublic
 from core.auth import authenticate
 from core.config import Settings
 from core.errors import AuthenticationError
+from core.job_logs import lines_after
 from core.jobs import TERMINAL_STATES, get_job
 from core.models import JobState
 from core.runner import JobContext
@@ -30,10 +31,6 @@ POLL_SECONDS = 0.5
 KEEPALIVE_SECONDS = 15.0
 # An open stream checks its token again this often: a revoked token stops it.
 TOKEN_RECHECK_SECONDS = 5.0
-# Where core.training has mace-torch write its output, inside the job's working folder.
-MACE_LOG_NAME = "mace.log"
-# Bounds what one poll sends of a long log, so a late subscriber catches up without a burst.
-LOG_CHUNK_BYTES = 64 * 1024
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 EVENT_STREAM_DOC = {
     200: {
@@ -61,7 +58,7 @@ def stream_job_events(
     # The caller's project session proves the job is theirs; the stream then polls by id.
     first = JobPublic.of(get_job(session, job_id))
     session.close()
-    tail = LogTail(context.work_root / job_id / MACE_LOG_NAME) if log else None
+    tail = LogFollower(context, job_id) if log else None
     authorized = token_check(context, settings, token)
     return StreamingResponse(
         job_events(context, first, tail, authorized),
@@ -94,34 +91,27 @@ def read_job(context: JobContext, job_id: str) -> JobPublic:
         return JobPublic.of(get_job(session, job_id))
 
 
-class LogTail:
-    """New complete lines of a growing file. Yields nothing while the file is absent: a worker
-    on another machine, a job not started yet, or a finished job whose folder is removed."""
+class LogFollower:
+    """New lines of a job's log, from the table its worker ships them to (core/job_logs.py): the
+    API reads no worker's folder. A late subscriber starts at the oldest line kept."""
 
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self.offset = 0
-        self.partial = b""
+    def __init__(self, context: JobContext, job_id: str) -> None:
+        self.context = context
+        self.job_id = job_id
+        self.seq = 0
 
     def new_lines(self) -> list[str]:
-        try:
-            with self.path.open("rb") as stream:
-                # Shorter than what was read: a retried job's folder was made afresh.
-                if stream.seek(0, 2) < self.offset:
-                    self.offset, self.partial = 0, b""
-                stream.seek(self.offset)
-                chunk = stream.read(LOG_CHUNK_BYTES)
-        except OSError:
-            return []
-        self.offset += len(chunk)
-        *lines, self.partial = (self.partial + chunk).split(b"\n")
-        return [line.decode("utf-8", errors="replace").rstrip("\r") for line in lines]
+        with self.context.sessions() as session:
+            rows = lines_after(session, self.job_id, self.seq)
+        if rows:
+            self.seq = rows[-1].seq
+        return [row.line for row in rows]
 
 
 async def job_events(
     context: JobContext,
     job: JobPublic,
-    tail: LogTail | None,
+    tail: LogFollower | None,
     authorized: Callable[[], bool] | None = None,
 ) -> AsyncIterator[str]:
     shown: tuple[JobState, str | None] | None = None

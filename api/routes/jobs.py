@@ -15,8 +15,9 @@ from api.deps import (
 from api.schemas import JobPublic, JobsPublic
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
+from core.job_logs import full_log_key
 from core.job_report import job_report
-from core.jobs import cancel_job, get_job, list_jobs
+from core.jobs import TERMINAL_STATES, cancel_job, get_job, list_jobs
 from core.model_card import render_markdown
 from core.models import Job, JobState
 from core.reports import render_html
@@ -185,6 +186,24 @@ def download_rss_holes(job_id: str, session: SessionDep, context: ContextDep) ->
         context.storage.local_path(key),
         media_type="chemical/x-extxyz",
         filename=f"mlft-{job_id}-{RSS_FLAGGED_FILE}",
+    )
+
+
+@router.get("/{job_id}/log", response_class=FileResponse)
+def download_log(job_id: str, session: SessionDep, context: ContextDep) -> FileResponse:
+    """mace-torch's whole output for a job that ended, from artifact storage; while it runs, its
+    last lines stream from `GET /jobs/{id}/events?log=true`."""
+    job = get_job(session, job_id)
+    key = full_log_key(job.id)
+    if job.state not in TERMINAL_STATES or not context.storage.exists(key):
+        raise ArtifactMissingError(
+            f"job {job_id} is {job.state.value} and has no stored log (stored when a job whose "
+            "training started ends)"
+        )
+    return FileResponse(
+        context.storage.local_path(key),
+        media_type="text/plain",
+        filename=f"mlft-{job_id}-training.log",
     )
 
 

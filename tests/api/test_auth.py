@@ -8,11 +8,15 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import torch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
+from sqlalchemy import delete
 
 from api.routes import events as events_route
-from core.models import ApiToken
+from core.foundation_store import foundation_key
+from core.foundations import file_sha256
+from core.models import ApiToken, FoundationRecord
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -270,10 +274,14 @@ def test_project_b_cannot_train_on_project_a_data(api, project_b, objects_of_a) 
 
 
 def test_only_admins_register_foundation_models_pinned_by_sha256(
-    api, project_a, demo_foundation: Path, settings, objects_of_a
+    api, secured_app, project_a, demo_foundation: Path, settings, objects_of_a, tmp_path
 ) -> None:
     name = f"lab-model-{uuid.uuid4().hex[:8]}"
-    with demo_foundation.open("rb") as stream:
+    # A model file of its own (torch.save names the archive after the file): tampering with its
+    # stored copy below must not touch the demo foundation's.
+    upload = tmp_path / f"{name}.model"
+    torch.save(torch.load(demo_foundation, weights_only=False), upload)
+    with upload.open("rb") as stream:
         refused = api.post(
             "/foundation-models",
             data={"name": name},
@@ -282,7 +290,7 @@ def test_only_admins_register_foundation_models_pinned_by_sha256(
         )
     assert refused.status_code == 403
 
-    with demo_foundation.open("rb") as stream:
+    with upload.open("rb") as stream:
         registered = api.post(
             "/foundation-models",
             data={"name": name},
@@ -290,14 +298,16 @@ def test_only_admins_register_foundation_models_pinned_by_sha256(
             headers=ADMIN,
         )
     assert registered.status_code == 201, registered.text
-    from core.foundations import file_sha256
-
-    assert registered.json()["sha256"] == file_sha256(demo_foundation)
-    model_file = settings.resolved_models_dir / f"{name}.model"
+    sha256 = registered.json()["sha256"]
+    assert sha256 == file_sha256(upload)
+    # Registration puts the file in artifact storage, keyed by its hash, not in the models folder.
+    assert not (settings.resolved_models_dir / f"{name}.model").exists()
+    storage = secured_app.state.context.storage
+    stored_file = storage.local_path(foundation_key(sha256))
     try:
         names = [item["name"] for item in api.get("/foundation-models", headers=project_a).json()]
         assert name in names
-        with model_file.open("ab") as stream:
+        with stored_file.open("ab") as stream:
             stream.write(b"tampered")
         response = api.post(
             "/jobs",
@@ -307,8 +317,10 @@ def test_only_admins_register_foundation_models_pinned_by_sha256(
         assert response.status_code == 503
         assert "changed since it was registered" in response.json()["detail"]
     finally:
-        model_file.unlink(missing_ok=True)
-        model_file.with_name(model_file.name + ".sha256").unlink(missing_ok=True)
+        storage.delete(foundation_key(sha256))
+        with secured_app.state.context.sessions() as session:
+            session.execute(delete(FoundationRecord).where(FoundationRecord.name == name))
+            session.commit()
 
 
 def test_junk_registered_as_a_foundation_model_is_refused_and_leaves_nothing(

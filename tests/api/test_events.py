@@ -8,6 +8,7 @@ from typing import Any
 import pytest
 
 from api.routes import events as events_route
+from core.job_logs import LOG_LINES_KEPT, MACE_LOG_NAME, LogShipper
 from core.jobs import record_epoch, transition
 from core.models import JobState
 from tests.conftest import upload
@@ -119,10 +120,15 @@ def test_a_late_subscriber_gets_the_epochs_so_far_before_the_final_state(
     ]
 
 
-def test_log_lines_stream_on_request_and_a_partial_line_waits(client, app, job_id) -> None:
-    log = app.state.context.work_root / job_id / events_route.MACE_LOG_NAME
-    log.parent.mkdir(parents=True, exist_ok=True)
+def test_log_lines_stream_on_request_and_a_partial_line_waits(
+    client, app, job_id, tmp_path
+) -> None:
+    # The worker's folder, which the API never reads: the lines reach it through the database.
+    log = tmp_path / "worker" / MACE_LOG_NAME
+    log.parent.mkdir()
+    shipper = LogShipper(app.state.context.sessions, job_id, log)
     log.write_text("INFO: Using foundation model\nINFO: Epoch 0: loss=1.0\nINFO: Epo")
+    shipper.ship()
 
     with client.stream("GET", f"/jobs/{job_id}/events", params={"log": "true"}) as response:
         stream = sse_events(response.iter_lines())
@@ -136,6 +142,23 @@ def test_log_lines_stream_on_request_and_a_partial_line_waits(client, app, job_i
         ("log", {"line": "INFO: Epoch 0: loss=1.0"}),
     ]
     assert rest == [state("cancelled")]
+
+
+def test_the_whole_log_is_downloaded_from_storage_once_the_job_ended(
+    client, app, job_id, tmp_path
+) -> None:
+    log = tmp_path / MACE_LOG_NAME
+    shipper = LogShipper(app.state.context.sessions, job_id, log)
+    log.write_text("".join(f"line {n}\n" for n in range(LOG_LINES_KEPT + 10)))
+    running = client.get(f"/jobs/{job_id}/log")
+    shipper.store(app.state.context.storage)
+    client.post(f"/jobs/{job_id}/cancel")
+
+    ended = client.get(f"/jobs/{job_id}/log")
+
+    assert running.status_code == 409  # like a model asked for before it exists
+    assert ended.status_code == 200
+    assert ended.text == log.read_text()
 
 
 def test_stream_of_an_unknown_job_is_a_404_naming_it(client) -> None:
