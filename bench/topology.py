@@ -249,7 +249,8 @@ def register_foundation(api_url: str, admin_token: str, name: str, path: Path) -
             headers={"Authorization": f"Bearer {admin_token}"},
             data={"name": name},
             files={"file": (path.name, stream)},
-            timeout=120,
+            # The API checks the file in a separate process before it accepts it.
+            timeout=600,
         )
     response.raise_for_status()
     return response.json()

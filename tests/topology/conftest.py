@@ -6,7 +6,6 @@ Its own database and queues: the other packages' workers and leftover rows never
 """
 
 import os
-import shutil
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,7 +14,7 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from bench.topology import Topology, prepare_database
+from bench.topology import Topology, prepare_database, register_foundation
 from tests.conftest import TEST_DATABASE_URL
 
 GPU_QUEUE = "topology-gpu"
@@ -44,20 +43,12 @@ def topology(tmp_path_factory, demo_foundation: Path) -> Iterator[Topology]:
             "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
         },
     )
-    _seed_demo_foundation(root, demo_foundation)
     _purge_queues(os.environ["BROKER_URL"])
     topology.start({"worker-gpu-1": ["gpu"], "worker-gpu-2": ["gpu"], "worker-cpu": ["cpu"]})
+    # The one way a foundation reaches the workers: the admin registers it on the API.
+    register_foundation(topology.api_url, ADMIN_TOKEN, demo_foundation.stem, demo_foundation)
     yield topology
     topology.stop()
-
-
-def _seed_demo_foundation(root: Path, model: Path) -> None:
-    """Until the registry lives in storage, each process's models folder holds its own copy."""
-    for name in ("api", "worker-gpu-1", "worker-gpu-2", "worker-gpu-3", "worker-cpu"):
-        folder = root / name / "foundations"
-        folder.mkdir(parents=True)
-        for path in (model, model.with_name(model.name + ".sha256")):
-            shutil.copyfile(path, folder / path.name)
 
 
 def _purge_queues(broker_url: str) -> None:

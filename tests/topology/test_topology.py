@@ -14,13 +14,13 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.topology import Topology
+from bench.topology import Topology, register_foundation
 from core.checkpoints import checkpoint_epoch, pointer_key
 from core.config import Settings
 from core.demo_data import generate_target_dataset, write_extxyz
 from core.runner import model_key
 from core.storage import Storage, storage_from_settings
-from tests.topology.conftest import wait_until_ended
+from tests.topology.conftest import ADMIN_TOKEN, wait_until_ended
 
 pytestmark = [
     pytest.mark.topology,
@@ -28,7 +28,8 @@ pytestmark = [
 ]
 HYPERPARAMETERS = {"max_num_epochs": 1, "batch_size": 5}
 QUICK_EVALUATION = {"md": False, "dimers": False}
-JOB_TIMEOUT_S = 240
+# Generous: on a shared machine of 2 cores one epoch may take minutes.
+JOB_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
@@ -129,9 +130,11 @@ def test_a_naive_job_trains_on_a_gpu_worker_and_every_download_comes_from_the_bu
     report = client.get(f"/jobs/{job_id}/report", params={"format": "html"})
     card = client.get(f"/jobs/{job_id}/model-card")
     metrics = client.get(f"/jobs/{job_id}/metrics")
+    log = client.get(f"/jobs/{job_id}/log")
 
     assert model.status_code == 200 and report.status_code == 200, (model.text, report.text)
     assert card.status_code == 200 and metrics.status_code == 200, (card.text, metrics.text)
+    assert log.status_code == 200 and log.text, log.text
     stored = bucket.fetch(model_key(job_id), tmp_path / "stored.model").read_bytes()
     assert hashlib.sha256(model.content).digest() == hashlib.sha256(stored).digest()
     # Trained in the training worker's folder, never in the API's or the evaluation worker's.
@@ -240,22 +243,31 @@ def test_a_killed_worker_leaves_the_job_to_the_other_resumed_from_the_bucket(
     assert trained == list(range(epochs))
 
 
-def test_a_worker_on_the_cpu_queue_never_takes_training(client, topology, datasets) -> None:
+def test_a_cpu_queue_worker_never_trains_and_a_fresh_worker_trains_the_admins_foundation(
+    client, topology, datasets, demo_foundation
+) -> None:
+    """With no training worker left, a job waits for one while the cpu-queue worker runs what
+    was submitted after it; then a worker on a new data folder, which has never seen a
+    foundation file, trains from a model the admin registered on the API only."""
     for name in [n for n in topology.processes if n.startswith("worker-gpu")]:
         topology.kill(name)
-    job_id = submit(client, "/jobs", job_spec(datasets))
-    # Submitted after the job: once the evaluation worker has run it, it has seen the queues.
+    registered = register_foundation(
+        topology.api_url, ADMIN_TOKEN, "lab-foundation", demo_foundation
+    )
+    job_id = submit(client, "/jobs", job_spec(datasets, foundation_model="lab-foundation"))
     evaluation_id = submit(
         client,
         "/evaluations",
-        {"model": {"foundation_model": "mace-demo-emt"}, "dataset": datasets["test"],
+        {"model": {"foundation_model": "lab-foundation"}, "dataset": datasets["test"],
          "settings": QUICK_EVALUATION},
     )
     evaluation = wait_until_ended(client, f"/evaluations/{evaluation_id}", topology, JOB_TIMEOUT_S)
     assert evaluation["state"] == "succeeded", evaluation["error"]
     assert client.get(f"/jobs/{job_id}").json()["state"] == "queued"
 
-    topology.start_worker("worker-gpu-3", ["gpu"])
+    fresh = topology.start_worker("worker-gpu-3", ["gpu"])
 
     done = wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
     assert done["state"] == "succeeded", done["error"]
+    fetched = list(fresh.data_dir.rglob(f"{registered['sha256']}.model"))
+    assert fetched, "the worker trained without fetching the registered file"
