@@ -276,7 +276,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     admin_token = secrets.token_urlsafe(24)
-    prepare_database(args.database_url)
+    # moto keeps its bucket in memory: with it, the database starts empty too, so that no row
+    # names a file that went with the last run's S3 server.
+    prepare_database(args.database_url, fresh=args.s3_endpoint_url is None)
     topology = Topology(
         args.root,
         database_url=args.database_url,
@@ -284,14 +286,10 @@ def main(argv: list[str] | None = None) -> int:
         s3_endpoint_url=args.s3_endpoint_url,
         overrides={"MLFT_ADMIN_TOKEN": admin_token},
     )
-    # The shape of docker-compose.yml: a training worker and an evaluation worker.
-    topology.start({"worker-gpu": ["gpu"], "worker-cpu": ["cpu"]})
     try:
-        if args.foundation.is_file():
-            registered = register_foundation(
-                topology.api_url, admin_token, args.foundation.stem, args.foundation
-            )
-            print(f"registered foundation {registered['name']} sha256={registered['sha256']}")
+        # The shape of docker-compose.yml: a training worker and an evaluation worker.
+        topology.start({"worker-gpu": ["gpu"], "worker-cpu": ["cpu"]})
+        _register_given_foundation(topology.api_url, admin_token, args.foundation)
         print(f"API {topology.api_url}  admin token {admin_token}")
         print(f"S3 {topology.s3_endpoint_url}  logs and data folders under {topology.root}")
         print("Ctrl-C stops every process")
@@ -301,6 +299,21 @@ def main(argv: list[str] | None = None) -> int:
     finally:
         topology.stop()
     return 0
+
+
+def _register_given_foundation(api_url: str, admin_token: str, path: Path) -> None:
+    if not path.is_file():
+        print(f"no foundation registered: {path} is missing (python "
+              f"scripts/build_demo_foundation.py --out {path} builds the demo one)")
+        return
+    try:
+        registered = register_foundation(api_url, admin_token, path.stem, path)
+    except httpx.HTTPStatusError as error:
+        if error.response.status_code != 409:
+            raise
+        print(f"foundation {path.stem} is registered already")
+        return
+    print(f"registered foundation {registered['name']} sha256={registered['sha256']}")
 
 
 if __name__ == "__main__":

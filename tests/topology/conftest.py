@@ -20,9 +20,10 @@ from tests.conftest import TEST_DATABASE_URL
 GPU_QUEUE = "topology-gpu"
 CPU_QUEUE = "topology-cpu"
 ADMIN_TOKEN = "topology-admin-token"
-# Short, so that a killed worker's job counts as abandoned a few seconds later; long enough that
-# two busy cores renew it in time.
-LEASE_SECONDS = 4
+# Short, so that a killed worker's job counts as abandoned seconds later; long enough that a
+# worker on a shared machine of 2 cores (load 20 seen) renews it in time: at 4 s, live workers
+# lost their jobs to the sweep, and the same training ran three times.
+LEASE_SECONDS = 15
 TERMINAL = {"succeeded", "failed", "cancelled"}
 
 
