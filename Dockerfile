@@ -1,5 +1,7 @@
 # One image for the API and both workers. TORCH_INDEX picks the torch build: CPU wheels (small)
-# for the API and the CPU worker, CUDA wheels for the GPU worker (see docker-compose.yml).
+# for the API and the CPU worker, CUDA wheels for the GPU worker (see docker-compose.yml, which
+# gives every container the variables of mlft.env). /data is each container's own folder:
+# nothing in it is shared, everything shared lives in PostgreSQL, Redis and S3.
 FROM python:3.11-slim
 
 ENV PYTHONDONTWRITEBYTECODE=1 PYTHONUNBUFFERED=1 MLFT_DATA_DIR=/data
@@ -20,8 +22,8 @@ COPY worker ./worker
 COPY migrations ./migrations
 COPY mlft_client ./mlft_client
 COPY scripts ./scripts
-RUN pip install --no-cache-dir . && useradd --create-home mlft && mkdir -p /data /models \
-    && chown mlft /data /models
+RUN pip install --no-cache-dir . && useradd --create-home mlft && mkdir -p /data \
+    && chown mlft /data
 USER mlft
 
 EXPOSE 8000
