@@ -8,6 +8,7 @@ from ase.formula import Formula
 from sqlalchemy.orm import Session
 
 from core.catalog import get_dataset, referenced_dataset
+from core.context import JobContext
 from core.datasets import read_configurations
 from core.db import session_scope
 from core.errors import InvalidSpecError, MlftError, NotFoundError
@@ -25,7 +26,6 @@ from core.foundations import (
 from core.jobs import get_job, transition
 from core.leases import LeaseKeeper, claim
 from core.models import Evaluation, Job, JobState
-from core.runner import JobContext
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
 
 logger = logging.getLogger(__name__)

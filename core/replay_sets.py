@@ -36,7 +36,7 @@ from core.scoping import scope_session
 from core.spec import SEED_MAX, JobSpec, ObjectId, SpecModel, replay_of
 
 if TYPE_CHECKING:
-    from core.runner import JobContext
+    from core.context import JobContext
 
 logger = logging.getLogger(__name__)
 
