@@ -110,9 +110,7 @@ def fail(context: JobContext, table: WorkTable, row_id: str, reason: str, **valu
     return end(context, table, row_id, JobState.FAILED, error=reason, **values)
 
 
-def end(
-    context: JobContext, table: WorkTable, row_id: str, state: JobState, **values: Any
-) -> bool:
+def end(context: JobContext, table: WorkTable, row_id: str, state: JobState, **values: Any) -> bool:
     """Move the running row to `state`; False when another actor changed it first."""
     cleared: dict[str, Any] = {"stage": None, "lease_owner": None}
     if table is Job:
