@@ -81,11 +81,13 @@ class _EvaluationRun:
 
     work: Work
     spec: EvaluationSpec
-    rss: RssHolesSettings | None = None
-    source: ModelSource | None = None
-    foundation_name: str | None = None
-    head: str | None = None
-    configs: dict[str, list[Atoms]] = field(default_factory=dict)
+    rss: RssHolesSettings | None
+    # Read at the start (_read_inputs): the model, the foundation its forgetting is measured
+    # against and that foundation's head, and the datasets' configurations by role.
+    source: ModelSource = field(init=False)
+    foundation_name: str | None = field(init=False)
+    head: str | None = field(init=False)
+    configs: dict[str, list[Atoms]] = field(init=False)
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -138,7 +140,6 @@ def _standard_suite(run: _EvaluationRun) -> None:
     data = EvaluationData(
         test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
     )
-    assert run.source is not None
     run.report = evaluate_model(
         load_model_source(run.source, context.device),
         data,
@@ -153,7 +154,6 @@ def _rss_holes(run: _EvaluationRun) -> None:
     if run.rss is None:
         return
     context, spec, folder = run.context, run.spec, run.folder
-    assert run.source is not None
     flagged = folder / RSS_FLAGGED_FILE
     run.report["rss_holes"] = rss_holes_stage(
         run.rss,

@@ -7,7 +7,7 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -236,11 +236,12 @@ class _Build:
     work: Work
     spec: ReplaySetSpec
     project_id: str
-    inputs: ReplayBuildInputs | None = None
-    foundation: FoundationModel | None = None
-    model: torch.nn.Module | None = None
-    built: BuiltReplaySet | None = None
-    dataset_id: str | None = None
+    # Set by the stage that computes each, read by the stages after it.
+    inputs: ReplayBuildInputs = field(init=False)
+    foundation: FoundationModel = field(init=False)
+    model: torch.nn.Module = field(init=False)
+    built: BuiltReplaySet = field(init=False)
+    dataset_id: str = field(init=False)
 
     @property
     def context(self) -> JobContext:
@@ -295,7 +296,6 @@ def _load_foundation(build: _Build) -> None:
 
 
 def _generate_and_label(build: _Build) -> None:
-    assert build.inputs is not None and build.model is not None
     build.built = build_replay_set(
         build.model,
         build.inputs,
@@ -305,7 +305,6 @@ def _generate_and_label(build: _Build) -> None:
 
 
 def _store(build: _Build) -> None:
-    assert build.built is not None
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "replay.extxyz"
         ase.io.write(path, build.built.structures, format="extxyz")
@@ -330,7 +329,6 @@ BUILD_STAGES: list[Stage[_Build]] = [
 
 def _report(build: _Build) -> dict[str, Any]:
     spec = build.spec
-    assert build.built is not None and build.foundation is not None
     return {
         **build.built.report,
         "provenance": {
