@@ -17,8 +17,8 @@ from api.routes import metrics as metrics_routes
 from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
 from core.config import Settings, get_settings
+from core.context import context_from_settings
 from core.db import migrate
-from core.runner import context_from_settings
 from worker.celery_app import make_celery
 from worker.tasks import TASK_BY_KIND
 

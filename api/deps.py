@@ -14,11 +14,11 @@ from starlette.concurrency import run_in_threadpool
 
 from core.auth import OPEN_ACCESS, Principal, authenticate
 from core.config import Settings
+from core.context import JobContext
 from core.db import connect_now
 from core.dispatch import Send, dispatch
 from core.errors import DatabaseBusyError
 from core.foundations import FoundationRegistry
-from core.runner import JobContext
 from core.scoping import scope_session
 
 

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from core.context import JobContext
 from core.datasets import is_isolated_atom, labels_of, read_configurations
 from core.db import session_scope
 from core.e0s import model_e0s, predict_energies
@@ -29,7 +30,6 @@ from core.preflight import (
     reference_findings,
     rmse_with_e0s,
 )
-from core.runner import JobContext
 from core.spec import JobSpec, ScratchStrategy
 
 logger = logging.getLogger(__name__)

@@ -2,15 +2,19 @@
 
 import logging
 import shutil
+from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
+from ase import Atoms
 from ase.formula import Formula
 from sqlalchemy.orm import Session
 
 from core.catalog import get_dataset, referenced_dataset
+from core.context import JobContext
 from core.datasets import read_configurations
 from core.db import session_scope
-from core.errors import InvalidSpecError, MlftError, NotFoundError
+from core.errors import InvalidSpecError, NotFoundError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
@@ -22,11 +26,11 @@ from core.foundations import (
     load_foundation,
     load_model_source,
 )
-from core.jobs import get_job, transition
-from core.leases import LeaseKeeper, claim
+from core.jobs import get_job
 from core.models import Evaluation, Job, JobState
-from core.runner import JobContext
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
+from core.stages import Stage, run_stages
+from core.work import Work, execute
 
 logger = logging.getLogger(__name__)
 
@@ -66,115 +70,120 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
     return evaluation
 
 
-class WorkStopped(Exception):
-    """The row was cancelled, or its lease taken over, while a worker worked on it."""
-
-
 def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
     """Run a queued evaluation, or rerun one whose worker died; idempotent otherwise."""
+    return execute(context, Evaluation, evaluation_id, _evaluate)
+
+
+@dataclass
+class _EvaluationRun:
+    """What the stages of an evaluation share: read at its start, the report as it grows."""
+
+    work: Work
+    spec: EvaluationSpec
+    rss: RssHolesSettings | None
+    # Read at the start (_read_inputs): the model, the foundation its forgetting is measured
+    # against and that foundation's head, and the datasets' configurations by role.
+    source: ModelSource = field(init=False)
+    foundation_name: str | None = field(init=False)
+    head: str | None = field(init=False)
+    configs: dict[str, list[Atoms]] = field(init=False)
+    report: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def context(self) -> JobContext:
+        return self.work.context
+
+    @property
+    def folder(self) -> Path:
+        return self.context.work_root / f"evaluation-{self.work.row_id}"
+
+
+def _evaluate(work: Work) -> None:
+    with session_scope(work.context.sessions) as session:
+        spec = EvaluationSpec.model_validate(get_evaluation(session, work.row_id).spec)
+    run = _EvaluationRun(work, spec, rss_settings(spec))
+    # Each stage records its own stage names; work.stage stops a cancelled evaluation there.
+    run_stages(EVALUATION_STAGES, run, record=work.stage, should_stop=work.stopped)
+    work.succeed(report=run.report)
+
+
+def _read_inputs(run: _EvaluationRun) -> None:
+    context, spec = run.context, run.spec
     with session_scope(context.sessions) as session:
-        claimed = claim(
-            session,
-            Evaluation,
-            evaluation_id,
-            lease_seconds=context.lease_seconds,
-            max_attempts=context.max_attempts,
-        )
-        evaluation = get_evaluation(session, evaluation_id)
-        if claimed is None:
-            return evaluation.state
-        spec = EvaluationSpec.model_validate(evaluation.spec)
-    if claimed.resumed:
-        logger.warning("evaluation=%s rerun: attempt %d", evaluation_id, claimed.attempt)
-    keeper = LeaseKeeper(
-        context.sessions, evaluation_id, claimed, context.lease_seconds, table=Evaluation
-    )
-    try:
-        with keeper:
-            report = _evaluate(context, evaluation_id, spec, keeper)
-    except WorkStopped:
-        return _state_now(context, evaluation_id)
-    except MlftError as error:
-        return _end(context, evaluation_id, JobState.FAILED, error=str(error))
-    except Exception as error:
-        logger.exception("evaluation=%s failed unexpectedly", evaluation_id)
-        message = f"internal error: {type(error).__name__}: {error}"
-        return _end(context, evaluation_id, JobState.FAILED, error=message)
-    return _end(context, evaluation_id, JobState.SUCCEEDED, report=report)
-
-
-def _state_now(context: JobContext, evaluation_id: str) -> JobState:
-    with session_scope(context.sessions) as session:
-        state = get_evaluation(session, evaluation_id).state
-    logger.info("evaluation=%s stopped: it is %s", evaluation_id, state.value)
-    return state
-
-
-def _evaluate(
-    context: JobContext, evaluation_id: str, spec: EvaluationSpec, lease: LeaseKeeper
-) -> dict:
-    rss = rss_settings(spec)
-    with session_scope(context.sessions) as session:
-        source, foundation_name, head = _model_source(session, context, spec)
+        run.source, run.foundation_name, run.head = _model_source(session, context, spec)
         roles = {"test": spec.dataset}
         if spec.kind == "standard":
             roles["replay"] = spec.settings.replay_dataset
             roles["reference"] = spec.settings.reference_dataset
-        if rss is not None and not rss.compositions and spec.model.job is not None:
+        if run.rss is not None and not run.rss.compositions and spec.model.job is not None:
             roles["train"] = get_job(session, spec.model.job).spec["train_dataset"]
         files = {
             role: context.storage.local_path(get_dataset(session, dataset_id).storage_key)
             for role, dataset_id in roles.items()
             if dataset_id is not None
         }
-    configs = {role: read_configurations(path) for role, path in files.items()}
-
-    def stage(name: str) -> None:
-        # Between stages is where a cancelled (or taken over) evaluation stops.
-        if lease.lost.is_set():
-            raise WorkStopped(evaluation_id)
-        with session_scope(context.sessions) as session:
-            get_evaluation(session, evaluation_id).stage = name
-
-    folder = context.work_root / f"evaluation-{evaluation_id}"
+    run.configs = {role: read_configurations(path) for role, path in files.items()}
     if spec.model.foundation_model is not None:
-        source = _single_head(context, spec.model.foundation_model, head, folder)
-    report: dict = {}
-    if spec.kind == "standard":
-        foundation = None
-        if foundation_name is not None and configs.get("replay") is not None:
-            foundation = load_foundation(
-                _single_head(context, foundation_name, head, folder), context.device
-            )
-        data = EvaluationData(
-            test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
+        run.source = _single_head(context, spec.model.foundation_model, run.head, run.folder)
+
+
+def _standard_suite(run: _EvaluationRun) -> None:
+    if run.spec.kind != "standard":
+        return
+    context, configs = run.context, run.configs
+    foundation = None
+    if run.foundation_name is not None and configs.get("replay") is not None:
+        foundation = load_foundation(
+            _single_head(context, run.foundation_name, run.head, run.folder), context.device
         )
-        report = evaluate_model(
-            load_model_source(source, context.device),
-            data,
-            spec.settings,
-            foundation=foundation,
-            on_stage=stage,
-            device=context.device,
-        )
-    if rss is not None:
-        flagged = folder / RSS_FLAGGED_FILE
-        report["rss_holes"] = rss_holes_stage(
-            rss,
-            configs.get("test") or configs.get("train") or [],
-            source,
-            flagged,
-            model_name=spec.model.job or spec.model.foundation_model or "model",
-            foundation=(
-                _single_head(context, foundation_name, head, folder) if foundation_name else None
-            ),
-            cache_folder=context.cache.folder / "rss" if context.cache is not None else None,
-            device=context.device,
-            on_stage=stage,
-        )
-        context.storage.put_file(evaluation_artifact_key(evaluation_id, RSS_FLAGGED_FILE), flagged)
-    shutil.rmtree(folder, ignore_errors=True)
-    return report
+    data = EvaluationData(
+        test=configs["test"], replay=configs.get("replay"), reference=configs.get("reference")
+    )
+    run.report = evaluate_model(
+        load_model_source(run.source, context.device),
+        data,
+        run.spec.settings,
+        foundation=foundation,
+        on_stage=run.work.stage,
+        device=context.device,
+    )
+
+
+def _rss_holes(run: _EvaluationRun) -> None:
+    if run.rss is None:
+        return
+    context, spec, folder = run.context, run.spec, run.folder
+    flagged = folder / RSS_FLAGGED_FILE
+    run.report["rss_holes"] = rss_holes_stage(
+        run.rss,
+        run.configs.get("test") or run.configs.get("train") or [],
+        run.source,
+        flagged,
+        model_name=spec.model.job or spec.model.foundation_model or "model",
+        foundation=(
+            _single_head(context, run.foundation_name, run.head, folder)
+            if run.foundation_name
+            else None
+        ),
+        cache_folder=context.cache.folder / "rss" if context.cache is not None else None,
+        device=context.device,
+        on_stage=run.work.stage,
+    )
+    key = evaluation_artifact_key(run.work.row_id, RSS_FLAGGED_FILE)
+    context.storage.put_file(key, flagged)
+
+
+def _remove_folder(run: _EvaluationRun) -> None:
+    shutil.rmtree(run.folder, ignore_errors=True)
+
+
+EVALUATION_STAGES: list[Stage[_EvaluationRun]] = [
+    Stage(None, _read_inputs),
+    Stage(None, _standard_suite),
+    Stage(None, _rss_holes),
+    Stage(None, _remove_folder),
+]
 
 
 def _single_head(
@@ -256,20 +265,3 @@ def _succeeded_job(session: Session, job_id: str) -> Job:
             f"job {job_id} is {job.state.value}; only a job that succeeded has a model"
         )
     return job
-
-
-def _end(context: JobContext, evaluation_id: str, state: JobState, **values) -> JobState:
-    with session_scope(context.sessions) as session:
-        transition(
-            session,
-            evaluation_id,
-            JobState.RUNNING,
-            state,
-            table=Evaluation,
-            stage=None,
-            lease_owner=None,
-            **values,
-        )
-        final = get_evaluation(session, evaluation_id).state
-    logger.info("evaluation=%s ended %s", evaluation_id, final.value)
-    return final

@@ -22,6 +22,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.CANCELLED: frozenset(),
 }
 Row = TypeVar("Row", Job, Evaluation, ReplaySet)
+WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
@@ -68,7 +69,7 @@ def transition(
     expected: JobState,
     target: JobState,
     *,
-    table: type[Job] | type[Evaluation] | type[ReplaySet] = Job,
+    table: WorkTable = Job,
     only_if: ColumnElement[bool] | None = None,
     **values: Any,
 ) -> bool:
@@ -117,16 +118,24 @@ def cancel(session: Session, row: Row) -> Row:
     return row
 
 
+# Where each kind of work row keeps its progress inside a long stage (evaluations keep none).
+PROGRESS_COLUMNS = {Job: "stage_progress", ReplaySet: "progress"}
+
+
 def record_stage(
-    session: Session, job_id: str, stage: str, *, progress: dict[str, Any] | None = None
+    session: Session,
+    job_id: str,
+    stage: str,
+    *,
+    progress: dict[str, Any] | None = None,
+    table: WorkTable = Job,
 ) -> None:
-    """What the job does now; `progress` (done of total) inside a long stage, cleared by the
-    next stage."""
-    session.execute(
-        update(Job)
-        .where(Job.id == job_id)
-        .values(stage=stage, stage_progress=progress, updated_at=utcnow())
-    )
+    """What the job (or evaluation, or replay set) does now; `progress` (done of total) inside a
+    long stage, cleared by the next stage."""
+    values: dict[str, Any] = {"stage": stage, "updated_at": utcnow()}
+    if table in PROGRESS_COLUMNS:
+        values[PROGRESS_COLUMNS[table]] = progress
+    session.execute(update(table).where(table.id == job_id).values(**values))
     session.commit()
 
 

@@ -19,11 +19,10 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
 from core.errors import NotFoundError
-from core.jobs import transition
+from core.jobs import WorkTable, transition
 from core.models import Evaluation, Job, JobState, ReplaySet, new_id, utcnow
 
 logger = logging.getLogger(__name__)
-WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
 
 
 @dataclass(frozen=True)

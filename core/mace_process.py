@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingFailedError
+from core.stages import WorkStopped
 
 EpochCallback = Callable[[dict[str, Any]], None]
 StopCheck = Callable[[], bool]
@@ -34,7 +35,7 @@ runpy.run_module("mace.cli.run_train", run_name="__main__", alter_sys=True)
 """
 
 
-class TrainingCancelled(Exception):
+class TrainingCancelled(WorkStopped):
     """Raised when should_stop() turned true while mace was training."""
 
 

@@ -7,36 +7,42 @@ import json
 import logging
 import tempfile
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import Any, Literal
 
 import ase.io
+import torch
 from ase.data import atomic_numbers
 from pydantic import ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.catalog import get_dataset, referenced_dataset, register_dataset
+from core.context import JobContext
 from core.datasets import read_configurations
 from core.db import session_scope
-from core.errors import InvalidSpecError, MlftError, NotFoundError
+from core.errors import InvalidSpecError, NotFoundError
 from core.foundation_heads import working_foundation
-from core.foundations import DEMO_FOUNDATION_NAME, FoundationName, load_foundation
-from core.jobs import TERMINAL_STATES, get_job, record_stage, transition
-from core.leases import LeaseKeeper, claim
+from core.foundations import (
+    DEMO_FOUNDATION_NAME,
+    FoundationModel,
+    FoundationName,
+    load_foundation,
+)
+from core.jobs import TERMINAL_STATES, get_job, record_stage
 from core.models import Dataset, JobState, ReplaySet
 from core.replay_build import (
     RANDOM_CRYSTAL_SOURCE,
+    BuiltReplaySet,
     ReplayBuildInputs,
     available_sources,
     build_replay_set,
 )
 from core.scoping import scope_session
 from core.spec import SEED_MAX, JobSpec, ObjectId, SpecModel, replay_of
-
-if TYPE_CHECKING:
-    from core.runner import JobContext
+from core.stages import Stage, WorkStopped, run_stages
+from core.work import Work, execute
 
 logger = logging.getLogger(__name__)
 
@@ -103,7 +109,7 @@ class Submitted:
     created: bool  # False: an existing set with the same inputs is reused
 
 
-def submit_replay_set(session: Session, spec: ReplaySetSpec, context: "JobContext") -> Submitted:
+def submit_replay_set(session: Session, spec: ReplaySetSpec, context: JobContext) -> Submitted:
     """Check the request, reuse a set built (or being built) from the same inputs, or create a
     queued row; the caller enqueues a created one."""
     resolved, content_hash = resolve(session, spec, context)
@@ -121,7 +127,7 @@ def submit_replay_set(session: Session, spec: ReplaySetSpec, context: "JobContex
 
 
 def resolve(
-    session: Session, spec: ReplaySetSpec, context: "JobContext"
+    session: Session, spec: ReplaySetSpec, context: JobContext
 ) -> tuple[ReplaySetSpec, str]:
     """The spec with elements and sources filled in, and its content hash; InvalidSpecError for
     what cannot be built."""
@@ -185,7 +191,7 @@ def content_hash(
     return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()
 
 
-def _foundation_sha256(context: "JobContext", name: str) -> str | None:
+def _foundation_sha256(context: JobContext, name: str) -> str | None:
     if context.registry.local_elements(name) is None:
         return None
     return context.registry.resolve(name).sha256
@@ -218,60 +224,48 @@ def list_replay_sets(session: Session, *, limit: int = 100, offset: int = 0) -> 
     return list(session.scalars(query))
 
 
-class BuildStopped(Exception):
-    """The set was cancelled, or its lease taken over, while this worker built it."""
-
-
-def execute_replay_set(context: "JobContext", replay_set_id: str) -> JobState:
+def execute_replay_set(context: JobContext, replay_set_id: str) -> JobState:
     """Build a queued replay set (or rebuild one whose worker died); idempotent otherwise."""
-    with session_scope(context.sessions) as session:
-        claimed = claim(
-            session,
-            ReplaySet,
-            replay_set_id,
-            lease_seconds=context.lease_seconds,
-            max_attempts=context.max_attempts,
-        )
-        replay_set = get_replay_set(session, replay_set_id)
-        if claimed is None:
-            return replay_set.state
+    return execute(context, ReplaySet, replay_set_id, _build)
+
+
+@dataclass
+class _Build:
+    """What the stages of a replay-set build share."""
+
+    work: Work
+    spec: ReplaySetSpec
+    project_id: str
+    # Set by the stage that computes each, read by the stages after it.
+    inputs: ReplayBuildInputs = field(init=False)
+    foundation: FoundationModel = field(init=False)
+    model: torch.nn.Module = field(init=False)
+    built: BuiltReplaySet = field(init=False)
+    dataset_id: str = field(init=False)
+
+    @property
+    def context(self) -> JobContext:
+        return self.work.context
+
+
+def _build(work: Work) -> None:
+    with session_scope(work.context.sessions) as session:
+        replay_set = get_replay_set(session, work.row_id)
         spec = ReplaySetSpec.model_validate(replay_set.spec)
         project_id = replay_set.project_id
         # Two requests for the same inputs can both have been queued before either was built;
         # a set built from another project's data is never shared.
         twin = find_reusable(scope_session(session, project_id), replay_set.content_hash)
     if twin is not None and twin.state is JobState.SUCCEEDED:
-        values = {"dataset_id": twin.dataset_id, "report": twin.report}
-        return _end(context, replay_set_id, JobState.SUCCEEDED, **values)
-    if claimed.resumed:
-        logger.warning("replay_set=%s rebuilt: attempt %d", replay_set_id, claimed.attempt)
-    keeper = LeaseKeeper(
-        context.sessions, replay_set_id, claimed, context.lease_seconds, table=ReplaySet
-    )
-    try:
-        with keeper:
-            dataset_id, report = _build(context, replay_set_id, spec, project_id, keeper)
-    except BuildStopped:
-        with session_scope(context.sessions) as session:
-            state = get_replay_set(session, replay_set_id).state
-        logger.info("replay_set=%s stopped: it is %s", replay_set_id, state.value)
-        return state
-    except MlftError as error:
-        return _end(context, replay_set_id, JobState.FAILED, error=str(error))
-    except Exception as error:
-        logger.exception("replay_set=%s failed unexpectedly", replay_set_id)
-        message = f"internal error: {type(error).__name__}: {error}"
-        return _end(context, replay_set_id, JobState.FAILED, error=message)
-    return _end(context, replay_set_id, JobState.SUCCEEDED, dataset_id=dataset_id, report=report)
+        work.succeed(dataset_id=twin.dataset_id, report=twin.report)
+        return
+    build = _Build(work, spec, project_id)
+    run_stages(BUILD_STAGES, build, record=work.stage, should_stop=work.stopped)
+    work.succeed(dataset_id=build.dataset_id, report=_report(build))
 
 
-def _build(
-    context: "JobContext",
-    replay_set_id: str,
-    spec: ReplaySetSpec,
-    project_id: str,
-    lease: LeaseKeeper,
-) -> tuple[str, dict[str, Any]]:
+def _read_inputs(build: _Build) -> None:
+    context, spec = build.context, build.spec
     with session_scope(context.sessions) as session:
 
         def path_of(dataset_id: str) -> Path:
@@ -279,13 +273,7 @@ def _build(
 
         train = path_of(spec.train_dataset) if spec.train_dataset is not None else None
         pools = [path_of(dataset_id) for dataset_id in spec.pool_datasets]
-    foundation = context.registry.resolve(spec.foundation_model)
-    with tempfile.TemporaryDirectory(prefix="mlft-replay-foundation-") as folder:
-        _, model, _ = working_foundation(
-            foundation, load_foundation(foundation, context.device), spec.foundation_head,
-            Path(folder),
-        )
-    inputs = ReplayBuildInputs(
+    build.inputs = ReplayBuildInputs(
         elements=list(spec.elements or []),
         configurations=read_configurations(train) if train is not None else [],
         sources=list(spec.sources or []),
@@ -293,18 +281,59 @@ def _build(
         seed=spec.seed,
         pool=[atoms for path in pools for atoms in read_configurations(path)],
     )
-    built = build_replay_set(
-        model,
-        inputs,
-        device=context.device,
-        on_progress=_ProgressRecorder(context, replay_set_id, lease),
+
+
+def _load_foundation(build: _Build) -> None:
+    context, spec = build.context, build.spec
+    build.foundation = context.registry.resolve(spec.foundation_model)
+    with tempfile.TemporaryDirectory(prefix="mlft-replay-foundation-") as folder:
+        _, build.model, _ = working_foundation(
+            build.foundation,
+            load_foundation(build.foundation, context.device),
+            spec.foundation_head,
+            Path(folder),
+        )
+
+
+def _generate_and_label(build: _Build) -> None:
+    build.built = build_replay_set(
+        build.model,
+        build.inputs,
+        device=build.context.device,
+        on_progress=_ProgressRecorder(build.work),
     )
-    _stage(context, replay_set_id, "storing", None)
-    report = {
-        **built.report,
+
+
+def _store(build: _Build) -> None:
+    with tempfile.TemporaryDirectory() as folder:
+        path = Path(folder) / "replay.extxyz"
+        ase.io.write(path, build.built.structures, format="extxyz")
+        with session_scope(build.context.sessions) as session:
+            dataset = register_dataset(
+                scope_session(session, build.project_id),
+                build.context.storage,
+                path,
+                f"replay-set-{build.work.row_id}.extxyz",
+            )
+    build.dataset_id = dataset.id
+
+
+BUILD_STAGES: list[Stage[_Build]] = [
+    Stage(None, _read_inputs),
+    Stage(None, _load_foundation),
+    # Records its own stages, with counts (_ProgressRecorder).
+    Stage(None, _generate_and_label),
+    Stage("storing", _store),
+]
+
+
+def _report(build: _Build) -> dict[str, Any]:
+    spec = build.spec
+    return {
+        **build.built.report,
         "provenance": {
             "foundation_model": spec.foundation_model,
-            "foundation_sha256": foundation.sha256,
+            "foundation_sha256": build.foundation.sha256,
             "elements": spec.elements,
             "sources": spec.sources,
             "pool_datasets": spec.pool_datasets,
@@ -313,66 +342,26 @@ def _build(
             "builder_version": BUILDER_VERSION,
         },
     }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "replay.extxyz"
-        ase.io.write(path, built.structures, format="extxyz")
-        with session_scope(context.sessions) as session:
-            dataset = register_dataset(
-                scope_session(session, project_id),
-                context.storage,
-                path,
-                f"replay-set-{replay_set_id}.extxyz",
-            )
-    return dataset.id, report
 
 
 class _ProgressRecorder:
     """Stage and counts of a building set on its row, at most once a second per stage."""
 
-    def __init__(self, context: "JobContext", replay_set_id: str, lease: LeaseKeeper) -> None:
-        self.context = context
-        self.replay_set_id = replay_set_id
-        self.lease = lease
+    def __init__(self, work: Work) -> None:
+        self.work = work
         self.last: tuple[str, float] = ("", 0.0)
 
     def __call__(self, stage: str, done: int, total: int) -> None:
-        if self.lease.lost.is_set():
-            raise BuildStopped(self.replay_set_id)  # cancelled, or taken over after a lease expiry
+        if self.work.stopped():
+            raise WorkStopped(stage)  # cancelled, or taken over after a lease expiry
         now = time.monotonic()
         if stage == self.last[0] and done < total and now - self.last[1] < 1.0:
             return
         self.last = (stage, now)
-        _stage(self.context, self.replay_set_id, stage, {"done": done, "total": total})
+        self.work.stage(stage, {"done": done, "total": total})
 
 
-def _stage(
-    context: "JobContext", replay_set_id: str, stage: str, progress: dict[str, int] | None
-) -> None:
-    with session_scope(context.sessions) as session:
-        replay_set = get_replay_set(session, replay_set_id)
-        replay_set.stage = stage
-        replay_set.progress = progress
-
-
-def _end(context: "JobContext", replay_set_id: str, state: JobState, **values: Any) -> JobState:
-    with session_scope(context.sessions) as session:
-        transition(
-            session,
-            replay_set_id,
-            JobState.RUNNING,
-            state,
-            table=ReplaySet,
-            stage=None,
-            lease_owner=None,
-            **values,
-        )
-        replay_set = get_replay_set(session, replay_set_id)
-        final = replay_set.state
-    logger.info("replay_set=%s ended %s", replay_set_id, final.value)
-    return final
-
-
-def ensure_replay_set(context: "JobContext", spec: ReplaySetSpec, project_id: str) -> ReplaySet:
+def ensure_replay_set(context: JobContext, spec: ReplaySetSpec, project_id: str) -> ReplaySet:
     """A built replay set for these inputs in the project: reused when one exists, else built
     here and now (a job's `replay: auto` stage). Raises InvalidSpecError when it cannot be built."""
     deadline = time.monotonic() + WAIT_FOR_OTHER_BUILD_S
@@ -395,7 +384,7 @@ def ensure_replay_set(context: "JobContext", spec: ReplaySetSpec, project_id: st
         time.sleep(2.0)  # another worker builds the same set; wait for it
 
 
-def with_built_replay(context: "JobContext", job_id: str, spec: JobSpec) -> JobSpec:
+def with_built_replay(context: JobContext, job_id: str, spec: JobSpec) -> JobSpec:
     """The job spec with `replay: auto` replaced by a replay set built (or reused) for its
     training data; other specs unchanged. The job's stored spec then names the set's dataset,
     so its reports and model card say which data were replayed, and a job redelivered after its

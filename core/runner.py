@@ -14,41 +14,25 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
-from core.cache import PredictionCache
 from core.catalog import get_dataset, referenced_dataset
 from core.checkpoints import CheckpointSync, prepare_resume
-from core.config import Settings
+from core.context import JobContext
 from core.datasets import read_configurations
-from core.db import session_factory, session_scope
+from core.db import session_scope
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.foundation_heads import working_foundation
-from core.foundation_store import FoundationStore
-from core.foundations import FoundationRegistry, load_foundation, model_load_lock
+from core.foundations import load_foundation, model_load_lock
 from core.job_logs import MACE_LOG_NAME, LogShipper
-from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
-from core.leases import LeaseKeeper, claim_job
-from core.mace_process import TrainingCancelled
+from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage
+from core.leases import LeaseKeeper
 from core.model_card import build_model_card, render_markdown
 from core.models import Job, JobState, ReplaySet, utcnow
 from core.replay_sets import with_built_replay
 from core.spec import JobSpec, replay_of
-from core.storage import Storage, storage_from_settings
 from core.training import JobFiles, TrainingResult, preflight_job, run_training
+from core.work import Work, claim_work, run_claimed, state_of
 
 logger = logging.getLogger(__name__)
-
-
-@dataclass
-class JobContext:
-    sessions: sessionmaker[Session]
-    storage: Storage
-    registry: FoundationRegistry
-    work_root: Path
-    device: str = "cpu"
-    cache: PredictionCache | None = None
-    lease_seconds: float = 60.0
-    max_attempts: int = 3
-    progress_interval_s: float = 2.0
 
 
 class RecordedProgress:
@@ -138,33 +122,18 @@ class RecordedProgress:
 
 def execute_job(context: JobContext, job_id: str) -> JobState:
     """Run a job that is queued, or running after its worker died; idempotent otherwise."""
-    with session_scope(context.sessions) as session:
-        claim = claim_job(
-            session,
-            job_id,
-            lease_seconds=context.lease_seconds,
-            max_attempts=context.max_attempts,
-        )
-    if claim is None:
-        with session_scope(context.sessions) as session:
-            return current_state(session, job_id)
+    claimed = claim_work(context, Job, job_id)
+    if claimed is None:
+        return state_of(context, Job, job_id)
     work_dir = context.work_root / job_id
     checkpoints = CheckpointSync(context.storage, job_id, work_dir / "checkpoints")
+
     log = LogShipper(context.sessions, job_id, work_dir / MACE_LOG_NAME)
-    with LeaseKeeper(context.sessions, job_id, claim, context.lease_seconds) as lease:
-        if claim.resumed:
-            prepare_resume(context.sessions, context.storage, job_id, work_dir, claim.attempt)
-        progress = RecordedProgress(
-            context.sessions,
-            job_id,
-            lease=lease,
-            checkpoints=checkpoints,
-            log=log,
-            resumed=claim.resumed,
-            context=context,
-            progress_interval_s=context.progress_interval_s,
-        )
-        state = _run_claimed(context, job_id, work_dir, progress)
+
+    def body(work: Work) -> None:
+        _run_job(work, work_dir, checkpoints, log)
+
+    state = run_claimed(context, Job, job_id, claimed, body, _failure_details)
     if state is not JobState.RUNNING:
         # Ended (succeeded, failed or cancelled): what matters is in storage and on the row.
         # Still running means another worker took the job over after a lease expiry.
@@ -181,46 +150,44 @@ def _store_log(context: JobContext, log: LogShipper) -> None:
         logger.exception("job=%s full log not stored", log.job_id)
 
 
-def _run_claimed(
-    context: JobContext, job_id: str, work_dir: Path, progress: RecordedProgress
-) -> JobState:
+def _run_job(work: Work, work_dir: Path, checkpoints: CheckpointSync, log: LogShipper) -> None:
+    context, job_id, claimed = work.context, work.row_id, work.claim
+    if claimed.resumed:
+        prepare_resume(context.sessions, context.storage, job_id, work_dir, claimed.attempt)
+    progress = RecordedProgress(
+        context.sessions,
+        job_id,
+        lease=work.lease,
+        checkpoints=checkpoints,
+        log=log,
+        resumed=claimed.resumed,
+        context=context,
+        progress_interval_s=context.progress_interval_s,
+    )
+    spec = with_built_replay(context, job_id, _stored_spec(context, job_id))
+    with session_scope(context.sessions) as session:
+        keys = _input_keys(session, spec)
+    files = _fetch_inputs(context, keys, work_dir / "inputs")
+    foundation = context.registry.resolve(spec.foundation_model) if spec.foundation_model else None
+    result = run_training(
+        spec, files, foundation, work_dir, progress, device=context.device, cache=context.cache
+    )
+    _finish(work, result, progress.delivered)
+
+
+def _stored_spec(context: JobContext, job_id: str) -> JobSpec:
     with session_scope(context.sessions) as session:
         stored = get_job(session, job_id).spec
     try:
-        spec = JobSpec.model_validate(stored)
+        return JobSpec.model_validate(stored)
     except ValidationError as error:
         # Accepted before a rule existed (a foundation named by a path, a NaN learning rate).
-        return _fail(context, job_id, f"the job's spec is not valid any more: {error}")
-    try:
-        spec = with_built_replay(context, job_id, spec)
-        with session_scope(context.sessions) as session:
-            keys = _input_keys(session, spec)
-        files = _fetch_inputs(context, keys, work_dir / "inputs")
-        foundation = (
-            context.registry.resolve(spec.foundation_model) if spec.foundation_model else None
-        )
-        result = run_training(
-            spec,
-            files,
-            foundation,
-            work_dir,
-            progress,
-            device=context.device,
-            cache=context.cache,
-        )
-        return _finish(context, job_id, result, progress.delivered)
-    except TrainingCancelled:
-        with session_scope(context.sessions) as session:
-            state = current_state(session, job_id)
-        logger.info("job=%s training stopped: the job is %s", job_id, state.value)
-        return state
-    except PreflightBlockedError as error:
-        return _fail(context, job_id, str(error), preflight=error.report)
-    except MlftError as error:
-        return _fail(context, job_id, str(error))
-    except Exception as error:
-        logger.exception("job=%s failed unexpectedly", job_id)
-        return _fail(context, job_id, f"internal error: {type(error).__name__}: {error}")
+        raise InvalidSpecError(f"the job's spec is not valid any more: {error}") from error
+
+
+def _failure_details(error: MlftError) -> dict[str, Any]:
+    """What a failed job keeps on its row besides the reason: the blocking preflight report."""
+    return {"preflight": error.report} if isinstance(error, PreflightBlockedError) else {}
 
 
 def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dict[str, Any]:
@@ -401,9 +368,8 @@ def _e0s_of(result: TrainingResult) -> dict[str, Any]:
     return {**result.e0_fit.to_dict(), "isolated_atom_energies": result.isolated_atom_energies}
 
 
-def _finish(
-    context: JobContext, job_id: str, result: TrainingResult, delivered: Delivery | None
-) -> JobState:
+def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> None:
+    context, job_id = work.context, work.row_id
     if delivered is None:
         delivered = deliver_model(context, job_id, result)
     keys, exports = delivered.keys, delivered.exports
@@ -419,34 +385,25 @@ def _finish(
         context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
-        won = transition(
-            session,
-            job_id,
-            JobState.RUNNING,
-            JobState.SUCCEEDED,
-            stage=None,
-            stage_progress=None,
-            e0s=e0s,
-            metrics=result.evaluation,
-            checks=checks,
-            preflight=result.preflight,
-            split=result.split,
-            cost=result.cost,
-            exports=exports,
-            model_card=card,
-            **keys,
-        )
+    won = work.succeed(
+        e0s=e0s,
+        metrics=result.evaluation,
+        checks=checks,
+        preflight=result.preflight,
+        split=result.split,
+        cost=result.cost,
+        exports=exports,
+        model_card=card,
+        **keys,
+    )
     if not won:
-        with session_scope(context.sessions) as session:
-            state = current_state(session, job_id)
         # Another run of the job (after a lease takeover) won: its artifacts have these keys.
         # Otherwise (cancelled during the evaluation) the delivered model stays with the job.
-        if state is not JobState.SUCCEEDED:
+        if state_of(context, Job, job_id) is not JobState.SUCCEEDED:
             for key in evaluated:
                 context.storage.delete(key)
-        return state
+        return
     logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
-    return JobState.SUCCEEDED
 
 
 def artifact_key(job_id: str, name: str) -> str:
@@ -524,41 +481,4 @@ def model_card_of(
         cost=result.cost,
         exports=exports,
         created_at=utcnow().isoformat(timespec="seconds"),
-    )
-
-
-def _fail(context: JobContext, job_id: str, reason: str, **values: Any) -> JobState:
-    logger.warning("job=%s failed: %s", job_id, reason)
-    with session_scope(context.sessions) as session:
-        transition(
-            session,
-            job_id,
-            JobState.RUNNING,
-            JobState.FAILED,
-            error=reason,
-            stage=None,
-            stage_progress=None,
-            **values,
-        )
-        return current_state(session, job_id)
-
-
-def context_from_settings(settings: Settings) -> JobContext:
-    sessions = session_factory(settings.resolved_database_url, settings.pool_limits)
-    storage = storage_from_settings(settings)
-    return JobContext(
-        sessions=sessions,
-        storage=storage,
-        registry=FoundationRegistry(
-            settings.resolved_models_dir,
-            offline=settings.offline,
-            probe_timeout_s=settings.foundation_probe_timeout_s,
-            store=FoundationStore(sessions, storage),
-        ),
-        work_root=settings.data_dir / "work",
-        device=settings.device,
-        cache=PredictionCache(settings.data_dir / "cache", storage),
-        lease_seconds=settings.job_lease_seconds,
-        max_attempts=settings.max_attempts,
-        progress_interval_s=settings.progress_interval_s,
     )

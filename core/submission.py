@@ -16,7 +16,7 @@ from core.spec import JobSpec, replay_of, uses_pseudolabels
 from core.strategies import effective_settings, spec_warnings
 
 if TYPE_CHECKING:
-    from core.runner import JobContext
+    from core.context import JobContext
 
 logger = logging.getLogger(__name__)
 

@@ -43,6 +43,7 @@ from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
 from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
 from core.splits import Split, split_configurations
+from core.stages import Stage, run_stages
 from core.strategies import (
     FREEZE_LEVELS,
     RUN_NAME,
@@ -123,6 +124,64 @@ class _Prepared:
     replay: ReplayFile | None
 
 
+@dataclass
+class _TrainingRun:
+    """What the stages of run_training share: the job's inputs, then what each stage adds
+    (a field is set by the stage that computes it and read by the stages after)."""
+
+    spec: JobSpec
+    files: JobFiles
+    registered: FoundationModel | None  # as the registry names it; the model card cites it
+    work_dir: Path
+    progress: Progress
+    device: str
+    cache: PredictionCache | None
+    # preparing data
+    configs: list[ase.Atoms] = field(init=False)
+    candidates: list[int] = field(init=False)
+    fine_tuning: bool = field(init=False)
+    # The working file of the foundation: the fine-tuned head alone, in the job's folder.
+    foundation: FoundationModel | None = field(init=False)
+    foundation_model: torch.nn.Module | None = field(init=False)
+    head: str | None = field(init=False)
+    batch_note: list[str] = field(init=False)
+    # preflight
+    outcome: PreflightOutcome = field(init=False)
+    chosen: list[int] = field(init=False)
+    split: Split = field(init=False)
+    # e0s
+    fit: E0Fit = field(init=False)
+    warnings: list[str] = field(init=False)
+    molecules: list[ase.Atoms] = field(init=False)
+    prepared: _Prepared = field(init=False)
+    loss: dict[str, Any] = field(init=False)
+    inputs: TrainingInputs = field(init=False)
+    # training
+    cost: dict[str, Any] = field(init=False)
+    # verifying
+    full_path: Path = field(init=False)
+    delivered: torch.nn.Module = field(init=False)
+    delivered_path: Path = field(init=False)
+    checks: dict[str, Any] = field(init=False)
+    isolated_energies: dict[str, float] = field(init=False)
+    # exporting
+    held_out: list[ase.Atoms] | None = field(init=False)
+    trained: TrainingResult = field(init=False)
+    # evaluating
+    evaluation: dict[str, Any] = field(default_factory=dict)
+    artifacts: dict[str, Path] = field(default_factory=dict)
+
+    @property
+    def own_model(self) -> torch.nn.Module | None:
+        # Scratch needs no foundation: its E0s, findings and warnings never evaluate one (the
+        # foundation, when named, only serves as the comparison in the evaluation).
+        return self.foundation_model if self.fine_tuning else None
+
+    def picked(self, indices: list[int]) -> list[ase.Atoms]:
+        """Configurations at split positions (positions among the chosen candidates)."""
+        return [self.configs[self.candidates[self.chosen[i]]] for i in indices]
+
+
 def run_training(
     spec: JobSpec,
     files: JobFiles,
@@ -134,185 +193,258 @@ def run_training(
     cache: PredictionCache | None = None,
 ) -> TrainingResult:
     work_dir.mkdir(parents=True, exist_ok=True)
-    progress.stage("preparing data")
-    configs = read_configurations(files.train)
+    run = _TrainingRun(spec, files, foundation, work_dir, progress, device, cache)
+    run_stages(TRAINING_STAGES, run, record=progress.stage, should_stop=progress.should_stop)
+    return replace(
+        run.trained,
+        evaluation=run.evaluation,
+        artifacts=run.artifacts,
+        warnings=run.trained.warnings + accuracy_warnings(run.evaluation),
+    )
+
+
+def _read_data_and_foundation(run: _TrainingRun) -> None:
+    spec = run.spec
+    run.configs = read_configurations(run.files.train)
     # Isolated atoms are E0 references, set aside from the split (and named in it); a one-atom
     # periodic cell is a crystal and trains like any other configuration.
-    candidates = [index for index, atoms in enumerate(configs) if not is_isolated_atom(atoms)]
-    if not candidates:
+    run.candidates = [
+        index for index, atoms in enumerate(run.configs) if not is_isolated_atom(atoms)
+    ]
+    if not run.candidates:
         raise InvalidSpecError(
             "the training dataset holds only isolated atoms; nothing to train on"
         )
-    fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
-    registered = foundation
-    foundation_model = None
-    head = None
-    if foundation is not None:
-        foundation, foundation_model, head = working_foundation(
-            foundation, load_foundation(foundation, device), spec.foundation_head, work_dir
+    run.fine_tuning = not isinstance(spec.strategy, ScratchStrategy)
+    run.foundation, run.foundation_model, run.head = run.registered, None, None
+    if run.registered is not None:
+        run.foundation, run.foundation_model, run.head = working_foundation(
+            run.registered,
+            load_foundation(run.registered, run.device),
+            spec.foundation_head,
+            run.work_dir,
         )
-        logger.info("foundation %s head=%s file=%s", foundation.name, head, foundation.path)
-    if fine_tuning and (foundation is None or foundation_model is None):
+        logger.info(
+            "foundation %s head=%s file=%s", run.foundation.name, run.head, run.foundation.path
+        )
+    if run.fine_tuning and (run.foundation is None or run.foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
+    run.spec, run.batch_note = batch_size_for_edges(
+        spec, [run.configs[i] for i in run.candidates], run.foundation_model, edge_budget()
+    )
 
-    spec, batch_note = batch_size_for_edges(
-        spec, [configs[i] for i in candidates], foundation_model, edge_budget()
-    )
-    progress.stage("preflight")
-    # Scratch needs no foundation: its E0s, findings and warnings never evaluate one (the
-    # foundation, when named, only serves as the comparison in the evaluation).
-    own_model = foundation_model if fine_tuning else None
+
+def _preflight(run: _TrainingRun) -> None:
+    spec, configs = run.spec, run.configs
     outcome = preflight_job(
-        spec, configs, files, foundation if fine_tuning else None, own_model, cache, device
+        spec,
+        configs,
+        run.files,
+        run.foundation if run.fine_tuning else None,
+        run.own_model,
+        run.cache,
+        run.device,
     )
+    run.outcome = outcome
     _notify(
-        progress,
+        run.progress,
         "preflight",
         outcome.report.to_dict(),
         outcome.cost.to_dict() if outcome.cost else None,
     )
     if outcome.report.blocking:
         raise PreflightBlockedError(blocking_message(outcome.report), outcome.report.to_dict())
-    if fine_tuning:
-        assert foundation_model is not None
-        require_elements_known(foundation_model, configs, "training data")
-    # Positions among the candidates (the training molecules); mapped back to the dataset below.
-    chosen = _fraction(list(range(len(candidates))), spec.train_fraction, spec.hyperparameters.seed)
-    split = split_configurations(
-        [configs[candidates[i]] for i in chosen],
-        valid_fraction=spec.valid_fraction if files.valid is None else 0.0,
+    if run.fine_tuning:
+        assert run.foundation_model is not None
+        require_elements_known(run.foundation_model, configs, "training data")
+
+
+def _split(run: _TrainingRun) -> None:
+    spec = run.spec
+    # Positions among the candidates (the training molecules); mapped back to the dataset by
+    # run.picked.
+    run.chosen = _fraction(
+        list(range(len(run.candidates))), spec.train_fraction, spec.hyperparameters.seed
+    )
+    run.split = split_configurations(
+        [run.configs[run.candidates[i]] for i in run.chosen],
+        valid_fraction=spec.valid_fraction if run.files.valid is None else 0.0,
         test_fraction=spec.split.test_fraction,
         group_by=spec.split.group_by,
         deduplicate=spec.split.deduplicate,
         seed=spec.hyperparameters.seed,
     )
+    run.molecules = run.picked(run.split.train)
 
-    def picked(indices: list[int]) -> list[ase.Atoms]:
-        return [configs[candidates[chosen[i]]] for i in indices]
 
-    molecules = picked(split.train)
+def _choose_e0s(run: _TrainingRun) -> None:
+    spec, split, outcome = run.spec, run.split, run.outcome
     # E0s are fitted on everything but the test set, as mace's own estimate would see it.
     fitted = sorted(split.train + split.valid)
-    progress.stage("e0s")
     predicted = None
     if outcome.predictions is not None and spec.e0s == "estimated":
-        predicted = outcome.predictions.energies[[chosen[i] for i in fitted]]
+        predicted = outcome.predictions.energies[[run.chosen[i] for i in fitted]]
     fit = choose_e0s(
-        spec, own_model, picked(fitted), _isolated_atoms(configs, files), predicted=predicted
+        spec,
+        run.own_model,
+        run.picked(fitted),
+        _isolated_atoms(run.configs, run.files),
+        predicted=predicted,
     )
+    run.fit = fit
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     # Shown on the job from now on: the model learns against them, and a failed job keeps them.
-    _notify(progress, "e0s_chosen", fit.to_dict())
-    warnings = e0_warnings(fit, spec) + preflight_warnings(outcome) + batch_note
+    _notify(run.progress, "e0s_chosen", fit.to_dict())
+    run.warnings = e0_warnings(fit, spec) + preflight_warnings(outcome) + run.batch_note
 
-    valid = picked(split.valid) if files.valid is None else None
-    prepared = _prepare_inputs(
-        spec, files, foundation, foundation_model, fit, molecules, valid, work_dir, device, cache
+
+def _write_training_inputs(run: _TrainingRun) -> None:
+    valid = run.picked(run.split.valid) if run.files.valid is None else None
+    run.prepared = _prepare_inputs(
+        run.spec,
+        run.files,
+        run.foundation,
+        run.foundation_model,
+        run.fit,
+        run.molecules,
+        valid,
+        run.work_dir,
+        run.device,
+        run.cache,
     )
-    loss = loss_record(spec, molecules)
-    inputs = replace(prepared.inputs, stress=loss["configs_with_stress"] > 0)
-    progress.stage("training")
+    run.loss = loss_record(run.spec, run.molecules)
+    run.inputs = replace(run.prepared.inputs, stress=run.loss["configs_with_stress"] > 0)
+
+
+def _train(run: _TrainingRun) -> None:
+    spec, outcome = run.spec, run.outcome
     epochs: set[int] = set()
 
     def on_epoch(entry: dict) -> None:
         if entry.get("epoch") is not None and entry.get("head") != "replay":
             epochs.add(entry["epoch"])
-        progress.epoch(entry)
+        run.progress.epoch(entry)
 
     started = time.perf_counter()
     run_mace_training(
-        to_mace_argv(spec, inputs),
-        results_file=work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt",
-        log_file=work_dir / MACE_LOG_NAME,
+        to_mace_argv(spec, run.inputs),
+        results_file=(
+            run.work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt"
+        ),
+        log_file=run.work_dir / MACE_LOG_NAME,
         on_epoch=on_epoch,
-        should_stop=progress.should_stop,
+        should_stop=run.progress.should_stop,
     )
-    cost = {
+    run.cost = {
         "predicted": outcome.cost.to_dict() if outcome.cost else None,
         "actual": actual_cost(time.perf_counter() - started, len(epochs)),
     }
 
-    progress.stage("verifying")
-    full_path = work_dir / "model" / f"{RUN_NAME}.model"
-    full = load_own_model(full_path, device)
-    delivered = model_checks.target_head(full)
-    delivered_path = full_path
-    if delivered is not full:
-        delivered_path = work_dir / "model" / f"{RUN_NAME}_target_head.model"
-        torch.save(delivered, delivered_path)
-    checks = _strategy_checks(spec, full, foundation_model, molecules, work_dir)
-    checks["loss"] = loss
+
+def _verify(run: _TrainingRun) -> None:
+    run.full_path = run.work_dir / "model" / f"{RUN_NAME}.model"
+    full = load_own_model(run.full_path, run.device)
+    run.delivered = model_checks.target_head(full)
+    run.delivered_path = run.full_path
+    if run.delivered is not full:
+        run.delivered_path = run.work_dir / "model" / f"{RUN_NAME}_target_head.model"
+        torch.save(run.delivered, run.delivered_path)
+    checks = _strategy_checks(run.spec, full, run.foundation_model, run.molecules, run.work_dir)
+    checks["loss"] = run.loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    verified = e0_methods.verify_model_e0s(delivered, fit.e0s)
-    isolated_energies = verified.isolated_atom_energies
+    verified = e0_methods.verify_model_e0s(run.delivered, run.fit.e0s)
+    run.isolated_energies = verified.isolated_atom_energies
     checks["e0s"] = {
         "verified": True,
         "isolated_atoms_checked": True,
         # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift).
         "lone_atom_interaction_ev": verified.lone_atom_interaction_energies,
     }
+    run.checks = checks
 
-    held_out = picked(split.test) if split.test else _read(files.test)
-    progress.stage("exporting")
-    exports = export_all(delivered_path, held_out or molecules, work_dir / "exports")
-    trained = TrainingResult(
-        model_path=delivered_path,
-        e0_fit=fit,
-        isolated_atom_energies=isolated_energies,
+
+def _export(run: _TrainingRun) -> None:
+    run.held_out = run.picked(run.split.test) if run.split.test else _read(run.files.test)
+    exports = export_all(
+        run.delivered_path, run.held_out or run.molecules, run.work_dir / "exports"
+    )
+    registered, head = run.registered, run.head
+    run.trained = TrainingResult(
+        model_path=run.delivered_path,
+        e0_fit=run.fit,
+        isolated_atom_energies=run.isolated_energies,
         evaluation={},
-        checks=checks,
-        warnings=warnings,
-        multihead_model_path=full_path if delivered is not full else None,
-        replay=prepared.replay,
-        preflight=outcome.report.to_dict(),
+        checks=run.checks,
+        warnings=run.warnings,
+        multihead_model_path=run.full_path if run.delivered_path != run.full_path else None,
+        replay=run.prepared.replay,
+        preflight=run.outcome.report.to_dict(),
         split=recorded_split(
-            split,
-            [candidates[i] for i in chosen],
-            set_aside=set_aside_configurations(configs, candidates, chosen),
+            run.split,
+            [run.candidates[i] for i in run.chosen],
+            set_aside=set_aside_configurations(run.configs, run.candidates, run.chosen),
         ),
-        cost=cost,
+        cost=run.cost,
         exports=exports,
         foundation=(
             {"name": registered.name, "sha256": registered.sha256, "head": head}
-            if fine_tuning and registered and head
+            if run.fine_tuning and registered and head
             else None
         ),
     )
     # Issue 21: the verified model is delivered now; the evaluation below can take far longer
     # than the training (MD), and the model does not depend on it.
-    _notify(progress, "trained", trained)
-    evaluation = evaluate_model(
-        delivered,
+    _notify(run.progress, "trained", run.trained)
+
+
+def _evaluate(run: _TrainingRun) -> None:
+    files = run.files
+    run.evaluation = evaluate_model(
+        run.delivered,
         EvaluationData(
-            test=held_out, replay=_read(files.forgetting), reference=_read(files.reference)
+            test=run.held_out, replay=_read(files.forgetting), reference=_read(files.reference)
         ),
-        spec.evaluation,
+        run.spec.evaluation,
         # Scratch has no foundation to forget: no forgetting ratio for it.
-        foundation=foundation_model if fine_tuning else None,
-        on_stage=progress.stage,
-        on_steps=getattr(progress, "steps", None),
-        device=device,
+        foundation=run.own_model,
+        on_stage=run.progress.stage,
+        on_steps=getattr(run.progress, "steps", None),
+        device=run.device,
     )
-    artifacts = {}
-    if spec.evaluation.rss_holes is not None:
-        artifacts[RSS_FLAGGED_FILE] = work_dir / RSS_FLAGGED_FILE
-        evaluation["rss_holes"] = rss_holes_stage(
-            spec.evaluation.rss_holes,
-            configs,
-            delivered_path,
-            artifacts[RSS_FLAGGED_FILE],
-            model_name="fine-tuned",
-            foundation=foundation if fine_tuning else None,
-            cache_folder=cache.folder / "rss" if cache is not None else None,
-            device=device,
-            on_stage=progress.stage,
-        )
-    return replace(
-        trained,
-        evaluation=evaluation,
-        artifacts=artifacts,
-        warnings=trained.warnings + accuracy_warnings(evaluation),
+
+
+def _rss_holes(run: _TrainingRun) -> None:
+    settings = run.spec.evaluation.rss_holes
+    if settings is None:
+        return
+    run.artifacts[RSS_FLAGGED_FILE] = run.work_dir / RSS_FLAGGED_FILE
+    run.evaluation["rss_holes"] = rss_holes_stage(
+        settings,
+        run.configs,
+        run.delivered_path,
+        run.artifacts[RSS_FLAGGED_FILE],
+        model_name="fine-tuned",
+        foundation=run.foundation if run.fine_tuning else None,
+        cache_folder=run.cache.folder / "rss" if run.cache is not None else None,
+        device=run.device,
+        on_stage=run.progress.stage,
     )
+
+
+# A job's stages in order; the names are what GET /jobs/{id} and the dashboard show. A stage
+# without a name records its own (the evaluation suite's) or stays under the one before it.
+TRAINING_STAGES: list[Stage[_TrainingRun]] = [
+    Stage("preparing data", _read_data_and_foundation),
+    Stage("preflight", _preflight),
+    Stage(None, _split),
+    Stage("e0s", _choose_e0s),
+    Stage(None, _write_training_inputs),
+    Stage("training", _train),
+    Stage("verifying", _verify),
+    Stage("exporting", _export),
+    Stage(None, _evaluate),
+    Stage(None, _rss_holes),
+]
 
 
 def preflight_job(

@@ -3,9 +3,10 @@
 import logging
 
 from core.config import get_settings
+from core.context import context_from_settings
 from core.evaluations import execute_evaluation
 from core.replay_sets import execute_replay_set
-from core.runner import context_from_settings, execute_job
+from core.runner import execute_job
 from worker.celery_app import app
 
 logger = logging.getLogger(__name__)

@@ -19,11 +19,11 @@ from api.deps import ContextDep, SessionDep, SettingsDep, TokenDep
 from api.schemas import JobPublic
 from core.auth import authenticate
 from core.config import Settings
+from core.context import JobContext
 from core.errors import AuthenticationError
 from core.job_logs import lines_after
 from core.jobs import TERMINAL_STATES, get_job
 from core.models import JobState
-from core.runner import JobContext
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 POLL_SECONDS = 0.5

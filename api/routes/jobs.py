@@ -13,6 +13,7 @@ from api.deps import (
     SettingsDep,
 )
 from api.schemas import JobPublic, JobsPublic
+from core.context import JobContext
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.job_logs import full_log_key
@@ -21,7 +22,7 @@ from core.jobs import TERMINAL_STATES, cancel_job, get_job, list_jobs
 from core.model_card import render_markdown
 from core.models import Job, JobState
 from core.reports import render_html
-from core.runner import EXPORT_FILES, JobContext, artifact_key
+from core.runner import EXPORT_FILES, artifact_key
 from core.spec import JobSpec
 from core.submission import reference_screen, submit_job
 
