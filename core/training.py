@@ -37,6 +37,7 @@ from core.foundation_heads import working_foundation
 from core.foundations import FoundationModel, load_foundation, load_own_model, verified_copy
 from core.inference import edge_budget, neighbourhood
 from core.mace_process import run_mace_training
+from core.memory import return_freed_memory
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
@@ -211,6 +212,8 @@ def run_training(
     loss = loss_record(spec, molecules)
     inputs = replace(prepared.inputs, stress=loss["configs_with_stress"] > 0)
     progress.stage("training")
+    # mace trains in a child process; the worker, idle beside it, keeps only what it holds.
+    return_freed_memory()
     epochs: set[int] = set()
 
     def on_epoch(entry: dict) -> None:
@@ -280,6 +283,7 @@ def run_training(
     # Issue 21: the verified model is delivered now; the evaluation below can take far longer
     # than the training (MD), and the model does not depend on it.
     _notify(progress, "trained", trained)
+    return_freed_memory()
     evaluation = evaluate_model(
         delivered,
         EvaluationData(
