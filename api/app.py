@@ -124,16 +124,22 @@ def create_app(
 
 
 def _build_demo_foundation_in_background(settings: Settings) -> subprocess.Popen | None:
-    """First start: the API answers at once while the demo foundation trains beside it; GET
-    /foundation-models lists it as building, and jobs naming it get 503 until it is ready."""
-    from core.demo_foundation import DEMO_FOUNDATION_NAME, start_background_build
+    """First start: the shipped demo foundation is installed at once; were it missing or not the
+    pinned file, the API answers while it trains beside it: GET /foundation-models lists it as
+    building, and jobs naming it get 503 until it is ready."""
+    from core.demo_foundation import (
+        DEMO_FOUNDATION_NAME,
+        install_shipped_demo_foundation,
+        start_background_build,
+    )
 
+    model = settings.resolved_models_dir / f"{DEMO_FOUNDATION_NAME}.model"
+    if not model.is_file() and install_shipped_demo_foundation(model):
+        return None
     log_file = settings.data_dir / "logs" / "demo-foundation.log"
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
-        return start_background_build(
-            settings.resolved_models_dir / f"{DEMO_FOUNDATION_NAME}.model", log
-        )
+        return start_background_build(model, log)
 
 
 def _celery_sender(

@@ -11,13 +11,21 @@ import torch
 REPO_ROOT = Path(__file__).resolve().parents[1]
 
 
-def demo_foundation_path() -> Path:
-    """The demo foundation, built once into the folder the tests use as well."""
-    from core.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation
+def models_folder() -> Path:
+    """Where benchmarks keep their foundations: the folder the tests use as well."""
+    return Path(os.environ.get("MLFT_MODELS_DIR", REPO_ROOT / "var" / "test-foundations"))
 
-    folder = Path(os.environ.get("MLFT_MODELS_DIR", REPO_ROOT / "var" / "test-foundations"))
-    path = folder / f"{DEMO_FOUNDATION_NAME}.model"
-    if not path.is_file():
+
+def demo_foundation_path() -> Path:
+    """The demo foundation, built once into models_folder()."""
+    from core.demo_foundation import (
+        DEMO_FOUNDATION_NAME,
+        build_demo_foundation,
+        install_shipped_demo_foundation,
+    )
+
+    path = models_folder() / f"{DEMO_FOUNDATION_NAME}.model"
+    if not path.is_file() and not install_shipped_demo_foundation(path):
         build_demo_foundation(path)
     return path
 

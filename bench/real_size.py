@@ -17,6 +17,7 @@ Usage: python bench/real_size.py [--epochs 2] [--train 24] [--test 7] [--small] 
 """
 
 import argparse
+import os
 import sys
 import tempfile
 import threading
@@ -103,6 +104,8 @@ class StageRecorder:
         self.seconds: dict[str, float] = defaultdict(float)
         self.epoch_seconds: list[float] = []
         self.peak_bytes: dict[str, int] = defaultdict(int)
+        # The worker's own share: mace-torch's training runs in a child process beside it.
+        self.worker_peak_bytes: dict[str, int] = defaultdict(int)
         self._process = psutil.Process()
         self._stop = threading.Event()
         self._lock = threading.Lock()
@@ -132,13 +135,17 @@ class StageRecorder:
     def _sample(self, interval: float) -> None:
         while not self._stop.wait(interval):
             try:
-                rss = self._process.memory_info().rss + sum(
+                own = self._process.memory_info().rss
+                rss = own + sum(
                     child.memory_info().rss for child in self._process.children(recursive=True)
                 )
             except psutil.Error:  # a child ended between listing and reading
                 continue
             with self._lock:
                 self.peak_bytes[self.current] = max(self.peak_bytes[self.current], rss)
+                self.worker_peak_bytes[self.current] = max(
+                    self.worker_peak_bytes[self.current], own
+                )
 
 
 # Which recorded stages make up each reported phase.
@@ -190,13 +197,17 @@ def run(epochs: int, n_train: int, n_test: int, folder: Path) -> dict[str, Any]:
     recorder.finish()
     seconds: dict[str, float] = defaultdict(float)
     peaks: dict[str, int] = defaultdict(int)
+    worker_peaks: dict[str, int] = defaultdict(int)
     for stage, value in recorder.seconds.items():
         seconds[phase_of(stage)] += value
     for stage, value in recorder.peak_bytes.items():
         peaks[phase_of(stage)] = max(peaks[phase_of(stage)], value)
+    for stage, value in recorder.worker_peak_bytes.items():
+        worker_peaks[phase_of(stage)] = max(worker_peaks[phase_of(stage)], value)
     return {
         "seconds": dict(seconds),
         "peaks": dict(peaks),
+        "worker_peaks": dict(worker_peaks),
         "total": total,
         "epoch_seconds": recorder.epoch_seconds,
     }
@@ -212,8 +223,11 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parser.parse_args(argv)
     if args.small:
         args.epochs, args.train, args.test = 1, 4, 2
+    # The machine may be shared: its load says how much of the wall time was this benchmark's.
+    load_before = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="mlft-real-size-") as folder:
         result = run(args.epochs, args.train, args.test, Path(folder))
+    load_after = os.getloadavg()[0]
     seconds, peaks = result["seconds"], result["peaks"]
     # The epochs not run are added at the optimiser-step time of those that were (mace's own
     # timings); their validation passes are left out, so the 10-epoch job is underestimated and
@@ -227,11 +241,17 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("epochs run (the others added at the measured epoch time)", str(args.epochs)),
         ("optimiser steps per epoch, mace's timing (s)", f"{epoch:.0f}"),
         ("MLFT_MAX_EDGES_PER_BATCH", str(get_settings().max_edges_per_batch)),
+        ("load average at start / end", f"{load_before:.1f} / {load_after:.1f} on "
+         f"{os.cpu_count()} cores"),
     ]
     rows += [(f"{phase} wall time (s)", f"{value:.0f}") for phase, value in seconds.items()]
     rows += [
         (f"{phase} peak RSS, worker + children (GB)", f"{value / GB:.2f}")
         for phase, value in peaks.items()
+    ]
+    rows += [
+        (f"{phase} peak RSS, worker alone (GB)", f"{value / GB:.2f}")
+        for phase, value in result["worker_peaks"].items()
     ]
     rows += [
         ("10-epoch job, extrapolated (s)", f"{job_10:.0f}"),

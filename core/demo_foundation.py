@@ -5,6 +5,7 @@ module that real foundations (MACE-MP, MACE-OFF) are: loadable with `torch.load`
 `MACECalculator`, with two interaction blocks so every freezing strategy has something to freeze.
 """
 
+import hashlib
 import logging
 import shutil
 import subprocess
@@ -32,6 +33,36 @@ logger = logging.getLogger(__name__)
 DEMO_FOUNDATION_NAME = "mace-demo-emt"
 DEFAULT_N_CONFIGS = 1000
 DEFAULT_MAX_EPOCHS = 24
+# The build's output (seed 0, the defaults above; mace-torch 0.3.16, torch 2.13), shipped so that
+# neither a first start nor a CI run spends two minutes of two cores training it (issue 16). The
+# pin is checked before the file is installed; rebuild it with
+# `python scripts/build_demo_foundation.py --force --out core/shipped/mace-demo-emt.model` and
+# update the pin when mace-torch's pickled classes change.
+SHIPPED_DEMO_MODEL = Path(__file__).resolve().parent / "shipped" / f"{DEMO_FOUNDATION_NAME}.model"
+SHIPPED_DEMO_SHA256 = "2eb0386cf9da040b1ffc9332f353969fa07fe8db64971083d903ed16ee1075f3"
+
+
+def install_shipped_demo_foundation(out_path: Path) -> bool:
+    """Copy the shipped demo foundation to `out_path` and pin it, if its bytes are the pinned
+    ones; False (and nothing written) when they are not, so the caller builds it instead."""
+    try:
+        data = SHIPPED_DEMO_MODEL.read_bytes()
+    except OSError:
+        logger.warning("no shipped demo foundation at %s; building it", SHIPPED_DEMO_MODEL)
+        return False
+    if hashlib.sha256(data).hexdigest() != SHIPPED_DEMO_SHA256:
+        logger.warning(
+            "the shipped demo foundation %s is not the pinned file; building it",
+            SHIPPED_DEMO_MODEL,
+        )
+        return False
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    partial = out_path.with_name(out_path.name + ".partial")
+    partial.write_bytes(data)
+    partial.replace(out_path)  # whole or absent, as a build writes it
+    pin_model_file(out_path, replace=True)
+    logger.info("installed the shipped demo foundation at %s", out_path)
+    return True
 
 
 def build_demo_foundation(

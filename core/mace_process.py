@@ -24,6 +24,8 @@ StopCheck = Callable[[], bool]
 # mace's entry point, in a child that dies with its worker: a killed worker must not leave mace
 # training on and writing into a job that another worker resumes. Linux asks the kernel
 # (PR_SET_PDEATHSIG); the parent check covers a worker that died before the child got there.
+# MLFT_BENCH_CUDA_PEAK_FILE (benchmarks only, bench/strategy_throughput.py): the file where the
+# process writes torch.cuda.max_memory_allocated() as it exits, since only it can read its own.
 _CHILD = """
 import ctypes, os, runpy, signal, sys
 parent = int(sys.argv.pop(1))
@@ -31,6 +33,14 @@ if sys.platform.startswith("linux"):
     ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
 if os.getppid() != parent:
     sys.exit("mlft: the worker that started this training process is gone")
+peak_file = os.environ.get("MLFT_BENCH_CUDA_PEAK_FILE")
+if peak_file:
+    import atexit, torch
+    def record_cuda_peak():
+        if torch.cuda.is_initialized():
+            with open(peak_file, "w") as stream:
+                stream.write(str(torch.cuda.max_memory_allocated()))
+    atexit.register(record_cuda_peak)
 runpy.run_module("mace.cli.run_train", run_name="__main__", alter_sys=True)
 """
 

@@ -38,6 +38,7 @@ from core.foundations import FoundationModel, load_foundation, load_own_model, v
 from core.inference import edge_budget, neighbourhood
 from core.job_logs import MACE_LOG_NAME
 from core.mace_process import run_mace_training
+from core.memory import return_freed_memory
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
@@ -318,6 +319,8 @@ def _write_training_inputs(run: _TrainingRun) -> None:
 
 def _train(run: _TrainingRun) -> None:
     spec, outcome = run.spec, run.outcome
+    # mace trains in a child process; the worker, idle beside it, keeps only what it holds.
+    return_freed_memory()
     epochs: set[int] = set()
 
     def on_epoch(entry: dict) -> None:
@@ -399,6 +402,7 @@ def _export(run: _TrainingRun) -> None:
 
 def _evaluate(run: _TrainingRun) -> None:
     files = run.files
+    return_freed_memory()
     run.evaluation = evaluate_model(
         run.delivered,
         EvaluationData(

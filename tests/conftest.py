@@ -55,11 +55,15 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def demo_foundation() -> Path:
     """The small EMT-trained MACE the repo builds itself (no weights can be downloaded here)."""
-    from core.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation
+    from core.demo_foundation import (
+        DEMO_FOUNDATION_NAME,
+        build_demo_foundation,
+        install_shipped_demo_foundation,
+    )
     from core.foundations import pin_model_file
 
     path = FOUNDATIONS_DIR / f"{DEMO_FOUNDATION_NAME}.model"
-    if not path.is_file():
+    if not path.is_file() and not install_shipped_demo_foundation(path):
         build_demo_foundation(path)
     # A copy made without its pin (another checkout's build) is registered here.
     pin_model_file(path)

@@ -71,12 +71,21 @@ def test_api_load_benchmark_measures_requests_and_upload_and_leaves_nothing_queu
     assert redis.Redis.from_url(api_load.BROKER_URL).dbsize() == 0
 
 
-def test_strategy_throughput_benchmark_measures_each_strategy(demo_foundation, capsys) -> None:
+def test_strategy_throughput_benchmark_measures_each_strategy(
+    demo_foundation, capsys, tmp_path
+) -> None:
     from bench import strategy_throughput
 
-    strategy_throughput.main(["--small"])
+    table = tmp_path / "out" / "strategy_costs.md"
+    strategy_throughput.main(["--small", "--table", str(table)])
 
     printed = capsys.readouterr().out
+    rows = {
+        line.split("|")[1].strip(): [cell.strip() for cell in line.split("|")[2:-1]]
+        for line in table.read_text().splitlines()
+        if line.startswith("| ") and not line.startswith("| strategy")
+    }
+    assert set(rows) == {"naive", "multihead_replay"}
     for strategy in ("naive", "multihead_replay"):
         stage_rate, loop_rate = printed_numbers(
             printed, f"{strategy}: configurations/s, training stage / epoch loop"
@@ -86,6 +95,10 @@ def test_strategy_throughput_benchmark_measures_each_strategy(demo_foundation, c
         )
         assert 0 < stage_rate < loop_rate
         assert seconds > 0 and peak > 0
+        batch, epoch, stage, rss, gpu, worker_gpu, _ = rows[strategy]
+        assert int(batch) > 0 and 0 < float(epoch) <= float(stage) and float(rss) > 0
+        # On a CPU there is no GPU memory to report.
+        assert gpu == worker_gpu == "-"
 
 
 def test_sweep_benchmark_runs_both_ways(demo_foundation, capsys) -> None:

@@ -56,14 +56,10 @@ def test_a_build_whose_process_died_is_not_listed(client, being_built) -> None:
     assert "being-built-test" not in names
 
 
-def test_the_embedded_api_answers_at_once_and_builds_the_missing_demo_foundation(
-    settings, tmp_path
-) -> None:
-    from api.app import create_app
-
+def _fresh(settings, tmp_path):
     # A first start indeed: the embedded default's SQLite, not the tests' database, whose
     # foundation registry already holds the demo model.
-    fresh = settings.model_copy(
+    return settings.model_copy(
         update={
             "broker_url": None,
             "database_url": None,
@@ -71,6 +67,34 @@ def test_the_embedded_api_answers_at_once_and_builds_the_missing_demo_foundation
             "models_dir": tmp_path / "models",
         }
     )
+
+
+def test_the_embedded_api_installs_the_shipped_demo_foundation_at_once(
+    settings, tmp_path
+) -> None:
+    from api.app import create_app
+    from core.demo_foundation import SHIPPED_DEMO_SHA256
+
+    started = time.monotonic()
+    with TestClient(create_app(_fresh(settings, tmp_path), start_worker=True)) as client:
+        seconds = time.monotonic() - started
+        listed = {item["name"]: item for item in client.get("/foundation-models").json()}
+
+    assert seconds < 60
+    assert listed["mace-demo-emt"]["status"] == "ready"
+    pin = tmp_path / "models" / "mace-demo-emt.model.sha256"
+    assert pin.read_text().strip() == SHIPPED_DEMO_SHA256
+
+
+def test_a_demo_foundation_failing_its_pin_is_built_in_the_background_while_the_api_answers(
+    settings, tmp_path, monkeypatch
+) -> None:
+    from api.app import create_app
+    from core import demo_foundation
+
+    # A shipped file that does not match its pin (edited, or truncated by a checkout).
+    monkeypatch.setattr(demo_foundation, "SHIPPED_DEMO_SHA256", "0" * 64)
+    fresh = _fresh(settings, tmp_path)
     started = time.monotonic()
     with TestClient(create_app(fresh, start_worker=True)) as client:
         answered = client.get("/healthz").status_code == 200

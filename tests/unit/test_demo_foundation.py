@@ -14,6 +14,7 @@ from ase.calculators.emt import EMT
 from ase.data import atomic_numbers
 from mace.calculators import MACECalculator
 
+from core import demo_foundation
 from core.demo_data import (
     DEFAULT_ENERGY_OFFSETS,
     EMT_ELEMENTS,
@@ -26,6 +27,7 @@ from core.demo_data import (
     write_extxyz,
 )
 from core.demo_foundation import build_demo_foundation, demo_foundation_e0s
+from core.foundations import file_sha256
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,35 @@ def test_isolated_atom_energy_equals_its_emt_e0(symbol: str, calculator: MACECal
     energy, _ = _predict(Atoms(symbol, cell=[12.0] * 3), calculator)
 
     assert energy == pytest.approx(demo_foundation_e0s()[symbol], abs=1e-6)
+
+
+def test_shipped_demo_foundation_installs_pinned_and_gives_each_lone_atom_its_emt_e0(
+    tmp_path: Path,
+) -> None:
+    installed = tmp_path / "models" / "mace-demo-emt.model"
+
+    assert demo_foundation.install_shipped_demo_foundation(installed)
+
+    pin = installed.with_name(installed.name + ".sha256").read_text().strip()
+    assert pin == file_sha256(installed) == demo_foundation.SHIPPED_DEMO_SHA256
+    calculator = MACECalculator(model_paths=str(installed), device="cpu", default_dtype="float64")
+    e0s = demo_foundation_e0s()
+    for symbol in ("Cu", "O"):
+        energy, _ = _predict(Atoms(symbol, cell=[12.0] * 3), calculator)
+        assert energy == pytest.approx(e0s[symbol], abs=1e-6)
+
+
+def test_a_shipped_demo_foundation_that_is_not_the_pinned_file_is_not_installed(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    tampered = tmp_path / "shipped.model"
+    tampered.write_bytes(demo_foundation.SHIPPED_DEMO_MODEL.read_bytes() + b"\0")
+    monkeypatch.setattr(demo_foundation, "SHIPPED_DEMO_MODEL", tampered)
+    installed = tmp_path / "models" / "mace-demo-emt.model"
+
+    assert not demo_foundation.install_shipped_demo_foundation(installed)
+
+    assert not installed.parent.exists() or not any(installed.parent.iterdir())
 
 
 def test_isolated_atom_energies_are_emt_cohesive_energies() -> None:
