@@ -40,10 +40,16 @@ from core.mace_process import run_mace_training
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
-from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
+from core.spec import (
+    JobSpec,
+    ScratchStrategy,
+    freeze_level_of,
+    lora_of,
+    replay_of,
+    uses_pseudolabels,
+)
 from core.splits import Split, split_configurations
 from core.strategies import (
-    FREEZE_LEVELS,
     RUN_NAME,
     TrainingInputs,
     to_mace_argv,
@@ -535,7 +541,7 @@ def _strategy_checks(
     work_dir: Path,
 ) -> dict[str, Any]:
     checks: dict[str, Any] = {"trainable_parameters": model_checks.trainable_parameters(spec, full)}
-    level = FREEZE_LEVELS.get(type(spec.strategy))
+    level = freeze_level_of(spec.strategy)
     if level is not None:
         assert foundation_model is not None
         changed = model_checks.changed_frozen_parameters(full, foundation_model, level)
