@@ -93,16 +93,12 @@ class TrainingInputs:
 RUN_NAME = "mlft"
 
 
-def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
-    hyper = spec.hyperparameters
-    effective = effective_hyperparameters(spec)
-    work = inputs.work_dir
-    argv = [
-        f"--name={RUN_NAME}",
-        f"--seed={hyper.seed}",
-        f"--device={inputs.device}",
+def shared_arguments(work: Path) -> list[str]:
+    """Flags of every mace training the service runs (jobs and the demo foundation): float64
+    (E0s are verified to 1e-6 eV), the label keys core.datasets writes, one work folder, no
+    plots, per-atom errors each epoch."""
+    return [
         "--default_dtype=float64",
-        f"--train_file={inputs.train_file}",
         "--energy_key=REF_energy",
         "--forces_key=REF_forces",
         "--stress_key=REF_stress",
@@ -112,6 +108,27 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         f"--model_dir={work / 'model'}",
         f"--checkpoints_dir={work / 'checkpoints'}",
         f"--results_dir={work / 'results'}",
+        "--eval_interval=1",
+        "--error_table=PerAtomRMSE",
+        "--save_cpu",
+        "--plot=False",
+    ]
+
+
+def saved_model_file(work: Path, name: str) -> Path:
+    """Where mace saves the model of the run `--name=name` with `shared_arguments(work)`."""
+    return work / "model" / f"{name}.model"
+
+
+def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
+    hyper = spec.hyperparameters
+    effective = effective_hyperparameters(spec)
+    argv = [
+        f"--name={RUN_NAME}",
+        f"--seed={hyper.seed}",
+        f"--device={inputs.device}",
+        f"--train_file={inputs.train_file}",
+        *shared_arguments(inputs.work_dir),
         f"--loss={training_loss(spec, inputs.stress)}",
         f"--energy_weight={hyper.energy_weight}",
         f"--forces_weight={hyper.forces_weight}",
@@ -126,10 +143,6 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         f"--valid_batch_size={hyper.valid_batch_size}",
         f"--max_num_epochs={hyper.max_num_epochs}",
         f"--patience={hyper.patience}",
-        "--eval_interval=1",
-        "--error_table=PerAtomRMSE",
-        "--save_cpu",
-        "--plot=False",
         # Picks up the newest checkpoint when a job is re-run after its worker died.
         "--restart_latest",
         "--num_workers=0",
