@@ -4,6 +4,7 @@ from datetime import datetime, timezone
 from typing import Any
 
 from core.models import Evaluation, Job
+from core.strategy_table import traits_of
 from core.verdicts import verdicts_json
 
 
@@ -35,7 +36,11 @@ def _job_sections(job: Job) -> dict[str, Any]:
     strategy = spec["strategy"]["name"]
     return {
         "title": f"mlft job {job.id}: {strategy} "
-        + (f"fine-tune of {spec['foundation_model']}" if strategy != "scratch" else "training"),
+        + (
+            f"fine-tune of {spec['foundation_model']}"
+            if traits_of(strategy).foundation
+            else "training"
+        ),
         "generated_at": _now(),
         "job": {
             "id": job.id,

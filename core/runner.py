@@ -20,7 +20,7 @@ from core.checkpoints import CheckpointSync, prepare_resume
 from core.config import Settings
 from core.datasets import read_configurations
 from core.db import session_factory, session_scope
-from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
+from core.errors import MlftError, PreflightBlockedError
 from core.foundation_heads import working_foundation
 from core.foundations import FoundationRegistry, load_foundation, model_load_lock
 from core.jobs import add_warnings, current_state, get_job, record_epoch, record_stage, transition
@@ -29,7 +29,7 @@ from core.mace_process import TrainingCancelled
 from core.model_card import build_model_card, render_markdown
 from core.models import Job, JobState, ReplaySet, utcnow
 from core.replay_sets import with_built_replay
-from core.spec import JobSpec, replay_of
+from core.spec import JobSpec, needs_foundation, replay_of
 from core.storage import Storage, storage_from_settings
 from core.training import JobFiles, TrainingResult, preflight_job, run_training
 
@@ -216,16 +216,12 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
     """
     for role, dataset_id in _dataset_roles(spec).items():
         referenced_dataset(session, dataset_id, role)
-    context.registry.ensure_not_building(spec.foundation_model)
-    if spec.foundation_model is not None and not context.registry.exists(spec.foundation_model):
-        raise InvalidSpecError(
-            f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
-        )
+    context.registry.require_known(spec.foundation_model)
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, _input_keys(session, spec), Path(folder))
         foundation = None
         model = None
-        if spec.foundation_model is not None and spec.strategy.name != "scratch":
+        if spec.foundation_model is not None and needs_foundation(spec.strategy):
             foundation = context.registry.resolve(spec.foundation_model)
             loaded = load_foundation(foundation, context.device)
             # Taking out one head builds a model, which e3nn's code generation cannot do in two

@@ -273,6 +273,11 @@ def freeze_level_of(strategy: AnyStrategy) -> int | None:
     return traits_of(strategy.name).freeze_level
 
 
+def needs_foundation(strategy: AnyStrategy) -> bool:
+    """Every strategy but scratch fine-tunes a foundation model."""
+    return traits_of(strategy.name).foundation
+
+
 class RssHolesSettings(SpecModel):
     """Random structure search for holes in the energy surface (core.evaluation.rss).
 
