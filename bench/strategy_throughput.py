@@ -34,7 +34,6 @@ import sys
 import tempfile
 import threading
 import time
-import typing
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from pathlib import Path
@@ -51,12 +50,10 @@ from core.demo_data import (  # noqa: E402
     write_extxyz,
 )
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationModel, file_sha256  # noqa: E402
-from core.spec import STRATEGY_NAMES, JobSpec, ReplayStrategy  # noqa: E402
+from core.spec import JobSpec  # noqa: E402
+from core.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
 from core.training import JobFiles, run_training  # noqa: E402
 
-REPLAY_STRATEGY_NAMES = {
-    strategy.model_fields["name"].default for strategy in typing.get_args(ReplayStrategy)
-}
 # mace-torch 0.3.16 logs these around its epoch loop, with millisecond timestamps.
 LOOP_STARTS = "Started training"
 LOOP_ENDS = "Training complete"
@@ -177,7 +174,7 @@ def foundation_of(family: str) -> FoundationModel:
 
 def strategy_spec(name: str, epochs: int) -> JobSpec:
     strategy: dict = {"name": name}
-    if name in REPLAY_STRATEGY_NAMES:
+    if name in REPLAY_STRATEGIES:
         strategy["replay"] = {"dataset": "replay"}
     return JobSpec(
         train_dataset="train", strategy=strategy, hyperparameters={"max_num_epochs": epochs}

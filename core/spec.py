@@ -6,9 +6,9 @@ from typing import Annotated, Any, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationName
-from core.strategy_table import STRATEGY_NAMES, traits_of
 
-__all__ = ["STRATEGY_NAMES"]  # re-exported: core.strategy_table is their source
+# STRATEGY_NAMES is also read from here; core.strategy_table is its source.
+from core.strategy_table import STRATEGY_NAMES, traits_of
 
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
 # as a mapping instead of a name; a job records it as "explicit" (E0Method, core.e0s.E0Fit).
