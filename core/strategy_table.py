@@ -59,8 +59,9 @@ class StrategyTraits:
         return "unfrozen" if self.freeze_level is not None else "all"
 
 
+# The study's presets come in three kinds (science.md §1); replay_lora has its own below.
 _FINE_TUNE = Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0)
-_LOW_RANK = Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0)
+_HIGH_LR = Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0)
 _REPLAY = Preset(lr=1e-4, ema_decay=0.9999, clip_grad=1.0)
 
 STRATEGIES: dict[StrategyName, StrategyTraits] = {
@@ -86,7 +87,7 @@ STRATEGIES: dict[StrategyName, StrategyTraits] = {
         StrategyTraits(
             "lora",
             "Low-rank adapters on the foundation, merged into the delivered model.",
-            _LOW_RANK,
+            _HIGH_LR,
             lora=True,
         ),
         StrategyTraits(
@@ -118,7 +119,7 @@ STRATEGIES: dict[StrategyName, StrategyTraits] = {
         StrategyTraits(
             "scratch",
             "A new MACE trained on the data alone: the baseline, no foundation.",
-            _LOW_RANK,
+            _HIGH_LR,
             foundation=False,
         ),
     )
