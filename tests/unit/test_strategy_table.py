@@ -105,3 +105,34 @@ def test_the_e0_methods_are_the_spec_names_and_explicit_values() -> None:
     for name in E0_METHOD_NAMES:
         assert e0_method_of(JobSpec(train_dataset="d", e0s=name).e0s) == name
     assert e0_method_of(JobSpec(train_dataset="d", e0s={"H": -13.6}).e0s) == EXPLICIT_E0S
+
+
+@pytest.fixture(scope="module")
+def foundation(demo_foundation: Path):
+    import torch
+
+    return torch.load(demo_foundation, weights_only=False)
+
+
+@pytest.mark.parametrize("name", ["naive", "freeze_interactions", "freeze_readout_only", "lora"])
+def test_the_model_check_and_the_cost_probe_train_the_same_parameters(name, foundation) -> None:
+    from core.cost import trainable_copy
+    from core.model_checks import FROZEN_PREFIXES, trainable_parameters
+
+    spec = job_spec(name)
+    counted = trainable_parameters(spec, foundation)
+    probe = trainable_copy(spec, foundation)
+    trained = {n: p.numel() for n, p in probe.named_parameters() if p.requires_grad}
+
+    assert counted["trainable"] == sum(trained.values()) > 0
+    assert counted["total"] == sum(p.numel() for p in foundation.parameters())
+    rule = STRATEGIES[name].trainable
+    if rule == "all":
+        assert counted["fraction"] == 1
+    elif rule == "unfrozen":
+        frozen = FROZEN_PREFIXES[STRATEGIES[name].freeze_level]
+        assert not any(n.startswith(frozen) for n in trained)
+    else:
+        assert all("lora_" in n for n in trained)
+    # The probe is a copy: the foundation itself still trains everywhere.
+    assert all(p.requires_grad for p in foundation.parameters())
