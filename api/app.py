@@ -16,6 +16,7 @@ from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
 from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
+from api.routes import strategies as strategies_routes
 from core.config import Settings, get_settings
 from core.context import context_from_settings
 from core.db import migrate
@@ -110,7 +111,7 @@ def create_app(
         app.include_router(module.router, dependencies=in_project)
     for module in (replay_sets_routes, preflight_routes):
         app.include_router(module.router, dependencies=in_project)
-    for module in (foundations, projects, dashboard):
+    for module in (foundations, strategies_routes, projects, dashboard):
         app.include_router(module.router)
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)

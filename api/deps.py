@@ -129,15 +129,12 @@ def require_metrics_reader(
     token: Annotated[str | None, Depends(get_token)],
     session: RequestSession,
 ) -> None:
-    """With tokens on, metrics (every project's job counts) need the admin or metrics token."""
-    settings: Settings = request.app.state.settings
-    if settings.admin_token is None:
-        return
-    metrics_token = settings.metrics_token
+    """With tokens on, metrics (every project's job counts) need the admin or metrics token;
+    with them off everyone is the admin (OPEN_ACCESS)."""
+    metrics_token: SecretStr | None = request.app.state.settings.metrics_token
     if token and metrics_token is not None and _same_secret(token, metrics_token):
         return
-    principal = authenticate(session, token, settings.admin_token.get_secret_value())
-    principal.require_admin()
+    get_principal(request, token, session).require_admin()
 
 
 def get_session(

@@ -236,3 +236,36 @@ class TokenIssued(BaseModel):
     project_id: str
     # Shown once: send it as `Authorization: Bearer <token>`.
     token: str
+
+
+class StrategyPublic(BaseModel):
+    """One strategy's traits (core.strategy_table): what trains, its preset from the study."""
+
+    name: str
+    summary: str
+    lr: float
+    ema_decay: float
+    clip_grad: float
+    # mace's --freeze level; None when the embedding and interaction blocks train.
+    freeze_level: int | None
+    lora: bool
+    replay: bool
+    # "never", "always", or "optional" (the spec's `pseudolabel` field decides).
+    pseudolabels: str
+    # Which parameters train: "all", "unfrozen" (past the freeze level) or "lora_adapters".
+    trainable: str
+    # False for scratch alone: it trains without a foundation model.
+    foundation: bool
+    # A known-bad choice from the study: jobs with it carry this warning.
+    caution: str | None
+
+
+class E0MethodPublic(BaseModel):
+    # "explicit" is given in a spec as {element: eV} values, the others by name.
+    name: str
+    summary: str
+
+
+class StrategiesPublic(BaseModel):
+    strategies: list[StrategyPublic]
+    e0_methods: list[E0MethodPublic]

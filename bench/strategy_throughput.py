@@ -43,7 +43,6 @@ import sys
 import tempfile
 import threading
 import time
-import typing
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -69,12 +68,10 @@ from core.demo_data import (  # noqa: E402
 )
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationModel, file_sha256  # noqa: E402
 from core.inference import edge_budget  # noqa: E402
-from core.spec import STRATEGY_NAMES, JobSpec, ReplayStrategy  # noqa: E402
+from core.spec import JobSpec  # noqa: E402
+from core.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
 from core.training import JobFiles, batch_size_for_edges, run_training  # noqa: E402
 
-REPLAY_STRATEGY_NAMES = {
-    strategy.model_fields["name"].default for strategy in typing.get_args(ReplayStrategy)
-}
 # mace-torch 0.3.16 logs these around its epoch loop, with millisecond timestamps.
 LOOP_STARTS = "Started training"
 LOOP_ENDS = "Training complete"
@@ -223,7 +220,7 @@ def foundation_of(family: str) -> FoundationModel:
 
 def strategy_spec(name: str, epochs: int, acknowledge: bool = False) -> JobSpec:
     strategy: dict = {"name": name}
-    if name in REPLAY_STRATEGY_NAMES:
+    if name in REPLAY_STRATEGIES:
         strategy["replay"] = {"dataset": "replay"}
     # A stand-in's random weights are far from EMT's labels: the preflight says so, and the
     # benchmark goes on as a user who acknowledged it would.

@@ -23,13 +23,7 @@ from core.errors import InvalidSpecError
 from core.foundation_heads import working_foundation
 from core.foundations import load_foundation
 from core.models import Dataset
-from core.preflight import (
-    BLOCKING_E0_METHODS,
-    e0s_of_method,
-    fit_e0_residuals,
-    reference_findings,
-    rmse_with_e0s,
-)
+from core.preflight import BLOCKING_E0_METHODS, check_reference
 from core.spec import JobSpec, ScratchStrategy
 
 logger = logging.getLogger(__name__)
@@ -45,8 +39,8 @@ def screen_reference(
     loaded: dict[str, torch.nn.Module] | None = None,
 ) -> None:
     """Raise InvalidSpecError, with both fixes, when the job's E0s would leave the foundation
-    more than 500 meV/atom off the training data. `loaded` keeps foundations loaded between
-    the jobs of one request (a sweep's)."""
+    more than E0_MISMATCH_MEV_PER_ATOM off the training data (preflight's reference step).
+    `loaded` keeps foundations loaded between the jobs of one request (a sweep's)."""
     if (
         isinstance(spec.strategy, ScratchStrategy)
         or spec.e0s not in BLOCKING_E0_METHODS
@@ -88,11 +82,8 @@ def screen_reference(
         else compute()
     )
     energies = np.array([labels_of(atoms).energy for atoms in molecules], dtype=float)
-    residuals = fit_e0_residuals(molecules, energies, predicted)
     own = {chemical_symbols[z]: e0 for z, e0 in model_e0s(model).items()}
-    job_e0s = e0s_of_method(spec.e0s, residuals, own, {})
-    after = None if job_e0s is None else rmse_with_e0s(molecules, energies, predicted, own, job_e0s)
-    findings = reference_findings(residuals, spec.e0s, after)
+    findings = check_reference(molecules, energies, predicted, own, spec.e0s, {}).findings
     blocking = [finding for finding in findings if finding.severity == "blocking"]
     if blocking:
         logger.info("refused at submission: dataset=%s %s", train.id, blocking[0].message)

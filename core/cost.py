@@ -22,9 +22,8 @@ import torch
 
 from core.datasets import labels_of
 from core.inference import Neighbourhood, batch_by_edges, collate, edge_budget, neighbourhood
-from core.model_checks import FROZEN_PREFIXES
-from core.spec import JobSpec, lora_of, replay_of
-from core.strategies import FREEZE_LEVELS
+from core.model_checks import trained_parameters
+from core.spec import JobSpec, replay_of
 
 PROBE_STEPS = 3
 # Timed steps stop early once they have taken this long (at least one is timed): a step of a
@@ -159,18 +158,9 @@ def actual_cost(training_seconds: float, epochs: int) -> dict[str, float | int |
 
 
 def trainable_copy(spec: JobSpec, model: torch.nn.Module) -> torch.nn.Module:
-    probe = copy.deepcopy(model)
-    lora = lora_of(spec.strategy)
-    if lora is not None:
-        from mace.modules.lora import inject_LoRAs
-
-        adapted = inject_LoRAs(probe, rank=lora[0], alpha=lora[1])
-        for name, parameter in adapted.named_parameters():
-            parameter.requires_grad_("lora_" in name)
-        return adapted
-    level = FREEZE_LEVELS.get(type(spec.strategy))
+    probe, trains = trained_parameters(spec, copy.deepcopy(model))
     for name, parameter in probe.named_parameters():
-        parameter.requires_grad_(level is None or not name.startswith(FROZEN_PREFIXES[level]))
+        parameter.requires_grad_(trains(name))
     return probe
 
 

@@ -105,14 +105,16 @@ def inspect_extxyz(path: Path, keys: LabelKeys = AUTOMATIC) -> DatasetSummary:
         lines = _FileLines(stream)
         for frame in _split_frames(lines):
             atoms = _parse_frame(frame)
+            # Each label's key, looked up once per configuration for every rule and count below.
+            found = {label: find_key(atoms, label, keys) for label in LABELS}
             problem = (
                 _first_problem(atoms)
-                or rules.problem(atoms, first=not summary.n_configs)
-                or _record_keys(atoms, file_keys, keys)
+                or rules.problem(atoms, found, first=not summary.n_configs)
+                or _record_keys(found, file_keys)
             )
             if problem:
                 raise frame.error(problem)
-            summary.add(atoms)
+            summary.add(atoms, found)
         unfound = summary.unfound_named_key()
         if unfound:
             raise InvalidDatasetError(unfound)
@@ -378,8 +380,9 @@ class _LabelRules:
         # Decided by the first configuration of more than one atom: False for energy-only sets.
         self.forces: bool | None = None
 
-    def problem(self, atoms: ase.Atoms, first: bool) -> str | None:
-        has_labels = self._has(atoms, "energy") or self._has(atoms, "forces")
+    def problem(self, atoms: ase.Atoms, found: dict[str, str | None], first: bool) -> str | None:
+        """`found`: each label's key in `atoms` (None where it has none)."""
+        has_labels = found["energy"] is not None or found["forces"] is not None
         if first:
             # Structures without any label are a legitimate upload: replay sets that the
             # foundation pseudolabels. Then no configuration may carry labels.
@@ -392,17 +395,14 @@ class _LabelRules:
                 )
             return None
         checks = (self._energy_problem, self._forces_problem, self._stress_problem)
-        return next((problem for check in checks if (problem := check(atoms))), None)
-
-    def _has(self, atoms: ase.Atoms, label: str) -> bool:
-        return find_key(atoms, label, self.keys) is not None
+        return next((problem for check in checks if (problem := check(atoms, found))), None)
 
     def _looked_for(self, label: str) -> str:
         named = self.keys.named(label)
         return f"{label}_key {named!r}" if named else ", ".join(recognised_keys(label))
 
-    def _energy_problem(self, atoms: ase.Atoms) -> str | None:
-        key = find_key(atoms, "energy", self.keys)
+    def _energy_problem(self, atoms: ase.Atoms, found: dict[str, str | None]) -> str | None:
+        key = found["energy"]
         if key is None:
             hint = ""
             free = find_key(atoms, "energy", LabelKeys(energy_key="free_energy"))
@@ -419,8 +419,8 @@ class _LabelRules:
             return f"{key} is infinite"
         return None
 
-    def _forces_problem(self, atoms: ase.Atoms) -> str | None:
-        key = find_key(atoms, "forces", self.keys)
+    def _forces_problem(self, atoms: ase.Atoms, found: dict[str, str | None]) -> str | None:
+        key = found["forces"]
         if _needs(atoms, "forces") and self.forces is None:
             self.forces = key is not None
         if key is None:
@@ -440,9 +440,9 @@ class _LabelRules:
             )
         return _forces_value_problem(atoms, key)
 
-    def _stress_problem(self, atoms: ase.Atoms) -> str | None:
+    def _stress_problem(self, atoms: ase.Atoms, found: dict[str, str | None]) -> str | None:
         for label in ("stress", "virials"):
-            key = find_key(atoms, label, self.keys)
+            key = found[label]
             if key is None:
                 continue
             raw = _raw(atoms, key)
@@ -548,10 +548,9 @@ _STRUCTURE_CHECKS: tuple[Callable[[ase.Atoms], str | None], ...] = (
 )
 
 
-def _record_keys(atoms: ase.Atoms, file_keys: dict[str, str], keys: LabelKeys) -> str | None:
+def _record_keys(found: dict[str, str | None], file_keys: dict[str, str]) -> str | None:
     """Remember the key each label uses; a problem if this configuration uses another one."""
-    for label in LABELS:
-        key = find_key(atoms, label, keys)
+    for label, key in found.items():
         if key is None:
             continue
         expected = file_keys.setdefault(label, key)
@@ -621,33 +620,36 @@ class _RunningSummary:
         self.competing: dict[str, list[str]] = {}
         self.named_found = {label: False for label in keys.to_dict()}
 
-    def add(self, atoms: ase.Atoms) -> None:
+    def add(self, atoms: ase.Atoms, found: dict[str, str | None]) -> None:
+        """`found`: each label's key in `atoms` (None where it has none)."""
         if not self.n_configs:
             self.first_names = stored_names(atoms)
             # Labels the first configuration holds under several unnamed keys: say which is read.
             self.competing = {
-                label: found
+                label: names
                 for label in LABELS
                 if self.keys.named(label) is None
-                and len(found := competing_keys(atoms, label)) > 1
+                and len(names := competing_keys(atoms, label)) > 1
             }
         self.n_configs += 1
         self.n_atoms += len(atoms)
         self.element_counts.update(atoms.numbers.tolist())
         self.config_types[str(atoms.info.get("config_type", "default"))] += 1
         self.n_periodic += bool(atoms.pbc.any())
-        if is_isolated_atom(atoms) and find_key(atoms, "energy", self.keys) is not None:
+        if is_isolated_atom(atoms) and found["energy"] is not None:
             self.isolated_atom_elements.add(atoms.get_chemical_symbols()[0])
         for label in LABELS:
             if _needs(atoms, label):
                 self.applicable[label] += 1
-                self.present[label] += find_key(atoms, label, self.keys) is not None
-        if _needs(atoms, "stress") and _stress_of(atoms, self.keys) is not None:
+                self.present[label] += found[label] is not None
+        # What _stress_of reads: stress, or virials over a cell with a volume.
+        has_stress = found["stress"] is not None or (
+            found["virials"] is not None and atoms.cell.volume > 0
+        )
+        if _needs(atoms, "stress") and has_stress:
             self.trained_stress += 1
         for label in self.named_found:
-            self.named_found[label] |= (
-                find_key(atoms, label.removesuffix("_key"), self.keys) is not None
-            )
+            self.named_found[label] |= found[label.removesuffix("_key")] is not None
 
     def unfound_named_key(self) -> str | None:
         """A key the upload named that no configuration holds: a typo, not a missing label."""

@@ -28,6 +28,7 @@ from core.demo_data import (
     write_extxyz,
 )
 from core.foundations import build_progress, building_marker, mark_building, pin_model_file
+from core.strategies import saved_model_file, shared_arguments
 
 logger = logging.getLogger(__name__)
 DEMO_FOUNDATION_NAME = "mace-demo-emt"
@@ -91,7 +92,7 @@ def build_demo_foundation(
             with _restored_process_state():
                 run_mace_training(build_default_arg_parser().parse_args(argv))
             partial = out_path.with_name(out_path.name + ".partial")
-            shutil.copyfile(folder / "models" / f"{DEMO_FOUNDATION_NAME}.model", partial)
+            shutil.copyfile(saved_model_file(folder, DEMO_FOUNDATION_NAME), partial)
             partial.replace(out_path)  # whole or absent: a reader never sees half a model
             # Registered as it is written: the registry serves only pinned files.
             pin_model_file(out_path, replace=True)
@@ -125,15 +126,7 @@ def _mace_argv(train_file: Path, work_dir: Path, *, seed: int, max_epochs: int) 
         f"--seed={seed}",
         f"--train_file={train_file}",
         "--valid_fraction=0.1",
-        # mace writes the validation split's indices into --work_dir, the current folder by default.
-        f"--work_dir={work_dir}",
-        f"--log_dir={work_dir / 'logs'}",
-        f"--model_dir={work_dir / 'models'}",
-        f"--checkpoints_dir={work_dir / 'checkpoints'}",
-        f"--results_dir={work_dir / 'results'}",
-        "--energy_key=REF_energy",
-        "--forces_key=REF_forces",
-        "--stress_key=REF_stress",
+        *shared_arguments(work_dir),
         # Fixing the element list keeps all eleven EMT elements in the model even when a small
         # n_configs leaves one out of the sample.
         f"--atomic_numbers={zs}",
@@ -159,13 +152,8 @@ def _mace_argv(train_file: Path, work_dir: Path, *, seed: int, max_epochs: int) 
         "--ema_decay=0.99",
         "--energy_weight=5",
         "--forces_weight=10",
-        "--error_table=PerAtomRMSE",
-        "--eval_interval=1",
-        "--plot=False",
-        "--default_dtype=float64",
         "--device=cpu",
         "--pin_memory=False",
-        "--save_cpu",
     ]
 
 

@@ -16,7 +16,6 @@ from __future__ import annotations
 import copy
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from typing import Literal
 
 import ase
 import numpy as np
@@ -25,8 +24,11 @@ from ase.data import atomic_numbers, chemical_symbols
 
 from core.errors import E0MismatchError, InvalidSpecError
 from core.inference import predict
+from core.spec import E0Method
 
-E0Method = Literal["estimated", "foundation", "average", "isolated_atoms", "explicit"]
+# science.md §2: an energy error above this (foundation vs data, per atom) means the E0s do not
+# match the data. Preflight, admission and the job's own E0 warnings all judge by it.
+E0_MISMATCH_MEV_PER_ATOM = 500.0
 
 # Two isolated-atom energies of one element closer than this are the same measurement repeated.
 _DUPLICATE_ISOLATED_ATOM_TOL_EV = 1e-6
@@ -34,7 +36,7 @@ _DUPLICATE_ISOLATED_ATOM_TOL_EV = 1e-6
 
 @dataclass(frozen=True)
 class E0Fit:
-    method: str
+    method: E0Method
     e0s: dict[str, float]
     # Foundation predictions vs reference energies, with the foundation's own E0s and after
     # swapping in `e0s` (science.md §2 asks to show both); None without a foundation.
@@ -47,6 +49,63 @@ class E0Fit:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+@dataclass(frozen=True)
+class E0Residuals:
+    """Least-squares per-element offset of the reference energies from the foundation's."""
+
+    delta: dict[str, float]  # eV per atom of each element
+    rank: int
+    energy_rmse_before: float  # meV/atom, foundation with its own E0s
+    energy_rmse_after: float  # meV/atom, after the per-element offset
+    mean_offset_per_atom: float  # eV/atom, mean of (reference − foundation) / atoms
+
+
+def fit_e0_residuals(
+    configs: Sequence[ase.Atoms], reference: np.ndarray, predicted: np.ndarray
+) -> E0Residuals:
+    """(reference − foundation) energies ≈ Σ_Z n_iZ ΔE0_Z, minimum-norm when rank-deficient: the
+    correction `estimate_e0s` adds to the foundation's E0s, with the errors before and after."""
+    elements = elements_of(configs)
+    a = composition_matrix(configs, elements)
+    residual = np.asarray(reference, float) - np.asarray(predicted, float)
+    delta, rank = _least_squares(a, residual)
+    n_atoms = a.sum(axis=1)
+    return E0Residuals(
+        delta={symbol: float(d) for symbol, d in zip(elements, delta, strict=True)},
+        rank=rank,
+        energy_rmse_before=per_atom_rmse_mev(residual, n_atoms),
+        energy_rmse_after=per_atom_rmse_mev(residual - a @ delta, n_atoms),
+        mean_offset_per_atom=float(np.mean(residual / n_atoms)),
+    )
+
+
+def energy_rmse_with_e0s(
+    configs: Sequence[ase.Atoms],
+    reference: np.ndarray,
+    predicted: np.ndarray,
+    foundation_e0s: dict[str, float],
+    e0s: dict[str, float],
+) -> float:
+    """The foundation's energy error (meV/atom) once its E0s are replaced by `e0s`: the shift is
+    Σ_Z n_iZ (E0_new − E0_foundation), the interaction energy is unchanged, so one set of
+    predictions serves. Elements without a new E0 keep the foundation's and shift nothing."""
+    elements = elements_of(configs)
+    shift = np.array([e0s.get(s, foundation_e0s[s]) - foundation_e0s[s] for s in elements])
+    a = composition_matrix(configs, elements)
+    residual = np.asarray(reference, float) - np.asarray(predicted, float) - a @ shift
+    return per_atom_rmse_mev(residual, a.sum(axis=1))
+
+
+def average_e0_values(
+    configs: Sequence[ase.Atoms], energies: np.ndarray
+) -> tuple[dict[str, float], int]:
+    """E_i ≈ Σ_Z n_iZ E0_Z on the data alone (e0s='average'): the values and the fit's rank."""
+    elements = elements_of(configs)
+    a = composition_matrix(configs, elements)
+    values, rank = _least_squares(a, np.asarray(energies, float))
+    return {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}, rank
 
 
 def model_e0s(model: torch.nn.Module) -> dict[int, float]:
@@ -64,7 +123,7 @@ def predict_energies(
     device: str = "cpu",
 ) -> np.ndarray:
     """Total energies (eV) the model predicts for `configs`, in order (head 0, no forces)."""
-    _require_model_elements(model, _elements_of(configs))
+    _require_model_elements(model, elements_of(configs))
     predictions = predict(model, configs, batch_size=batch_size, device=device, forces=False)
     return np.array([prediction.energy for prediction in predictions], dtype=np.float64)
 
@@ -84,18 +143,16 @@ def estimate_e0s(
     `predicted` takes the foundation's energies of `configs` when they were computed before
     (core.cache shares them between the jobs of a sweep)."""
     energies = _checked_energies(configs, energies)
-    elements = _elements_of(configs)
     if predicted is None:
         predicted = predict_energies(model, configs, batch_size=batch_size, device=device)
-    delta, rank = _least_squares(_composition(configs, elements), energies - predicted)
+    residuals = fit_e0_residuals(configs, energies, predicted)
     foundation = model_e0s(model)
     e0s = {
-        symbol: foundation[atomic_numbers[symbol]] + float(d)
-        for symbol, d in zip(elements, delta, strict=True)
+        symbol: foundation[atomic_numbers[symbol]] + d for symbol, d in residuals.delta.items()
     }
     before, after = _rmse_before_after(model, configs, energies, predicted, e0s)
-    note = rank_deficiency_note(rank, len(elements))
-    return E0Fit("estimated", e0s, before, after, rank, len(configs), note)
+    note = rank_deficiency_note(residuals.rank, len(e0s))
+    return E0Fit("estimated", e0s, before, after, residuals.rank, len(configs), note)
 
 
 def average_e0s(
@@ -104,11 +161,9 @@ def average_e0s(
     """Least-squares E_i ≈ Σ_Z n_iZ E0_Z on the data alone; science.md §2 advises against it for
     fine-tuning and it is rank-deficient for a single composition."""
     energies = _checked_energies(configs, energies)
-    elements = _elements_of(configs)
-    values, rank = _least_squares(_composition(configs, elements), energies)
-    e0s = {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}
+    e0s, rank = average_e0_values(configs, energies)
     before, after = _foundation_rmse(model, configs, energies, e0s)
-    note = rank_deficiency_note(rank, len(elements))
+    note = rank_deficiency_note(rank, len(e0s))
     return E0Fit("average", e0s, before, after, rank, len(configs), note)
 
 
@@ -144,7 +199,7 @@ def isolated_atom_e0s(
     for i, (atoms, energy) in enumerate(zip(configs, energies, strict=True)):
         if len(atoms) == 1:
             _add_isolated_atom(e0s, atoms.get_chemical_symbols()[0], float(energy), i)
-    missing = [symbol for symbol in _elements_of(configs) if symbol not in e0s]
+    missing = [symbol for symbol in elements_of(configs) if symbol not in e0s]
     if missing:
         raise InvalidSpecError(
             f"e0s='isolated_atoms' needs a single-atom configuration of {', '.join(missing)} "
@@ -153,7 +208,7 @@ def isolated_atom_e0s(
     e0s = {symbol: e0s[symbol] for symbol in _sorted_by_number(e0s)}
     if training is not None and training_energies is not None:
         # Elements the training data lack get no E0 (mace would add them to the model).
-        used = {symbol: value for symbol, value in e0s.items() if symbol in _elements_of(training)}
+        used = {symbol: value for symbol, value in e0s.items() if symbol in elements_of(training)}
         return _fit_without_solve("isolated_atoms", used, model, training, training_energies)
     before, after = _foundation_rmse(model, configs, energies, e0s)
     return E0Fit("isolated_atoms", e0s, before, after, None, len(configs))
@@ -293,11 +348,11 @@ def _sorted_by_number(symbols: Sequence[str]) -> list[str]:
     return sorted(symbols, key=lambda symbol: atomic_numbers[symbol])
 
 
-def _elements_of(configs: Sequence[ase.Atoms]) -> list[str]:
+def elements_of(configs: Sequence[ase.Atoms]) -> list[str]:
     return _sorted_by_number({symbol for atoms in configs for symbol in atoms.symbols})
 
 
-def _composition(configs: Sequence[ase.Atoms], elements: list[str]) -> np.ndarray:
+def composition_matrix(configs: Sequence[ase.Atoms], elements: Sequence[str]) -> np.ndarray:
     """A_iZ = number of atoms of element Z in configuration i; elements not listed are skipped."""
     columns = {symbol: j for j, symbol in enumerate(elements)}
     counts = np.zeros((len(configs), len(elements)))
@@ -377,18 +432,12 @@ def _rmse_before_after(
     predicted: np.ndarray,
     e0s: dict[str, float],
 ) -> tuple[float, float]:
-    # Swapping E0s shifts each prediction by Σ_Z n_iZ (E0_new − E0_model); the interaction energy
-    # is unchanged, so one set of predictions serves both numbers.
     _require_model_elements(model, list(e0s))
-    elements = list(e0s)
-    foundation = model_e0s(model)
-    shift = np.array([e0s[symbol] - foundation[atomic_numbers[symbol]] for symbol in elements])
-    residual = energies - predicted
+    foundation = {chemical_symbols[z]: e0 for z, e0 in model_e0s(model).items()}
     n_atoms = np.array([len(atoms) for atoms in configs], dtype=np.float64)
-    # Elements of the data without a new E0 keep the model's, so they shift nothing.
-    after = residual - _composition(configs, elements) @ shift
-    return _per_atom_rmse_mev(residual, n_atoms), _per_atom_rmse_mev(after, n_atoms)
+    before = per_atom_rmse_mev(energies - predicted, n_atoms)
+    return before, energy_rmse_with_e0s(configs, energies, predicted, foundation, e0s)
 
 
-def _per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
+def per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
     return float(np.sqrt(np.mean((residual / n_atoms) ** 2)) * 1000.0)

@@ -46,10 +46,7 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     if spec.model.job is not None:
         _succeeded_job(session, spec.model.job)
     for name in (spec.model.foundation_model, spec.foundation_model):
-        if name is not None:
-            context.registry.ensure_not_building(name)
-        if name is not None and not context.registry.exists(name):
-            raise InvalidSpecError(f"unknown foundation model {name!r}")
+        context.registry.require_known(name)
         info = context.registry.info(name) if name is not None else None
         if info is not None and spec.foundation_head is not None:
             choose_head(name, info.heads, spec.foundation_head)

@@ -736,6 +736,15 @@ class FoundationRegistry:
                 "again once GET /foundation-models lists it as ready"
             )
 
+    def require_known(self, name: str | None) -> None:
+        """What a spec naming `name` is checked for: 503 while the model is being built, 422
+        (InvalidSpecError) for a name the registry does not know. None names no model."""
+        self.ensure_not_building(name)
+        if name is not None and not self.exists(name):
+            raise InvalidSpecError(
+                f"unknown foundation model {name!r}; GET /foundation-models lists them"
+            )
+
     def exists(self, name: str) -> bool:
         if foundation_name_problem(name) is not None:
             return False

@@ -4,14 +4,43 @@ from datetime import datetime, timezone
 from typing import Any
 
 from core.models import Evaluation, Job
+from core.strategy_table import traits_of
+from core.verdicts import verdicts_json
 
 
 def job_report(job: Job) -> dict[str, Any]:
+    return _with_verdicts(_job_sections(job))
+
+
+def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
+    model = evaluation.spec["model"]
+    name = model.get("job") or model.get("foundation_model")
+    return _with_verdicts(
+        {
+            "title": f"mlft evaluation {evaluation.id} of {name}",
+            "generated_at": _now(),
+            "warnings": _measured_warnings(evaluation.report),
+            **(evaluation.report or {}),
+        }
+    )
+
+
+def _with_verdicts(report: dict[str, Any]) -> dict[str, Any]:
+    # Graded here, once, so the dashboard shows the HTML report's verdicts (core.verdicts):
+    # [{label, value, level}], level "good", "warn" or "bad".
+    return {**report, "verdicts": verdicts_json(report)}
+
+
+def _job_sections(job: Job) -> dict[str, Any]:
     spec = job.spec
     strategy = spec["strategy"]["name"]
     return {
         "title": f"mlft job {job.id}: {strategy} "
-        + (f"fine-tune of {spec['foundation_model']}" if strategy != "scratch" else "training"),
+        + (
+            f"fine-tune of {spec['foundation_model']}"
+            if traits_of(strategy).foundation
+            else "training"
+        ),
         "generated_at": _now(),
         "job": {
             "id": job.id,
@@ -35,17 +64,6 @@ def job_report(job: Job) -> dict[str, Any]:
         "e0s": job.e0s,
         "learning_curve": job.epochs,
         **(job.metrics or {}),
-    }
-
-
-def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
-    model = evaluation.spec["model"]
-    name = model.get("job") or model.get("foundation_model")
-    return {
-        "title": f"mlft evaluation {evaluation.id} of {name}",
-        "generated_at": _now(),
-        "warnings": _measured_warnings(evaluation.report),
-        **(evaluation.report or {}),
     }
 
 

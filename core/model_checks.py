@@ -5,7 +5,7 @@ unmerged adapters predicted; a replay model is delivered as its target head alon
 """
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import ase
@@ -15,8 +15,8 @@ import torch
 from core.foundation_heads import keep_head
 from core.foundations import load_own_model
 from core.inference import predict
-from core.spec import JobSpec, lora_of
-from core.strategies import FREEZE_LEVELS
+from core.spec import JobSpec, freeze_level_of, lora_of
+from core.strategy_table import traits_of
 
 TARGET_HEAD = "Default"  # mace's name for the head trained on the user's data
 # Parameter name prefixes mace freezes at each --freeze level (mace/tools/finetuning_utils).
@@ -75,19 +75,29 @@ def newest_checkpoint(folder: Path) -> Path:
     return checkpoints[-1]
 
 
+def trained_parameters(
+    spec: JobSpec, model: torch.nn.Module
+) -> tuple[torch.nn.Module, Callable[[str], bool]]:
+    """The module the strategy trains and which of its parameter names train, by the strategy's
+    trainable rule (core.strategy_table). LoRA injects its adapters into `model` itself: pass a
+    copy."""
+    rule = traits_of(spec.strategy.name).trainable
+    lora = lora_of(spec.strategy)
+    if rule == "lora_adapters" and lora is not None:
+        from mace.modules.lora import inject_LoRAs
+
+        return inject_LoRAs(model, rank=lora[0], alpha=lora[1]), lambda name: "lora_" in name
+    level = freeze_level_of(spec.strategy)
+    if rule == "unfrozen" and level is not None:
+        frozen = FROZEN_PREFIXES[level]
+        return model, lambda name: not name.startswith(frozen)
+    return model, lambda name: True
+
+
 def trainable_parameters(spec: JobSpec, model: torch.nn.Module) -> dict[str, float]:
     """How much of the model the strategy trained: the study's capacity-control axis."""
     total = sum(parameter.numel() for parameter in model.parameters())
-    lora = lora_of(spec.strategy)
-    level = FREEZE_LEVELS.get(type(spec.strategy))
-    if lora is not None:
-        from mace.modules.lora import inject_LoRAs
-
-        adapted = inject_LoRAs(copy.deepcopy(model), rank=lora[0], alpha=lora[1])
-        trainable = sum(p.numel() for n, p in adapted.named_parameters() if "lora_" in n)
-    elif level is not None:
-        frozen = FROZEN_PREFIXES[level]
-        trainable = sum(p.numel() for n, p in model.named_parameters() if not n.startswith(frozen))
-    else:
-        trainable = total
+    copied = copy.deepcopy(model) if lora_of(spec.strategy) is not None else model
+    module, trains = trained_parameters(spec, copied)
+    trainable = sum(p.numel() for name, p in module.named_parameters() if trains(name))
     return {"trainable": trainable, "total": total, "fraction": trainable / total}

@@ -19,26 +19,33 @@ from typing import Any, Literal
 import ase
 import numpy as np
 import torch
-from ase.data import atomic_numbers, chemical_symbols
+from ase.data import chemical_symbols
 
 from core.cache import PredictionCache
 from core.cost import CostEstimate, probe_cost
 from core.datasets import is_isolated_atom, labels_of
-from core.e0s import model_e0s
+from core.e0s import (
+    E0_MISMATCH_MEV_PER_ATOM,
+    E0Residuals,
+    average_e0_values,
+    composition_matrix,
+    elements_of,
+    energy_rmse_with_e0s,
+    fit_e0_residuals,
+    model_e0s,
+)
 from core.errors import InvalidSpecError
 from core.inference import Neighbourhood, edge_budget, neighbourhood, predict
-from core.spec import JobSpec, ScratchStrategy
+from core.spec import FOUNDATION_E0_METHODS, JobSpec, ScratchStrategy, e0_method_of
 from core.splits import exact_duplicate_groups, near_duplicate_groups
 
 Severity = Literal["info", "warning", "blocking"]
 
-# science.md §2: an energy error above this means the E0s do not match the data.
-E0_MISMATCH_MEV_PER_ATOM = 500.0
 # A per-element offset this large is not a functional or code difference (a few eV at most) but a
 # different zero of energy: all-electron totals against pseudopotential energies, for example.
 ABSOLUTE_REFERENCE_EV = 50.0
 # The E0 methods whose E0s follow from the foundation: a large error left with them is the data's.
-BLOCKING_E0_METHODS = ("foundation", "estimated")
+BLOCKING_E0_METHODS = FOUNDATION_E0_METHODS
 # Labels divided by the foundation's predictions landing within this of a conversion factor, with
 # the foundation explaining most of their variation, are taken to be in that unit. The factors
 # people confuse are at least 1.9x apart (Hartree and Rydberg, eV/Å and eV/Bohr).
@@ -81,17 +88,6 @@ class Finding:
 
 
 @dataclass(frozen=True)
-class E0Residuals:
-    """Least-squares per-element offset of the reference energies from the foundation's."""
-
-    delta: dict[str, float]  # eV per atom of each element
-    rank: int
-    energy_rmse_before: float  # meV/atom, foundation with its own E0s
-    energy_rmse_after: float  # meV/atom, after the per-element offset
-    mean_offset_per_atom: float  # eV/atom, mean of (reference − foundation) / atoms
-
-
-@dataclass(frozen=True)
 class Suggestion:
     strategy: str
     e0s: str
@@ -123,38 +119,6 @@ class PreflightReport:
             "suggestion": asdict(self.suggestion) if self.suggestion else None,
             "seconds": self.seconds,
         }
-
-
-def composition_matrix(configs: Sequence[ase.Atoms], elements: Sequence[str]) -> np.ndarray:
-    columns = {symbol: j for j, symbol in enumerate(elements)}
-    counts = np.zeros((len(configs), len(elements)))
-    for i, atoms in enumerate(configs):
-        for symbol in atoms.get_chemical_symbols():
-            counts[i, columns[symbol]] += 1
-    return counts
-
-
-def elements_of(configs: Sequence[ase.Atoms]) -> list[str]:
-    found = {symbol for atoms in configs for symbol in atoms.get_chemical_symbols()}
-    return sorted(found, key=lambda symbol: atomic_numbers[symbol])
-
-
-def fit_e0_residuals(
-    configs: Sequence[ase.Atoms], reference: np.ndarray, predicted: np.ndarray
-) -> E0Residuals:
-    """(reference − foundation) energies ≈ Σ_Z n_iZ ΔE0_Z, minimum-norm when rank-deficient."""
-    elements = elements_of(configs)
-    a = composition_matrix(configs, elements)
-    residual = np.asarray(reference, float) - np.asarray(predicted, float)
-    delta, _, rank, _ = np.linalg.lstsq(a, residual, rcond=None)
-    n_atoms = a.sum(axis=1)
-    return E0Residuals(
-        delta={symbol: float(d) for symbol, d in zip(elements, delta, strict=True)},
-        rank=int(rank),
-        energy_rmse_before=_per_atom_rmse_mev(residual, n_atoms),
-        energy_rmse_after=_per_atom_rmse_mev(residual - a @ delta, n_atoms),
-        mean_offset_per_atom=float(np.mean(residual / n_atoms)),
-    )
 
 
 def reference_findings(
@@ -496,29 +460,35 @@ def e0s_of_method(
     return None
 
 
-def average_e0s_of(configs: Sequence[ase.Atoms], energies: np.ndarray) -> dict[str, float]:
-    """The E0s e0s='average' fits (core.e0s.average_e0s): E_i ≈ Σ_Z n_iZ E0_Z on the data."""
-    elements = elements_of(configs)
-    values, *_ = np.linalg.lstsq(
-        composition_matrix(configs, elements), np.asarray(energies, float), rcond=None
-    )
-    return {symbol: float(v) for symbol, v in zip(elements, values, strict=True)}
+@dataclass(frozen=True)
+class ReferenceCheck:
+    residuals: E0Residuals
+    # meV/atom left with the E0s the job would train with; None when they are not known yet.
+    rmse_with_job_e0s: float | None
+    findings: list[Finding]
 
 
-def rmse_with_e0s(
+def check_reference(
     configs: Sequence[ase.Atoms],
-    reference: np.ndarray,
+    energies: np.ndarray,
     predicted: np.ndarray,
     foundation_e0s: dict[str, float],
-    e0s: dict[str, float],
-) -> float:
-    """The foundation's energy error (meV/atom) once its E0s are replaced by `e0s`: the shift is
-    Σ_Z n_iZ (E0_new − E0_foundation), the interaction energy is unchanged."""
-    elements = elements_of(configs)
-    shift = np.array([e0s.get(s, foundation_e0s[s]) - foundation_e0s[s] for s in elements])
-    a = composition_matrix(configs, elements)
-    residual = np.asarray(reference, float) - np.asarray(predicted, float) - a @ shift
-    return _per_atom_rmse_mev(residual, a.sum(axis=1))
+    e0_method: str | dict[str, float],
+    isolated_energies: dict[str, float],
+) -> ReferenceCheck:
+    """Preflight's reference step, also run at submission (core.admission): how far the
+    foundation is from the data with its own E0s and with the job's, and the findings."""
+    residuals = fit_e0_residuals(configs, energies, predicted)
+    job_e0s = e0s_of_method(e0_method, residuals, foundation_e0s, isolated_energies)
+    if e0_method == "average":
+        job_e0s, _ = average_e0_values(configs, energies)
+    after = (
+        None
+        if job_e0s is None
+        else energy_rmse_with_e0s(configs, energies, predicted, foundation_e0s, job_e0s)
+    )
+    findings = reference_findings(residuals, e0_method_of(e0_method), after)
+    return ReferenceCheck(residuals, after, findings)
 
 
 def review(
@@ -538,7 +508,7 @@ def review(
     """Every finding on the training configurations (molecules, not isolated atoms);
     `positions` are their places in the dataset, which findings name."""
     elements = elements_of(configs)
-    method_name = "explicit" if isinstance(e0_method, dict) else e0_method
+    method_name = e0_method_of(e0_method)
     findings = unknown_element_findings(elements, known_elements, scratch=scratch)
     residuals = None
     errors: dict[str, float | None] = {
@@ -548,18 +518,13 @@ def review(
         "reference_forces_rms_mev_per_a": _forces_rms(forces),
     }
     if predictions is not None and foundation_e0s is not None:
-        residuals = fit_e0_residuals(configs, energies, predictions.energies)
+        reference = check_reference(
+            configs, energies, predictions.energies, foundation_e0s, e0_method, isolated_energies
+        )
+        residuals = reference.residuals
         errors["energy_rmse_mev_per_atom"] = residuals.energy_rmse_before
         errors["energy_rmse_after_e0_fit_mev_per_atom"] = residuals.energy_rmse_after
-        job_e0s = e0s_of_method(e0_method, residuals, foundation_e0s, isolated_energies)
-        if e0_method == "average":
-            job_e0s = average_e0s_of(configs, energies)
-        with_job_e0s = (
-            None
-            if job_e0s is None
-            else rmse_with_e0s(configs, energies, predictions.energies, foundation_e0s, job_e0s)
-        )
-        findings += reference_findings(residuals, method_name, with_job_e0s)
+        findings += reference.findings
         force_fit, errors["forces_rmse_mev_per_a"] = _force_comparison(forces, predictions)
         findings += unit_findings(energy_scale(configs, energies, predictions.energies), force_fit)
     findings += duplicate_findings(configs, energies, positions)
@@ -629,10 +594,6 @@ def _matching_unit(scale: float, units: dict[str, float]) -> str | None:
         if abs(scale / factor - 1) <= UNIT_FACTOR_TOLERANCE:
             return unit
     return None
-
-
-def _per_atom_rmse_mev(residual: np.ndarray, n_atoms: np.ndarray) -> float:
-    return float(np.sqrt(np.mean((residual / n_atoms) ** 2)) * 1000.0)
 
 
 # Forces for a seeded sample of the configurations, as many as fit in this many batches of

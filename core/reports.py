@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any
 
 import matplotlib
 import numpy as np
@@ -33,13 +33,8 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
-Level = Literal["good", "warn", "bad"]
-
-# Rules of thumb, not laws: (green up to, amber up to); above is red. Fine-tuned MACE models on
-# molecular DFT data usually reach 20-50 meV/Å; a replay-set force error more than 1.5x the
-# foundation's is forgetting a user will notice in production.
-FORCE_RMSE_LIMITS_MEV_PER_A = (50.0, 100.0)
-FORGETTING_RATIO_LIMITS = (1.5, 3.0)
+from core.verdicts import Verdict, report_verdicts
+from core.verdicts import number_text as _num
 
 METRICS = (
     ("energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"),
@@ -105,13 +100,6 @@ def _esc(text: Any) -> _Html:
     return text if isinstance(text, _Html) else _Html(html.escape(str(text)))
 
 
-@dataclass(frozen=True)
-class Badge:
-    label: str
-    value: str
-    level: Level
-
-
 def render_html(report: dict) -> str:
     """The report as one HTML page; sections whose data are missing or None are left out."""
     with matplotlib.rc_context(FIGURE_STYLE):
@@ -141,23 +129,6 @@ def render_html(report: dict) -> str:
 # ---- formatting ------------------------------------------------------------------------------
 
 
-def _num(value: Any, unit: str = "", digits: int = 3) -> str:
-    """`digits` significant figures, without switching to exponents for ordinary magnitudes."""
-    if value is None or isinstance(value, bool) or not math.isfinite(value):
-        return "—"
-    magnitude = abs(value)
-    if magnitude >= 10**digits:
-        text = f"{value:,.0f}"
-    elif magnitude == 0:
-        text = "0"
-    elif magnitude >= 1e-3:
-        decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
-        text = f"{value:.{decimals}f}"
-    else:
-        text = f"{value:.{digits - 1}e}"
-    return f"{text} {unit}" if unit else text
-
-
 def _count(value: Any) -> str:
     return "—" if value is None else f"{int(value):,}"
 
@@ -185,11 +156,6 @@ def _plain(value: Any) -> str:
     return json.dumps(value) if isinstance(value, dict | list) else str(value)
 
 
-def _level(value: float, limits: tuple[float, float]) -> Level:
-    good, warn = limits
-    return "good" if value <= good else "warn" if value <= warn else "bad"
-
-
 # ---- HTML building blocks --------------------------------------------------------------------
 
 
@@ -212,8 +178,9 @@ def _table(headers: Sequence[str], rows: Iterable[Sequence[Any]], numeric_from: 
     return _Html(f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>")
 
 
-def _badge(badge: Badge) -> str:
-    return f'<div class="badge {badge.level}">{_esc(badge.label)}<b>{_esc(badge.value)}</b></div>'
+def _badge(verdict: Verdict) -> str:
+    label, value = _esc(verdict.label), _esc(verdict.value)
+    return f'<div class="badge {verdict.level}">{label}<b>{value}</b></div>'
 
 
 def _status(passed: bool) -> _Html:
@@ -301,68 +268,10 @@ def _hyperparameters(job: dict) -> str:
 
 
 def _verdicts(report: dict) -> str:
-    badges = [
-        badge
-        for badge in (
-            _force_badge(report.get("accuracy")),
-            _forgetting_badge(report.get("forgetting")),
-            _md_badge(report.get("md")),
-            _holes_badge(report.get("dimers")),
-            _warnings_badge(report.get("warnings")),
-        )
-        if badge is not None
-    ]
+    badges = report_verdicts(report)
     if not badges:
         return ""
     return f'<div class="verdicts">{"".join(_badge(b) for b in badges)}</div>'
-
-
-def _headline_dataset(accuracy: dict) -> tuple[str, dict]:
-    label = "test" if "test" in accuracy else next(iter(accuracy))
-    return label, accuracy[label]
-
-
-def _force_badge(accuracy: dict | None) -> Badge | None:
-    if not accuracy:
-        return None
-    label, metrics = _headline_dataset(accuracy)
-    rmse = metrics.get("forces_rmse_mev_per_a")
-    if rmse is None:
-        return None
-    level = _level(rmse, FORCE_RMSE_LIMITS_MEV_PER_A)
-    return Badge(f"{label} force RMSE", _num(rmse, "meV/Å"), level)
-
-
-def _forgetting_badge(forgetting: dict | None) -> Badge | None:
-    ratio = (forgetting or {}).get("force_rmse_ratio")
-    if ratio is None:
-        return None
-    return Badge(
-        "Forgetting (force RMSE ratio)", f"{_num(ratio)}×", _level(ratio, FORGETTING_RATIO_LIMITS)
-    )
-
-
-def _md_badge(md: list[dict] | None) -> Badge | None:
-    if not md:
-        return None
-    failed = sum(not run.get("stable") for run in md)
-    if failed:
-        return Badge("MD stable", f"no ({failed} of {len(md)} runs failed)", "bad")
-    return Badge("MD stable", f"yes ({len(md)} runs)", "good")
-
-
-def _holes_badge(dimers: dict | None) -> Badge | None:
-    if not dimers:
-        return None
-    curves = list((dimers.get("pairs") or {}).values()) + list(dimers.get("compression") or [])
-    holes = sum(bool(curve.get("hole")) for curve in curves)
-    return Badge("Dimer/compression holes", f"{holes} of {len(curves)}", "bad" if holes else "good")
-
-
-def _warnings_badge(warnings: list[str] | None) -> Badge | None:
-    if warnings is None:
-        return None
-    return Badge("Warnings", str(len(warnings)), "warn" if warnings else "good")
 
 
 # ---- warnings and checks ---------------------------------------------------------------------

@@ -28,7 +28,7 @@ from core.leases import LeaseKeeper
 from core.model_card import build_model_card, render_markdown
 from core.models import Job, JobState, ReplaySet, utcnow
 from core.replay_sets import with_built_replay
-from core.spec import JobSpec, replay_of
+from core.spec import JobSpec, needs_foundation, replay_of
 from core.training import JobFiles, TrainingResult, preflight_job, run_training
 from core.work import Work, claim_work, run_claimed, state_of
 
@@ -199,16 +199,12 @@ def preflight_check(session: Session, context: JobContext, spec: JobSpec) -> dic
     """
     for role, dataset_id in _dataset_roles(spec).items():
         referenced_dataset(session, dataset_id, role)
-    context.registry.ensure_not_building(spec.foundation_model)
-    if spec.foundation_model is not None and not context.registry.exists(spec.foundation_model):
-        raise InvalidSpecError(
-            f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
-        )
+    context.registry.require_known(spec.foundation_model)
     with tempfile.TemporaryDirectory(prefix="mlft-preflight-") as folder:
         files = _fetch_inputs(context, _input_keys(session, spec), Path(folder))
         foundation = None
         model = None
-        if spec.foundation_model is not None and spec.strategy.name != "scratch":
+        if spec.foundation_model is not None and needs_foundation(spec.strategy):
             foundation = context.registry.resolve(spec.foundation_model)
             loaded = load_foundation(foundation, context.device)
             # Taking out one head builds a model, which e3nn's code generation cannot do in two

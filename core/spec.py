@@ -1,14 +1,40 @@
 """The job specification a researcher submits: typed, closed choices, paper defaults."""
 
 import math
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationName
 
+# STRATEGY_NAMES is also read from here; core.strategy_table is its source.
+from core.strategy_table import STRATEGY_NAMES, traits_of
+
+# The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
+# as a mapping instead of a name; a job records it as "explicit" (E0Method, core.e0s.E0Fit).
 E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
+EXPLICIT_E0S = "explicit"
+E0Method = Literal[E0MethodName, "explicit"]
+E0_METHOD_NAMES: tuple[E0MethodName, ...] = get_args(E0MethodName)
+# The methods that start from the foundation's E0s: a scratch model (no foundation) cannot use
+# them, and with them a reference mismatch blocks (core.preflight), since nothing corrects it.
+FOUNDATION_E0_METHODS: tuple[E0MethodName, ...] = ("estimated", "foundation")
+# One line each for a researcher choosing (GET /strategies; the dashboard's new-job page).
+E0_METHOD_SUMMARIES: dict[E0Method, str] = {
+    "estimated": "corrected from the foundation's predictions on the training data (recommended)",
+    "foundation": "keep the foundation's (same level of theory only)",
+    "isolated_atoms": "single-atom configurations",
+    "average": "fit on the data alone (not advised for fine-tuning)",
+    "explicit": "explicit values",
+}
 AUTO_REPLAY = "auto"
+
+
+def e0_method_of(choice: "E0MethodName | dict[str, float]") -> E0Method:
+    """The method a spec's `e0s` names: its name, or "explicit" for {element: eV} values."""
+    return EXPLICIT_E0S if isinstance(choice, dict) else choice
+
+
 # numpy and torch seed generators take 32-bit unsigned seeds.
 SEED_MAX = 2**32 - 1
 # All-electron energies of the heaviest atoms are about 1e6 eV; anything beyond is not an E0.
@@ -212,7 +238,7 @@ class ScratchStrategy(SpecModel):
     architecture: ScratchArchitecture = ScratchArchitecture()
 
 
-Strategy = Annotated[
+AnyStrategy = (
     NaiveStrategy
     | FreezeInteractionsStrategy
     | FreezeReadoutOnlyStrategy
@@ -220,30 +246,19 @@ Strategy = Annotated[
     | MultiheadReplayStrategy
     | PseudolabelReplayStrategy
     | ReplayLoraStrategy
-    | ScratchStrategy,
-    Field(discriminator="name"),
-]
-ReplayStrategy = MultiheadReplayStrategy | PseudolabelReplayStrategy | ReplayLoraStrategy
-STRATEGY_NAMES = (
-    "naive",
-    "freeze_interactions",
-    "freeze_readout_only",
-    "lora",
-    "multihead_replay",
-    "pseudolabel_replay",
-    "replay_lora",
-    "scratch",
+    | ScratchStrategy
 )
+Strategy = Annotated[AnyStrategy, Field(discriminator="name")]
+ReplayStrategy = MultiheadReplayStrategy | PseudolabelReplayStrategy | ReplayLoraStrategy
 
 
 def replay_of(strategy: BaseModel) -> ReplaySpec | None:
     return getattr(strategy, "replay", None)
 
 
-def uses_pseudolabels(strategy: BaseModel) -> bool:
-    if isinstance(strategy, PseudolabelReplayStrategy):
-        return True
-    return isinstance(strategy, ReplayLoraStrategy) and strategy.pseudolabel
+def uses_pseudolabels(strategy: AnyStrategy) -> bool:
+    rule = traits_of(strategy.name).pseudolabels
+    return rule == "always" or (rule == "optional" and getattr(strategy, "pseudolabel", False))
 
 
 def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
@@ -251,6 +266,16 @@ def lora_of(strategy: BaseModel) -> tuple[int, float] | None:
     if isinstance(strategy, LoraStrategy | ReplayLoraStrategy):
         return strategy.rank, strategy.alpha
     return None
+
+
+def freeze_level_of(strategy: AnyStrategy) -> int | None:
+    """mace's --freeze level of the strategy; None when its blocks train."""
+    return traits_of(strategy.name).freeze_level
+
+
+def needs_foundation(strategy: AnyStrategy) -> bool:
+    """Every strategy but scratch fine-tunes a foundation model."""
+    return traits_of(strategy.name).foundation
 
 
 class RssHolesSettings(SpecModel):
@@ -410,7 +435,8 @@ class JobSpec(SpecModel):
         if isinstance(value, dict) and "e0s" not in value:
             strategy = value.get("strategy")
             name = strategy.get("name") if isinstance(strategy, dict) else None
-            if name == "scratch" or isinstance(strategy, ScratchStrategy):
+            name = getattr(strategy, "name", name)
+            if name in STRATEGY_NAMES and not traits_of(name).foundation:
                 return {**value, "e0s": "average"}
         return value
 
@@ -435,12 +461,13 @@ class JobSpec(SpecModel):
 
     @model_validator(mode="after")
     def _scratch_has_no_foundation_e0s(self) -> "JobSpec":
-        if self.strategy.name == "scratch" and self.e0s in ("foundation", "estimated"):
+        foundation = traits_of(self.strategy.name).foundation
+        if not foundation and self.e0s in FOUNDATION_E0_METHODS:
             raise ValueError(
                 f"e0s={self.e0s!r} needs a foundation model, and a scratch model has none: "
                 "choose isolated_atoms, average or explicit {element: eV} values"
             )
-        if self.strategy.name != "scratch" and self.foundation_model is None:
+        if foundation and self.foundation_model is None:
             raise ValueError(
                 f"strategy {self.strategy.name} fine-tunes a foundation model: name one in "
                 "foundation_model (only scratch trains without one)"

@@ -9,36 +9,11 @@ from pathlib import Path
 
 from ase.data import atomic_numbers
 
-from core.spec import (
-    FreezeInteractionsStrategy,
-    FreezeReadoutOnlyStrategy,
-    JobSpec,
-    ScratchStrategy,
-    lora_of,
-    replay_of,
-)
+from core.spec import JobSpec, ScratchStrategy, freeze_level_of, lora_of, replay_of
+from core.strategy_table import STRATEGIES, Preset, traits_of
 
-
-@dataclass(frozen=True)
-class Preset:
-    lr: float
-    ema_decay: float
-    clip_grad: float
-
-
-# arXiv 2606.12704 presets (science.md §1): AdamW, weight decay 0, E/F loss weights 10/10.
-PRESETS: dict[str, Preset] = {
-    "naive": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
-    "freeze_interactions": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
-    "freeze_readout_only": Preset(lr=1e-3, ema_decay=0.999, clip_grad=1.0),
-    "lora": Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0),
-    "multihead_replay": Preset(lr=1e-4, ema_decay=0.9999, clip_grad=1.0),
-    "pseudolabel_replay": Preset(lr=1e-4, ema_decay=0.9999, clip_grad=1.0),
-    "replay_lora": Preset(lr=1e-3, ema_decay=0.999, clip_grad=10.0),
-    "scratch": Preset(lr=1e-2, ema_decay=0.99, clip_grad=10.0),
-}
-# mace's --freeze levels: 5 freezes the embedding and every interaction block, 6 also the products.
-FREEZE_LEVELS = {FreezeInteractionsStrategy: 5, FreezeReadoutOnlyStrategy: 6}
+# The study's presets by strategy (core.strategy_table holds them with the other traits).
+PRESETS: dict[str, Preset] = {name: traits.preset for name, traits in STRATEGIES.items()}
 
 
 def effective_hyperparameters(spec: JobSpec) -> Preset:
@@ -80,11 +55,9 @@ def spec_warnings(spec: JobSpec) -> list[str]:
             "e0s='average' fits E0s on the data alone; the study found 2-3x worse forces and "
             "unstable MD with it: prefer 'estimated' or isolated atoms"
         )
-    if spec.strategy.name == "replay_lora":
-        warnings.append(
-            "replay + LoRA was worse than either alone nearly everywhere in the study "
-            "(over-regularisation); compare it with pseudolabel_replay and lora"
-        )
+    caution = traits_of(spec.strategy.name).caution
+    if caution is not None:
+        warnings.append(caution)
     lr = effective_hyperparameters(spec).lr
     # A strategy's own preset is the study's choice for it (replay_lora: 1e-3, its adapters
     # being all that trains), never a reason to warn.
@@ -120,16 +93,12 @@ class TrainingInputs:
 RUN_NAME = "mlft"
 
 
-def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
-    hyper = spec.hyperparameters
-    effective = effective_hyperparameters(spec)
-    work = inputs.work_dir
-    argv = [
-        f"--name={RUN_NAME}",
-        f"--seed={hyper.seed}",
-        f"--device={inputs.device}",
+def shared_arguments(work: Path) -> list[str]:
+    """Flags of every mace training the service runs (jobs and the demo foundation): float64
+    (E0s are verified to 1e-6 eV), the label keys core.datasets writes, one work folder, no
+    plots, per-atom errors each epoch."""
+    return [
         "--default_dtype=float64",
-        f"--train_file={inputs.train_file}",
         "--energy_key=REF_energy",
         "--forces_key=REF_forces",
         "--stress_key=REF_stress",
@@ -139,6 +108,27 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         f"--model_dir={work / 'model'}",
         f"--checkpoints_dir={work / 'checkpoints'}",
         f"--results_dir={work / 'results'}",
+        "--eval_interval=1",
+        "--error_table=PerAtomRMSE",
+        "--save_cpu",
+        "--plot=False",
+    ]
+
+
+def saved_model_file(work: Path, name: str) -> Path:
+    """Where mace saves the model of the run `--name=name` with `shared_arguments(work)`."""
+    return work / "model" / f"{name}.model"
+
+
+def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
+    hyper = spec.hyperparameters
+    effective = effective_hyperparameters(spec)
+    argv = [
+        f"--name={RUN_NAME}",
+        f"--seed={hyper.seed}",
+        f"--device={inputs.device}",
+        f"--train_file={inputs.train_file}",
+        *shared_arguments(inputs.work_dir),
         f"--loss={training_loss(spec, inputs.stress)}",
         f"--energy_weight={hyper.energy_weight}",
         f"--forces_weight={hyper.forces_weight}",
@@ -153,10 +143,6 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         f"--valid_batch_size={hyper.valid_batch_size}",
         f"--max_num_epochs={hyper.max_num_epochs}",
         f"--patience={hyper.patience}",
-        "--eval_interval=1",
-        "--error_table=PerAtomRMSE",
-        "--save_cpu",
-        "--plot=False",
         # Picks up the newest checkpoint when a job is re-run after its worker died.
         "--restart_latest",
         "--num_workers=0",
@@ -171,7 +157,7 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         raise ValueError("a fine-tuning strategy needs the prepared foundation model file")
     argv.append(f"--foundation_model={inputs.foundation_file}")
     argv += _replay_arguments(spec, inputs)
-    level = FREEZE_LEVELS.get(type(spec.strategy))
+    level = freeze_level_of(spec.strategy)
     if level is not None:
         # Keeping every foundation element makes "frozen" literal: mace otherwise rescales the
         # per-element embedding rows it copies into a smaller model.

@@ -12,7 +12,7 @@ from core.errors import InvalidSpecError
 from core.foundations import FoundationRegistry, choose_head
 from core.jobs import create_job
 from core.models import Dataset, Job
-from core.spec import JobSpec, replay_of, uses_pseudolabels
+from core.spec import JobSpec, needs_foundation, replay_of, uses_pseudolabels
 from core.strategies import effective_settings, spec_warnings
 
 if TYPE_CHECKING:
@@ -68,19 +68,15 @@ def submit_job(
         dataset_id = getattr(spec.evaluation, role)
         if dataset_id is not None:
             referenced_dataset(session, dataset_id, f"evaluation.{role}")
-    registry.ensure_not_building(spec.foundation_model)
-    if spec.foundation_model is not None and not registry.exists(spec.foundation_model):
-        raise InvalidSpecError(
-            f"unknown foundation model {spec.foundation_model!r}; GET /foundation-models lists them"
-        )
-    if spec.strategy.name != "scratch":
+    registry.require_known(spec.foundation_model)
+    if needs_foundation(spec.strategy):
         registry.require_fetchable(spec.foundation_model)
     replay = replay_of(spec.strategy)
     replay_elements: set[str] = set()
     # An automatic replay set is built from the training data's elements when the job starts.
     if replay is not None and not replay.auto:
         replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
-    if spec.strategy.name != "scratch" and spec.foundation_model is not None:
+    if needs_foundation(spec.strategy) and spec.foundation_model is not None:
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
     _check_foundation_head(registry, spec)
     _check_rss_compositions(spec, train_elements)

@@ -3,7 +3,7 @@ data, compared by target accuracy against retained robustness — as one request
 
 import itertools
 import logging
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
@@ -13,18 +13,19 @@ from core.errors import InvalidSpecError, NotFoundError
 from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES, transition
 from core.models import Job, JobState, Sweep
-from core.spec import STRATEGY_NAMES, JobSpec, ReplaySpec, SpecModel
+from core.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
+from core.strategy_table import (
+    LORA_STRATEGIES,
+    REPLAY_STRATEGIES,
+    STRATEGY_NAMES,
+    StrategyName,
+    traits_of,
+)
 from core.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
 
-StrategyName = Literal[
-    "naive", "freeze_interactions", "freeze_readout_only", "lora",
-    "multihead_replay", "pseudolabel_replay", "replay_lora", "scratch",
-]
 TERMINAL = {state.value for state in TERMINAL_STATES}
-REPLAY_STRATEGIES = {"multihead_replay", "pseudolabel_replay", "replay_lora"}
-LORA_STRATEGIES = {"lora", "replay_lora"}
 
 
 class SweepGrid(SpecModel):
@@ -76,7 +77,7 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
             if rank is not None:
                 strategy["rank"] = rank
             changes: dict[str, Any] = {"strategy": strategy}
-            if name == "scratch" and spec.base.e0s in ("estimated", "foundation"):
+            if not traits_of(name).foundation and spec.base.e0s in FOUNDATION_E0_METHODS:
                 # Both need a foundation, which a scratch model has none of: it fits its E0s on
                 # the data (science.md §2 "average").
                 changes["e0s"] = "average"

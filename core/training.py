@@ -27,7 +27,7 @@ from core.datasets import (
     trained_stress_count,
     write_mace_extxyz,
 )
-from core.e0s import E0Fit
+from core.e0s import E0_MISMATCH_MEV_PER_ATOM, E0Fit
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
@@ -42,11 +42,17 @@ from core.memory import return_freed_memory
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
-from core.spec import JobSpec, ScratchStrategy, lora_of, replay_of, uses_pseudolabels
+from core.spec import (
+    JobSpec,
+    ScratchStrategy,
+    freeze_level_of,
+    lora_of,
+    replay_of,
+    uses_pseudolabels,
+)
 from core.splits import Split, split_configurations
 from core.stages import Stage, run_stages
 from core.strategies import (
-    FREEZE_LEVELS,
     RUN_NAME,
     TrainingInputs,
     to_mace_argv,
@@ -56,8 +62,6 @@ from core.strategies import (
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
 
-# science.md §2: an initial energy error above this means the E0s do not match the data.
-E0_MISMATCH_MEV_PER_ATOM = 500.0
 # Merged LoRA weights must reproduce the adapters' predictions to numerical precision.
 LORA_MERGE_TOLERANCE_EV = 1e-6
 LORA_CHECK_CONFIGS = 20
@@ -672,7 +676,7 @@ def _strategy_checks(
     work_dir: Path,
 ) -> dict[str, Any]:
     checks: dict[str, Any] = {"trainable_parameters": model_checks.trainable_parameters(spec, full)}
-    level = FREEZE_LEVELS.get(type(spec.strategy))
+    level = freeze_level_of(spec.strategy)
     if level is not None:
         assert foundation_model is not None
         changed = model_checks.changed_frozen_parameters(full, foundation_model, level)
@@ -716,8 +720,8 @@ def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
     if spec.e0s == "foundation":
         return [
             f"E0 mismatch: the foundation's energy error on the training data is {before:.0f} "
-            "meV/atom with its own E0s (above 500 meV/atom); the data likely come from another "
-            "level of theory: use e0s='estimated' or isolated atoms"
+            f"meV/atom with its own E0s (above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom); the data "
+            "likely come from another level of theory: use e0s='estimated' or isolated atoms"
         ]
     if after is not None and after <= E0_MISMATCH_MEV_PER_ATOM:
         return [

@@ -4,9 +4,6 @@
 import { HEAD_COLOURS, HOLE_COLOUR, PALETTE, REFERENCE_COLOUR, histogram, plot } from "./charts.js";
 import { h, num, section, table, withUnit } from "./ui.js";
 
-// Same rules of thumb as core/reports.py: (green up to, amber up to); above is red.
-const FORCE_RMSE_LIMITS = [50, 100];
-const FORGETTING_RATIO_LIMITS = [1.5, 3];
 const METRICS = [
   ["energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"],
   ["energy_mae_mev_per_atom", "Energy MAE", "meV/atom"],
@@ -22,10 +19,6 @@ const LEARNING_PANELS = [
 // A dimer's repulsive wall spans orders of magnitude; cut the view this far above its tail.
 const DIMER_VIEW_ABOVE_TAIL_EV = 10;
 const VERDICT_KEYS = ["passed", "ok", "verified", "unchanged"];
-
-function level(value, [good, warn]) {
-  return value <= good ? "good" : value <= warn ? "warn" : "bad";
-}
 
 function badge(kind, name, value) {
   return h("div", { class: `badge ${kind}` }, name, h("b", {}, value));
@@ -64,33 +57,9 @@ export function learningCurves(epochs, maxEpochs = 0) {
 
 // ---- verdicts -----------------------------------------------------------------------------
 
+// Graded on the server (core/verdicts.py), the same badges the HTML report opens with.
 function verdicts(report) {
-  const found = [];
-  const accuracy = report.accuracy || {};
-  const test = accuracy.test || Object.values(accuracy)[0];
-  if (test?.forces_rmse_mev_per_a != null) {
-    found.push(badge(level(test.forces_rmse_mev_per_a, FORCE_RMSE_LIMITS), "Test force RMSE",
-      withUnit(test.forces_rmse_mev_per_a, "meV/Å")));
-  }
-  const ratio = report.forgetting?.force_rmse_ratio;
-  if (ratio != null) {
-    found.push(badge(level(ratio, FORGETTING_RATIO_LIMITS), "Forgetting (force RMSE ratio)", `${num(ratio)}×`));
-  }
-  if (report.md?.length) {
-    const failed = report.md.filter((run) => !run.stable).length;
-    found.push(badge(failed ? "bad" : "good", "MD stable",
-      failed ? `no (${failed} of ${report.md.length} runs failed)` : `yes (${report.md.length} runs)`));
-  }
-  const dimers = report.dimers;
-  if (dimers) {
-    const curves = [...Object.values(dimers.pairs || {}), ...(dimers.compression || [])];
-    const holes = curves.filter((curve) => curve.hole).length;
-    if (curves.length) {
-      found.push(badge(holes ? "bad" : "good", "Dimer/compression holes", `${holes} of ${curves.length}`));
-    }
-  }
-  const warnings = report.warnings || [];
-  found.push(badge(warnings.length ? "warn" : "good", "Warnings", String(warnings.length)));
+  const found = (report.verdicts || []).map(({ label, value, level }) => badge(level, label, value));
   return h("div", { class: "verdicts" }, found);
 }
 

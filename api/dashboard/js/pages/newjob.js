@@ -2,26 +2,6 @@ import { get, post } from "../api.js";
 import { append, errorBox, h, replace, section, shortId } from "../ui.js";
 import { uploadForm } from "./datasets.js";
 
-// The strategies of the job spec (core/spec.py), as the README describes them.
-const STRATEGIES = {
-  naive: "Everything trains, starting from the foundation: best for one target system.",
-  freeze_interactions: "Embedding and interactions frozen; products and readouts train (Freeze 5).",
-  freeze_readout_only: "Only the readouts train (Freeze 6).",
-  lora: "Low-rank adapters on the foundation, merged into the delivered model.",
-  multihead_replay: "Shared backbone; a target head plus a replay head trained on labelled replay data.",
-  pseudolabel_replay: "As multihead replay, with replay labels predicted by the foundation.",
-  replay_lora: "Replay and LoRA together (the study: usually worse than either alone).",
-  scratch: "A new MACE trained on the data alone: the baseline, no foundation.",
-};
-const REPLAY = new Set(["multihead_replay", "pseudolabel_replay", "replay_lora"]);
-const LORA = new Set(["lora", "replay_lora"]);
-const E0_METHODS = {
-  estimated: "estimated: corrected from the foundation's predictions on the training data (recommended)",
-  foundation: "foundation: keep the foundation's (same level of theory only)",
-  isolated_atoms: "isolated_atoms: single-atom configurations",
-  average: "average: fit on the data alone (not advised for fine-tuning)",
-  explicit: "explicit values",
-};
 const DEMO_FOUNDATION = "mace-demo-emt";
 
 function field(label, control, hint) {
@@ -40,10 +20,13 @@ const numberOrNull = (value) => (value === "" ? null : Number(value));
 
 /** The form; `#/new?train=ID` preselects the training data. */
 export async function renderNewJob(page, signal, query = "") {
-  const [foundations, { data: datasets }] = await Promise.all([
+  // Strategies and E0 methods come from the service's one table of them (GET /strategies).
+  const [foundations, { data: datasets }, choices] = await Promise.all([
     get("foundation-models", { signal }),
     get("datasets", { signal }),
+    get("strategies", { signal }),
   ]);
+  const strategies = Object.fromEntries(choices.strategies.map((s) => [s.name, s]));
   const select = (name, options, attrs = {}) => h("select", { name, ...attrs }, options);
   const input = (name, attrs = {}) => h("input", { name, ...attrs });
 
@@ -60,14 +43,14 @@ export async function renderNewJob(page, signal, query = "") {
     test_dataset: select("test_dataset", datasetOptions(datasets, { optional: true })),
     valid_dataset: select("valid_dataset", datasetOptions(datasets, { optional: true, none: "— hold out a fraction —" })),
     valid_fraction: input("valid_fraction", { type: "number", value: "0.1", min: "0.01", max: "0.89", step: "0.01" }),
-    strategy: select("strategy", Object.keys(STRATEGIES).map((name) => h("option", { value: name }, name))),
+    strategy: select("strategy", Object.keys(strategies).map((name) => h("option", { value: name }, name))),
     rank: input("rank", { type: "number", value: "4", min: "1", max: "256" }),
     alpha: input("alpha", { type: "number", value: "1", min: "0.01", step: "any" }),
     replay_dataset: select("replay_dataset", datasetOptions(datasets)),
     num_samples: input("num_samples", { type: "number", min: "1", placeholder: "all" }),
     selection: select("selection", ["random", "fps"].map((s) => h("option", { value: s }, s))),
     pseudolabel: input("pseudolabel", { type: "checkbox", checked: true }),
-    e0s: select("e0s", Object.entries(E0_METHODS).map(([value, text]) => h("option", { value }, text))),
+    e0s: select("e0s", choices.e0_methods.map(({ name, summary }) => h("option", { value: name }, `${name}: ${summary}`))),
     isolated_atoms_dataset: select("isolated_atoms_dataset", datasetOptions(datasets, { optional: true, none: "— in the training set —" })),
     explicit_e0s: h("textarea", { name: "explicit_e0s", rows: 3, placeholder: '{"H": -13.57, "C": -1026.85}' }),
     max_num_epochs: input("max_num_epochs", { type: "number", value: "50", min: "1", max: "10000", required: true }),
@@ -93,19 +76,20 @@ export async function renderNewJob(page, signal, query = "") {
 
   function spec() {
     const strategyName = c.strategy.value;
+    const traits = strategies[strategyName];
     const strategy = { name: strategyName };
-    if (LORA.has(strategyName)) {
+    if (traits.lora) {
       strategy.rank = Number(c.rank.value);
       strategy.alpha = Number(c.alpha.value);
     }
-    if (REPLAY.has(strategyName)) {
+    if (traits.replay) {
       strategy.replay = {
         dataset: c.replay_dataset.value,
         num_samples: numberOrNull(c.num_samples.value),
         selection: c.selection.value,
       };
     }
-    if (strategyName === "replay_lora") strategy.pseudolabel = c.pseudolabel.checked;
+    if (traits.pseudolabels === "optional") strategy.pseudolabel = c.pseudolabel.checked;
     let e0s = c.e0s.value;
     if (e0s === "explicit") {
       try {
@@ -141,11 +125,11 @@ export async function renderNewJob(page, signal, query = "") {
   }
 
   function update() {
-    const name = c.strategy.value;
-    description.textContent = STRATEGIES[name];
-    loraFields.hidden = !LORA.has(name);
-    replayFields.hidden = !REPLAY.has(name);
-    pseudolabelField.hidden = name !== "replay_lora";
+    const traits = strategies[c.strategy.value];
+    description.textContent = traits.summary;
+    loraFields.hidden = !traits.lora;
+    replayFields.hidden = !traits.replay;
+    pseudolabelField.hidden = traits.pseudolabels !== "optional";
     isolatedField.hidden = c.e0s.value !== "isolated_atoms";
     explicitField.hidden = c.e0s.value !== "explicit";
     c.valid_fraction.disabled = Boolean(c.valid_dataset.value);
