@@ -35,7 +35,7 @@ MACE_LOG_NAME = "mace.log"
 # Bounds what one poll sends of a long log, so a late subscriber catches up without a burst.
 LOG_CHUNK_BYTES = 64 * 1024
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-EVENT_STREAM_DOC = {
+EVENT_STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"text/event-stream": {}},
         "description": "`state` on every state or stage change (the first event is the current "
