@@ -1,6 +1,6 @@
 """Every boundary of the house, read from the source with ast (nothing is imported):
 
-- core (the domain) imports neither api nor worker, nor the client;
+- core (the domain) imports neither api nor worker, nor the client; the worker not the api;
 - the client (client/mlft_client, its own distribution) imports nothing of the server, and its
   pyproject asks for httpx and at most one progress library;
 - the api reaches the worker only through one small module, api/queue.py;
@@ -198,6 +198,12 @@ def test_core_imports_neither_api_nor_worker_nor_the_client() -> None:
     core = {name: path for name, path in SERVER_MODULES.items() if _top(name) == "core"}
 
     assert offenders(core, {"api", "worker", CLIENT_PACKAGE}) == {}
+
+
+def test_the_worker_imports_nothing_of_the_api() -> None:
+    worker = {name: path for name, path in SERVER_MODULES.items() if _top(name) == "worker"}
+
+    assert offenders(worker, {"api", CLIENT_PACKAGE}) == {}
 
 
 def test_the_server_does_not_import_the_client() -> None:
