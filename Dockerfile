@@ -20,11 +20,10 @@ COPY api ./api
 COPY core ./core
 COPY worker ./worker
 COPY migrations ./migrations
-COPY mlft_client ./mlft_client
 COPY scripts ./scripts
 RUN pip install --no-cache-dir . && useradd --create-home mlft && mkdir -p /data \
     && chown mlft /data
 USER mlft
 
 EXPOSE 8000
-CMD ["uvicorn", "api.app:create_app", "--factory", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["mlft-server", "--host", "0.0.0.0", "--port", "8000"]

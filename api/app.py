@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Dispatcher, get_project_id
 from api.errors import install_error_handlers
+from api.queue import celery_sender, start_embedded_worker
 from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
 from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
@@ -20,8 +21,6 @@ from api.routes import strategies as strategies_routes
 from core.config import Settings, get_settings
 from core.context import context_from_settings
 from core.db import migrate
-from worker.celery_app import make_celery
-from worker.tasks import TASK_BY_KIND
 
 logger = logging.getLogger(__name__)
 # `?access_token=` (the event stream's) in a request line that an access log writes.
@@ -71,9 +70,7 @@ def create_app(
         app.state.context.registry.import_models_folder()
         supervisor = build = None
         if start_worker:
-            from worker.local import WorkerSupervisor
-
-            supervisor = WorkerSupervisor(settings).start()
+            supervisor = start_embedded_worker(settings)
             if settings.build_demo_foundation:
                 build = _build_demo_foundation_in_background(settings)
         app.state.worker_supervisor = supervisor
@@ -95,7 +92,7 @@ def create_app(
     app.state.context = context_from_settings(settings)
     # The sweeper sends what the broker could not take within its grace and a sweep period.
     retry_after = int(settings.dispatch_grace_seconds + settings.job_lease_seconds)
-    app.state.dispatcher = Dispatcher(_celery_sender(settings, enqueue), retry_after)
+    app.state.dispatcher = Dispatcher(celery_sender(settings, enqueue), retry_after)
     install_error_handlers(app)
     if settings.cors_origins:
         # Browser front ends on other origins; the bearer token travels in Authorization.
@@ -141,19 +138,3 @@ def _build_demo_foundation_in_background(settings: Settings) -> subprocess.Popen
     log_file.parent.mkdir(parents=True, exist_ok=True)
     with log_file.open("a") as log:
         return start_background_build(model, log)
-
-
-def _celery_sender(
-    settings: Settings, enqueue_job: Callable[[str], None] | None
-) -> Callable[[str, str], None]:
-    """Sends a work row's task; `enqueue_job` replaces it for jobs (tests run jobs elsewhere)."""
-    celery = make_celery(settings)
-
-    def send(kind: str, row_id: str) -> None:
-        if kind == "job" and enqueue_job is not None:
-            enqueue_job(row_id)
-            return
-        celery.send_task(TASK_BY_KIND[kind], args=[row_id])
-        logger.info("%s=%s enqueued", kind, row_id)
-
-    return send

@@ -1,4 +1,5 @@
-"""Start the embedded service (uvicorn + its local Celery worker) as a user would, on loopback."""
+"""Start the embedded service (`python -m api`: uvicorn + its local Celery worker) as a user would,
+on loopback."""
 
 import os
 import socket
@@ -33,8 +34,7 @@ def embedded_service(data_dir: Path, models_dir: Path) -> Iterator[httpx.Client]
     log_path = data_dir / "api.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--port", str(port)],
+            [sys.executable, "-m", "api", "--port", str(port)],
             cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
         )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)

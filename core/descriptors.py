@@ -14,6 +14,7 @@ import torch
 from mace.modules.utils import extract_invariant
 from mace.tools.scatter import scatter_mean
 
+from core import mace_model
 from core.inference import _batches, _inference_model
 
 
@@ -26,12 +27,12 @@ def structure_descriptors(
 ) -> np.ndarray:
     """(n_configs, n_features) float64: mean invariant node features of each configuration."""
     inference = _inference_model(model, device)
-    layers = int(model.num_interactions)
+    layers = mace_model.interaction_count(model)
     # Imported here, after mace: e3nn loads its constants with torch.load, which needs the
     # weights_only default that importing mace sets.
     from e3nn import o3
 
-    irreps_out = o3.Irreps(str(model.products[0].linear.irreps_out))
+    irreps_out = o3.Irreps(str(model.get_submodule("products.0.linear").irreps_out))
     l_max = irreps_out.lmax
     invariant_features = irreps_out.dim // (l_max + 1) ** 2
     rows: list[np.ndarray] = []

@@ -14,14 +14,16 @@ without a head name, and the only head of a single-head export.
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass
+from typing import Any
 
 import ase
 import numpy as np
 import torch
 from ase.data import atomic_numbers, chemical_symbols
 
+from core import mace_model
 from core.errors import E0MismatchError, InvalidSpecError
 from core.inference import predict
 from core.spec import E0Method
@@ -47,7 +49,7 @@ class E0Fit:
     # What a reader must know about the values (a rank-deficient fit is not isolated atoms).
     note: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
@@ -110,8 +112,8 @@ def average_e0_values(
 
 def model_e0s(model: torch.nn.Module) -> dict[int, float]:
     """The E0s in the model's atomic_energies buffer, by atomic number (head 0)."""
-    row = _head_zero(model.atomic_energies_fn.atomic_energies.detach().cpu())
-    return {int(z): float(row[i]) for i, z in enumerate(model.atomic_numbers.tolist())}
+    row = _head_zero(mace_model.atomic_energies(model).detach().cpu())
+    return {z: float(row[i]) for i, z in enumerate(mace_model.atomic_numbers(model))}
 
 
 def predict_energies(
@@ -252,7 +254,7 @@ def with_e0s(model: torch.nn.Module, e0s: dict[str, float]) -> torch.nn.Module:
     model's values. A [n_heads, n_elements] buffer gets them in head 0 only (see module doc)."""
     _require_model_elements(model, list(e0s))
     updated = copy.deepcopy(model)
-    buffer = updated.atomic_energies_fn.atomic_energies
+    buffer = mace_model.atomic_energies(updated)
     index = _element_index(model)
     with torch.no_grad():
         row = _head_zero(buffer)
@@ -286,7 +288,7 @@ def lone_atom_interaction_energies(
     """
     bare = copy.deepcopy(model)
     with torch.no_grad():
-        bare.atomic_energies_fn.atomic_energies.zero_()
+        mace_model.atomic_energies(bare).zero_()
     return isolated_atom_energies(bare, elements, device=device)
 
 
@@ -331,7 +333,7 @@ def _head_zero(atomic_energies: torch.Tensor) -> torch.Tensor:
 
 
 def _element_index(model: torch.nn.Module) -> dict[int, int]:
-    return {int(z): i for i, z in enumerate(model.atomic_numbers.tolist())}
+    return {z: i for i, z in enumerate(mace_model.atomic_numbers(model))}
 
 
 def _require_model_elements(model: torch.nn.Module, elements: Sequence[str]) -> None:
@@ -344,7 +346,7 @@ def _require_model_elements(model: torch.nn.Module, elements: Sequence[str]) -> 
         )
 
 
-def _sorted_by_number(symbols: Sequence[str]) -> list[str]:
+def _sorted_by_number(symbols: Iterable[str]) -> list[str]:
     return sorted(symbols, key=lambda symbol: atomic_numbers[symbol])
 
 

@@ -11,16 +11,17 @@ A failed export is recorded, not fatal: the `.model` file is what a job must del
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import ase
 import numpy as np
 import torch
 
 from core.foundations import load_own_model
-from core.inference import _batches, predict
+from core.inference import Prediction, _batches, predict
 
 logger = logging.getLogger(__name__)
 
@@ -40,7 +41,7 @@ class ExportResult:
     max_forces_difference_ev_per_a: float | None = None
     error: str | None = None
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {key: value for key, value in asdict(self).items() if key != "path"}
 
 
@@ -124,7 +125,7 @@ def compare_lammps(
 
 
 def _attempt(
-    variant: str, build, trained: torch.nn.Module, configs: list[ase.Atoms]
+    variant: str, build: Callable[[], Path], trained: torch.nn.Module, configs: list[ase.Atoms]
 ) -> ExportResult:
     compare = compare_torchscript if variant == "torchscript" else compare_lammps
     try:
@@ -134,8 +135,8 @@ def _attempt(
         logger.warning("export %s failed: %s", variant, error)
         return ExportResult(variant, None, False, error=f"{type(error).__name__}: {error}")
     ok = energy <= ENERGY_TOLERANCE_EV and forces <= FORCES_TOLERANCE_EV_PER_A
-    error = None if ok else "reloaded export does not reproduce the trained model's predictions"
-    return ExportResult(variant, path if ok else None, ok, energy, forces, error)
+    problem = None if ok else "reloaded export does not reproduce the trained model's predictions"
+    return ExportResult(variant, path if ok else None, ok, energy, forces, problem)
 
 
 def _float64(model: torch.nn.Module) -> torch.nn.Module:
@@ -153,7 +154,9 @@ def _split(
     return [(float(e[i]), f[bounds[i] : bounds[i + 1]]) for i in range(len(e))]
 
 
-def _differences(reference, found: list[tuple[float, np.ndarray]]) -> tuple[float, float]:
+def _differences(
+    reference: Sequence[Prediction], found: list[tuple[float, np.ndarray]]
+) -> tuple[float, float]:
     energy = max(abs(r.energy - e) for r, (e, _) in zip(reference, found, strict=True))
     forces = max(
         float(np.max(np.abs(r.forces - f))) for r, (_, f) in zip(reference, found, strict=True)

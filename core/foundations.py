@@ -313,8 +313,10 @@ def model_source_sha256(source: ModelSource) -> str:
 def _elements_of(foundation: FoundationModel, _modified: int, _size: int) -> tuple[str, ...]:
     from ase.data import chemical_symbols
 
+    from core import mace_model
+
     model = load_foundation(foundation)
-    return tuple(chemical_symbols[int(z)] for z in model.atomic_numbers)
+    return tuple(chemical_symbols[z] for z in mace_model.atomic_numbers(model))
 
 
 # ---- registration: is this upload a MACE model? -----------------------------------------------
@@ -443,6 +445,8 @@ def read_foundation_info(foundation: FoundationModel) -> FoundationInfo:
         return cached
     from ase.data import chemical_symbols
 
+    from core import mace_model
+
     model = load_foundation(foundation)
     heads = tuple(getattr(model, "heads", None) or ("Default",))
     info = FoundationInfo(
@@ -450,8 +454,8 @@ def read_foundation_info(foundation: FoundationModel) -> FoundationInfo:
         architecture=type(model).__name__,
         heads=heads,
         default_head=default_head(heads),
-        elements=tuple(chemical_symbols[int(z)] for z in model.atomic_numbers),
-        r_max=float(model.r_max),
+        elements=tuple(chemical_symbols[z] for z in mace_model.atomic_numbers(model)),
+        r_max=mace_model.cutoff(model),
         parameters=sum(parameter.numel() for parameter in model.parameters()),
         dtype=str(next(model.parameters()).dtype).removeprefix("torch."),
     )

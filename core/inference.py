@@ -18,6 +18,7 @@ from mace.data import AtomicData, config_from_atoms
 from mace.data.neighborhood import get_neighborhood
 from mace.tools import AtomicNumberTable, torch_geometric
 
+from core import mace_model
 from core.config import get_settings
 
 
@@ -138,8 +139,8 @@ def model_inputs(
     prediction never reads, and collating them costs more than the model on small systems; this
     makes only what the forward pass reads, once per batch, from the same edges and shifts.
     """
-    zs = [int(z) for z in model.atomic_numbers]
-    cutoff = float(model.r_max)
+    zs = mace_model.atomic_numbers(model)
+    cutoff = mace_model.cutoff(model)
     for atoms in configs:
         unknown = set(atoms.numbers.tolist()) - set(zs)
         if unknown:
@@ -202,15 +203,19 @@ def _batches(
 ) -> torch_geometric.dataloader.DataLoader:
     # The same graph construction mace uses when it estimates E0s itself (data.utils.
     # estimate_e0s_from_foundation): the model's own element table and cutoff.
-    z_table = AtomicNumberTable([int(z) for z in model.atomic_numbers])
-    cutoff = float(model.r_max)
+    z_table = AtomicNumberTable(mace_model.atomic_numbers(model))
+    cutoff = mace_model.cutoff(model)
     with _default_dtype(torch.float64):
         dataset = [
             AtomicData.from_config(config_from_atoms(atoms), z_table=z_table, cutoff=cutoff)
             for atoms in configs
         ]
+    # mace's DataLoader annotates its own Dataset type; it collates any sequence of AtomicData.
     return torch_geometric.dataloader.DataLoader(
-        dataset=dataset, batch_size=batch_size, shuffle=False, drop_last=False
+        dataset=dataset,  # type: ignore[arg-type]
+        batch_size=batch_size,
+        shuffle=False,
+        drop_last=False,
     )
 
 

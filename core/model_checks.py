@@ -52,7 +52,10 @@ def unmerged_lora_model(
     """The model with its LoRA adapters as trained, rebuilt from mace's newest checkpoint."""
     from mace.modules.lora import inject_LoRAs
 
-    model = inject_LoRAs(copy.deepcopy(merged), rank=rank, alpha=alpha)
+    # mace annotates alpha as int; it only scales the adapters by alpha / rank.
+    model: torch.nn.Module = inject_LoRAs(
+        copy.deepcopy(merged), rank=rank, alpha=alpha  # type: ignore[arg-type]
+    )
     state = load_own_model(checkpoint)["model"]
     model.load_state_dict(state, strict=True)
     return model

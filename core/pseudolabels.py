@@ -37,7 +37,8 @@ def pseudolabelled(
     predictions = cache.labels(foundation_sha256, configs, compute) if cache else compute()
     labelled = []
     for index, (atoms, prediction) in enumerate(zip(configs, predictions, strict=True)):
-        if not np.isfinite(prediction.energy) or not np.isfinite(prediction.forces).all():
+        forces = prediction.forces
+        if forces is None or not np.isfinite(prediction.energy) or not np.isfinite(forces).all():
             raise TrainingFailedError(
                 f"the foundation predicts non-finite energy or forces for replay structure "
                 f"{index} ({atoms.get_chemical_formula()}); it cannot pseudolabel it"

@@ -5,6 +5,7 @@ import tempfile
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 import ase
 import numpy as np
@@ -31,7 +32,7 @@ class ReplayFile:
     selection: str
     pseudolabelled: bool
 
-    def to_dict(self) -> dict:
+    def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "path": str(self.path)}
 
 
@@ -75,7 +76,7 @@ def _with_mace_keys(configs: list[ase.Atoms]) -> list[ase.Atoms]:
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "replay.extxyz"
         write_mace_extxyz(configs, path)
-        return ase.io.read(path, index=":", format="extxyz")
+        return list(ase.io.iread(path, index=":", format="extxyz"))
 
 
 def _farthest_points(

@@ -21,7 +21,7 @@ import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import atomic_numbers
 
-from core import structure_generation
+from core import mace_model, structure_generation
 from core.descriptors import structure_descriptors
 from core.errors import InvalidSpecError
 from core.inference import predict
@@ -138,7 +138,7 @@ def _candidates(
         math.ceil(OVERSAMPLING * inputs.size / max(len(generated), 1)),
     )
     seeds = structure_generation.seed_structures(inputs.configurations, inputs.elements)
-    cutoff = float(model.r_max)
+    cutoff = mace_model.cutoff(model)
     candidates: list[Candidate] = []
     skipped: dict[str, str] = {}
     for source in generated:

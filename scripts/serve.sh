@@ -7,4 +7,4 @@ cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 export MLFT_DATA_DIR=${MLFT_DATA_DIR:-var}
 .venv/bin/python scripts/make_demo_data.py --out "$MLFT_DATA_DIR/demo"
-exec .venv/bin/python -m uvicorn api.app:create_app --factory --host "${MLFT_HOST:-127.0.0.1}" --port "${MLFT_PORT:-8000}"
+exec .venv/bin/mlft-server --host "${MLFT_HOST:-127.0.0.1}" --port "${MLFT_PORT:-8000}"

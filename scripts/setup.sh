@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Create .venv and install mlft with its test tools. torch is pinned first: this machine keeps a
-# CPU build of torch 2.13.0 on disk, while a plain `torch` requirement would pull a CUDA build.
+# Create .venv and install both distributions editable: the server (mlft, with its test tools) and
+# the client in client/ (mlft-client, the `mlft` command). torch is pinned first: this machine
+# keeps a CPU build of torch 2.13.0 on disk, while a plain `torch` requirement would pull a CUDA
+# build.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -9,4 +11,4 @@ if [ ! -x .venv/bin/python ]; then
 fi
 .venv/bin/python -m pip install --quiet --upgrade pip
 .venv/bin/python -m pip install --quiet "torch==${MLFT_TORCH_VERSION:-2.13.0}"
-.venv/bin/python -m pip install --quiet -e ".[test]"
+.venv/bin/python -m pip install --quiet -e ".[test]" -e "./client[yaml]"

@@ -117,9 +117,9 @@ class WorkerSupervisor:
         delay = 0.0
         while not self._stopping.wait(POLL_SECONDS):
             process = self._process
-            code = None if process is None else process.poll()
-            if code is None:
+            if process is None or process.poll() is None:
                 continue
+            code = process.returncode
             uptime = time.monotonic() - started
             delay = restart_delay(delay, uptime)
             logger.error(

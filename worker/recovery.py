@@ -10,6 +10,7 @@ again only after the visibility timeout, which is days so that long trainings ar
 import logging
 import threading
 import time
+from functools import partial
 
 from celery.signals import worker_ready
 
@@ -36,7 +37,7 @@ def sweep_abandoned_work(settings: Settings) -> list[str]:
                 session,
                 table,
                 max_attempts=settings.max_attempts,
-                enqueue=lambda row_id, kind=kind: send(kind, row_id),
+                enqueue=partial(send, kind),
             )
     return requeued
 

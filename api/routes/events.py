@@ -32,7 +32,7 @@ KEEPALIVE_SECONDS = 15.0
 # An open stream checks its token again this often: a revoked token stops it.
 TOKEN_RECHECK_SECONDS = 5.0
 STREAM_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
-EVENT_STREAM_DOC = {
+EVENT_STREAM_DOC: dict[int | str, dict[str, Any]] = {
     200: {
         "content": {"text/event-stream": {}},
         "description": "`state` on every state or stage change (the first event is the current "

@@ -1,42 +1,13 @@
 """Liveness and readiness for orchestrators (Docker, Kubernetes, load balancers)."""
 
-from celery import Celery
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep, SettingsDep
-from core.config import Settings
+from api.queue import broker_of, broker_probe
 from core.health import Check, database_probe, run_check, storage_probe, workers_probe
-from worker.celery_app import make_celery
 
 router = APIRouter(tags=["health"])
-BROKER_TIMEOUT_SECONDS = 3.0
-
-
-def broker_of(request: Request, settings: Settings) -> Celery:
-    """One Celery client per app for broker checks and queue depths."""
-    if getattr(request.app.state, "broker", None) is None:
-        request.app.state.broker = make_celery(settings)
-    return request.app.state.broker
-
-
-def broker_probe(celery: Celery) -> None:
-    with celery.connection_for_write() as connection:
-        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-
-
-def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int]:
-    """Messages waiting in each queue (Redis: the list length; folder broker: the files)."""
-    depths = {}
-    with celery.connection_for_read() as connection:
-        connection.ensure_connection(max_retries=1, timeout=BROKER_TIMEOUT_SECONDS)
-        for queue in queues:
-            try:
-                declared = connection.default_channel.queue_declare(queue=queue, passive=True)
-                depths[queue] = int(declared.message_count)
-            except Exception:  # Redis drops an empty queue's key: passive declare says "no queue"
-                depths[queue] = 0
-    return depths
 
 
 @router.get("/healthz")

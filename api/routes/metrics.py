@@ -7,7 +7,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_l
 from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Metric
 
 from api.deps import ContextDep, SettingsDep, require_metrics_reader
-from api.routes.health import broker_of, queue_depths
+from api.queue import broker_of, queue_depths
 from core.config import Settings
 from core.context import JobContext
 from core.health import histogram, jobs_by_state, recent_epoch_seconds

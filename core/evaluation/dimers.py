@@ -18,9 +18,10 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from ase.geometry import find_mic
 
+from core import mace_model
 from core.evaluation.md import MIN_DISTANCE_FRACTION
 from core.evaluation.rdf import pair_label
-from core.inference import neighbourhood, predict
+from core.inference import Neighbourhood, neighbourhood, predict
 
 DEFAULT_DISTANCES = tuple(np.round(np.arange(0.5, 5.0 + 1e-9, 0.05), 3))  # Å
 DEFAULT_SCALES = tuple(np.round(np.arange(0.5, 1.0 + 1e-9, 0.025), 3))  # of cell and positions
@@ -167,8 +168,9 @@ def compression_curve(
     exceeds `max_mean_neighbours` are left out."""
     small = compression_structure(atoms, max_atoms)
     factors = np.sort(np.asarray(scales, dtype=float))[::-1]
-    cutoff = float(model.r_max)
-    configs, graphs = [], []
+    cutoff = mace_model.cutoff(model)
+    configs: list[ase.Atoms] = []
+    graphs: list[Neighbourhood] = []
     for factor in factors:
         scaled = _scaled(small, factor)
         graph = neighbourhood(scaled, cutoff)
@@ -219,7 +221,7 @@ def compression_structure(atoms: ase.Atoms, max_atoms: int = COMPRESSION_MAX_ATO
 
 def _primitive_cell(atoms: ase.Atoms) -> ase.Atoms | None:
     found = spglib.standardize_cell(
-        (np.array(atoms.cell), atoms.get_scaled_positions(), atoms.numbers),
+        (atoms.cell.tolist(), atoms.get_scaled_positions().tolist(), atoms.numbers.tolist()),
         to_primitive=True,
         symprec=SYMMETRY_TOLERANCE_A,
     )

@@ -169,4 +169,5 @@ def _normalised(values: np.ndarray) -> np.ndarray:
     total = values.sum()
     if not np.isfinite(total) or total <= 0:
         raise ValueError("an RDF to compare must be finite and not all zero")
-    return values / total
+    normalised: np.ndarray = values / total
+    return normalised

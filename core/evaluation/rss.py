@@ -369,7 +369,8 @@ def _relax(atoms: ase.Atoms, pressure_gpa: float, settings: RelaxSettings) -> in
             )
         if _volume_per_atom(atoms) < COLLAPSED_VOLUME_PER_ATOM_A3:
             break
-    return optimizer.nsteps
+    steps: int = optimizer.nsteps
+    return steps
 
 
 def _volume_per_atom(atoms: ase.Atoms) -> float:
@@ -492,6 +493,13 @@ def relax_all(
 # ---- statistics ------------------------------------------------------------------------------
 
 
+def _measured(value: float | None) -> float:
+    # A relaxation that did not fail measured its result; None here is a bug, not a hole.
+    if value is None:
+        raise ValueError("a relaxed structure without a failure has no energy or volume")
+    return value
+
+
 @dataclass(frozen=True)
 class Flagged:
     relaxed: Relaxed
@@ -511,8 +519,8 @@ def hole_statistics(
             group = [r for r in at_pressure if r.composition == composition]
             done = [r for r in group if r.failure is None]
             flags = flag_holes(
-                [r.energy_per_atom for r in done],
-                [r.volume_per_atom for r in done],
+                [_measured(r.energy_per_atom) for r in done],
+                [_measured(r.volume_per_atom) for r in done],
                 [r.min_distance_ratio for r in done],
                 criteria,
             )
@@ -613,6 +621,13 @@ class RssOutcome:
     flagged_file: Path
 
 
+def _progress_stage(stage: Callable[[str], None], prefix: str) -> ProgressCallback:
+    def report(done: int, total: int) -> None:
+        stage(f"{prefix} {done}/{total}")
+
+    return report
+
+
 def evaluate_rss_holes(
     plan: RssPlan,
     model: ModelUnderTest,
@@ -650,7 +665,7 @@ def evaluate_rss_holes(
                 candidate.calculator_factory,
                 plan.relax,
                 processes=plan.processes,
-                on_progress=lambda done, total, p=prefix: stage(f"{p} {done}/{total}"),
+                on_progress=_progress_stage(stage, prefix),
             )
             # A worker process that died is the machine's fault, not the model's: never cached.
             if cache and key and not any(_lost_with_worker(r) for r in relaxed):

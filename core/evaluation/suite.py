@@ -12,6 +12,7 @@ import ase
 import torch
 from ase.data import chemical_symbols
 
+from core import mace_model
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.evaluation.dimers import Repulsion, short_range_repulsion
 from core.evaluation.forgetting import Forgetting, forgetting
@@ -69,7 +70,7 @@ def evaluate_model(
     if settings.md and structures:
         runs = md_runs(settings.md_steps)
         report |= _md_and_rdf(
-            model, structures, data.reference or data.test, runs, stage, on_steps, device
+            model, structures, data.reference or data.test or [], runs, stage, on_steps, device
         )
     if settings.dimers:
         stage("evaluating short-range repulsion")
@@ -144,7 +145,7 @@ def md_runs_for(
     specs: tuple[MDRunSpec, ...] = (CONSTANT_TEMPERATURE_RUN, TEMPERATURE_RAMP_RUN),
 ) -> tuple[MDRunSpec, ...]:
     """The runs, shortened for structures with many edges (MD_EDGE_STEP_BUDGET)."""
-    edges = neighbourhood(atoms, float(model.r_max)).n_edges + len(atoms)
+    edges = neighbourhood(atoms, mace_model.cutoff(model)).n_edges + len(atoms)
     steps = max(MIN_MD_STEPS, MD_EDGE_STEP_BUDGET // edges)
     return tuple(replace(run, n_steps=min(run.n_steps, steps)) for run in specs)
 
@@ -155,6 +156,7 @@ def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[st
     except ValueError as error:
         # Periodic and molecular structures mixed: no single kind of RDF describes them.
         return {"pairs": {}, "note": str(error)}
+    note: str | None
     try:
         reference_rdf = radial_distribution(reference)
         emd = compare_rdfs(model_rdf, reference_rdf).emd_per_pair
@@ -271,7 +273,7 @@ def _values(array: Any) -> list[float] | None:
 
 def _elements(configs: list[ase.Atoms], model: torch.nn.Module) -> list[str]:
     """The data's elements (the model's own when there are no data), by atomic number."""
-    numbers = {int(z) for atoms in configs for z in atoms.numbers} or {
-        int(z) for z in model.atomic_numbers
-    }
+    numbers = {int(z) for atoms in configs for z in atoms.numbers} or set(
+        mace_model.atomic_numbers(model)
+    )
     return [chemical_symbols[z] for z in sorted(numbers)]

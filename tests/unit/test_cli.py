@@ -14,6 +14,7 @@ from mlft_client.cli import main
 from tests.conftest import REPO_ROOT
 
 URL = ["--url", "http://testserver"]
+CLIENT_ROOT = REPO_ROOT / "client"
 
 
 @pytest.fixture(scope="module")
@@ -162,11 +163,26 @@ def test_client_and_cli_import_no_server_code() -> None:
         "{'api', 'core', 'worker', 'mace', 'ase', 'torch', 'fastapi', 'sqlalchemy', 'celery'}))"
     )
 
+    # From client/, so the probe imports this tree's client whatever the environment installed.
     imported = subprocess.run(
-        [sys.executable, "-c", probe], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+        [sys.executable, "-c", probe], cwd=CLIENT_ROOT, capture_output=True, text=True, check=True
     ).stdout
 
     assert imported.strip() == "[]"
+
+
+@pytest.mark.parametrize(
+    ("argv", "program"),
+    [(["serve", "--port", "8001"], "mlft-server --host 127.0.0.1 --port 8001"),
+     (["worker"], "mlft-worker")],
+)
+def test_serve_and_worker_name_the_server_program_they_moved_to(
+    argv: list[str], program: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    status = main(argv)
+
+    assert status == 1
+    assert f"run `{program}` where the mlft server is installed" in capsys.readouterr().err
 
 
 DIALECTS = REPO_ROOT / "tests" / "data" / "dialects"

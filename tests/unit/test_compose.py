@@ -104,8 +104,8 @@ def test_the_dockerfile_builds_torch_from_the_chosen_index_then_the_service() ->
     dockerfile = (REPO_ROOT / "Dockerfile").read_text()
     assert re.search(r"^ARG TORCH_INDEX=", dockerfile, re.MULTILINE)
     assert '--index-url "${TORCH_INDEX}"' in dockerfile
-    for folder in ("api", "core", "worker", "migrations", "mlft_client"):
+    for folder in ("api", "core", "worker", "migrations"):
         assert f"COPY {folder} ./{folder}" in dockerfile
-    assert "api.app:create_app" in dockerfile
+    assert 'CMD ["mlft-server", ' in dockerfile
     # Each container's own folder; no models folder to share between them.
     assert "MLFT_DATA_DIR=/data" in dockerfile and "/models" not in dockerfile

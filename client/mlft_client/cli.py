@@ -1,5 +1,5 @@
-"""`mlft`: the service from a shell. Client commands talk to a server at --url; `serve` and
-`worker` run the server side on this machine."""
+"""`mlft`: the service from a shell. Every command talks to a server at --url; the server side
+is its own programs (`mlft-server`, `mlft-worker`), installed with the server, not this client."""
 
 from __future__ import annotations
 
@@ -70,10 +70,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_evaluation_commands(
         commands.add_parser("evaluations", help="evaluate a model on a dataset")
     )
-    serve = _command(commands, "serve", run_server, "run the API server here", local=True)
+    serve = _command(commands, "serve", moved_to_server, "moved: run `mlft-server`", local=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    _command(commands, "worker", run_worker, "run a training worker here", local=True)
+    _command(commands, "worker", moved_to_server, "moved: run `mlft-worker`", local=True)
     return parser
 
 
@@ -285,19 +285,15 @@ def download_model(args: argparse.Namespace, client: Client) -> int:
     return 0
 
 
-def run_server(args: argparse.Namespace) -> int:
-    import uvicorn
-
-    uvicorn.run("api.app:create_app", factory=True, host=args.host, port=args.port)
-    return 0
-
-
-def run_worker(_args: argparse.Namespace) -> int:
-    import subprocess
-
-    from worker.local import worker_command
-
-    return subprocess.call(worker_command())
+def moved_to_server(args: argparse.Namespace) -> int:
+    """`mlft serve` and `mlft worker` predate the client's own distribution: say where they went."""
+    program = "mlft-worker"
+    if args.command == "serve":
+        program = f"mlft-server --host {args.host} --port {args.port}"
+    return fail(
+        f"`mlft {args.command}` moved to the server: run `{program}` where the mlft server is "
+        "installed (this client does not include it)"
+    )
 
 
 if __name__ == "__main__":

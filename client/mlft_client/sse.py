@@ -16,7 +16,7 @@ class JobEvent:
 
 def parse_events(lines: Iterable[str]) -> Iterator[JobEvent]:
     """Events from the lines of a `text/event-stream` body (comments are keep-alives)."""
-    name, data = "message", []
+    name, data = "message", list[str]()
     for line in lines:
         if not line:
             if data:
