@@ -456,3 +456,18 @@ class ModelCard(ReportModel):
     cost: dict[str, Any] | None = None
     exports: dict[str, ExportReport] | None = None
     software: dict[str, str | None] = {}
+
+
+def field_name(model: type[BaseModel], name: str) -> str:
+    """`name`, checked to be a field of `model`: a table of columns that names a metric fails
+    on import, not with an empty column, when the metric is renamed here."""
+    if name not in model.model_fields:
+        raise AttributeError(f"{model.__name__} has no field {name!r}")
+    return name
+
+
+def is_measured(section: ReportModel | list[Any] | dict[str, Any] | None) -> bool:
+    """Whether a section holds anything (an old row may hold an empty {} or [])."""
+    if isinstance(section, ReportModel):
+        return bool(section.model_fields_set or section.model_extra)
+    return bool(section)
