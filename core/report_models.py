@@ -471,3 +471,34 @@ def is_measured(section: ReportModel | list[Any] | dict[str, Any] | None) -> boo
     if isinstance(section, ReportModel):
         return bool(section.model_fields_set or section.model_extra)
     return bool(section)
+
+
+# ---- preflight (core.preflight) --------------------------------------------------------------
+
+
+class FindingReport(ReportModel):
+    code: str | None = None
+    severity: Literal["info", "warning", "blocking"] | None = None
+    message: str | None = None
+    details: dict[str, Any] = {}
+
+
+class SuggestionReport(ReportModel):
+    strategy: str | None = None
+    e0s: str | None = None
+    reason: str | None = None
+
+
+class PreflightResult(ReportModel):
+    """POST /preflight: what a job's first stage finds, without the job."""
+
+    n_configs: int | None = None
+    elements: list[str] = []
+    # The foundation's errors on the training data (meV/atom, meV/Å), before any fine-tuning.
+    foundation_errors: dict[str, float | None] = {}
+    e0_residuals: dict[str, Any] = {}
+    findings: list[FindingReport] = []
+    blocking: list[str] = []  # codes of the blocking findings
+    suggestion: SuggestionReport | None = None
+    seconds: float | None = None
+    cost_estimate: dict[str, Any] | None = None

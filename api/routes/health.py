@@ -5,6 +5,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep, SettingsDep
+from api.schemas import Liveness, Readiness
 from core.config import Settings
 from core.health import Check, database_probe, run_check, storage_probe, workers_probe
 from worker.celery_app import make_celery
@@ -39,14 +40,18 @@ def queue_depths(celery: Celery, queues: list[str]) -> dict[str, int]:
     return depths
 
 
-@router.get("/healthz")
-def liveness() -> dict[str, str]:
+@router.get("/healthz", response_model=Liveness)
+def liveness() -> Liveness:
     """The process answers; says nothing about its dependencies (see /readyz)."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get(
-    "/readyz", responses={503: {"description": "a dependency is unreachable or no worker alive"}}
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {"description": "a dependency is unreachable or no worker alive", "model": Readiness}
+    },
 )
 def readiness(
     request: Request, context: ContextDep, settings: SettingsDep, workers: bool = True
