@@ -12,7 +12,7 @@ K, Å, GPa elsewhere.
 """
 
 from datetime import datetime
-from typing import Any, Literal, Self
+from typing import Any, ClassVar, Literal, Self
 
 from pydantic import BaseModel, ConfigDict
 
@@ -21,6 +21,8 @@ Level = Literal["good", "warn", "bad"]
 
 class ReportModel(BaseModel):
     model_config = ConfigDict(extra="allow")
+    # Sections whose keys are open by design (a strategy's own checks): see undeclared_keys.
+    free_form: ClassVar[bool] = False
 
     @classmethod
     def from_json(cls, values: dict[str, Any] | Self | None) -> Self:
@@ -285,6 +287,8 @@ class E0Verification(ReportModel):
 class JobChecks(ReportModel):
     """The job's checks; strategy checks are free-form and kept as they are."""
 
+    free_form: ClassVar[bool] = True
+
     e0s: E0Verification | None = None
     loss: Any = None
     trainable_parameters: dict[str, Any] | None = None
@@ -502,3 +506,22 @@ class PreflightResult(ReportModel):
     suggestion: SuggestionReport | None = None
     seconds: float | None = None
     cost_estimate: dict[str, Any] | None = None
+
+
+def undeclared_keys(model: ReportModel, where: str = "") -> list[str]:
+    """Paths of keys in `model` (and the report models inside it) that no field declares: what
+    a producer writes that this module, and so the OpenAPI document, does not describe."""
+    found = [] if model.free_form else [f"{where}{key}" for key in model.model_extra or {}]
+    for name in model.model_fields_set & set(type(model).model_fields):
+        found += _undeclared_in(getattr(model, name), f"{where}{name}.")
+    return sorted(found)
+
+
+def _undeclared_in(value: Any, where: str) -> list[str]:
+    if isinstance(value, ReportModel):
+        return undeclared_keys(value, where)
+    if isinstance(value, list):
+        return [key for item in value for key in _undeclared_in(item, f"{where}[].")]
+    if isinstance(value, dict):
+        return [key for k, item in value.items() for key in _undeclared_in(item, f"{where}{k}.")]
+    return []
