@@ -295,6 +295,7 @@ class JobChecks(ReportModel):
 
 
 class ExportReport(ReportModel):
+    variant: str | None = None  # torchscript, lammps
     key: str | None = None  # storage key of the exported file
     ok: bool | None = None
     max_energy_difference_ev: float | None = None
