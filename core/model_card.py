@@ -10,7 +10,7 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from core.report_models import EvaluationSections, HeadlineMetrics, ModelCard
+from core.report_models import CardE0s, EvaluationSections, HeadlineMetrics, ModelCard
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -62,52 +62,51 @@ def build_model_card(
     return ModelCard.model_validate(card).to_json()
 
 
-def render_markdown(card: dict[str, Any]) -> str:
-    foundation = card.get("foundation_model") or {}
-    strategy = card["strategy"]
+def render_markdown(card: dict[str, Any] | ModelCard) -> str:
+    card = ModelCard.from_json(card)
+    foundation = card.foundation_model or {}
     lines = [
-        f"# Model card: mlft job {card['job_id']}",
+        f"# Model card: mlft job {card.job_id}",
         "",
-        f"- Created: {card['created_at']}",
+        f"- Created: {card.created_at}",
         f"- Foundation model: {foundation.get('name', 'none (trained from scratch)')}"
         + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else "")
         + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
-        f"- Strategy: `{strategy['name']}`",
-        f"- Level of theory: {card.get('level_of_theory') or 'not given'}",
+        f"- Strategy: `{card.strategy['name']}`",
+        f"- Level of theory: {card.level_of_theory or 'not given'}",
         "",
         "## Data",
         "",
         "| role | name | configurations | bytes | sha256 |",
         "|---|---|---|---|---|",
     ]
-    for role, data in card["datasets"].items():
+    for role, data in card.datasets.items():
         lines.append(
             f"| {role} | {data.get('name')} | {data.get('n_configs')} | "
             f"{data.get('size_bytes')} | `{data.get('sha256')}` |"
         )
-    split = card.get("split")
-    if split:
-        lines += ["", split_sentence(split)]
+    if card.split:
+        lines += ["", split_sentence(card.split)]
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-    for key, value in (card.get("effective_hyperparameters") or {}).items():
+    for key, value in (card.effective_hyperparameters or {}).items():
         lines.append(f"| {key} | {value} |")
-    lines += ["", f"## E0s ({card['e0s']['method']}, eV)", "", "| element | E0 |", "|---|---|"]
-    for symbol, value in (card["e0s"].get("values_ev") or {}).items():
+    e0s = card.e0s or CardE0s()
+    lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
+    for symbol, value in (e0s.values_ev or {}).items():
         lines.append(f"| {symbol} | {value:.6f} |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    for key, value in card["metrics"].items():
+    for key, value in (card.metrics.to_json() if card.metrics else {}).items():
         lines.append(f"| {key} | {_format(value)} |")
-    exports = card.get("exports") or {}
-    if exports:
+    if card.exports:
         lines += ["", "## Exports", "", "| variant | tested | detail |", "|---|---|---|"]
-        for variant, result in exports.items():
-            detail = result.get("error") or (
-                f"max |ΔE| {_format(result.get('max_energy_difference_ev'))} eV, "
-                f"max |ΔF| {_format(result.get('max_forces_difference_ev_per_a'))} eV/Å"
+        for variant, result in card.exports.items():
+            detail = result.error or (
+                f"max |ΔE| {_format(result.max_energy_difference_ev)} eV, "
+                f"max |ΔF| {_format(result.max_forces_difference_ev_per_a)} eV/Å"
             )
-            lines.append(f"| {variant} | {'yes' if result.get('ok') else 'failed'} | {detail} |")
+            lines.append(f"| {variant} | {'yes' if result.ok else 'failed'} | {detail} |")
     lines += ["", "## Software", ""]
-    lines += [f"- {name}: {version}" for name, version in card["software"].items()]
+    lines += [f"- {name}: {version}" for name, version in card.software.items()]
     return "\n".join(lines) + "\n"
 
 
