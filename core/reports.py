@@ -291,7 +291,7 @@ def _header(report: JobReport) -> _Html:
     generated = report.generated_at
     stamp = f'<div class="muted">generated {_esc(_when(generated))}</div>' if generated else ""
     job = report.job
-    facts = _job_facts(job) + _hyperparameters(job) if is_measured(job) and job else ""
+    facts = _job_facts(job) + _hyperparameters(job) if job and is_measured(job) else ""
     return _Html(f"<header><h1>{title}</h1>{stamp}{facts}{_verdicts(report)}</header>")
 
 
@@ -373,7 +373,7 @@ def _md_badge(md: list[MDRunReport] | None) -> Badge | None:
 
 
 def _holes_badge(dimers: DimersReport | None) -> Badge | None:
-    if not is_measured(dimers) or dimers is None:
+    if dimers is None or not is_measured(dimers):
         return None
     curves = dimers.curves()
     holes = sum(bool(curve.hole) for curve in curves)
