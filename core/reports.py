@@ -347,10 +347,12 @@ def _verdicts(report: JobReport) -> str:
 
 def _force_badge(report: JobReport) -> Badge | None:
     headline = report.headline_accuracy()
-    if headline is None or headline[1].forces_rmse_mev_per_a is None:
+    if headline is None:
         return None
     label, metrics = headline
     rmse = metrics.forces_rmse_mev_per_a
+    if rmse is None:
+        return None
     level = metrics.verdict or _level(rmse, FORCE_RMSE_LIMITS_MEV_PER_A)
     return Badge(f"{label} force RMSE", _num(rmse, "meV/Å"), level)
 
@@ -1122,15 +1124,17 @@ def _grid_keys(rows: list[SweepRow]) -> set[str]:
 
 
 def _sweep_figure(rows: list[SweepRow]) -> str:
-    points = [row for row in rows if row.test_forces_rmse_mev_per_a is not None]
-    if not points:
+    scored = [
+        (row, accuracy) for row in rows if (accuracy := row.test_forces_rmse_mev_per_a) is not None
+    ]
+    if not scored:
         return ""
+    points = [row for row, _ in scored]
     figure, (axes,) = _panels(1)
-    xy = []
-    for row in points:
+    xy: list[tuple[float, float]] = []
+    for row, accuracy in scored:
         forgetting = row.forgetting_ratio
         y = forgetting if forgetting is not None else 1.0
-        accuracy = row.test_forces_rmse_mev_per_a
         axes.scatter(accuracy, y, marker="o" if forgetting else "x")
         xy.append((accuracy, y))
     # Axis limits fixed first, so label positions are computed in the final display space.

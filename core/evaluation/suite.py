@@ -242,7 +242,11 @@ def forgetting_section(result: Forgetting) -> ForgettingReport:
     offset_free = result.energy_offset_removed
     return ForgettingReport(
         reference=result.reference,
-        foundation=None if result.foundation is None else result.foundation.to_dict(),
+        foundation=(
+            None
+            if result.foundation is None
+            else ReplayErrors.model_validate(result.foundation.to_dict())
+        ),
         # Without the parity data: the foundation's errors are what the report compares.
         finetuned=ReplayErrors(**_plain_metrics(result.fine_tuned)),
         force_rmse_ratio=result.forces_rmse_ratio,
