@@ -311,6 +311,7 @@ class EpochReport(ReportModel):
     loss: float | None = None
     valid_energy_rmse_mev_per_atom: float | None = None
     valid_forces_rmse_mev_per_a: float | None = None
+    seconds: float | None = None  # wall time of the epoch
 
 
 class JobFacts(ReportModel):
