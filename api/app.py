@@ -18,6 +18,7 @@ from api.routes import metrics as metrics_routes
 from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
 from api.routes import strategies as strategies_routes
+from api.schemas import Liveness
 from core.config import Settings, get_settings
 from core.context import context_from_settings
 from core.db import migrate
@@ -114,9 +115,9 @@ def create_app(
     app.include_router(metrics_routes.router)
     app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
 
-    @app.get("/health", tags=["health"])
-    def health() -> dict[str, str]:
-        return {"status": "ok"}
+    @app.get("/health", tags=["health"], response_model=Liveness)
+    def health() -> Liveness:
+        return Liveness(status="ok")
 
     return app
 

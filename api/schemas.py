@@ -5,8 +5,22 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.models import Dataset, Job, JobState, ReplaySet
+from core.models import Dataset, Evaluation, Job, JobState, ReplaySet
+from core.report_models import EvaluationSections
 from core.spec import SpecModel
+
+BINARY = {"schema": {"type": "string", "format": "binary"}}
+
+
+def file_response(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a route that sends a file, for `responses=`: its media type in OpenAPI."""
+    return {200: {"description": description, "content": {media_type: BINARY}}}
+
+
+def also_as(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
+    """The 200 of a JSON route that can also answer in `media_type` (format=html, md)."""
+    content = {media_type: {"schema": {"type": "string"}}}
+    return {200: {"description": description, "content": content}}
 
 
 class DatasetPublic(BaseModel):
@@ -269,3 +283,43 @@ class E0MethodPublic(BaseModel):
 class StrategiesPublic(BaseModel):
     strategies: list[StrategyPublic]
     e0_methods: list[E0MethodPublic]
+
+
+class EvaluationPublic(BaseModel):
+    """An evaluation: its state and, once done, the sections it measured."""
+
+    id: str
+    state: JobState
+    stage: str | None
+    spec: dict[str, Any]
+    report: EvaluationSections | None
+    error: str | None
+    attempts: int
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+
+    @classmethod
+    def of(cls, evaluation: Evaluation) -> "EvaluationPublic":
+        return cls(
+            id=evaluation.id,
+            state=evaluation.state,
+            stage=evaluation.stage,
+            spec=evaluation.spec,
+            report=evaluation.report,
+            error=evaluation.error,
+            attempts=evaluation.attempts,
+            created_at=evaluation.created_at,
+            started_at=evaluation.started_at,
+            finished_at=evaluation.finished_at,
+        )
+
+
+class Liveness(BaseModel):
+    status: str = "ok"
+
+
+class Readiness(BaseModel):
+    status: str  # "ready" or "not ready"
+    # Each dependency and what was found: "ok", or why it is not.
+    checks: dict[str, str]

@@ -1,28 +1,21 @@
-"""The report of a job or an evaluation: one JSON-ready dict, rendered to HTML by core.reports."""
+"""The report of a job or an evaluation: its JSON (core.report_models.JobReport and
+EvaluationReport), rendered to HTML by core.reports.
+
+Stored sections are validated on the way out: a row that no longer fits its model fails here,
+not in a client; rows written before a field existed fit (every field is optional)."""
 
 from datetime import datetime, timezone
 from typing import Any
 
 from core.models import Evaluation, Job
+from core.report_models import EvaluationReport, EvaluationSections, JobReport
 from core.strategy_table import traits_of
 from core.verdicts import verdicts_json
 
 
 def job_report(job: Job) -> dict[str, Any]:
+    """The job's report as JSON (the shape of JobReport), its verdicts graded once."""
     return _with_verdicts(_job_sections(job))
-
-
-def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
-    model = evaluation.spec["model"]
-    name = model.get("job") or model.get("foundation_model")
-    return _with_verdicts(
-        {
-            "title": f"mlft evaluation {evaluation.id} of {name}",
-            "generated_at": _now(),
-            "warnings": _measured_warnings(evaluation.report),
-            **(evaluation.report or {}),
-        }
-    )
 
 
 def _with_verdicts(report: dict[str, Any]) -> dict[str, Any]:
@@ -34,7 +27,8 @@ def _with_verdicts(report: dict[str, Any]) -> dict[str, Any]:
 def _job_sections(job: Job) -> dict[str, Any]:
     spec = job.spec
     strategy = spec["strategy"]["name"]
-    return {
+    sections = EvaluationSections.from_json(job.metrics)
+    values = {
         "title": f"mlft job {job.id}: {strategy} "
         + (
             f"fine-tune of {spec['foundation_model']}"
@@ -55,7 +49,7 @@ def _job_sections(job: Job) -> dict[str, Any]:
             "finished_at": _iso(job.finished_at),
             "effective_hyperparameters": job.effective_hyperparameters,
         },
-        "warnings": job.warnings + _measured_warnings(job.metrics),
+        "warnings": job.warnings + sections.measured_warnings(),
         "checks": job.checks,
         "preflight": job.preflight,
         "split": job.split,
@@ -63,13 +57,26 @@ def _job_sections(job: Job) -> dict[str, Any]:
         "exports": job.exports,
         "e0s": job.e0s,
         "learning_curve": job.epochs,
-        **(job.metrics or {}),
+        **sections.to_json(),
     }
+    return JobReport.model_validate(values).to_json()
 
 
-def _measured_warnings(sections: dict[str, Any] | None) -> list[str]:
-    """Warnings the evaluation itself raised (a hole rate far above the foundation's)."""
-    return list(((sections or {}).get("rss_holes") or {}).get("warnings") or [])
+def evaluation_report(evaluation: Evaluation) -> dict[str, Any]:
+    """The evaluation's report as JSON (the shape of EvaluationReport), its verdicts graded once."""
+    model = evaluation.spec["model"]
+    name = model.get("job") or model.get("foundation_model")
+    sections = EvaluationSections.from_json(evaluation.report)
+    return _with_verdicts(
+        EvaluationReport.model_validate(
+            {
+                "title": f"mlft evaluation {evaluation.id} of {name}",
+                "generated_at": _now(),
+                "warnings": sections.measured_warnings(),
+                **sections.to_json(),
+            }
+        ).to_json()
+    )
 
 
 def _held_out(job: Job) -> str | None:

@@ -1,6 +1,7 @@
 """The model card every delivered model carries: where it came from and what it was measured to do.
 
-JSON for machines, Markdown for people; both built from one dict.
+JSON for machines (the shape of core.report_models.ModelCard), Markdown for people; both built
+from one dict.
 """
 
 from __future__ import annotations
@@ -8,6 +9,8 @@ from __future__ import annotations
 import platform
 from importlib import metadata
 from typing import Any
+
+from core.report_models import CardE0s, EvaluationSections, HeadlineMetrics, ModelCard
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -39,7 +42,7 @@ def build_model_card(
     created_at: str,
 ) -> dict[str, Any]:
     """`datasets` maps a role (train, test, ...) to {id, name, sha256, n_configs, size_bytes}."""
-    return {
+    card = {
         "job_id": job_id,
         "created_at": created_at,
         "foundation_model": foundation,
@@ -48,7 +51,7 @@ def build_model_card(
         "strategy": spec["strategy"],
         "effective_hyperparameters": effective_hyperparameters,
         "e0s": {"method": e0s.get("method"), "values_ev": e0s.get("e0s")},
-        "metrics": _headline_metrics(metrics),
+        "metrics": headline_metrics(EvaluationSections.from_json(metrics)).to_json(),
         "checks": checks,
         "split": _split_summary(split),
         "preflight": _preflight_summary(preflight),
@@ -56,54 +59,54 @@ def build_model_card(
         "exports": exports,
         "software": software_versions(),
     }
+    return ModelCard.model_validate(card).to_json()
 
 
-def render_markdown(card: dict[str, Any]) -> str:
-    foundation = card.get("foundation_model") or {}
-    strategy = card["strategy"]
+def render_markdown(card: dict[str, Any] | ModelCard) -> str:
+    card = ModelCard.from_json(card)
+    foundation = card.foundation_model or {}
     lines = [
-        f"# Model card: mlft job {card['job_id']}",
+        f"# Model card: mlft job {card.job_id}",
         "",
-        f"- Created: {card['created_at']}",
+        f"- Created: {card.created_at}",
         f"- Foundation model: {foundation.get('name', 'none (trained from scratch)')}"
         + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else "")
         + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
-        f"- Strategy: `{strategy['name']}`",
-        f"- Level of theory: {card.get('level_of_theory') or 'not given'}",
+        f"- Strategy: `{card.strategy['name']}`",
+        f"- Level of theory: {card.level_of_theory or 'not given'}",
         "",
         "## Data",
         "",
         "| role | name | configurations | bytes | sha256 |",
         "|---|---|---|---|---|",
     ]
-    for role, data in card["datasets"].items():
+    for role, data in card.datasets.items():
         lines.append(
             f"| {role} | {data.get('name')} | {data.get('n_configs')} | "
             f"{data.get('size_bytes')} | `{data.get('sha256')}` |"
         )
-    split = card.get("split")
-    if split:
-        lines += ["", split_sentence(split)]
+    if card.split:
+        lines += ["", split_sentence(card.split)]
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
-    for key, value in (card.get("effective_hyperparameters") or {}).items():
+    for key, value in (card.effective_hyperparameters or {}).items():
         lines.append(f"| {key} | {value} |")
-    lines += ["", f"## E0s ({card['e0s']['method']}, eV)", "", "| element | E0 |", "|---|---|"]
-    for symbol, value in (card["e0s"].get("values_ev") or {}).items():
+    e0s = card.e0s or CardE0s()
+    lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
+    for symbol, value in (e0s.values_ev or {}).items():
         lines.append(f"| {symbol} | {value:.6f} |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
-    for key, value in card["metrics"].items():
+    for key, value in (card.metrics.to_json() if card.metrics else {}).items():
         lines.append(f"| {key} | {_format(value)} |")
-    exports = card.get("exports") or {}
-    if exports:
+    if card.exports:
         lines += ["", "## Exports", "", "| variant | tested | detail |", "|---|---|---|"]
-        for variant, result in exports.items():
-            detail = result.get("error") or (
-                f"max |ΔE| {_format(result.get('max_energy_difference_ev'))} eV, "
-                f"max |ΔF| {_format(result.get('max_forces_difference_ev_per_a'))} eV/Å"
+        for variant, result in card.exports.items():
+            detail = result.error or (
+                f"max |ΔE| {_format(result.max_energy_difference_ev)} eV, "
+                f"max |ΔF| {_format(result.max_forces_difference_ev_per_a)} eV/Å"
             )
-            lines.append(f"| {variant} | {'yes' if result.get('ok') else 'failed'} | {detail} |")
+            lines.append(f"| {variant} | {'yes' if result.ok else 'failed'} | {detail} |")
     lines += ["", "## Software", ""]
-    lines += [f"- {name}: {version}" for name, version in card["software"].items()]
+    lines += [f"- {name}: {version}" for name, version in card.software.items()]
     return "\n".join(lines) + "\n"
 
 
@@ -122,26 +125,24 @@ def split_sentence(split: dict[str, Any]) -> str:
     return text + "."
 
 
-def _headline_metrics(metrics: dict[str, Any]) -> dict[str, Any]:
-    test = (metrics.get("accuracy") or {}).get("test") or {}
-    forgetting = metrics.get("forgetting") or {}
-    md = metrics.get("md") or []
-    headline = {
-        "test_n_configs": test.get("n_configs"),
-        "test_energy_rmse_mev_per_atom": test.get("energy_rmse_mev_per_atom"),
-        "test_forces_rmse_mev_per_a": test.get("forces_rmse_mev_per_a"),
-        "forgetting_force_rmse_ratio": forgetting.get("force_rmse_ratio"),
-    }
-    if md:
-        headline["md_stable"] = all(run.get("stable") for run in md)
-        headline["md_survived_ps"] = ", ".join(
-            f"{run.get('structure')} {run.get('run')}: {run.get('survived_ps'):.3g}/"
-            f"{run.get('total_ps'):.3g} ps"
-            for run in md
+def headline_metrics(measured: EvaluationSections) -> HeadlineMetrics:
+    test = (measured.accuracy or {}).get("test")
+    headline = HeadlineMetrics(
+        test_n_configs=test.n_configs if test else None,
+        test_energy_rmse_mev_per_atom=test.energy_rmse_mev_per_atom if test else None,
+        test_forces_rmse_mev_per_a=test.forces_rmse_mev_per_a if test else None,
+        forgetting_force_rmse_ratio=(
+            measured.forgetting.force_rmse_ratio if measured.forgetting else None
+        ),
+    )
+    if measured.md:
+        headline.md_stable = measured.md_stable()
+        headline.md_survived_ps = ", ".join(
+            f"{run.structure} {run.run}: {run.survived_ps:.3g}/{run.total_ps:.3g} ps"
+            for run in measured.md
         )
-    dimers = metrics.get("dimers") or {}
-    if "holes" in dimers:
-        headline["dimer_holes"] = dimers["holes"]
+    if measured.dimers is not None and "holes" in measured.dimers.model_fields_set:
+        headline.dimer_holes = measured.dimers.holes
     return headline
 
 

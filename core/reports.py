@@ -33,15 +33,40 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from core.report_models import (
+    AccuracyReport,
+    CompressionCurveReport,
+    DimerCurveReport,
+    E0sReport,
+    EpochReport,
+    ErrorMetricsReport,
+    EvaluationReport,
+    JobFacts,
+    JobReport,
+    MDRunReport,
+    ParityReport,
+    RdfPairReport,
+    ReplayErrors,
+    RssRates,
+    SweepRecommendation,
+    SweepRow,
+    SweepSummary,
+    field_name,
+    is_measured,
+)
 from core.verdicts import Verdict, report_verdicts
 from core.verdicts import number_text as _num
 
-METRICS = (
-    ("energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"),
-    ("energy_mae_mev_per_atom", "Energy MAE", "meV/atom"),
-    ("forces_rmse_mev_per_a", "Force RMSE", "meV/Å"),
-    ("forces_mae_mev_per_a", "Force MAE", "meV/Å"),
-    ("stress_rmse_mev_per_a3", "Stress RMSE", "meV/Å³"),
+# Columns of the accuracy and forgetting tables: fields of ErrorMetricsReport.
+METRICS = tuple(
+    (field_name(ErrorMetricsReport, key), title, unit)
+    for key, title, unit in (
+        ("energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"),
+        ("energy_mae_mev_per_atom", "Energy MAE", "meV/atom"),
+        ("forces_rmse_mev_per_a", "Force RMSE", "meV/Å"),
+        ("forces_mae_mev_per_a", "Force MAE", "meV/Å"),
+        ("stress_rmse_mev_per_a3", "Stress RMSE", "meV/Å³"),
+    )
 )
 # Checks are free-form; these are the keys jobs use to state a check's verdict.
 VERDICT_KEYS = ("passed", "ok", "verified", "unchanged")
@@ -100,11 +125,12 @@ def _esc(text: Any) -> _Html:
     return text if isinstance(text, _Html) else _Html(html.escape(str(text)))
 
 
-def render_html(report: dict) -> str:
+def render_html(report: dict[str, Any] | JobReport | EvaluationReport) -> str:
     """The report as one HTML page; sections whose data are missing or None are left out."""
+    parsed = JobReport.from_json(report if isinstance(report, dict) else report.to_json())
     with matplotlib.rc_context(FIGURE_STYLE):
         body = "".join(
-            section(report)
+            section(parsed)
             for section in (
                 _header,
                 _attention,
@@ -119,7 +145,7 @@ def render_html(report: dict) -> str:
                 _rss_section,
             )
         )
-    title = _esc(report.get("title") or "Fine-tuning report")
+    title = _esc(parsed.title or "Fine-tuning report")
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{title}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
@@ -225,28 +251,28 @@ def _head_colour(head: str, index: int) -> str:
 # ---- header and verdicts ---------------------------------------------------------------------
 
 
-def _header(report: dict) -> _Html:
-    title = _esc(report.get("title") or "Fine-tuning report")
-    generated = report.get("generated_at")
+def _header(report: JobReport) -> _Html:
+    title = _esc(report.title or "Fine-tuning report")
+    generated = report.generated_at
     stamp = f'<div class="muted">generated {_esc(_when(generated))}</div>' if generated else ""
-    job = report.get("job")
-    facts = _job_facts(job) + _hyperparameters(job) if job else ""
+    job = report.job
+    facts = _job_facts(job) + _hyperparameters(job) if job and is_measured(job) else ""
     return _Html(f"<header><h1>{title}</h1>{stamp}{facts}{_verdicts(report)}</header>")
 
 
-def _job_facts(job: dict) -> str:
+def _job_facts(job: JobFacts) -> str:
     facts = [
-        ("Job", job.get("id")),
-        ("State", job.get("state")),
-        ("Strategy", job.get("strategy")),
-        ("Foundation", job.get("foundation_model")),
-        ("Train data", job.get("train_dataset")),
-        ("Test data", job.get("test_dataset")),
-        ("Created", job.get("created_at") and _when(job["created_at"])),
-        ("Started", job.get("started_at") and _when(job["started_at"])),
-        ("Finished", job.get("finished_at") and _when(job["finished_at"])),
-        ("Queued", _duration(job.get("created_at"), job.get("started_at"))),
-        ("Duration", _duration(job.get("started_at"), job.get("finished_at"))),
+        ("Job", job.id),
+        ("State", job.state),
+        ("Strategy", job.strategy),
+        ("Foundation", job.foundation_model),
+        ("Train data", job.train_dataset),
+        ("Test data", job.test_dataset),
+        ("Created", job.created_at and _when(job.created_at)),
+        ("Started", job.started_at and _when(job.started_at)),
+        ("Finished", job.finished_at and _when(job.finished_at)),
+        ("Queued", _duration(job.created_at, job.started_at)),
+        ("Duration", _duration(job.started_at, job.finished_at)),
     ]
     items = "".join(
         f"<div><dt>{_esc(name)}</dt><dd>{_esc(value)}</dd></div>"
@@ -256,8 +282,8 @@ def _job_facts(job: dict) -> str:
     return f'<dl class="facts">{items}</dl>'
 
 
-def _hyperparameters(job: dict) -> str:
-    settings = job.get("effective_hyperparameters")
+def _hyperparameters(job: JobFacts) -> str:
+    settings = job.effective_hyperparameters
     if not settings:
         return ""
     rows = [(name, _plain(value)) for name, value in settings.items()]
@@ -267,8 +293,8 @@ def _hyperparameters(job: dict) -> str:
     )
 
 
-def _verdicts(report: dict) -> str:
-    badges = report_verdicts(report)
+def _verdicts(report: JobReport) -> str:
+    badges = report_verdicts(report.to_json())
     if not badges:
         return ""
     return f'<div class="verdicts">{"".join(_badge(b) for b in badges)}</div>'
@@ -287,9 +313,14 @@ def _check_passed(value: Any) -> bool | None:
     return None
 
 
-def _attention(report: dict) -> str:
-    warnings = report.get("warnings") or []
-    checks = report.get("checks") or {}
+def _checks(report: JobReport) -> dict[str, Any]:
+    # Checks are free-form beyond the few JobChecks names: shown as stored.
+    return report.checks.to_json() if report.checks else {}
+
+
+def _attention(report: JobReport) -> str:
+    warnings = report.warnings or []
+    checks = _checks(report)
     failed = [name for name, value in checks.items() if _check_passed(value) is False]
     boxes = []
     if failed:
@@ -303,8 +334,8 @@ def _attention(report: dict) -> str:
     return _section("Needs attention", *boxes) if boxes else ""
 
 
-def _checks_section(report: dict) -> str:
-    checks = report.get("checks")
+def _checks_section(report: JobReport) -> str:
+    checks = _checks(report)
     if not checks:
         return ""
     rows = []
@@ -318,14 +349,14 @@ def _checks_section(report: dict) -> str:
 # ---- E0s -------------------------------------------------------------------------------------
 
 
-def _e0s_section(report: dict) -> str:
-    e0s = report.get("e0s")
-    if not e0s:
+def _e0s_section(report: JobReport) -> str:
+    e0s = report.e0s
+    if e0s is None or not is_measured(e0s):
         return ""
     summary = (
-        f"<p>Method <b>{_esc(e0s.get('method') or '—')}</b> · fitted on "
-        f"{_esc(_count(e0s.get('n_configs')))} configurations"
-        + (f" · rank {_esc(_count(e0s['rank']))}" if e0s.get("rank") is not None else "")
+        f"<p>Method <b>{_esc(e0s.method or '—')}</b> · fitted on "
+        f"{_esc(_count(e0s.n_configs))} configurations"
+        + (f" · rank {_esc(_count(e0s.rank))}" if e0s.rank is not None else "")
         + "</p>"
     )
     rmse = _table(
@@ -333,20 +364,20 @@ def _e0s_section(report: dict) -> str:
         [
             (
                 "Energy RMSE on training data (meV/atom)",
-                _num(e0s.get("energy_rmse_before")),
-                _num(e0s.get("energy_rmse_after")),
+                _num(e0s.energy_rmse_before),
+                _num(e0s.energy_rmse_after),
             )
         ],
     )
     return _section("Reference energies (E0s)", summary, rmse, _e0s_table(e0s))
 
 
-def _e0s_table(e0s: dict) -> str:
-    isolated = e0s.get("isolated_atom_energies") or {}
+def _e0s_table(e0s: E0sReport) -> str:
+    isolated = e0s.isolated_atom_energies or {}
     headers = ("Element", "E0 (eV)") + (("Isolated atom (eV)",) if isolated else ())
     rows = [
         (symbol, _ev(value)) + ((_ev(isolated.get(symbol)),) if isolated else ())
-        for symbol, value in (e0s.get("e0s") or {}).items()
+        for symbol, value in e0s.e0s.items()
     ]
     return _table(headers, rows)
 
@@ -360,41 +391,42 @@ def _ev(value: float | None) -> str:
 
 
 LEARNING_PANELS = (
-    ("loss", "Validation loss"),
-    ("valid_energy_rmse_mev_per_atom", "Energy RMSE (meV/atom)"),
-    ("valid_forces_rmse_mev_per_a", "Force RMSE (meV/Å)"),
+    (field_name(EpochReport, "loss"), "Validation loss"),
+    (field_name(EpochReport, "valid_energy_rmse_mev_per_atom"), "Energy RMSE (meV/atom)"),
+    (field_name(EpochReport, "valid_forces_rmse_mev_per_a"), "Force RMSE (meV/Å)"),
 )
 
 
-def _learning_section(report: dict) -> str:
-    curve = report.get("learning_curve")
+def _learning_section(report: JobReport) -> str:
+    curve = report.learning_curve
     figure = _learning_figure(curve) if curve else ""
     return _section("Learning curves", figure) if figure else ""
 
 
-def _learning_figure(curve: list[dict]) -> str:
+def _learning_figure(curve: list[EpochReport]) -> str:
     figure = learning_curve_figure(curve)
     if figure is None:
         return ""
     return _embed(figure, "Validation errors per epoch, one row of panels per head (log scale)")
 
 
-def learning_curve_figure(curve: list[dict]) -> Figure | None:
+def learning_curve_figure(curve: Sequence[EpochReport | dict[str, Any]]) -> Figure | None:
     """One panel per head and quantity: a replay head near 1e-16 would flatten the target
     head's curve on a shared axis."""
-    heads = list(dict.fromkeys(_head_of(entry) for entry in curve))
+    epochs = [EpochReport.from_json(entry) for entry in curve]
+    heads = list(dict.fromkeys(_head_of(entry) for entry in epochs))
     panels = [
         (head, key, title)
         for head in heads
         for key, title in LEARNING_PANELS
-        if _head_series(curve, head, key)
+        if _head_series(epochs, head, key)
     ]
     if not panels:
         return None
     columns = max(sum(1 for head, _, _ in panels if head == first) for first in heads)
     figure, axes = _panels(len(panels), columns=columns)
     for ax, (head, key, title) in zip(axes, panels, strict=True):
-        x, y = zip(*_head_series(curve, head, key), strict=True)
+        x, y = zip(*_head_series(epochs, head, key), strict=True)
         ax.plot(x, y, marker="o", ms=3, color=_head_colour(head, heads.index(head)))
         name = f"{title} · {head}" if len(heads) > 1 else title
         ax.set(yscale="log", title=_literal(name), xlabel="epoch (−1: before training)")
@@ -402,16 +434,16 @@ def learning_curve_figure(curve: list[dict]) -> Figure | None:
     return figure
 
 
-def _head_of(entry: dict) -> str:
-    return entry.get("head") or "validation"
+def _head_of(entry: EpochReport) -> str:
+    return entry.head or "validation"
 
 
-def _head_series(curve: list[dict], head: str, key: str) -> list[tuple[int, float]]:
+def _head_series(curve: list[EpochReport], head: str, key: str) -> list[tuple[int, float]]:
     # mace evaluates once before the first epoch and logs it with epoch None.
     return sorted(
-        (-1 if entry.get("epoch") is None else entry["epoch"], entry[key])
+        (-1 if entry.epoch is None else entry.epoch, getattr(entry, key))
         for entry in curve
-        if _head_of(entry) == head and _positive(entry.get(key))
+        if _head_of(entry) == head and _positive(getattr(entry, key))
     )
 
 
@@ -461,29 +493,39 @@ class ParityQuantity:
 PARITY_QUANTITIES = (
     # Relative to each composition's mean reference (core.evaluation.accuracy.ParityData).
     ParityQuantity(
-        "energy_per_atom",
+        field_name(ParityReport, "energy_per_atom"),
         "Energy per atom − composition mean",
         "eV/atom",
-        "energy_rmse_mev_per_atom",
+        field_name(ErrorMetricsReport, "energy_rmse_mev_per_atom"),
         "meV/atom",
     ),
-    ParityQuantity("forces", "Force components", "eV/Å", "forces_rmse_mev_per_a", "meV/Å"),
-    ParityQuantity("stress", "Stress components", "eV/Å³", "stress_rmse_mev_per_a3", "meV/Å³"),
+    ParityQuantity(
+        field_name(ParityReport, "forces"),
+        "Force components",
+        "eV/Å",
+        field_name(ErrorMetricsReport, "forces_rmse_mev_per_a"),
+        "meV/Å",
+    ),
+    ParityQuantity(
+        field_name(ParityReport, "stress"),
+        "Stress components",
+        "eV/Å³",
+        field_name(ErrorMetricsReport, "stress_rmse_mev_per_a3"),
+        "meV/Å³",
+    ),
 )
 
 
-def _accuracy_section(report: dict) -> str:
-    accuracy = report.get("accuracy")
+def _accuracy_section(report: JobReport) -> str:
+    accuracy = report.accuracy
     if not accuracy:
         return ""
     parts = []
     for label, metrics in accuracy.items():
-        parts.append(
-            f"<h3>{_esc(label)} · {_esc(_count(metrics.get('n_configs')))} configurations</h3>"
-        )
+        parts.append(f"<h3>{_esc(label)} · {_esc(_count(metrics.n_configs))} configurations</h3>")
         parts.append(_metrics_table(metrics))
-        if metrics.get("worse_than_zero"):
-            worse = ", ".join(metrics["worse_than_zero"])
+        if metrics.worse_than_zero:
+            worse = ", ".join(metrics.worse_than_zero)
             parts.append(
                 f'<p class="bad"><b>Worse than predicting zero:</b> {_esc(worse)} (RMSE above '
                 "the labels' own RMS)</p>"
@@ -492,31 +534,35 @@ def _accuracy_section(report: dict) -> str:
     return _section("Accuracy", *parts)
 
 
-def _metrics_table(metrics: dict) -> str:
-    subsets = {"all": metrics} | (metrics.get("per_config_type") or {})
+def _metrics_table(metrics: AccuracyReport) -> str:
+    subsets: dict[str, ErrorMetricsReport] = {"all": metrics} | metrics.per_config_type
     columns = [
         (key, name, unit)
         for key, name, unit in METRICS
-        if any(row.get(key) is not None for row in subsets.values())
+        if any(getattr(row, key) is not None for row in subsets.values())
     ]
     headers = ["Config type", "Configs"] + [f"{name} ({unit})" for _, name, unit in columns]
     rows = [
-        [name, _count(row.get("n_configs"))] + [_num(row.get(key)) for key, _, _ in columns]
+        [name, _count(row.n_configs)] + [_num(getattr(row, key)) for key, _, _ in columns]
         for name, row in subsets.items()
     ]
     return _table(headers, rows)
 
 
-def _accuracy_figure(label: str, metrics: dict) -> str:
-    parity = metrics.get("parity") or {}
-    quantities = [q for q in PARITY_QUANTITIES if (parity.get(q.key) or {}).get("reference")]
-    if not quantities:
+def _accuracy_figure(label: str, metrics: AccuracyReport) -> str:
+    parity = metrics.parity or ParityReport()
+    plotted = [
+        (quantity, values)
+        for quantity in PARITY_QUANTITIES
+        if (values := getattr(parity, quantity.key)) is not None and values.reference
+    ]
+    if not plotted:
         return ""
-    figure, axes = _panels(2 * len(quantities))
-    for quantity, parity_ax, error_ax in zip(quantities, axes[::2], axes[1::2], strict=True):
-        reference = np.asarray(parity[quantity.key]["reference"], dtype=float)
-        predicted = np.asarray(parity[quantity.key]["predicted"], dtype=float)
-        rmse = _num(metrics.get(quantity.rmse_key), quantity.error_unit)
+    figure, axes = _panels(2 * len(plotted))
+    for (quantity, values), parity_ax, error_ax in zip(plotted, axes[::2], axes[1::2], strict=True):
+        reference = np.asarray(values.reference, dtype=float)
+        predicted = np.asarray(values.predicted, dtype=float)
+        rmse = _num(getattr(metrics, quantity.rmse_key), quantity.error_unit)
         _parity_panel(parity_ax, reference, predicted, quantity, rmse)
         _error_histogram(error_ax, (predicted - reference) * 1e3, quantity)
     return _embed(figure, f"{label}: predicted vs reference, and the distribution of errors")
@@ -558,37 +604,39 @@ def _error_histogram(ax: Axes, errors: np.ndarray, quantity: ParityQuantity) -> 
 # ---- forgetting ------------------------------------------------------------------------------
 
 
-def _forgetting_section(report: dict) -> str:
-    forgetting = report.get("forgetting")
-    if not forgetting:
+def _forgetting_section(report: JobReport) -> str:
+    forgetting = report.forgetting
+    if forgetting is None or not is_measured(forgetting):
         return ""
-    foundation = forgetting.get("foundation") or {}
-    finetuned = forgetting.get("finetuned") or {}
-    offset_free = forgetting.get("energy_offset_removed")
+    foundation = forgetting.foundation or ReplayErrors()
+    finetuned = forgetting.finetuned or ReplayErrors()
+    offset_free = forgetting.energy_offset_removed
+    if not is_measured(offset_free):
+        offset_free = None
     rows = [
         (
             f"{name} ({unit})",
-            _num(foundation.get(key)),
-            _num(finetuned.get(key)),
+            _num(getattr(foundation, key)),
+            _num(getattr(finetuned, key)),
             # Raw energy errors differ by the E0 shift between the two references, which is no
             # forgetting: their ratio is given after removing it (the row below).
             "—"
             if offset_free and key.startswith("energy_")
-            else _ratio(finetuned.get(key), foundation.get(key)),
+            else _ratio(getattr(finetuned, key), getattr(foundation, key)),
         )
         for key, name, unit in METRICS
-        if foundation.get(key) is not None or finetuned.get(key) is not None
+        if getattr(foundation, key) is not None or getattr(finetuned, key) is not None
     ]
     note = ""
     if offset_free:
         rows.append(
             (
                 "Energy RMSE, per-element offset removed (meV/atom)",
-                _num(offset_free.get("foundation_mev_per_atom")),
-                _num(offset_free.get("fine_tuned_mev_per_atom")),
+                _num(offset_free.foundation_mev_per_atom),
+                _num(offset_free.fine_tuned_mev_per_atom),
                 _ratio(
-                    offset_free.get("fine_tuned_mev_per_atom"),
-                    offset_free.get("foundation_mev_per_atom"),
+                    offset_free.fine_tuned_mev_per_atom,
+                    offset_free.foundation_mev_per_atom,
                 ),
             )
         )
@@ -597,8 +645,9 @@ def _forgetting_section(report: dict) -> str:
             "offset: the fine-tuned model carries the E0s of the new reference, and that shift "
             "is not forgetting.</p>"
         )
+    dataset = getattr(forgetting, "dataset", None) or "the replay data"
     intro = (
-        f"<p>Errors on <b>{_esc(forgetting.get('dataset') or 'the replay data')}</b> before and "
+        f"<p>Errors on <b>{_esc(dataset)}</b> before and "
         "after fine-tuning; a ratio above 1 means the model got worse there.</p>"
     )
     return _section(
@@ -618,18 +667,25 @@ def _ratio(numerator: float | None, denominator: float | None) -> str:
 # ---- molecular dynamics ----------------------------------------------------------------------
 
 
-def _md_section(report: dict) -> str:
-    md = report.get("md")
+ENERGY_TRACE = field_name(MDRunReport, "energy_ev")
+MD_TRACES = (
+    (field_name(MDRunReport, "temperature_K"), "temperature (K)"),
+    (ENERGY_TRACE, "E − E(t=0) (eV)"),
+)
+
+
+def _md_section(report: JobReport) -> str:
+    md = report.md
     if not md:
         return ""
     rows = [
         (
-            run.get("structure"),
-            run.get("run"),
-            _num(run.get("survived_ps")),
-            _num(run.get("total_ps")),
-            _status(bool(run.get("stable"))),
-            run.get("failure") or "",
+            run.structure,
+            run.run,
+            _num(run.survived_ps),
+            _num(run.total_ps),
+            _status(bool(run.stable)),
+            run.failure or "",
         )
         for run in md
     ]
@@ -641,18 +697,18 @@ def _md_section(report: dict) -> str:
     return _section("Molecular dynamics", table, _md_figure(md))
 
 
-def _md_figure(md: list[dict]) -> str:
+def _md_figure(md: list[MDRunReport]) -> str:
     traces = [
         (key, label)
-        for key, label in (("temperature_K", "temperature (K)"), ("energy_ev", "E − E(t=0) (eV)"))
-        if any(run.get("time_ps") and run.get(key) for run in md)
+        for key, label in MD_TRACES
+        if any(run.time_ps and getattr(run, key) for run in md)
     ]
     if not traces:
         return ""
     figure, axes = _panels(len(traces), columns=2)
     for ax, (key, label) in zip(axes, traces, strict=True):
         for index, run in enumerate(md):
-            if run.get("time_ps") and run.get(key):
+            if run.time_ps and getattr(run, key):
                 _md_trace(ax, run, key, f"C{index}")
         ax.set(xlabel="time (ps)", ylabel=label)
     # One legend below both panels: inside, it would cover the end of the traces that matter.
@@ -667,12 +723,12 @@ def _md_figure(md: list[dict]) -> str:
     return _embed(figure, "MD traces; a red × marks where an unstable run stopped")
 
 
-def _md_trace(ax: Axes, run: dict, key: str, colour: str) -> None:
-    time = np.asarray(run["time_ps"], dtype=float)
-    values = np.asarray(run[key], dtype=float)
+def _md_trace(ax: Axes, run: MDRunReport, key: str, colour: str) -> None:
+    time = np.asarray(run.time_ps, dtype=float)
+    values = np.asarray(getattr(run, key), dtype=float)
     # Total energies of different structures differ by far more than their drift; the change
     # from the start is what shows whether the run conserves energy.
-    if key == "energy_ev":
+    if key == ENERGY_TRACE:
         values = values - values[0]
     n = min(len(time), len(values))
     ax.plot(
@@ -680,30 +736,30 @@ def _md_trace(ax: Axes, run: dict, key: str, colour: str) -> None:
         values[:n],
         lw=1,
         color=colour,
-        label=_literal(f"{run.get('structure')} · {run.get('run')}"),
+        label=_literal(f"{run.structure} · {run.run}"),
     )
-    if not run.get("stable"):
+    if not run.stable:
         ax.plot(time[n - 1], values[n - 1], "x", color=HOLE_COLOUR, ms=9, mew=2, clip_on=False)
 
 
 # ---- radial distribution functions -----------------------------------------------------------
 
 
-def _rdf_section(report: dict) -> str:
-    pairs = (report.get("rdf") or {}).get("pairs")
+def _rdf_section(report: JobReport) -> str:
+    pairs = report.rdf.pairs if report.rdf else None
     if not pairs:
         return ""
     return _section("Radial distribution functions", _rdf_figure(pairs))
 
 
-def _rdf_figure(pairs: dict[str, dict]) -> str:
+def _rdf_figure(pairs: dict[str, RdfPairReport]) -> str:
     figure, axes = _panels(len(pairs))
     for ax, (pair, rdf) in zip(axes, pairs.items(), strict=True):
-        emd = rdf.get("emd")
+        emd = rdf.emd
         model_label = "model" + (f" (EMD {_num(emd)})" if emd is not None else "")
-        ax.plot(rdf["r"], rdf["model"], color=HEAD_COLOURS["target"], label=model_label)
-        if rdf.get("reference"):
-            ax.plot(rdf["r"], rdf["reference"], color=REFERENCE_COLOUR, ls="--", label="reference")
+        ax.plot(rdf.r, rdf.model, color=HEAD_COLOURS["target"], label=model_label)
+        if rdf.reference:
+            ax.plot(rdf.r, rdf.reference, color=REFERENCE_COLOUR, ls="--", label="reference")
         ax.set(title=_literal(pair), xlabel="r (Å)", ylabel="g(r)")
         ax.legend()
     return _embed(
@@ -714,13 +770,13 @@ def _rdf_figure(pairs: dict[str, dict]) -> str:
 # ---- dimers and compression ------------------------------------------------------------------
 
 
-def _dimers_section(report: dict) -> str:
-    dimers = report.get("dimers")
-    if not dimers:
+def _dimers_section(report: JobReport) -> str:
+    dimers = report.dimers
+    if dimers is None or not is_measured(dimers):
         return ""
     parts = [
-        _dimer_figure(dimers.get("pairs") or {}),
-        _compression_figure(dimers.get("compression") or []),
+        _dimer_figure(dimers.pairs),
+        _compression_figure(dimers.compression),
     ]
     return _section("Dimers and compression", *parts) if any(parts) else ""
 
@@ -734,20 +790,19 @@ RSS_CRITERIA = {
 }
 
 
-def _rss_section(report: dict) -> str:
-    rss = report.get("rss_holes")
-    if not rss:
+def _rss_section(report: JobReport) -> str:
+    rss = report.rss_holes
+    if rss is None or not is_measured(rss):
         return ""
-    models = rss.get("models") or {}
-    own = (models.get("model") or {}).get("rates") or {}
-    base = (models.get("foundation") or {}).get("rates") or {}
-    foundation = (models.get("foundation") or {}).get("name")
+    own = rss.models["model"].rates if "model" in rss.models else {}
+    base = rss.models["foundation"].rates if "foundation" in rss.models else {}
+    foundation = rss.models["foundation"].name if "foundation" in rss.models else None
     headers = ["pressure", "hole rate", f"foundation {foundation or ''}".strip()]
     headers += [*RSS_CRITERIA.values(), "failed"]
     rows = [
         [f"{pressure} GPa", _rss_rate(rates), _rss_rate(base.get(pressure))]
-        + [rates["criteria"][name] for name in RSS_CRITERIA]
-        + [rates["failed"]]
+        + [rates.criteria.get(name) for name in RSS_CRITERIA]
+        + [rates.failed]
         for pressure, rates in own.items()
     ]
     per_composition = [
@@ -755,23 +810,23 @@ def _rss_section(report: dict) -> str:
             composition,
             f"{pressure} GPa",
             _rss_rate(group),
-            _rss_rate(((base.get(pressure) or {}).get("compositions") or {}).get(composition)),
-            group["failed"],
+            _rss_rate(_composition_rates(base.get(pressure), composition)),
+            group.failed,
         ]
         for pressure, rates in own.items()
-        for composition, group in rates["compositions"].items()
+        for composition, group in rates.compositions.items()
     ]
-    failures = rss.get("failures") or []
+    failures = rss.failures
     notes = [
-        f"{len(rss.get('compositions') or [])} compositions × "
-        f"{(rss.get('settings') or {}).get('structures_per_composition')} random crystals "
-        f"(structure set {str(rss.get('structure_set'))[:12]}); {rss.get('flagged', 0)} flagged "
+        f"{len(rss.compositions)} compositions × "
+        f"{(rss.settings or {}).get('structures_per_composition')} random crystals "
+        f"(structure set {str(rss.structure_set)[:12]}); {rss.flagged or 0} flagged "
         "structures in rss-holes.extxyz."
     ]
     if failures:
         notes.append(
-            f"{len(failures)} relaxations failed, e.g. {failures[0]['composition']} "
-            f"#{failures[0]['index']}: {failures[0]['reason']}"
+            f"{len(failures)} relaxations failed, e.g. {failures[0].composition} "
+            f"#{failures[0].index}: {failures[0].reason}"
         )
     return _section(
         "Random structure search: holes",
@@ -785,13 +840,17 @@ def _rss_section(report: dict) -> str:
     )
 
 
-def _rss_rate(rates: dict | None) -> str:
-    if not rates or rates.get("rate") is None:
+def _composition_rates(rates: RssRates | None, composition: str) -> RssRates | None:
+    return rates.compositions.get(composition) if rates else None
+
+
+def _rss_rate(rates: RssRates | None) -> str:
+    if rates is None or rates.rate is None:
         return "–"
-    return f"{rates['rate']:.0%} ({rates['holes']}/{rates['relaxed']})"
+    return f"{rates.rate:.0%} ({rates.holes}/{rates.relaxed})"
 
 
-def _rss_figure(own: dict[str, dict], base: dict[str, dict]) -> str:
+def _rss_figure(own: dict[str, RssRates], base: dict[str, RssRates]) -> str:
     if not own:
         return ""
     figure, (ax,) = _panels(1)
@@ -802,7 +861,7 @@ def _rss_figure(own: dict[str, dict], base: dict[str, dict]) -> str:
         series.append(("foundation", base, REFERENCE_COLOUR))
     width = 0.8 / len(series)
     for offset, (label, rates, colour) in enumerate(series):
-        values = [100 * ((rates.get(p) or {}).get("rate") or 0.0) for p in pressures]
+        values = [100 * (_rate_at(rates, p) or 0.0) for p in pressures]
         bars = ax.bar(
             x + (offset - (len(series) - 1) / 2) * width, values, width, label=label, color=colour
         )
@@ -813,13 +872,17 @@ def _rss_figure(own: dict[str, dict], base: dict[str, dict]) -> str:
     return _embed(figure, "Hole rate per pressure, beside the foundation's on the same structures")
 
 
-def _dimer_figure(pairs: dict[str, dict]) -> str:
+def _rate_at(rates: dict[str, RssRates], pressure: str) -> float | None:
+    return rates[pressure].rate if pressure in rates else None
+
+
+def _dimer_figure(pairs: dict[str, DimerCurveReport]) -> str:
     if not pairs:
         return ""
     figure, axes = _panels(len(pairs))
     for ax, (pair, curve) in zip(axes, pairs.items(), strict=True):
-        _curve_panel(ax, pair, curve["r"], curve["energy"], bool(curve.get("hole")), "r (Å)")
-        _clip_repulsive_wall(ax, curve["r"], curve["energy"])
+        _curve_panel(ax, pair, curve.r, curve.energy, bool(curve.hole), "r (Å)")
+        _clip_repulsive_wall(ax, curve.r, curve.energy)
     return _embed(
         figure, "Dimer energy curves; red curves have a hole (energy falls at short range)"
     )
@@ -832,17 +895,17 @@ def _clip_repulsive_wall(ax: Axes, r: Sequence[float], energy: Sequence[float]) 
         ax.set_ylim(floor - 0.05 * (ceiling - floor), ceiling)
 
 
-def _compression_figure(curves: list[dict]) -> str:
+def _compression_figure(curves: list[CompressionCurveReport]) -> str:
     if not curves:
         return ""
     figure, axes = _panels(len(curves))
     for ax, curve in zip(axes, curves, strict=True):
         _curve_panel(
             ax,
-            curve.get("structure") or "",
-            curve["scale"],
-            curve["energy"],
-            bool(curve.get("hole")),
+            curve.structure or "",
+            curve.scale,
+            curve.energy,
+            bool(curve.hole),
             "lattice scale",
         )
     return _embed(figure, "Energy under uniform compression and expansion; red curves have a hole")
@@ -859,37 +922,41 @@ def _curve_panel(
 
 # ---- sweeps ----------------------------------------------------------------------------------
 
-SWEEP_COLUMNS = (
-    ("strategy", "Strategy", ""),
-    ("lr", "lr", ""),
-    ("lora_rank", "LoRA rank", ""),
-    ("train_fraction", "Train fraction", ""),
-    ("state", "State", ""),
-    ("test_energy_rmse_mev_per_atom", "Test E RMSE", "meV/atom"),
-    ("test_forces_rmse_mev_per_a", "Test F RMSE", "meV/Å"),
-    ("forgetting_ratio", "Forgetting", "×"),
-    ("md_stable", "MD stable", ""),
-    ("rdf_emd_mean", "RDF EMD", ""),
-    ("dimer_holes", "Holes", ""),
-    ("rss_hole_rate", "RSS hole rate", ""),
-    ("trainable_fraction", "Trainable", ""),
-    ("wall_time_s", "Wall time", "s"),
+SWEEP_COLUMNS = tuple(
+    (field_name(SweepRow, key), title, unit)
+    for key, title, unit in (
+        ("strategy", "Strategy", ""),
+        ("lr", "lr", ""),
+        ("lora_rank", "LoRA rank", ""),
+        ("train_fraction", "Train fraction", ""),
+        ("state", "State", ""),
+        ("test_energy_rmse_mev_per_atom", "Test E RMSE", "meV/atom"),
+        ("test_forces_rmse_mev_per_a", "Test F RMSE", "meV/Å"),
+        ("forgetting_ratio", "Forgetting", "×"),
+        ("md_stable", "MD stable", ""),
+        ("rdf_emd_mean", "RDF EMD", ""),
+        ("dimer_holes", "Holes", ""),
+        ("rss_hole_rate", "RSS hole rate", ""),
+        ("trainable_fraction", "Trainable", ""),
+        ("wall_time_s", "Wall time", "s"),
+    )
 )
 
 
-def render_sweep_html(summary: dict) -> str:
+def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
     """A sweep's comparison table, its recommendation and accuracy-versus-forgetting plot."""
-    rows = summary.get("table") or []
+    sweep = SweepSummary.from_json(summary if isinstance(summary, dict) else summary.to_json())
+    rows = sweep.table
     with matplotlib.rc_context(FIGURE_STYLE):
         body = "".join(
             [
-                _Html(f"<h1>Sweep {_esc(summary.get('id', ''))}</h1>"),
-                _recommendation(summary.get("recommendation") or {}),
+                _Html(f"<h1>Sweep {_esc(sweep.id)}</h1>"),
+                _recommendation(sweep.recommendation or SweepRecommendation()),
                 _section(
                     "Comparison",
                     _table(
                         [name + (f" ({unit})" if unit else "") for _, name, unit in SWEEP_COLUMNS],
-                        [[_sweep_cell(row.get(k)) for k, _, _ in SWEEP_COLUMNS] for row in rows],
+                        [_sweep_cells(row) for row in rows],
                     ),
                 ),
                 _sweep_figure(rows),
@@ -897,9 +964,13 @@ def render_sweep_html(summary: dict) -> str:
         )
     return (
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
-        f"<title>Sweep {_esc(summary.get('id', ''))}</title><style>{CSS}</style></head>"
+        f"<title>Sweep {_esc(sweep.id)}</title><style>{CSS}</style></head>"
         f"<body>{body}</body></html>\n"
     )
+
+
+def _sweep_cells(row: SweepRow) -> list[str]:
+    return [_sweep_cell(getattr(row, key)) for key, _, _ in SWEEP_COLUMNS]
 
 
 def _sweep_cell(value: Any) -> str:
@@ -908,13 +979,13 @@ def _sweep_cell(value: Any) -> str:
     return _num(value) if isinstance(value, float) else str(value)
 
 
-def _recommendation(recommendation: dict) -> str:
+def _recommendation(recommendation: SweepRecommendation) -> str:
     items = [
-        f"<li><b>{_esc(use)}</b>: {_esc(choice.get('strategy') or 'undecided')} — "
-        f"{_esc(choice.get('reason', ''))}</li>"
+        f"<li><b>{_esc(use)}</b>: {_esc(choice.strategy or 'undecided')} — "
+        f"{_esc(choice.reason or '')}</li>"
         for use, choice in (
-            ("One target system", recommendation.get("single_system")),
-            ("Broad use", recommendation.get("broad_use")),
+            ("One target system", recommendation.single_system),
+            ("Broad use", recommendation.broad_use),
         )
         if choice
     ]
@@ -942,39 +1013,42 @@ def label_offsets(points: Sequence[tuple[float, float]]) -> list[tuple[float, fl
     return offsets
 
 
-def _point_label(row: dict, varying: set[str]) -> str:
+def _point_label(row: SweepRow, varying: set[str]) -> str:
     """The strategy, and the grid values that tell its points apart."""
-    parts = [row["strategy"]]
-    if "lora_rank" in varying and row.get("lora_rank") is not None:
-        parts.append(f"r{row['lora_rank']}")
-    if "lr" in varying and row.get("lr") is not None:
-        parts.append(f"lr {row['lr']:g}")
-    if "train_fraction" in varying and row.get("train_fraction") is not None:
-        parts.append(f"{row['train_fraction']:g} of data")
+    parts = [str(row.strategy)]
+    if "lora_rank" in varying and row.lora_rank is not None:
+        parts.append(f"r{row.lora_rank}")
+    if "lr" in varying and row.lr is not None:
+        parts.append(f"lr {row.lr:g}")
+    if "train_fraction" in varying and row.train_fraction is not None:
+        parts.append(f"{row.train_fraction:g} of data")
     return " ".join(parts)
 
 
-def _grid_keys(rows: list[dict]) -> set[str]:
+def _grid_keys(rows: list[SweepRow]) -> set[str]:
     """The settings that differ between jobs of one strategy (a sweep's grid)."""
     return {
         key
         for key in ("lr", "lora_rank", "train_fraction")
-        for strategy in {row["strategy"] for row in rows}
-        if len({row.get(key) for row in rows if row["strategy"] == strategy}) > 1
+        for strategy in {row.strategy for row in rows}
+        if len({getattr(row, key) for row in rows if row.strategy == strategy}) > 1
     }
 
 
-def _sweep_figure(rows: list[dict]) -> str:
-    points = [row for row in rows if row.get("test_forces_rmse_mev_per_a") is not None]
-    if not points:
+def _sweep_figure(rows: list[SweepRow]) -> str:
+    scored = [
+        (row, accuracy) for row in rows if (accuracy := row.test_forces_rmse_mev_per_a) is not None
+    ]
+    if not scored:
         return ""
+    points = [row for row, _ in scored]
     figure, (axes,) = _panels(1)
-    xy = []
-    for row in points:
-        forgetting = row.get("forgetting_ratio")
+    xy: list[tuple[float, float]] = []
+    for row, accuracy in scored:
+        forgetting = row.forgetting_ratio
         y = forgetting if forgetting is not None else 1.0
-        axes.scatter(row["test_forces_rmse_mev_per_a"], y, marker="o" if forgetting else "x")
-        xy.append((row["test_forces_rmse_mev_per_a"], y))
+        axes.scatter(accuracy, y, marker="o" if forgetting else "x")
+        xy.append((accuracy, y))
     # Axis limits fixed first, so label positions are computed in the final display space.
     figure.canvas.draw()
     per_point = 72 / figure.dpi

@@ -3,6 +3,7 @@ data, compared by target accuracy against retained robustness — as one request
 
 import itertools
 import logging
+from collections.abc import Callable
 from typing import Annotated, Any
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
@@ -13,6 +14,15 @@ from core.errors import InvalidSpecError, NotFoundError
 from core.foundations import FoundationRegistry
 from core.jobs import TERMINAL_STATES, transition
 from core.models import Job, JobState, Sweep
+from core.report_models import (
+    DimersReport,
+    ErrorMetricsReport,
+    EvaluationSections,
+    RdfReport,
+    SweepChoice,
+    SweepRecommendation,
+    SweepRow,
+)
 from core.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.strategy_table import (
     LORA_STRATEGIES,
@@ -150,72 +160,70 @@ def sweep_jobs(session: Session, sweep_id: str) -> list[Job]:
 
 
 def comparison_row(job: Job) -> dict[str, Any]:
-    """One line of the comparison table, from what the job measured."""
-    metrics = job.metrics or {}
-    test = (metrics.get("accuracy") or {}).get("test") or {}
-    forgetting = metrics.get("forgetting") or {}
-    md = metrics.get("md") or []
-    rdf_pairs = ((metrics.get("rdf") or {}).get("pairs") or {}).values()
-    emds = [pair["emd"] for pair in rdf_pairs if pair.get("emd") is not None]
-    dimers = metrics.get("dimers") or {}
-    holes = [curve.get("hole") for curve in (dimers.get("pairs") or {}).values()]
-    holes += [curve.get("hole") for curve in dimers.get("compression") or []]
-    inherited = dimers.get("foundation_holes")
+    """One line of the comparison table (SweepRow as JSON), from what the job measured."""
+    measured = EvaluationSections.from_json(job.metrics)
+    test = (measured.accuracy or {}).get("test") or ErrorMetricsReport()
+    dimers = measured.dimers
     trainable = (job.checks or {}).get("trainable_parameters") or {}
     strategy = job.spec["strategy"]
     wall = None
     if job.started_at and job.finished_at:
         wall = (job.finished_at - job.started_at).total_seconds()
+    return SweepRow(
+        job_id=job.id,
+        strategy=strategy["name"],
+        lr=(job.effective_hyperparameters or {}).get("lr"),
+        lora_rank=strategy.get("rank"),
+        train_fraction=job.spec.get("train_fraction", 1.0),
+        state=job.state.value,
+        test_energy_rmse_mev_per_atom=test.energy_rmse_mev_per_atom,
+        test_energy_mae_mev_per_atom=test.energy_mae_mev_per_atom,
+        test_forces_rmse_mev_per_a=test.forces_rmse_mev_per_a,
+        test_forces_mae_mev_per_a=test.forces_mae_mev_per_a,
+        forgetting_ratio=measured.forgetting.force_rmse_ratio if measured.forgetting else None,
+        md_stable=measured.md_stable(),
+        rdf_emd_mean=_mean_emd(measured.rdf),
+        **_hole_counts(dimers),
+        rss_hole_rate=measured.rss_holes.lowest_pressure_rate() if measured.rss_holes else None,
+        trainable_fraction=trainable.get("fraction"),
+        wall_time_s=wall,
+        warnings=len(job.warnings),
+    ).to_json()
+
+
+def _mean_emd(rdf: RdfReport | None) -> float | None:
+    emds = [pair.emd for pair in (rdf.pairs.values() if rdf else []) if pair.emd is not None]
+    return sum(emds) / len(emds) if emds else None
+
+
+def _hole_counts(dimers: DimersReport | None) -> dict[str, int | None]:
+    curves = dimers.curves() if dimers else []
+    inherited = dimers.foundation_holes if dimers else None
     return {
-        "job_id": job.id,
-        "strategy": strategy["name"],
-        "lr": (job.effective_hyperparameters or {}).get("lr"),
-        "lora_rank": strategy.get("rank"),
-        "train_fraction": job.spec.get("train_fraction", 1.0),
-        "state": job.state.value,
-        "test_energy_rmse_mev_per_atom": test.get("energy_rmse_mev_per_atom"),
-        "test_energy_mae_mev_per_atom": test.get("energy_mae_mev_per_atom"),
-        "test_forces_rmse_mev_per_a": test.get("forces_rmse_mev_per_a"),
-        "test_forces_mae_mev_per_a": test.get("forces_mae_mev_per_a"),
-        "forgetting_ratio": forgetting.get("force_rmse_ratio"),
-        "md_stable": all(run.get("stable") for run in md) if md else None,
-        "rdf_emd_mean": sum(emds) / len(emds) if emds else None,
-        "dimer_holes": sum(bool(hole) for hole in holes) if holes else None,
+        "dimer_holes": sum(bool(curve.hole) for curve in curves) if curves else None,
         "foundation_dimer_holes": len(inherited) if inherited is not None else None,
         # Holes the foundation does not have (all of them for scratch, or before foundation
         # holes were recorded): what recommend() holds against a job.
         "new_dimer_holes": (
-            len(set(dimers.get("holes") or []) - set(inherited or [])) if holes else None
+            len(set(dimers.holes) - set(inherited or [])) if dimers and curves else None
         ),
-        "rss_hole_rate": _rss_hole_rate(metrics.get("rss_holes")),
-        "trainable_fraction": trainable.get("fraction"),
-        "wall_time_s": wall,
-        "warnings": len(job.warnings),
     }
 
 
-def _rss_hole_rate(rss: dict[str, Any] | None) -> float | None:
-    """The random-structure-search hole rate at the lowest pressure (the study's headline)."""
-    rates = ((rss or {}).get("models") or {}).get("model", {}).get("rates") or {}
-    if not rates:
-        return None
-    return rates[min(rates, key=float)].get("rate")
-
-
 def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
-    """Which strategy to deploy, with the measured reason (science.md §4)."""
-    done = [row for row in rows if row["state"] == JobState.SUCCEEDED.value]
+    """Which strategy to deploy, with the measured reason (science.md §4); SweepRecommendation
+    as JSON."""
+    table = [SweepRow.from_json(row) for row in rows]
+    done = [row for row in table if row.state == JobState.SUCCEEDED.value]
     # Holes inherited from the foundation are no mark against a fine-tuning strategy.
-    sane = [
-        row for row in done if not row.get("new_dimer_holes") and row["md_stable"] is not False
-    ]
+    sane = [row for row in done if not row.new_dimer_holes and row.md_stable is not False]
     broad = _best(
         sane,
-        "forgetting_ratio",
+        lambda row: row.forgetting_ratio,
         "lowest forgetting ratio (replay-set force error relative to the foundation's)",
     )
     if broad is None and done:
-        measured = any(row["forgetting_ratio"] is not None for row in done)
+        measured = any(row.forgetting_ratio is not None for row in done)
         reason = (
             "every job with a forgetting ratio has dimer holes its foundation lacks or "
             "unstable MD"
@@ -223,23 +231,19 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
             else "no forgetting was measured: give base.evaluation.replay_dataset, a "
             "labelled pretraining-like set, to judge breadth"
         )
-        broad = {"strategy": None, "job_id": None, "reason": reason}
-    return {
-        "single_system": _best(done, "test_forces_rmse_mev_per_a", "lowest test force RMSE"),
-        "broad_use": broad,
-    }
+        broad = SweepChoice(strategy=None, job_id=None, reason=reason)
+    single = _best(done, lambda row: row.test_forces_rmse_mev_per_a, "lowest test force RMSE")
+    return SweepRecommendation(single_system=single, broad_use=broad).to_json()
 
 
-def _best(rows: list[dict[str, Any]], key: str, reason: str) -> dict[str, Any] | None:
-    scored = [row for row in rows if row[key] is not None]
+def _best(
+    rows: list[SweepRow], score: Callable[[SweepRow], float | None], reason: str
+) -> SweepChoice | None:
+    scored = [(value, row) for row in rows if (value := score(row)) is not None]
     if not scored:
         return None
-    best = min(scored, key=lambda row: row[key])
-    return {
-        "strategy": best["strategy"],
-        "job_id": best["job_id"],
-        "reason": f"{reason}: {best[key]:.3g}",
-    }
+    value, best = min(scored, key=lambda item: item[0])
+    return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=f"{reason}: {value:.3g}")
 
 
 def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:

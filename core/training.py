@@ -42,6 +42,7 @@ from core.memory import return_freed_memory
 from core.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.pseudolabels import pseudolabelled
 from core.replay import ReplayFile, prepare_replay_file
+from core.report_models import EvaluationSections
 from core.spec import (
     JobSpec,
     ScratchStrategy,
@@ -498,20 +499,12 @@ def loss_record(spec: JobSpec, molecules: list[ase.Atoms]) -> dict[str, Any]:
     }
 
 
-# Per label: its RMSE, the RMS of its labels (the error of predicting zero), and their unit.
-_ZERO_BASELINE_KEYS = {
-    "forces": ("forces_rmse_mev_per_a", "forces_label_rms_mev_per_a", "meV/Å"),
-    "stress": ("stress_rmse_mev_per_a3", "stress_label_rms_mev_per_a3", "meV/Å³"),
-}
-
-
-def accuracy_warnings(evaluation: dict[str, Any]) -> list[str]:
+def accuracy_warnings(evaluation: dict[str, Any] | EvaluationSections) -> list[str]:
     """Labels on which the delivered model is worse than predicting zero (issue 18 item 3)."""
     warnings = []
-    for name, metrics in (evaluation.get("accuracy") or {}).items():
-        for label in metrics.get("worse_than_zero") or []:
-            rmse_key, rms_key, unit = _ZERO_BASELINE_KEYS[label]
-            rmse, rms = metrics[rmse_key], metrics[rms_key]
+    for name, metrics in (EvaluationSections.from_json(evaluation).accuracy or {}).items():
+        for label in metrics.worse_than_zero:
+            rmse, rms, unit = metrics.zero_baseline(label)
             warnings.append(
                 f"{name} {label}: RMSE {rmse:.3g} {unit} is above the labels' own RMS "
                 f"{rms:.3g} {unit}, worse than predicting zero; check the labels' units and "

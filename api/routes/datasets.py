@@ -42,7 +42,10 @@ UPLOAD_BODY: dict[str, Any] = {
     response_model=DatasetPublic,
     openapi_extra=UPLOAD_BODY,
     responses={
-        200: {"description": "the same file was uploaded before: the existing dataset"},
+        200: {
+            "description": "the same file was uploaded before: the existing dataset",
+            "model": DatasetPublic,
+        },
         413: {"description": "the file, or what its gzip unpacks to, is too large"},
     },
 )

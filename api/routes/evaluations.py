@@ -4,58 +4,57 @@ from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, HTMLResponse
 
 from api.deps import ContextDep, DispatchDep, SessionDep
+from api.schemas import EvaluationPublic, also_as, file_response
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
 from core.job_report import evaluation_report
 from core.jobs import cancel
-from core.models import Evaluation
+from core.report_models import EvaluationReport
 from core.reports import render_html
 from core.spec import EvaluationSpec
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
 
-def _public(evaluation: Evaluation) -> dict[str, Any]:
-    return {
-        "id": evaluation.id,
-        "state": evaluation.state.value,
-        "stage": evaluation.stage,
-        "spec": evaluation.spec,
-        "report": evaluation.report,
-        "error": evaluation.error,
-        "attempts": evaluation.attempts,
-        "created_at": evaluation.created_at,
-        "started_at": evaluation.started_at,
-        "finished_at": evaluation.finished_at,
-    }
-
-
-@router.post("", status_code=status.HTTP_201_CREATED)
+# Sections an evaluation did not measure stay out of its JSON rather than appear as null.
+@router.post(
+    "",
+    status_code=status.HTTP_201_CREATED,
+    response_model=EvaluationPublic,
+    response_model_exclude_unset=True,
+)
 def create_evaluation(
     spec: EvaluationSpec, session: SessionDep, context: ContextDep, dispatch_work: DispatchDep
-) -> dict[str, Any]:
+) -> EvaluationPublic:
     """Evaluate a job's model, or an unmodified foundation model to compare against, on a dataset:
     accuracy, forgetting, MD stability, RDFs and short-range repulsion; `kind: "rss_holes"` runs
     the random-structure-search hole test alone (compositions named, or drawn from the dataset or
     the job's training data)."""
     evaluation = submit_evaluation(session, spec, context)
     dispatch_work(session, "evaluation", evaluation.id)
-    return _public(evaluation)
+    return EvaluationPublic.of(evaluation)
 
 
-@router.get("/{evaluation_id}")
-def read_evaluation(evaluation_id: str, session: SessionDep) -> dict[str, Any]:
-    return _public(get_evaluation(session, evaluation_id))
+@router.get("/{evaluation_id}", response_model=EvaluationPublic, response_model_exclude_unset=True)
+def read_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationPublic:
+    return EvaluationPublic.of(get_evaluation(session, evaluation_id))
 
 
-@router.post("/{evaluation_id}/cancel")
-def cancel_evaluation(evaluation_id: str, session: SessionDep) -> dict[str, Any]:
+@router.post(
+    "/{evaluation_id}/cancel", response_model=EvaluationPublic, response_model_exclude_unset=True
+)
+def cancel_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationPublic:
     """Cancel a queued or running evaluation; a running one stops at its next stage."""
-    return _public(cancel(session, get_evaluation(session, evaluation_id)))
+    return EvaluationPublic.of(cancel(session, get_evaluation(session, evaluation_id)))
 
 
-@router.get("/{evaluation_id}/report", response_model=None)
+@router.get(
+    "/{evaluation_id}/report",
+    response_model=EvaluationReport,
+    response_model_exclude_unset=True,
+    responses=also_as("text/html", "The report (JSON), or with format=html one HTML page"),
+)
 def read_evaluation_report(
     evaluation_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | HTMLResponse:
@@ -63,7 +62,11 @@ def read_evaluation_report(
     return HTMLResponse(render_html(report)) if format == "html" else report
 
 
-@router.get("/{evaluation_id}/rss-holes.extxyz", response_class=FileResponse)
+@router.get(
+    "/{evaluation_id}/rss-holes.extxyz",
+    response_class=FileResponse,
+    responses=file_response("chemical/x-extxyz", "The flagged structures, as extxyz"),
+)
 def download_rss_holes(
     evaluation_id: str, session: SessionDep, context: ContextDep
 ) -> FileResponse:

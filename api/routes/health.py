@@ -5,19 +5,24 @@ from fastapi.responses import JSONResponse
 
 from api.deps import ContextDep, SettingsDep
 from api.queue import broker_of, broker_probe
+from api.schemas import Liveness, Readiness
 from core.health import Check, database_probe, run_check, storage_probe, workers_probe
 
 router = APIRouter(tags=["health"])
 
 
-@router.get("/healthz")
-def liveness() -> dict[str, str]:
+@router.get("/healthz", response_model=Liveness)
+def liveness() -> Liveness:
     """The process answers; says nothing about its dependencies (see /readyz)."""
-    return {"status": "ok"}
+    return Liveness(status="ok")
 
 
 @router.get(
-    "/readyz", responses={503: {"description": "a dependency is unreachable or no worker alive"}}
+    "/readyz",
+    response_model=Readiness,
+    responses={
+        503: {"description": "a dependency is unreachable or no worker alive", "model": Readiness}
+    },
 )
 def readiness(
     request: Request, context: ContextDep, settings: SettingsDep, workers: bool = True

@@ -12,7 +12,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
-from api.schemas import JobPublic, JobsPublic
+from api.schemas import JobPublic, JobsPublic, also_as, file_response
 from core.context import JobContext
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
@@ -21,6 +21,7 @@ from core.job_report import job_report
 from core.jobs import TERMINAL_STATES, cancel_job, get_job, list_jobs
 from core.model_card import render_markdown
 from core.models import Job, JobState
+from core.report_models import JobMetrics, JobReport, ModelCard
 from core.reports import render_html
 from core.runner import EXPORT_FILES, artifact_key
 from core.spec import JobSpec
@@ -110,7 +111,11 @@ def cancel(job_id: str, session: SessionDep) -> JobPublic:
     return JobPublic.of(cancel_job(session, job_id))
 
 
-@router.get("/{job_id}/model", response_class=FileResponse)
+@router.get(
+    "/{job_id}/model",
+    response_class=FileResponse,
+    responses=file_response("application/octet-stream", "The model file"),
+)
 def download_model(
     job_id: str,
     session: SessionDep,
@@ -157,7 +162,12 @@ def _exported(job: Job, variant: str, context: JobContext) -> FileResponse:
     )
 
 
-@router.get("/{job_id}/model-card", response_model=None)
+@router.get(
+    "/{job_id}/model-card",
+    response_model=ModelCard,
+    response_model_exclude_unset=True,
+    responses=also_as("text/markdown", "The model card (JSON), or with format=md as Markdown"),
+)
 def read_model_card(
     job_id: str, session: SessionDep, format: Literal["json", "md"] = "json"
 ) -> dict[str, Any] | PlainTextResponse:
@@ -172,7 +182,11 @@ def read_model_card(
     return job.model_card
 
 
-@router.get("/{job_id}/rss-holes.extxyz", response_class=FileResponse)
+@router.get(
+    "/{job_id}/rss-holes.extxyz",
+    response_class=FileResponse,
+    responses=file_response("chemical/x-extxyz", "The flagged structures, as extxyz"),
+)
 def download_rss_holes(job_id: str, session: SessionDep, context: ContextDep) -> FileResponse:
     """The relaxed structures the evaluation's random structure search flagged as holes (the
     fine-tuned model's and its foundation's), as extxyz with the criteria in each frame's info."""
@@ -190,7 +204,11 @@ def download_rss_holes(job_id: str, session: SessionDep, context: ContextDep) ->
     )
 
 
-@router.get("/{job_id}/log", response_class=FileResponse)
+@router.get(
+    "/{job_id}/log",
+    response_class=FileResponse,
+    responses=file_response("text/plain", "mace-torch's whole training log"),
+)
 def download_log(job_id: str, session: SessionDep, context: ContextDep) -> FileResponse:
     """mace-torch's whole output for a job that ended, from artifact storage; while it runs, its
     last lines stream from `GET /jobs/{id}/events?log=true`."""
@@ -208,7 +226,8 @@ def download_log(job_id: str, session: SessionDep, context: ContextDep) -> FileR
     )
 
 
-@router.get("/{job_id}/metrics")
+# A section the evaluation did not measure stays out of the JSON rather than appear as null.
+@router.get("/{job_id}/metrics", response_model=JobMetrics, response_model_exclude_unset=True)
 def read_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
     """What the evaluation stage measured (test-set errors in meV/atom and meV/Å, forgetting,
     MD stability, RDFs, dimer curves) and the E0s the model carries."""
@@ -218,7 +237,12 @@ def read_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
     return {"job_id": job.id, **job.metrics, "e0s": job.e0s}
 
 
-@router.get("/{job_id}/report", response_model=None)
+@router.get(
+    "/{job_id}/report",
+    response_model=JobReport,
+    response_model_exclude_unset=True,
+    responses=also_as("text/html", "The report (JSON), or with format=html one HTML page"),
+)
 def read_report(
     job_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | HTMLResponse:

@@ -55,7 +55,13 @@ class ServiceCollector:
     "/metrics",
     response_class=Response,
     dependencies=[Depends(require_metrics_reader)],
-    responses={401: {"description": "tokens are on: send the admin or the metrics token"}},
+    responses={
+        200: {
+            "description": "Prometheus metrics, in its text exposition format",
+            "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+        },
+        401: {"description": "tokens are on: send the admin or the metrics token"},
+    },
 )
 def metrics(request: Request, context: ContextDep, settings: SettingsDep) -> Response:
     registry = CollectorRegistry(auto_describe=False)

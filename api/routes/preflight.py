@@ -3,6 +3,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from api.deps import ContextDep, SessionDep
+from core.report_models import PreflightResult
 from core.runner import preflight_check
 from core.spec import JobSpec
 
@@ -27,7 +28,7 @@ PREFLIGHT_EXAMPLES: dict[str, dict[str, Any]] = {
 }
 
 
-@router.post("")
+@router.post("", response_model=PreflightResult)
 def run_preflight(
     spec: Annotated[JobSpec, Body(openapi_examples=PREFLIGHT_EXAMPLES)],
     session: SessionDep,

@@ -37,7 +37,12 @@ REPLAY_SET_EXAMPLES: dict[str, dict[str, Any]] = {
     "",
     status_code=status.HTTP_201_CREATED,
     response_model=ReplaySetPublic,
-    responses={200: {"description": "a replay set with the same inputs exists and is reused"}},
+    responses={
+        200: {
+            "description": "a replay set with the same inputs exists and is reused",
+            "model": ReplaySetPublic,
+        },
+    },
 )
 def create_replay_set(
     spec: Annotated[ReplaySetSpec, Body(openapi_examples=REPLAY_SET_EXAMPLES)],

@@ -12,7 +12,9 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
+from api.schemas import also_as
 from core.errors import BrokerUnavailableError
+from core.report_models import SweepsListed, SweepSummary
 from core.reports import render_sweep_html
 from core.submission import reference_screen
 from core.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary
@@ -20,7 +22,7 @@ from core.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, swee
 router = APIRouter(prefix="/sweeps", tags=["sweeps"])
 
 
-@router.post("", status_code=status.HTTP_201_CREATED)
+@router.post("", status_code=status.HTTP_201_CREATED, response_model=SweepSummary)
 def create_sweep(
     spec: SweepSpec,
     session: SessionDep,
@@ -46,14 +48,14 @@ def create_sweep(
     return sweep_summary(session, sweep.id)
 
 
-@router.post("/{sweep_id}/cancel")
+@router.post("/{sweep_id}/cancel", response_model=SweepSummary)
 def cancel(sweep_id: str, session: SessionDep) -> dict[str, Any]:
     """Cancel every job of the sweep that has not ended; running trainings are stopped."""
     cancel_sweep(session, sweep_id)
     return sweep_summary(session, sweep_id)
 
 
-@router.get("")
+@router.get("", response_model=SweepsListed)
 def read_sweeps(
     session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> dict[str, Any]:
@@ -62,14 +64,18 @@ def read_sweeps(
     return {"data": sweeps, "count": len(sweeps)}
 
 
-@router.get("/{sweep_id}")
+@router.get("/{sweep_id}", response_model=SweepSummary)
 def read_sweep(sweep_id: str, session: SessionDep) -> dict[str, Any]:
     """The comparison table (target accuracy, forgetting, MD, EMD, dimer holes, trainable
     fraction, wall time per job) and the recommendation."""
     return sweep_summary(session, sweep_id)
 
 
-@router.get("/{sweep_id}/report", response_model=None)
+@router.get(
+    "/{sweep_id}/report",
+    response_model=SweepSummary,
+    responses=also_as("text/html", "The comparison (JSON), or with format=html one HTML page"),
+)
 def read_sweep_report(
     sweep_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
 ) -> dict[str, Any] | HTMLResponse:

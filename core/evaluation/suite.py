@@ -1,11 +1,12 @@
 """The evaluation stage: every measurement of one model, as the report's sections.
 
-Each section is JSON-ready in the shape core.reports renders and core.sweeps compares.
+Each section is built as its core.report_models model; `evaluate_model` returns them as the JSON
+stored with the job or evaluation, which core.reports renders and core.sweeps compares.
 """
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 import ase
@@ -25,6 +26,21 @@ from core.evaluation.md import (
 )
 from core.evaluation.rdf import compare_rdfs, radial_distribution
 from core.inference import neighbourhood
+from core.report_models import (
+    AccuracyReport,
+    CompressionCurveReport,
+    DimerCurveReport,
+    DimersReport,
+    EvaluationSections,
+    ForgettingReport,
+    MDRunReport,
+    OffsetFreeEnergiesReport,
+    ParityReport,
+    ParityValues,
+    RdfPairReport,
+    RdfReport,
+    ReplayErrors,
+)
 from core.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
@@ -56,34 +72,60 @@ def evaluate_model(
     on_steps: StepsCallback | None = None,
     device: str = "cpu",
 ) -> dict[str, Any]:
+    """The sections of `evaluate`, as the JSON stored with the job or evaluation."""
+    return evaluate(
+        model,
+        data,
+        settings,
+        foundation=foundation,
+        on_stage=on_stage,
+        on_steps=on_steps,
+        device=device,
+    ).to_json()
+
+
+def evaluate(
+    model: torch.nn.Module,
+    data: EvaluationData,
+    settings: EvaluationSettings,
+    *,
+    foundation: torch.nn.Module | None = None,
+    on_stage: StageCallback | None = None,
+    on_steps: StepsCallback | None = None,
+    device: str = "cpu",
+) -> EvaluationSections:
+    """Every measurement the settings ask for; a section is left unset when it did not run."""
     stage = on_stage or (lambda _name: None)
-    report: dict[str, Any] = {}
+    report = EvaluationSections()
     if data.test:
         stage("evaluating accuracy")
-        report["accuracy"] = {"test": accuracy_section(accuracy(model, data.test, device=device))}
+        report.accuracy = {"test": accuracy_section(accuracy(model, data.test, device=device))}
     if data.replay and foundation is not None:
         stage("evaluating forgetting")
-        report["forgetting"] = forgetting_section(
+        report.forgetting = forgetting_section(
             forgetting(foundation, model, data.replay, device=device)
         )
     structures = [atoms for atoms in data.test or [] if len(atoms) > 1][: settings.md_structures]
     if settings.md and structures:
         runs = md_runs(settings.md_steps)
-        report |= _md_and_rdf(
+        report.md, rdf = _md_and_rdf(
             model, structures, data.reference or data.test or [], runs, stage, on_steps, device
         )
+        if rdf is not None:
+            report.rdf = rdf
     if settings.dimers:
         stage("evaluating short-range repulsion")
         elements = _elements(data.test or [], model)
-        report["dimers"] = repulsion_section(
+        dimers = repulsion_section(
             short_range_repulsion(model, elements, structures[:1], device=device)
         )
         if foundation is not None:
             # Holes the foundation has already are inherited, not made by the fine-tuning;
             # sweeps judge a model by the holes beyond its foundation's (core.sweeps).
-            report["dimers"]["foundation_holes"] = short_range_repulsion(
+            dimers.foundation_holes = short_range_repulsion(
                 foundation, elements, structures[:1], device=device
             ).holes
+        report.dimers = dimers
     return report
 
 
@@ -103,8 +145,8 @@ def _md_and_rdf(
     stage: StageCallback,
     on_steps: StepsCallback | None,
     device: str,
-) -> dict[str, Any]:
-    runs: list[dict[str, Any]] = []
+) -> tuple[list[MDRunReport], RdfReport | None]:
+    runs: list[MDRunReport] = []
     frames: list[ase.Atoms] = []
     for index, atoms in enumerate(structures):
         name = f"md {index + 1}/{len(structures)}"
@@ -118,13 +160,12 @@ def _md_and_rdf(
             device=device,
             on_progress=_steps_of(on_steps, name, total),
         )
-        runs += md_section(result, atoms.get_chemical_formula())
+        runs += md_reports(result, atoms.get_chemical_formula())
         frames += [frame for run in result.runs for frame in run.frames]
-    sections: dict[str, Any] = {"md": runs}
-    if frames:
-        stage("comparing radial distribution functions")
-        sections["rdf"] = _rdf_section(frames, reference)
-    return sections
+    if not frames:
+        return runs, None
+    stage("comparing radial distribution functions")
+    return runs, _rdf_section(frames, reference)
 
 
 def _steps_of(
@@ -150,13 +191,12 @@ def md_runs_for(
     return tuple(replace(run, n_steps=min(run.n_steps, steps)) for run in specs)
 
 
-def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[str, Any]:
+def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> RdfReport:
     try:
         model_rdf = radial_distribution(frames)
     except ValueError as error:
         # Periodic and molecular structures mixed: no single kind of RDF describes them.
-        return {"pairs": {}, "note": str(error)}
-    note: str | None
+        return RdfReport(pairs={}, note=str(error))
     try:
         reference_rdf = radial_distribution(reference)
         emd = compare_rdfs(model_rdf, reference_rdf).emd_per_pair
@@ -164,98 +204,106 @@ def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> dict[st
         reference_rdf, emd, note = None, {}, str(error)
     else:
         note = None
-    return {
-        "note": note,
-        "pairs": {
-            pair: {
-                "r": model_rdf.r.tolist(),
-                "model": values.tolist(),
-                "reference": _values(reference_rdf.pairs.get(pair)) if reference_rdf else None,
-                "emd": emd.get(pair),
-            }
+    return RdfReport(
+        note=note,
+        pairs={
+            pair: RdfPairReport(
+                r=model_rdf.r.tolist(),
+                model=values.tolist(),
+                reference=_values(reference_rdf.pairs.get(pair)) if reference_rdf else None,
+                emd=emd.get(pair),
+            )
             for pair, values in model_rdf.pairs.items()
         },
-    }
+    )
 
 
-def accuracy_section(metrics: AccuracyMetrics) -> dict[str, Any]:
+def accuracy_section(metrics: AccuracyMetrics) -> AccuracyReport:
     parity = metrics.parity
-    section = {key: value for key, value in asdict(metrics).items() if key not in {"parity"}}
-    section["parity"] = {
-        "energy_per_atom": {
-            "reference": parity.energy_reference_ev_per_atom,
-            "predicted": parity.energy_predicted_ev_per_atom,
-        },
-        "forces": {
-            "reference": parity.forces_reference_ev_per_a,
-            "predicted": parity.forces_predicted_ev_per_a,
-        },
-        "stress": {
-            "reference": parity.stress_reference_ev_per_a3,
-            "predicted": parity.stress_predicted_ev_per_a3,
-        },
-    }
-    return section
-
-
-def forgetting_section(result: Forgetting) -> dict[str, Any]:
-    return {
-        "reference": result.reference,
-        "foundation": None if result.foundation is None else result.foundation.to_dict(),
-        "finetuned": _plain_metrics(result.fine_tuned),
-        "force_rmse_ratio": result.forces_rmse_ratio,
-        "energy_offset_removed": (
-            None
-            if result.energy_offset_removed is None
-            else result.energy_offset_removed.to_dict()
+    return AccuracyReport(
+        **_plain_metrics(metrics),
+        parity=ParityReport(
+            energy_per_atom=ParityValues(
+                reference=parity.energy_reference_ev_per_atom,
+                predicted=parity.energy_predicted_ev_per_atom,
+            ),
+            forces=ParityValues(
+                reference=parity.forces_reference_ev_per_a,
+                predicted=parity.forces_predicted_ev_per_a,
+            ),
+            stress=ParityValues(
+                reference=parity.stress_reference_ev_per_a3,
+                predicted=parity.stress_predicted_ev_per_a3,
+            ),
         ),
-    }
+    )
+
+
+def forgetting_section(result: Forgetting) -> ForgettingReport:
+    offset_free = result.energy_offset_removed
+    return ForgettingReport(
+        reference=result.reference,
+        foundation=(
+            None
+            if result.foundation is None
+            else ReplayErrors.model_validate(result.foundation.to_dict())
+        ),
+        # Without the parity data: the foundation's errors are what the report compares.
+        finetuned=ReplayErrors(**_plain_metrics(result.fine_tuned)),
+        force_rmse_ratio=result.forces_rmse_ratio,
+        energy_offset_removed=(
+            None if offset_free is None else OffsetFreeEnergiesReport(**offset_free.to_dict())
+        ),
+    )
 
 
 def md_section(result: MDStability, structure: str) -> list[dict[str, Any]]:
+    """The runs of `md_reports` as stored JSON."""
+    return [run.to_json() for run in md_reports(result, structure)]
+
+
+def md_reports(result: MDStability, structure: str) -> list[MDRunReport]:
     return [
-        {
-            "run": run.name,
-            "structure": structure,
-            "survived_ps": run.time_survived_ps,
-            "total_ps": run.total_time_ps,
-            "stable": run.stable,
-            "failure": run.failure_detail,
-            "failure_reason": run.failure_reason,
-            "max_energy_drift_ev_per_atom": run.max_energy_drift_ev_per_atom,
-            "min_distance_ratio": run.min_distance_ratio,
+        MDRunReport(
+            run=run.name,
+            structure=structure,
+            survived_ps=run.time_survived_ps,
+            total_ps=run.total_time_ps,
+            stable=run.stable,
+            failure=run.failure_detail,
+            failure_reason=run.failure_reason,
+            max_energy_drift_ev_per_atom=run.max_energy_drift_ev_per_atom,
+            min_distance_ratio=run.min_distance_ratio,
             # Drawn in the report (core.reports): time, temperature and total energy.
-            "time_ps": list(run.time_ps),
-            "temperature_K": list(run.temperature_k),
-            "energy_ev": [_finite_or_none(value) for value in run.total_energy_ev],
-        }
+            time_ps=list(run.time_ps),
+            temperature_K=list(run.temperature_k),
+            energy_ev=[_finite_or_none(value) for value in run.total_energy_ev],
+        )
         for run in result.runs
     ]
 
 
-def repulsion_section(result: Repulsion) -> dict[str, Any]:
-    return {
-        "holes": result.holes,
-        "pairs": {
-            curve.pair: {
-                "r": curve.distances_a,
-                "energy": curve.energies_ev,
-                "hole": curve.hole is not None,
-            }
+def repulsion_section(result: Repulsion) -> DimersReport:
+    return DimersReport(
+        holes=result.holes,
+        pairs={
+            curve.pair: DimerCurveReport(
+                r=curve.distances_a, energy=curve.energies_ev, hole=curve.hole is not None
+            )
             for curve in result.dimers
         },
-        "compression": [
-            {
-                "structure": curve.formula,
-                "scale": curve.scales,
-                "energy": curve.energies_ev_per_atom,
-                "hole": curve.hole is not None,
-                "n_atoms": curve.n_atoms,
-                "stopped_below": curve.stopped_below,
-            }
+        compression=[
+            CompressionCurveReport(
+                structure=curve.formula,
+                scale=curve.scales,
+                energy=curve.energies_ev_per_atom,
+                hole=curve.hole is not None,
+                n_atoms=curve.n_atoms,
+                stopped_below=curve.stopped_below,
+            )
             for curve in result.compressions
         ],
-    }
+    )
 
 
 def _plain_metrics(metrics: AccuracyMetrics) -> dict[str, Any]:

@@ -97,3 +97,15 @@ def test_evaluating_an_unfinished_or_missing_job_is_refused(client, evaluated_jo
         "/evaluations", json={"model": {"job": "missing"}, "dataset": "whatever"}
     )
     assert response.status_code == 422
+
+
+def test_the_report_of_a_finished_job_fits_the_report_model(client, evaluated_job) -> None:
+    # Issue 19 item 3: what the OpenAPI document promises is what a finished job sends.
+    from core.report_models import JobReport, undeclared_keys
+
+    report = client.get(f"/jobs/{evaluated_job['id']}/report").json()
+    parsed = JobReport.model_validate(report)
+
+    assert undeclared_keys(parsed) == []
+    assert parsed.to_json() == report
+    assert parsed.accuracy and parsed.md and parsed.dimers and parsed.e0s and parsed.checks
