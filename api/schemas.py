@@ -306,7 +306,7 @@ class EvaluationPublic(BaseModel):
             state=evaluation.state,
             stage=evaluation.stage,
             spec=evaluation.spec,
-            report=evaluation.report,
+            report=EvaluationSections.from_json(evaluation.report) if evaluation.report else None,
             error=evaluation.error,
             attempts=evaluation.attempts,
             created_at=evaluation.created_at,

@@ -402,7 +402,7 @@ def _add_isolated_atom(e0s: dict[str, float], symbol: str, energy: float, index:
 
 
 def _fit_without_solve(
-    method: str,
+    method: E0Method,
     e0s: dict[str, float],
     model: torch.nn.Module | None,
     configs: Sequence[ase.Atoms] | None,

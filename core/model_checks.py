@@ -89,7 +89,9 @@ def trained_parameters(
     if rule == "lora_adapters" and lora is not None:
         from mace.modules.lora import inject_LoRAs
 
-        return inject_LoRAs(model, rank=lora[0], alpha=lora[1]), lambda name: "lora_" in name
+        # mace annotates alpha as int; it is a float scale (LoRA's alpha / rank).
+        adapted = inject_LoRAs(model, rank=lora[0], alpha=lora[1])  # type: ignore[arg-type]
+        return adapted, lambda name: "lora_" in name
     level = freeze_level_of(spec.strategy)
     if rule == "unfrozen" and level is not None:
         frozen = FROZEN_PREFIXES[level]

@@ -1,7 +1,7 @@
 """The job specification a researcher submits: typed, closed choices, paper defaults."""
 
 import math
-from typing import Annotated, Any, Literal, get_args
+from typing import Annotated, Any, Final, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
@@ -13,7 +13,7 @@ from core.strategy_table import STRATEGY_NAMES, traits_of
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
 # as a mapping instead of a name; a job records it as "explicit" (E0Method, core.e0s.E0Fit).
 E0MethodName = Literal["estimated", "foundation", "average", "isolated_atoms"]
-EXPLICIT_E0S = "explicit"
+EXPLICIT_E0S: Final = "explicit"
 E0Method = Literal[E0MethodName, "explicit"]
 E0_METHOD_NAMES: tuple[E0MethodName, ...] = get_args(E0MethodName)
 # The methods that start from the foundation's E0s: a scratch model (no foundation) cannot use

@@ -197,6 +197,7 @@ def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> RdfRepo
     except ValueError as error:
         # Periodic and molecular structures mixed: no single kind of RDF describes them.
         return RdfReport(pairs={}, note=str(error))
+    note: str | None
     try:
         reference_rdf = radial_distribution(reference)
         emd = compare_rdfs(model_rdf, reference_rdf).emd_per_pair
