@@ -106,7 +106,20 @@ def claim(
         )
         session.commit()
         won = result.rowcount == 1
-    return Claim(owner, attempt) if won else None
+    if won:
+        return Claim(owner, attempt)
+    if row.state is JobState.RUNNING and _requeued_meanwhile(session, table, row_id):
+        # The recovery sweep re-queued the row between the read and the update, and the message
+        # it sent may be the one this worker consumed: take the row from queued, never strand it.
+        return claim(
+            session, table, row_id, lease_seconds=lease_seconds, max_attempts=max_attempts
+        )
+    return None
+
+
+def _requeued_meanwhile(session: Session, table: WorkTable, row_id: str) -> bool:
+    row = session.get(table, row_id, populate_existing=True)
+    return row is not None and row.state is JobState.QUEUED
 
 
 def renew_lease(
