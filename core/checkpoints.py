@@ -110,7 +110,7 @@ def prepare_resume(
 
 
 def _keep_epochs_before(session: Session, job_id: str, start: int) -> None:
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, include=("epochs",))
     job.epochs = [
         entry for entry in job.epochs if entry.get("epoch") is None or entry["epoch"] < start
     ]

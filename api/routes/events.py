@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, SessionDep, SettingsDep, TokenDep
@@ -59,7 +60,7 @@ def stream_job_events(
     """Follow a job live as server-sent events until it ends. Browsers' `EventSource` sends
     no headers: this route alone also takes the token as `?access_token=`."""
     # The caller's project session proves the job is theirs; the stream then polls by id.
-    first = JobPublic.of(get_job(session, job_id))
+    first = read_public(session, job_id)
     session.close()
     tail = LogTail(context.work_root / job_id / MACE_LOG_NAME) if log else None
     authorized = token_check(context, settings, token)
@@ -91,7 +92,12 @@ def token_check(
 
 def read_job(context: JobContext, job_id: str) -> JobPublic:
     with context.sessions() as session:
-        return JobPublic.of(get_job(session, job_id))
+        return read_public(session, job_id)
+
+
+def read_public(session: Session, job_id: str) -> JobPublic:
+    # The stream sends the learning curve, so it reads the job with it.
+    return JobPublic.of(get_job(session, job_id, include=("epochs",)), ("epochs",))
 
 
 class LogTail:
@@ -134,10 +140,11 @@ async def job_events(
                 yield event_frame("error", {"detail": "the API token was revoked"})
                 return
         # A retried job starts its epochs over.
-        if len(job.epochs) < epochs_sent:
+        epochs = job.epochs or []
+        if len(epochs) < epochs_sent:
             epochs_sent = 0
-        frames = [event_frame("epoch", entry) for entry in job.epochs[epochs_sent:]]
-        epochs_sent = len(job.epochs)
+        frames = [event_frame("epoch", entry) for entry in epochs[epochs_sent:]]
+        epochs_sent = len(epochs)
         if tail is not None:
             lines = await run_in_threadpool(tail.new_lines)
             frames += [event_frame("log", {"line": line}) for line in lines]
