@@ -16,8 +16,9 @@ from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
 from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
+from core.auth import TokenCache
 from core.config import Settings, get_settings
-from core.db import migrate
+from core.db import migrate, reading_sessions
 from core.runner import context_from_settings
 from worker.celery_app import make_celery
 from worker.tasks import TASK_BY_KIND
@@ -90,6 +91,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.context = context_from_settings(settings)
+    app.state.reading_sessions = reading_sessions(app.state.context.sessions)
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     # The sweeper sends what the broker could not take within its grace and a sweep period.
     retry_after = int(settings.dispatch_grace_seconds + settings.job_lease_seconds)
     app.state.dispatcher = Dispatcher(_celery_sender(settings, enqueue), retry_after)
