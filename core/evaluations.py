@@ -1,7 +1,6 @@
 """Evaluations outside a training job: any model (a job's or a foundation) × any dataset."""
 
 import logging
-import shutil
 from pathlib import Path
 
 from ase.formula import Formula
@@ -23,7 +22,7 @@ from core.foundations import (
     load_model_source,
 )
 from core.jobs import get_job, transition
-from core.leases import LeaseKeeper, claim
+from core.leases import LeaseKeeper, claim, leave_no_folder
 from core.models import Evaluation, Job, JobState
 from core.runner import JobContext
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
@@ -72,6 +71,15 @@ class WorkStopped(Exception):
 
 def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
     """Run a queued evaluation, or rerun one whose worker died; idempotent otherwise."""
+    state = _execute(context, evaluation_id)
+    return leave_no_folder(state, work_folder(context, evaluation_id))
+
+
+def work_folder(context: JobContext, evaluation_id: str) -> Path:
+    return context.work_root / f"evaluation-{evaluation_id}"
+
+
+def _execute(context: JobContext, evaluation_id: str) -> JobState:
     with session_scope(context.sessions) as session:
         claimed = claim(
             session,
@@ -136,7 +144,7 @@ def _evaluate(
         with session_scope(context.sessions) as session:
             get_evaluation(session, evaluation_id).stage = name
 
-    folder = context.work_root / f"evaluation-{evaluation_id}"
+    folder = work_folder(context, evaluation_id)
     if spec.model.foundation_model is not None:
         source = _single_head(context, spec.model.foundation_model, head, folder)
     report: dict = {}
@@ -173,7 +181,6 @@ def _evaluate(
             on_stage=stage,
         )
         context.storage.put_file(evaluation_artifact_key(evaluation_id, RSS_FLAGGED_FILE), flagged)
-    shutil.rmtree(folder, ignore_errors=True)
     return report
 
 

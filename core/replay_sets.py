@@ -5,7 +5,6 @@ the labels came from)."""
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +23,7 @@ from core.errors import InvalidSpecError, MlftError, NotFoundError
 from core.foundation_heads import working_foundation
 from core.foundations import DEMO_FOUNDATION_NAME, FoundationName, load_foundation
 from core.jobs import TERMINAL_STATES, get_job, record_stage, transition
-from core.leases import LeaseKeeper, claim
+from core.leases import LeaseKeeper, claim, leave_no_folder
 from core.models import Dataset, JobState, ReplaySet
 from core.replay_build import (
     RANDOM_CRYSTAL_SOURCE,
@@ -224,6 +223,15 @@ class BuildStopped(Exception):
 
 def execute_replay_set(context: "JobContext", replay_set_id: str) -> JobState:
     """Build a queued replay set (or rebuild one whose worker died); idempotent otherwise."""
+    state = _execute(context, replay_set_id)
+    return leave_no_folder(state, work_folder(context, replay_set_id))
+
+
+def work_folder(context: "JobContext", replay_set_id: str) -> Path:
+    return context.work_root / f"replay-set-{replay_set_id}"
+
+
+def _execute(context: "JobContext", replay_set_id: str) -> JobState:
     with session_scope(context.sessions) as session:
         claimed = claim(
             session,
@@ -280,11 +288,13 @@ def _build(
         train = path_of(spec.train_dataset) if spec.train_dataset is not None else None
         pools = [path_of(dataset_id) for dataset_id in spec.pool_datasets]
     foundation = context.registry.resolve(spec.foundation_model)
-    with tempfile.TemporaryDirectory(prefix="mlft-replay-foundation-") as folder:
-        _, model, _ = working_foundation(
-            foundation, load_foundation(foundation, context.device), spec.foundation_head,
-            Path(folder),
-        )
+    # In the worker's folder of this build (not a temporary one), so that a rerun after a
+    # killed worker finds what it left and removes it (execute_replay_set).
+    folder = work_folder(context, replay_set_id)
+    _, model, _ = working_foundation(
+        foundation, load_foundation(foundation, context.device), spec.foundation_head,
+        folder / "foundation",
+    )
     inputs = ReplayBuildInputs(
         elements=list(spec.elements or []),
         configurations=read_configurations(train) if train is not None else [],
@@ -313,16 +323,16 @@ def _build(
             "builder_version": BUILDER_VERSION,
         },
     }
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "replay.extxyz"
-        ase.io.write(path, built.structures, format="extxyz")
-        with session_scope(context.sessions) as session:
-            dataset = register_dataset(
-                scope_session(session, project_id),
-                context.storage,
-                path,
-                f"replay-set-{replay_set_id}.extxyz",
-            )
+    path = folder / "replay.extxyz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, built.structures, format="extxyz")
+    with session_scope(context.sessions) as session:
+        dataset = register_dataset(
+            scope_session(session, project_id),
+            context.storage,
+            path,
+            f"replay-set-{replay_set_id}.extxyz",
+        )
     return dataset.id, report
 
 
