@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Dispatcher, get_project_id
 from api.errors import install_error_handlers
+from api.openapi_links import install_links
 from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
 from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
@@ -116,6 +117,7 @@ def create_app(
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)
     app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
+    install_links(app)
 
     @app.get("/health", tags=["health"])
     def health() -> dict[str, str]:

@@ -144,6 +144,48 @@ def test_hostile_values_in_generated_requests_get_no_server_error(app, client) -
     assert not server_errors, "\n".join(server_errors[:10])
 
 
+# Scenarios of up to this many chained calls; with these numbers the run takes well under 60 s.
+STATEFUL_SCENARIOS = 20
+STATEFUL_STEPS = 6
+
+
+def test_chains_of_calls_along_the_links_get_no_server_error(app) -> None:
+    """Schemathesis' stateful mode: a created dataset, job, evaluation, sweep, replay set,
+    project or token is read, cancelled or deleted next, along the schema's links."""
+    schema = schemathesis.openapi.from_asgi("/openapi.json", app)
+    links = [
+        name
+        for operations in app.openapi()["paths"].values()
+        for operation in operations.values()
+        for response in operation.get("responses", {}).values()
+        for name in response.get("links", {})
+    ]
+    server_errors: list[str] = []
+
+    class Workflow(schema.as_state_machine()):
+        def validate_response(self, response, case, additional_checks=None, **kwargs) -> None:
+            if is_server_error(case.path, response):
+                server_errors.append(
+                    f"{case.method} {case.formatted_path} -> {response.status_code}: "
+                    f"{response.text[:300]}\n  {case.as_curl_command()}"
+                )
+
+    Workflow.run(
+        settings=settings(
+            max_examples=STATEFUL_SCENARIOS,
+            stateful_step_count=STATEFUL_STEPS,
+            deadline=None,
+            derandomize=True,
+            database=None,
+            suppress_health_check=list(HealthCheck),
+        )
+    )
+
+    assert {"GET /jobs/{job_id}", "GET /datasets/{dataset_id}"} <= set(links)
+    assert not any(name.endswith("/events") for name in links)
+    assert not server_errors, "\n".join(server_errors[:10])
+
+
 def is_server_error(path: str, response) -> bool:
     """A 5xx that is a fault: /readyz's 503 is its answer (not ready), and a 503 with
     Retry-After is the service shedding load as it should (issue 17), not failing."""
