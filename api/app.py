@@ -11,6 +11,7 @@ from fastapi.middleware.cors import CORSMiddleware
 
 from api.deps import Dispatcher, get_project_id
 from api.errors import install_error_handlers
+from api.openapi_links import install_links
 from api.queue import celery_sender, start_embedded_worker
 from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
 from api.routes import health as health_routes
@@ -19,9 +20,10 @@ from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
 from api.routes import strategies as strategies_routes
 from api.schemas import Liveness
+from core.auth import TokenCache
 from core.config import Settings, get_settings
 from core.context import context_from_settings
-from core.db import migrate
+from core.db import migrate, reading_sessions
 
 logger = logging.getLogger(__name__)
 # `?access_token=` (the event stream's) in a request line that an access log writes.
@@ -91,6 +93,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.context = context_from_settings(settings)
+    app.state.reading_sessions = reading_sessions(app.state.context.sessions)
+    app.state.token_cache = TokenCache(settings.token_cache_seconds)
     # The sweeper sends what the broker could not take within its grace and a sweep period.
     retry_after = int(settings.dispatch_grace_seconds + settings.job_lease_seconds)
     app.state.dispatcher = Dispatcher(celery_sender(settings, enqueue), retry_after)
@@ -114,6 +118,7 @@ def create_app(
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)
     app.mount(dashboard.ASSETS_PATH, dashboard.assets(), name="dashboard")
+    install_links(app)
 
     @app.get("/health", tags=["health"], response_model=Liveness)
     def health() -> Liveness:

@@ -1,4 +1,8 @@
-"""Typed dependencies: every route signature says what it needs."""
+"""Typed dependencies: every route signature says what it needs.
+
+Those that do no blocking work are `async def`: FastAPI runs a plain `def` dependency in a worker
+thread, and each such hop cost every request a thread switch under load (issue 17).
+"""
 
 import hmac
 from collections.abc import AsyncIterator
@@ -12,25 +16,24 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.auth import OPEN_ACCESS, Principal, authenticate
+from core.auth import OPEN_ACCESS, Principal, TokenCache, authenticate
 from core.config import Settings
 from core.context import JobContext
-from core.db import connect_now
 from core.dispatch import Send, dispatch
 from core.errors import DatabaseBusyError
 from core.foundations import FoundationRegistry
 from core.scoping import scope_session
 
 
-def get_context(request: Request) -> JobContext:
+async def get_context(request: Request) -> JobContext:
     return request.app.state.context
 
 
-def get_settings(request: Request) -> Settings:
+async def get_settings(request: Request) -> Settings:
     return request.app.state.settings
 
 
-def get_registry(request: Request) -> FoundationRegistry:
+async def get_registry(request: Request) -> FoundationRegistry:
     return request.app.state.context.registry
 
 
@@ -46,6 +49,10 @@ def _database_gate(request: Request) -> anyio.Semaphore:
     return state.database_gate
 
 
+# Requests that only read run without a transaction (core.db.reading_sessions).
+READING_METHODS = frozenset({"GET", "HEAD"})
+
+
 async def _request_session(request: Request) -> AsyncIterator[Session]:
     """One session per request: the token lookup and the route's own queries share it.
 
@@ -53,6 +60,9 @@ async def _request_session(request: Request) -> AsyncIterator[Session]:
     connections is theirs; without this gate, requests that took a worker thread then waited in
     it for a connection held by requests that were themselves waiting for a thread, and the pool
     timed out with a 500 (issue 17). A request that waits longer than the pool timeout gets 503.
+    The session takes its connection with its first query, in the route's thread: the gate
+    leaves one free for it (a connection held outside the gate, by an event stream's poll, may
+    make it wait the pool timeout, then 503 as well).
     """
     settings: Settings = request.app.state.settings
     limits = settings.pool_limits
@@ -64,9 +74,10 @@ async def _request_session(request: Request) -> AsyncIterator[Session]:
             "the service is busy: every database connection is in use; retry shortly",
             retry_after=max(1, round(limits.timeout / 2)),
         )
-    session = request.app.state.context.sessions()
+    state = request.app.state
+    reads_only = request.method in READING_METHODS
+    session = state.reading_sessions() if reads_only else state.context.sessions()
     try:
-        await run_in_threadpool(connect_now, session, max(1, round(limits.timeout / 2)))
         yield session
     finally:
         try:
@@ -87,7 +98,7 @@ RequestSession = Annotated[Session, Depends(_request_session, scope="function")]
 QUERY_TOKEN_ROUTES = frozenset({"/jobs/{job_id}/events"})
 
 
-def get_token(
+async def get_token(
     request: Request,
     credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)],
 ) -> str | None:
@@ -100,22 +111,33 @@ def get_token(
     return None
 
 
-def get_principal(
+async def get_token_cache(request: Request) -> TokenCache:
+    return request.app.state.token_cache
+
+
+async def get_principal(
     request: Request,
     token: Annotated[str | None, Depends(get_token)],
     session: RequestSession,
 ) -> Principal:
+    """The caller; a token seen valid within `token_cache_seconds` needs no lookup."""
     settings: Settings = request.app.state.settings
     if settings.admin_token is None:
         return OPEN_ACCESS
-    return authenticate(session, token, settings.admin_token.get_secret_value())
+    admin_token = settings.admin_token.get_secret_value()
+    cache: TokenCache = request.app.state.token_cache
+    principal = cache.lookup(token, admin_token)
+    if principal is None:
+        principal = await run_in_threadpool(authenticate, session, token, admin_token)
+        cache.remember(token, principal)
+    return principal
 
 
-def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
+async def get_project_id(principal: Annotated[Principal, Depends(get_principal)]) -> str:
     return principal.require_project()
 
 
-def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
+async def require_admin(principal: Annotated[Principal, Depends(get_principal)]) -> Principal:
     principal.require_admin()
     return principal
 
@@ -124,7 +146,7 @@ def _same_secret(token: str, secret: SecretStr) -> bool:
     return hmac.compare_digest(token.encode(), secret.get_secret_value().encode())
 
 
-def require_metrics_reader(
+async def require_metrics_reader(
     request: Request,
     token: Annotated[str | None, Depends(get_token)],
     session: RequestSession,
@@ -134,10 +156,11 @@ def require_metrics_reader(
     metrics_token: SecretStr | None = request.app.state.settings.metrics_token
     if token and metrics_token is not None and _same_secret(token, metrics_token):
         return
-    get_principal(request, token, session).require_admin()
+    principal = await get_principal(request, token, session)
+    principal.require_admin()
 
 
-def get_session(
+async def get_session(
     principal: Annotated[Principal, Depends(get_principal)],
     session: RequestSession,
 ) -> Session:
@@ -156,7 +179,7 @@ class Dispatcher:
         dispatch(session, kind, row_id, self.send, retry_after=self.retry_after)
 
 
-def get_dispatcher(request: Request) -> Dispatcher:
+async def get_dispatcher(request: Request) -> Dispatcher:
     return request.app.state.dispatcher
 
 
@@ -169,6 +192,7 @@ AdminDep = Annotated[Principal, Depends(require_admin)]
 SettingsDep = Annotated[Settings, Depends(get_settings)]
 SessionDep = Annotated[Session, Depends(get_session)]
 TokenDep = Annotated[str | None, Depends(get_token)]
+TokenCacheDep = Annotated[TokenCache, Depends(get_token_cache)]
 RegistryDep = Annotated[FoundationRegistry, Depends(get_registry)]
 # Paging bounds: PostgreSQL refuses a negative LIMIT/OFFSET and one beyond bigint.
 LimitParam = Annotated[int, Query(ge=1, le=1000)]

@@ -1,10 +1,12 @@
 """Request and response models of the HTTP API."""
 
+from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from core.jobs import JobPart
 from core.models import Dataset, Evaluation, Job, JobState, ReplaySet
 from core.report_models import EvaluationSections
 from core.spec import SpecModel
@@ -50,6 +52,7 @@ class JobProgress(BaseModel):
     stage: str | None
     epochs_done: int
     max_epochs: int
+    # The newest validation record of the head being fine-tuned (not a replay head).
     latest: dict[str, Any] | None
     # Inside a long stage: {"stage": "md 1/3", "done": 120, "total": 800, "unit": "steps"}.
     steps: dict[str, Any] | None = None
@@ -62,7 +65,9 @@ class JobPublic(BaseModel):
     state: JobState
     spec: dict[str, Any]
     progress: JobProgress
-    epochs: list[dict[str, Any]]
+    # The learning curve and the split grow with the run and the data: null unless asked for
+    # with `?include=epochs` / `?include=split` (the events stream sends the epochs too).
+    epochs: list[dict[str, Any]] | None = None
     e0s: dict[str, Any] | None
     warnings: list[str]
     checks: dict[str, Any] | None
@@ -88,13 +93,8 @@ class JobPublic(BaseModel):
     model_card_url: str | None = None
 
     @classmethod
-    def of(cls, job: Job) -> "JobPublic":
-        # mace logs an "epoch None" record before any training: the initial validation error.
-        trained = [
-            entry
-            for entry in job.epochs
-            if entry.get("epoch") is not None and entry.get("head") != "replay"
-        ]
+    def of(cls, job: Job, include: Collection[JobPart] = ()) -> "JobPublic":
+        """`include`: the deferred parts to show, which the caller loaded with the job."""
         done = job.state is JobState.SUCCEEDED
         available = job.model_key is not None
         return cls(
@@ -103,18 +103,18 @@ class JobPublic(BaseModel):
             spec=job.spec,
             progress=JobProgress(
                 stage=job.stage,
-                epochs_done=len({entry["epoch"] for entry in trained}),
+                epochs_done=job.epochs_done,
                 max_epochs=job.spec["hyperparameters"]["max_num_epochs"],
-                latest=job.epochs[-1] if job.epochs else None,
+                latest=job.latest_epoch,
                 steps=job.stage_progress,
             ),
-            epochs=job.epochs,
+            epochs=job.epochs if "epochs" in include else None,
             e0s=job.e0s,
             warnings=job.warnings,
             checks=job.checks,
             effective_hyperparameters=job.effective_hyperparameters,
             preflight=job.preflight,
-            split=job.split,
+            split=job.split if "split" in include else None,
             cost=job.cost,
             exports=job.exports,
             error=job.error,

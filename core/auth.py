@@ -9,6 +9,8 @@ import hashlib
 import hmac
 import logging
 import secrets
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 from sqlalchemy import select
@@ -50,6 +52,45 @@ OPEN_ACCESS = Principal(project_id=DEFAULT_PROJECT_ID, admin=True)
 
 def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
+
+
+class TokenCache:
+    """Project tokens this process found valid within the last `ttl` seconds, so that most
+    requests need no token lookup (issue 17: every read did one). Revoking a token through this
+    process forgets it at once; other API processes stop accepting it within `ttl`.
+    Only used from the event loop, so it needs no lock."""
+
+    def __init__(
+        self, ttl: float, *, max_entries: int = 10_000, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.ttl = ttl
+        self.max_entries = max_entries
+        self.clock = clock
+        self._entries: dict[str, tuple[Principal, float]] = {}
+
+    def lookup(self, token: str | None, admin_token: str) -> Principal | None:
+        """The caller, when known without the database: the admin, or a recently seen token."""
+        if not token:
+            return None
+        if hmac.compare_digest(token.encode(), admin_token.encode()):
+            return Principal(project_id=None, admin=True)
+        key = hash_token(token)
+        principal, expires = self._entries.get(key, (None, 0.0))
+        if principal is not None and expires <= self.clock():
+            del self._entries[key]
+            return None
+        return principal
+
+    def remember(self, token: str | None, principal: Principal) -> None:
+        if token is None or self.ttl <= 0 or principal.admin:
+            return
+        if len(self._entries) >= self.max_entries:
+            # Many distinct tokens at once: start over rather than track ages.
+            self._entries.clear()
+        self._entries[hash_token(token)] = (principal, self.clock() + self.ttl)
+
+    def forget(self, token_hash: str) -> None:
+        self._entries.pop(token_hash, None)
 
 
 def authenticate(session: Session, token: str | None, admin_token: str) -> Principal:

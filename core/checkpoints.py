@@ -11,7 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.db import session_scope
-from core.jobs import add_warnings, get_job
+from core.jobs import JobPart, add_warnings, get_job
 from core.storage import Storage
 
 logger = logging.getLogger(__name__)
@@ -110,7 +110,8 @@ def prepare_resume(
 
 
 def _keep_epochs_before(session: Session, job_id: str, start: int) -> None:
-    job = get_job(session, job_id)
+    with_epochs: tuple[JobPart, ...] = ("epochs",)
+    job = get_job(session, job_id, include=with_epochs)
     job.epochs = [
         entry for entry in job.epochs if entry.get("epoch") is None or entry["epoch"] < start
     ]

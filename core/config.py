@@ -67,6 +67,10 @@ class Settings(BaseSettings):
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a
     # bearer token; this one manages projects and foundation models, project tokens the rest.
     admin_token: SecretStr | None = None
+    # A project token found valid is trusted this many seconds without a database lookup by the
+    # API process that checked it; a revoked one stops working there at once, and in other API
+    # processes within this time (0: look every token up on every request).
+    token_cache_seconds: float = 5.0
     # With tokens on, GET /metrics takes the admin token or this one (for a Prometheus scraper
     # that should hold no admin rights).
     metrics_token: SecretStr | None = None

@@ -1,7 +1,6 @@
 """Evaluations outside a training job: any model (a job's or a foundation) × any dataset."""
 
 import logging
-import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ from core.foundations import (
     load_model_source,
 )
 from core.jobs import get_job
+from core.leases import leave_no_folder
 from core.models import Evaluation, Job, JobState
 from core.spec import EvaluationSpec, JobSpec, RssHolesSettings
 from core.stages import Stage, run_stages
@@ -69,7 +69,12 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
 
 def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
     """Run a queued evaluation, or rerun one whose worker died; idempotent otherwise."""
-    return execute(context, Evaluation, evaluation_id, _evaluate)
+    state = execute(context, Evaluation, evaluation_id, _evaluate)
+    return leave_no_folder(state, work_folder(context, evaluation_id))
+
+
+def work_folder(context: JobContext, evaluation_id: str) -> Path:
+    return context.work_root / f"evaluation-{evaluation_id}"
 
 
 @dataclass
@@ -93,7 +98,7 @@ class _EvaluationRun:
 
     @property
     def folder(self) -> Path:
-        return self.context.work_root / f"evaluation-{self.work.row_id}"
+        return work_folder(self.context, self.work.row_id)
 
 
 def _evaluate(work: Work) -> None:
@@ -171,15 +176,10 @@ def _rss_holes(run: _EvaluationRun) -> None:
     context.storage.put_file(key, flagged)
 
 
-def _remove_folder(run: _EvaluationRun) -> None:
-    shutil.rmtree(run.folder, ignore_errors=True)
-
-
 EVALUATION_STAGES: list[Stage[_EvaluationRun]] = [
     Stage(None, _read_inputs),
     Stage(None, _standard_suite),
     Stage(None, _rss_holes),
-    Stage(None, _remove_folder),
 ]
 
 

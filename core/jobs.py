@@ -4,10 +4,11 @@ Every transition is a compare-and-set on the current state, so two workers (or a
 cancel request) can never both win.
 """
 
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import Any, Literal, TypeVar
 
 from sqlalchemy import ColumnElement, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, undefer
 
 from core.errors import InvalidStateTransitionError, NotFoundError
 from core.models import Evaluation, Job, JobState, ReplaySet, utcnow
@@ -51,16 +52,34 @@ def create_job(
     return job
 
 
-def get_job(session: Session, job_id: str) -> Job:
-    job = session.get(Job, job_id)
+# The parts of a job's row that grow with its run and data (the learning curve, the split's
+# configuration positions): left out of a read unless named here (models.Job defers them).
+JobPart = Literal["epochs", "split"]
+JOB_PARTS: tuple[JobPart, ...] = ("epochs", "split")
+
+
+def get_job(session: Session, job_id: str, *, include: Collection[JobPart] = ()) -> Job:
+    job = session.get(Job, job_id, options=_loading(include))
     if job is None:
         raise NotFoundError(f"job {job_id} does not exist")
     return job
 
 
-def list_jobs(session: Session, *, limit: int = 100, offset: int = 0) -> list[Job]:
-    query = select(Job).order_by(Job.created_at.desc()).limit(limit).offset(offset)
+def list_jobs(
+    session: Session, *, limit: int = 100, offset: int = 0, include: Collection[JobPart] = ()
+) -> list[Job]:
+    query = (
+        select(Job)
+        .options(*_loading(include))
+        .order_by(Job.created_at.desc())
+        .limit(limit)
+        .offset(offset)
+    )
     return list(session.scalars(query))
+
+
+def _loading(include: Collection[JobPart]) -> list:
+    return [undefer(getattr(Job, part)) for part in JOB_PARTS if part in include]
 
 
 def transition(
@@ -140,7 +159,7 @@ def record_stage(
 
 
 def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> None:
-    job = get_job(session, job_id)
+    job = get_job(session, job_id, include=("epochs",))
     job.epochs = [*job.epochs, entry]
     session.commit()
 

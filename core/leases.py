@@ -9,10 +9,12 @@ duplicate delivery of work whose worker is alive does nothing.
 """
 
 import logging
+import shutil
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from pathlib import Path
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
@@ -33,6 +35,16 @@ class Claim:
     @property
     def resumed(self) -> bool:
         return self.attempt > 1
+
+
+def leave_no_folder(state: JobState, folder: Path) -> JobState:
+    """After a worker's run: an ended row's working folder goes, whatever the end (what matters
+    is in storage and on the row); one still running was taken over by another worker, which
+    works in the same folder. A run that a killed worker left behind is removed by the rerun
+    that ends it."""
+    if state is not JobState.RUNNING:
+        shutil.rmtree(folder, ignore_errors=True)
+    return state
 
 
 def work_noun(table: WorkTable) -> str:

@@ -5,7 +5,7 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text
+from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text, event
 from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
 
 
@@ -125,7 +125,13 @@ class Job(ProjectOwned, Base):
     stage: Mapped[str | None] = mapped_column(String(64), default=None)
     # Inside a long stage: {"stage": "md 1/3", "done": 120, "total": 800, "unit": "steps"}.
     stage_progress: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    epochs: Mapped[list[Any]] = mapped_column(default=list)
+    # The learning curve and the split (positions of every configuration) grow with the run and
+    # the data: a status read leaves them out (core.jobs.get_job loads them when asked) and shows
+    # the progress from the two columns below, kept in step with epochs by _summarize_epochs.
+    epochs: Mapped[list[Any]] = mapped_column(default=list, deferred=True)
+    epochs_done: Mapped[int] = mapped_column(Integer, default=0)
+    # The newest validation record of the head being fine-tuned (not the replay head).
+    latest_epoch: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     e0s: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     # What the evaluation measured and the model card: the heavy parts of the row, loaded only
     # by what reads them (reports, metrics, model card), not by every status read.
@@ -147,7 +153,7 @@ class Job(ProjectOwned, Base):
     # Issue 9: preflight findings, which configuration went where, predicted vs actual cost,
     # tested export variants (their storage keys and checks) and the model card.
     preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
-    split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
     cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     exports: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     model_card: Mapped[dict[str, Any] | None] = mapped_column(
@@ -171,6 +177,23 @@ class Job(ProjectOwned, Base):
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     updated_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, onupdate=utcnow
+    )
+
+
+def is_trained_record(entry: dict[str, Any]) -> bool:
+    """A validation record of an epoch trained on the head being fine-tuned: mace logs an
+    "epoch None" record (the validation before training), and replay jobs one per head."""
+    return entry.get("epoch") is not None and entry.get("head") != "replay"
+
+
+@event.listens_for(Job.epochs, "set")
+def _summarize_epochs(job: Job, epochs: list[Any] | None, _old: Any, _initiator: Any) -> None:
+    # Every write of the learning curve assigns it whole (JSON columns track no mutation), so
+    # the summary a status read shows cannot drift from it.
+    epochs = epochs or []
+    job.epochs_done = len({entry["epoch"] for entry in epochs if is_trained_record(entry)})
+    job.latest_epoch = next(
+        (entry for entry in reversed(epochs) if entry.get("head") != "replay"), None
     )
 
 

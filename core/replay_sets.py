@@ -5,7 +5,6 @@ the labels came from)."""
 import hashlib
 import json
 import logging
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from core.foundations import (
     load_foundation,
 )
 from core.jobs import TERMINAL_STATES, get_job, record_stage
+from core.leases import leave_no_folder
 from core.models import Dataset, JobState, ReplaySet
 from core.replay_build import (
     RANDOM_CRYSTAL_SOURCE,
@@ -226,7 +226,14 @@ def list_replay_sets(session: Session, *, limit: int = 100, offset: int = 0) -> 
 
 def execute_replay_set(context: JobContext, replay_set_id: str) -> JobState:
     """Build a queued replay set (or rebuild one whose worker died); idempotent otherwise."""
-    return execute(context, ReplaySet, replay_set_id, _build)
+    state = execute(context, ReplaySet, replay_set_id, _build)
+    return leave_no_folder(state, work_folder(context, replay_set_id))
+
+
+def work_folder(context: JobContext, replay_set_id: str) -> Path:
+    # The worker's folder of this build (not a temporary one), so that a rerun after a killed
+    # worker finds what it left and removes it (execute_replay_set).
+    return context.work_root / f"replay-set-{replay_set_id}"
 
 
 @dataclass
@@ -286,13 +293,12 @@ def _read_inputs(build: _Build) -> None:
 def _load_foundation(build: _Build) -> None:
     context, spec = build.context, build.spec
     build.foundation = context.registry.resolve(spec.foundation_model)
-    with tempfile.TemporaryDirectory(prefix="mlft-replay-foundation-") as folder:
-        _, build.model, _ = working_foundation(
-            build.foundation,
-            load_foundation(build.foundation, context.device),
-            spec.foundation_head,
-            Path(folder),
-        )
+    _, build.model, _ = working_foundation(
+        build.foundation,
+        load_foundation(build.foundation, context.device),
+        spec.foundation_head,
+        work_folder(context, build.work.row_id) / "foundation",
+    )
 
 
 def _generate_and_label(build: _Build) -> None:
@@ -305,16 +311,16 @@ def _generate_and_label(build: _Build) -> None:
 
 
 def _store(build: _Build) -> None:
-    with tempfile.TemporaryDirectory() as folder:
-        path = Path(folder) / "replay.extxyz"
-        ase.io.write(path, build.built.structures, format="extxyz")
-        with session_scope(build.context.sessions) as session:
-            dataset = register_dataset(
-                scope_session(session, build.project_id),
-                build.context.storage,
-                path,
-                f"replay-set-{build.work.row_id}.extxyz",
-            )
+    path = work_folder(build.context, build.work.row_id) / "replay.extxyz"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    ase.io.write(path, build.built.structures, format="extxyz")
+    with session_scope(build.context.sessions) as session:
+        dataset = register_dataset(
+            scope_session(session, build.project_id),
+            build.context.storage,
+            path,
+            f"replay-set-{build.work.row_id}.extxyz",
+        )
     build.dataset_id = dataset.id
 
 

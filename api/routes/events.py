@@ -13,6 +13,7 @@ from typing import Any
 
 from fastapi import APIRouter
 from fastapi.responses import StreamingResponse
+from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, SessionDep, SettingsDep, TokenDep
@@ -22,7 +23,7 @@ from core.config import Settings
 from core.context import JobContext
 from core.errors import AuthenticationError
 from core.job_logs import lines_after
-from core.jobs import TERMINAL_STATES, get_job
+from core.jobs import TERMINAL_STATES, JobPart, get_job
 from core.models import JobState
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -56,7 +57,7 @@ def stream_job_events(
     """Follow a job live as server-sent events until it ends. Browsers' `EventSource` sends
     no headers: this route alone also takes the token as `?access_token=`."""
     # The caller's project session proves the job is theirs; the stream then polls by id.
-    first = JobPublic.of(get_job(session, job_id))
+    first = read_public(session, job_id)
     session.close()
     tail = LogFollower(context, job_id) if log else None
     authorized = token_check(context, settings, token)
@@ -88,7 +89,13 @@ def token_check(
 
 def read_job(context: JobContext, job_id: str) -> JobPublic:
     with context.sessions() as session:
-        return JobPublic.of(get_job(session, job_id))
+        return read_public(session, job_id)
+
+
+def read_public(session: Session, job_id: str) -> JobPublic:
+    # The stream sends the learning curve, so it reads the job with it.
+    with_epochs: tuple[JobPart, ...] = ("epochs",)
+    return JobPublic.of(get_job(session, job_id, include=with_epochs), with_epochs)
 
 
 class LogFollower:
@@ -124,10 +131,11 @@ async def job_events(
                 yield event_frame("error", {"detail": "the API token was revoked"})
                 return
         # A retried job starts its epochs over.
-        if len(job.epochs) < epochs_sent:
+        epochs = job.epochs or []
+        if len(epochs) < epochs_sent:
             epochs_sent = 0
-        frames = [event_frame("epoch", entry) for entry in job.epochs[epochs_sent:]]
-        epochs_sent = len(job.epochs)
+        frames = [event_frame("epoch", entry) for entry in epochs[epochs_sent:]]
+        epochs_sent = len(epochs)
         if tail is not None:
             lines = await run_in_threadpool(tail.new_lines)
             frames += [event_frame("log", {"line": line}) for line in lines]

@@ -1,6 +1,6 @@
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Body, status
+from fastapi import APIRouter, Body, Query, status
 from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
 
 from api.deps import (
@@ -18,7 +18,7 @@ from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.job_logs import full_log_key
 from core.job_report import job_report
-from core.jobs import TERMINAL_STATES, cancel_job, get_job, list_jobs
+from core.jobs import JOB_PARTS, TERMINAL_STATES, JobPart, cancel_job, get_job, list_jobs
 from core.model_card import render_markdown
 from core.models import Job, JobState
 from core.report_models import JobMetrics, JobReport, ModelCard
@@ -94,15 +94,27 @@ def create_job(
     return JobPublic.of(job)
 
 
+# A status read leaves out what grows with the run and the data; `?include=epochs` adds the
+# learning curve, `?include=split` the configurations' positions in train/valid/test.
+IncludeParam = Annotated[
+    tuple[JobPart, ...], Query(description="deferred parts to add: epochs, split")
+]
+
+
 @router.get("", response_model=JobsPublic)
-def read_jobs(session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0) -> JobsPublic:
-    jobs = list_jobs(session, limit=limit, offset=offset)
-    return JobsPublic(data=[JobPublic.of(job) for job in jobs], count=len(jobs))
+def read_jobs(
+    session: SessionDep,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
+    include: IncludeParam = (),
+) -> JobsPublic:
+    jobs = list_jobs(session, limit=limit, offset=offset, include=include)
+    return JobsPublic(data=[JobPublic.of(job, include) for job in jobs], count=len(jobs))
 
 
 @router.get("/{job_id}", response_model=JobPublic)
-def read_job(job_id: str, session: SessionDep) -> JobPublic:
-    return JobPublic.of(get_job(session, job_id))
+def read_job(job_id: str, session: SessionDep, include: IncludeParam = ()) -> JobPublic:
+    return JobPublic.of(get_job(session, job_id, include=include), include)
 
 
 @router.post("/{job_id}/cancel", response_model=JobPublic)
@@ -248,5 +260,5 @@ def read_report(
 ) -> dict[str, Any] | HTMLResponse:
     """Everything measured about the job: E0s, learning curves, accuracy, forgetting, MD
     stability, RDFs, dimer curves; `format=html` gives a self-contained page with plots."""
-    report = job_report(get_job(session, job_id))
+    report = job_report(get_job(session, job_id, include=JOB_PARTS))
     return HTMLResponse(render_html(report)) if format == "html" else report

@@ -2,7 +2,7 @@
 
 from fastapi import APIRouter, status
 
-from api.deps import AdminDep, SessionDep
+from api.deps import AdminDep, SessionDep, TokenCacheDep
 from api.schemas import ProjectCreate, ProjectPublic, TokenCreate, TokenIssued, TokenPublic
 from core.auth import create_project, get_project, issue_token, list_projects, revoke_token
 
@@ -41,6 +41,8 @@ def create_token(
 
 @router.delete("/{project_id}/tokens/{token_id}", response_model=TokenPublic)
 def delete_token(
-    project_id: str, token_id: str, session: SessionDep, _admin: AdminDep
+    project_id: str, token_id: str, session: SessionDep, _admin: AdminDep, cache: TokenCacheDep
 ) -> TokenPublic:
-    return TokenPublic.model_validate(revoke_token(session, project_id, token_id))
+    row = revoke_token(session, project_id, token_id)
+    cache.forget(row.token_hash)
+    return TokenPublic.model_validate(row)

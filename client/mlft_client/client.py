@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -122,8 +122,10 @@ class Client:
     def jobs(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", "/jobs", params={"limit": limit, "offset": offset})["data"]
 
-    def job(self, job_id: str) -> dict[str, Any]:
-        return self._json("GET", f"/jobs/{job_id}")
+    def job(self, job_id: str, *, include: Sequence[str] = ()) -> dict[str, Any]:
+        """The job's state and progress; `include=("epochs", "split")` adds its learning curve
+        and split, which a status read leaves out."""
+        return self._json("GET", f"/jobs/{job_id}", params={"include": list(include)})
 
     def cancel(self, job_id: str) -> dict[str, Any]:
         return self._json("POST", f"/jobs/{job_id}/cancel")

@@ -11,7 +11,7 @@ import pytest
 import torch
 from fastapi.testclient import TestClient
 from pydantic import SecretStr
-from sqlalchemy import delete
+from sqlalchemy import delete, func
 
 from api.routes import events as events_route
 from core.foundation_store import foundation_key
@@ -137,6 +137,47 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(api, settings) -> None:
 
     revoked = api.delete(f"/projects/{project.json()['id']}/tokens/{issued['id']}", headers=ADMIN)
     assert revoked.status_code == 200 and revoked.json()["revoked_at"] is not None
+    assert api.get("/jobs", headers=headers).status_code == 401
+
+
+def test_a_token_seen_valid_is_not_looked_up_again_until_its_cache_time_is_up(
+    api, secured_app, settings, monkeypatch
+) -> None:
+    from sqlalchemy import event, update
+
+    from core.db import session_factory
+
+    project = api.post("/projects", json={"name": f"p-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
+    issued = api.post(
+        f"/projects/{project.json()['id']}/tokens", json={"name": "ci"}, headers=ADMIN
+    ).json()
+    headers = {"Authorization": f"Bearer {issued['token']}"}
+    cache = secured_app.state.token_cache
+    now = [1000.0]
+    monkeypatch.setattr(cache, "clock", lambda: now[0])
+    engine = secured_app.state.context.sessions.kw["bind"]
+    lookups: list[str] = []
+
+    def record(_conn, _cursor, statement, *_args) -> None:
+        if "FROM api_tokens" in statement:
+            lookups.append(statement)
+
+    event.listen(engine, "before_cursor_execute", record)
+    try:
+        first = api.get("/jobs", headers=headers)
+        second = api.get("/jobs", headers=headers)
+    finally:
+        event.remove(engine, "before_cursor_execute", record)
+    # Revoked by another API process: this one's cache does not know, until its time is up.
+    with session_factory(settings.resolved_database_url)() as session:
+        session.execute(
+            update(ApiToken).where(ApiToken.id == issued["id"]).values(revoked_at=func.now())
+        )
+        session.commit()
+    now[0] += secured_app.state.settings.token_cache_seconds + 0.1
+
+    assert (first.status_code, second.status_code) == (200, 200)
+    assert len(lookups) == 1
     assert api.get("/jobs", headers=headers).status_code == 401
 
 

@@ -48,6 +48,8 @@ def test_job_is_created_read_and_cancelled(api: Client, train_id: str) -> None:
 
     assert job["state"] == "queued"
     assert api.job(job["id"])["spec"]["strategy"]["rank"] == 4
+    assert api.job(job["id"])["epochs"] is None
+    assert api.job(job["id"], include=["epochs", "split"])["epochs"] == []
     assert api.cancel(job["id"])["state"] == "cancelled"
     assert api.wait(job["id"], progress=False)["state"] == "cancelled"
 

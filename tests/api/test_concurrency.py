@@ -14,8 +14,7 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from core.db import PoolLimits, connect_now, session_factory
-from core.errors import DatabaseBusyError
+from core.db import session_factory
 from core.jobs import create_job
 from core.models import Dataset, JobState
 from core.scoping import scope_session
@@ -76,13 +75,24 @@ def test_reading_a_job_does_not_load_its_metrics_or_model_card(app, client) -> N
     assert client.get(f"/jobs/{job_id}/model-card").json() == {"card": "x" * 10_000}
 
 
-def test_a_request_that_finds_no_free_connection_in_time_gets_a_busy_error(database_url) -> None:
-    sessions = session_factory(database_url, PoolLimits(size=1, max_overflow=0, timeout=0.2))
-    with sessions() as holder, sessions() as waiting:
+def test_a_request_that_finds_no_free_connection_in_time_gets_503_with_retry_after(
+    settings, demo_foundation
+) -> None:
+    from fastapi.testclient import TestClient
+
+    from api.app import create_app
+
+    one_connection = settings.model_copy(
+        update={"db_pool_size": 1, "db_max_overflow": 0, "db_pool_timeout": 0.2}
+    )
+    app = create_app(one_connection, start_worker=False)
+    # Held outside the request gate, as an event stream's poll holds one.
+    with app.state.context.sessions() as holder, TestClient(app) as client:
         holder.connection()
-        with pytest.raises(DatabaseBusyError) as raised:
-            connect_now(waiting, retry_after=3)
-    assert raised.value.retry_after == 3
+        response = client.get("/jobs")
+
+    assert response.status_code == 503, response.text
+    assert int(response.headers["Retry-After"]) > 0
 
 
 @pytest.fixture(scope="module")

@@ -32,6 +32,7 @@ def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
 
 def wait_for_job(client: httpx.Client, job_id: str, log: Path, timeout: float = 600) -> dict:
     try:
-        return wait_for(client, f"/jobs/{job_id}", timeout=timeout)
+        # The finished job whole: with the learning curve and the split a status read omits.
+        return wait_for(client, f"/jobs/{job_id}?include=epochs&include=split", timeout=timeout)
     except TimeoutError:
         pytest.fail(f"job {job_id} did not finish; worker log:\n{log.read_text()[-3000:]}")

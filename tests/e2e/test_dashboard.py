@@ -338,7 +338,7 @@ def test_job_page_draws_every_section_of_a_full_report(page) -> None:
     terminal = {"state": "succeeded", "stage": None, "epochs_done": 20, "max_epochs": 20}
     events = "".join(sse("epoch", entry) for entry in job["epochs"])
     events += sse("state", {**terminal, "error": None})
-    page.route("**/jobs/fulljob", lambda route: route.fulfill(json=job))
+    page.route("**/jobs/fulljob?include=split", lambda route: route.fulfill(json=job))
     page.route("**/jobs/fulljob/report", lambda route: route.fulfill(json=report))
     page.route(
         "**/jobs/fulljob/events*",
@@ -372,7 +372,7 @@ def test_job_page_draws_every_section_of_a_full_report(page) -> None:
 
     # The negative control: a job without epochs shows empty charts, which the check tells apart.
     page.route(
-        "**/jobs/emptyjob",
+        "**/jobs/emptyjob?include=split",
         lambda route: route.fulfill(
             json={**job, "id": "emptyjob", "state": "cancelled", "epochs": [], "model_url": None}
         ),

@@ -41,7 +41,7 @@ def spec(train_id: str, epochs: int) -> dict:
 
 
 def job(client, job_id: str) -> dict:
-    return client.get(f"/jobs/{job_id}").json()
+    return client.get(f"/jobs/{job_id}", params={"include": "epochs"}).json()
 
 
 def epochs_done(client, job_id: str) -> int:

@@ -104,9 +104,12 @@ function details(job) {
   ];
 }
 
+// The split's counts name the held-out test set; the learning curve comes with the events.
+const jobPath = (id) => `jobs/${id}?include=split`;
+
 export async function renderJob(page, signal, id) {
-  let job = await get(`jobs/${id}`, { signal });
-  let epochs = job.epochs;
+  let job = await get(jobPath(id), { signal });
+  let epochs = [];
   let state = {
     state: job.state, stage: job.progress.stage,
     epochs_done: job.progress.epochs_done, max_epochs: job.progress.max_epochs,
@@ -142,7 +145,7 @@ export async function renderJob(page, signal, id) {
     });
   };
   const showJob = async () => {
-    job = await get(`jobs/${id}`, { signal });
+    job = await get(jobPath(id), { signal });
     replace(actionSlot, actions(job, showJob));
     replace(detailSlot, details(job));
     if (job.state === "succeeded" && !report.childElementCount) {

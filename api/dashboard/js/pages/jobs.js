@@ -5,8 +5,10 @@ import {
 
 const REFRESH_MS = 3000;
 
+// The list reads jobs without their learning curves: the newest record of the fine-tuned head
+// is in the progress.
 export function latestErrors(job) {
-  const latest = [...(job.epochs || [])].reverse().find((entry) => (entry.head || "target") !== "replay");
+  const latest = job.progress.latest;
   if (!latest) return "—";
   const energy = latest.valid_energy_rmse_mev_per_atom;
   const forces = latest.valid_forces_rmse_mev_per_a;
