@@ -83,6 +83,17 @@ class FoundationStore:
         logger.info("foundation %s stored sha256=%s source=%s", name, stored.sha256, source)
         return stored
 
+    def holds_file(self, stored: StoredFoundation) -> bool:
+        return self.storage.exists(stored.storage_key)
+
+    def restore_file(self, stored: StoredFoundation, verified_file: Path) -> None:
+        """Put a pinned file back whose object storage lost (or never had: a database shared
+        with another store, as a test topology does)."""
+        self.storage.put_file(stored.storage_key, verified_file)
+        logger.warning(
+            "foundation %s file restored to storage sha256=%s", stored.name, stored.sha256
+        )
+
     def local_copy(self, stored: StoredFoundation) -> Path:
         """The stored file on this machine's disk (fetched into the storage's cache folder on
         first use); its bytes are checked against the pin when loaded, not here."""

@@ -32,6 +32,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 from pydantic import AfterValidator, Field
 
 from core.errors import (
+    ArtifactMissingError,
     ConflictError,
     FoundationModelBuildingError,
     FoundationModelUnavailableError,
@@ -598,6 +599,8 @@ class FoundationRegistry:
             stored = self._import(in_folder, "folder")
         if stored is None or stored.source == "published":
             return None
+        if in_folder is not None and in_folder.sha256 == stored.sha256:
+            self._restore_if_missing(stored, in_folder)
         return self._loadable(stored)
 
     def _import(self, foundation: FoundationModel, source: str) -> "StoredFoundation":
@@ -607,9 +610,43 @@ class FoundationRegistry:
             copy = verified_copy(foundation, Path(folder) / f"{foundation.name}.model")
             return self.store.add(foundation.name, copy, foundation.sha256, source)
 
+    def _restore_if_missing(self, stored: "StoredFoundation", in_folder: FoundationModel) -> None:
+        assert self.store is not None
+        if self.store.holds_file(stored):
+            return
+        with tempfile.TemporaryDirectory(prefix="mlft-foundation-") as folder:
+            copy = verified_copy(in_folder, Path(folder) / f"{in_folder.name}.model")
+            self.store.restore_file(stored, copy)
+
+    def _import_from_folder(self, in_folder: FoundationModel) -> bool:
+        """Whether the folder's model was new to the store."""
+        assert self.store is not None
+        stored = self.store.get(in_folder.name)
+        if stored is None:
+            self._import(in_folder, "folder")
+            return True
+        if stored.sha256 == in_folder.sha256:
+            self._restore_if_missing(stored, in_folder)
+        else:
+            logger.warning(
+                "models folder: %s differs from the stored foundation of that name (sha256 %s); "
+                "the stored one is used",
+                in_folder.path,
+                stored.sha256,
+            )
+        return False
+
     def _loadable(self, stored: "StoredFoundation") -> FoundationModel:
         assert self.store is not None
-        return FoundationModel(stored.name, self.store.local_copy(stored), stored.sha256)
+        try:
+            path = self.store.local_copy(stored)
+        except ArtifactMissingError:
+            raise FoundationModelUnavailableError(
+                f"foundation model {stored.name!r} (sha256 {stored.sha256}) is registered but "
+                "its file is not in artifact storage: register the file again, or place it with "
+                "its pin in the API's MLFT_MODELS_DIR"
+            ) from None
+        return FoundationModel(stored.name, path, stored.sha256)
 
     def import_models_folder(self) -> list[str]:
         """Store the folder's pinned models that the store does not hold yet (at start, and when
@@ -623,21 +660,11 @@ class FoundationRegistry:
             in_folder = self._in_folder(path.stem)
             if in_folder is None:
                 continue
-            stored = self.store.get(path.stem)
-            if stored is None:
-                try:
-                    self._import(in_folder, "folder")
-                except FoundationModelUnavailableError as error:
-                    logger.warning("models folder: %s not imported: %s", path, error)
-                    continue
-                imported.append(path.stem)
-            elif stored.sha256 != in_folder.sha256:
-                logger.warning(
-                    "models folder: %s differs from the stored foundation of that name "
-                    "(sha256 %s); the stored one is used",
-                    path,
-                    stored.sha256,
-                )
+            try:
+                if self._import_from_folder(in_folder):
+                    imported.append(path.stem)
+            except FoundationModelUnavailableError as error:  # changed since it was pinned
+                logger.warning("models folder: %s not imported: %s", path, error)
         return imported
 
     def local_names(self) -> list[str]:

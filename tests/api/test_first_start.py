@@ -61,8 +61,15 @@ def test_the_embedded_api_answers_at_once_and_builds_the_missing_demo_foundation
 ) -> None:
     from api.app import create_app
 
+    # A first start indeed: the embedded default's SQLite, not the tests' database, whose
+    # foundation registry already holds the demo model.
     fresh = settings.model_copy(
-        update={"broker_url": None, "data_dir": tmp_path / "var", "models_dir": tmp_path / "models"}
+        update={
+            "broker_url": None,
+            "database_url": None,
+            "data_dir": tmp_path / "var",
+            "models_dir": tmp_path / "models",
+        }
     )
     started = time.monotonic()
     with TestClient(create_app(fresh, start_worker=True)) as client:

@@ -170,3 +170,19 @@ def test_a_checkpoint_pushed_by_one_worker_resumes_the_job_on_another(
     assert restored == second_folder / checkpoint.name
     assert zipfile.is_zipfile(restored)
     assert restored.read_bytes() == checkpoint.read_bytes()
+
+
+def test_a_stored_file_gone_from_storage_is_put_back_from_the_pinned_folder_copy(
+    api: Machine, worker: Machine, demo_foundation: Path
+) -> None:
+    name = f"dropped-{uuid.uuid4().hex[:8]}"
+    shutil.copyfile(demo_foundation, api.models_dir / f"{name}.model")
+    sha256 = pin_model_file(api.models_dir / f"{name}.model")
+    api.registry.import_models_folder()
+    api.storage.delete(foundation_key(sha256))
+
+    with pytest.raises(FoundationModelUnavailableError, match="not in artifact storage"):
+        worker.registry.resolve(name)
+    api.registry.import_models_folder()  # the API's next start
+
+    assert worker.registry.resolve(name).sha256 == sha256
