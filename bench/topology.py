@@ -37,7 +37,8 @@ ADDRESSES = ("DATABASE_URL", "BROKER_URL", "MLFT_S3_ENDPOINT_URL")
 # Of the caller's own environment, none of these reach a process of the topology: its settings
 # come from mlft.env and the launcher alone (a test run's MLFT_MODELS_DIR must not leak in).
 SETTINGS_PREFIXES = ("MLFT_", "DATABASE_URL", "BROKER_URL", "AWS_")
-START_TIMEOUT_S = 180.0
+# Importing torch and mace-torch takes a process minutes on a busy machine of 2 cores.
+START_TIMEOUT_S = 600.0
 
 
 def read_env_file(path: Path = ENV_FILE) -> dict[str, str]:
@@ -290,9 +291,9 @@ def main(argv: list[str] | None = None) -> int:
         # The shape of docker-compose.yml: a training worker and an evaluation worker.
         topology.start({"worker-gpu": ["gpu"], "worker-cpu": ["cpu"]})
         _register_given_foundation(topology.api_url, admin_token, args.foundation)
-        print(f"API {topology.api_url}  admin token {admin_token}")
+        print(f"API {topology.api_url}  admin token {admin_token}", flush=True)
         print(f"S3 {topology.s3_endpoint_url}  logs and data folders under {topology.root}")
-        print("Ctrl-C stops every process")
+        print("Ctrl-C stops every process", flush=True)
         stop_signals = {signal.SIGINT, signal.SIGTERM}
         signal.pthread_sigmask(signal.SIG_BLOCK, stop_signals)  # delivered to sigwait alone
         signal.sigwait(stop_signals)
