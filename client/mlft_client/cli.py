@@ -232,8 +232,10 @@ def _load_yaml(text: str, path: Path) -> Any:
 def list_jobs(_args: argparse.Namespace, client: Client) -> int:
     for job in client.jobs():
         progress = job["progress"]
+        # A row stored before a spec rule existed may lack parts of today's spec.
+        strategy = (job.get("spec") or {}).get("strategy", {}).get("name", "?")
         print(
-            f"{job['id']}  {job['state']:<9}  {job['spec']['strategy']['name']:<19}  "
+            f"{job['id']}  {job['state']:<9}  {strategy:<19}  "
             f"{progress['epochs_done']}/{progress['max_epochs']} epochs  {job['created_at']}"
         )
     return 0
