@@ -211,9 +211,9 @@ def run_training(
     )
     loss = loss_record(spec, molecules)
     inputs = replace(prepared.inputs, stress=loss["configs_with_stress"] > 0)
-    progress.stage("training")
     # mace trains in a child process; the worker, idle beside it, keeps only what it holds.
     return_freed_memory()
+    progress.stage("training")
     epochs: set[int] = set()
 
     def on_epoch(entry: dict) -> None:
