@@ -166,7 +166,8 @@ PHASES = {
 
 def phase_of(stage: str) -> str:
     for phase, stages in PHASES.items():
-        if stage in stages or (phase == "evaluation" and stage.startswith("molecular dynamics")):
+        # MD stages carry their run and step counts: "md 1/1 40/92 steps".
+        if stage in stages or (phase == "evaluation" and stage.startswith(("md ", "molecular"))):
             return phase
     return stage
 

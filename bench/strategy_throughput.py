@@ -43,6 +43,7 @@ import sys
 import tempfile
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from datetime import datetime
@@ -336,29 +337,40 @@ class Plan:
         return f"Fine-tuning cost per strategy: {self.foundation} stand-in"
 
 
-Report = Callable[[BenchData, list[Throughput]], None]
+# Strategy name -> why its run failed: one failed strategy does not cost the others' numbers.
+Failures = dict[str, str]
+Report = Callable[[BenchData, list[Throughput], Failures], None]
 
 
-def run(plan: Plan, report: Report | None = None) -> tuple[BenchData, list[Throughput]]:
+def run(
+    plan: Plan, report: Report | None = None
+) -> tuple[BenchData, list[Throughput], Failures]:
     """Every strategy in turn, `repeats` times round, so a busy spell hits several strategies;
     `report` gets the results so far after every run."""
     acknowledge = plan.foundation != "demo"
     specs = [strategy_spec(name, plan.epochs, acknowledge) for name in plan.strategies]
     runs: list[Throughput] = []
+    failures: Failures = {}
     with tempfile.TemporaryDirectory(prefix="mlft-bench-") as tmp:
         data = write_data(Path(tmp), plan.configs, plan.replay, plan.system)
         foundation = foundation_of(plan.foundation)
         batch_sizes = edge_capped_batch_sizes(specs, data.files, foundation)
         for repeat in range(plan.repeats):
             for spec in specs:
-                folder = Path(tmp) / f"{spec.strategy.name}-{repeat}"
-                measured = measure(
-                    spec, data.files, folder, plan.device, foundation, plan.training_only
-                )
-                runs.append(replace(measured, batch_size=batch_sizes[spec.strategy.name]))
+                name = spec.strategy.name
+                try:
+                    measured = measure(
+                        spec, data.files, Path(tmp) / f"{name}-{repeat}", plan.device,
+                        foundation, plan.training_only,
+                    )
+                except Exception as error:  # noqa: BLE001 - reported in the table, run goes on
+                    traceback.print_exc()
+                    failures[name] = f"{type(error).__name__}: {error}"
+                else:
+                    runs.append(replace(measured, batch_size=batch_sizes[name]))
                 if report is not None:
-                    report(data, best_runs(plan, runs))
-    return data, best_runs(plan, runs)
+                    report(data, best_runs(plan, runs), failures)
+    return data, best_runs(plan, runs), failures
 
 
 def best_runs(plan: Plan, runs: list[Throughput]) -> list[Throughput]:
@@ -412,7 +424,9 @@ def _megabytes(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
 
-def cost_table(plan: Plan, data: BenchData, results: list[Throughput]) -> str:
+def cost_table(
+    plan: Plan, data: BenchData, results: list[Throughput], failures: Failures | None = None
+) -> str:
     """One markdown row per strategy: what an epoch costs in time and memory on this device."""
     lines = [
         f"### Cost per strategy: {plan.foundation}, {plan.system}, {plan.device}",
@@ -432,6 +446,11 @@ def cost_table(plan: Plan, data: BenchData, results: list[Throughput]) -> str:
         f"| {r.peak_rss_mb:.0f} | {_megabytes(r.peak_gpu_mb)} "
         f"| {_megabytes(r.worker_peak_gpu_mb)} | {r.load_average:.1f} |"
         for r in results
+    ]
+    lines += [
+        f"| {name} | failed: {reason[:300].replace('|', '/').replace(chr(10), ' ')} "
+        "| | | | | | |"
+        for name, reason in (failures or {}).items()
     ]
     return "\n".join(lines) + "\n"
 
@@ -477,11 +496,11 @@ def main(argv: list[str] | None = None) -> list[Throughput]:
                   args.device, args.foundation, args.system, args.training_only)
     )
 
-    def write_table(data: BenchData, results: list[Throughput]) -> None:
+    def write_table(data: BenchData, results: list[Throughput], failures: Failures) -> None:
         args.table.parent.mkdir(parents=True, exist_ok=True)
-        args.table.write_text(cost_table(plan, data, results))
+        args.table.write_text(cost_table(plan, data, results, failures))
 
-    data, results = run(plan, write_table if args.table is not None else None)
+    data, results, failures = run(plan, write_table if args.table is not None else None)
     rows = table(plan, data, results)
     width = max(len(name) for name, _ in rows)
     for name, value in rows:
@@ -490,6 +509,8 @@ def main(argv: list[str] | None = None) -> list[Throughput]:
         print(f"cost table written to {args.table}")
     if args.out is not None:
         write_section(args.out, plan.title, rows, command=plan.command(args.out))
+    if failures:
+        raise SystemExit(f"failed: {', '.join(failures)} (reasons in the table and above)")
     return results
 
 

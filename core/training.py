@@ -324,8 +324,6 @@ def _write_training_inputs(run: _TrainingRun) -> None:
 
 def _train(run: _TrainingRun) -> None:
     spec, outcome = run.spec, run.outcome
-    # mace trains in a child process; the worker, idle beside it, keeps only what it holds.
-    return_freed_memory()
     epochs: set[int] = set()
 
     def on_epoch(entry: dict) -> None:
@@ -405,9 +403,14 @@ def _export(run: _TrainingRun) -> None:
     _notify(run.progress, "trained", run.trained)
 
 
+def _return_freed_memory(run: _TrainingRun) -> None:
+    # The preflight's and the checks' predictions freed their tensors, which glibc keeps: give
+    # the pages back before mace trains beside this process and before the evaluation grows it.
+    return_freed_memory()
+
+
 def _evaluate(run: _TrainingRun) -> None:
     files = run.files
-    return_freed_memory()
     run.evaluation = evaluate_model(
         run.delivered,
         EvaluationData(
@@ -448,9 +451,11 @@ TRAINING_STAGES: list[Stage[_TrainingRun]] = [
     Stage(None, _split),
     Stage("e0s", _choose_e0s),
     Stage(None, _write_training_inputs),
+    Stage(None, _return_freed_memory),
     Stage("training", _train),
     Stage("verifying", _verify),
     Stage("exporting", _export),
+    Stage(None, _return_freed_memory),
     Stage(None, _evaluate),
     Stage(None, _rss_holes),
 ]

@@ -68,12 +68,15 @@ CASES = [
     Case(MP0, "float64", "replay_lora", "estimated", full_only=True),
     # Every E0 method on the OFF23-small stand-in, stored in float32.
     Case(OFF, "float32", "lora", EXPLICIT_HCNO, data="molecules"),
-    Case(OFF, "float32", "naive", "foundation", data="molecules", extra={"preflight": ACK}),
+    # Default: the foundation's E0s are the multi-head case's (its chosen head's row).
+    Case(OFF, "float32", "naive", "foundation", data="molecules", full_only=True,
+         extra={"preflight": ACK}),
     Case(OFF, "float32", "naive", "estimated", data="molecules", full_only=True),
     Case(OFF, "float32", "naive", "isolated_atoms", data="molecules", full_only=True),
     Case(OFF, "float32", "naive", "average", data="molecules", full_only=True),
-    # The two-head model: a named head, the default head.
-    Case(MH, "float32", "multihead_replay", "estimated", head="r2scan"),
+    # The two-head model: a named head (whose row of E0s the foundation method must take), the
+    # default head.
+    Case(MH, "float32", "multihead_replay", "foundation", head="r2scan", extra={"preflight": ACK}),
     Case(MH, "float32", "naive", "estimated", full_only=True),
     Case(MH, "float32", "lora", "estimated", head="r2scan", full_only=True),
 ]
@@ -183,6 +186,12 @@ def test_strategy_and_e0_method_mean_what_they_say_on_each_family(
     e0s = job["e0s"]["e0s"]
     if isinstance(case.e0s, dict):
         assert e0s == case.e0s
+    if case.e0s == "foundation":
+        # The working foundation is the chosen head alone: its row of E0s, not head 0's.
+        own = foundation.atomic_energies_fn.atomic_energies.reshape(-1)
+        position = {int(z): i for i, z in enumerate(foundation.atomic_numbers)}
+        for symbol, e0 in e0s.items():
+            assert e0 == pytest.approx(float(own[position[ase.data.atomic_numbers[symbol]]]))
     assert job["e0s"]["method"] == ("explicit" if isinstance(case.e0s, dict) else case.e0s)
     index = {int(z): i for i, z in enumerate(model.atomic_numbers)}
     buffer = model.atomic_energies_fn.atomic_energies.reshape(-1)
