@@ -20,10 +20,10 @@ from api.routes import preflight as preflight_routes
 from api.routes import replay_sets as replay_sets_routes
 from api.routes import strategies as strategies_routes
 from api.schemas import Liveness
-from core.auth import TokenCache
 from core.config import Settings, get_settings
-from core.context import context_from_settings
-from core.db import migrate, reading_sessions
+from core.service.auth import TokenCache
+from core.service.db import migrate, reading_sessions
+from core.workflows.context import context_from_settings
 
 logger = logging.getLogger(__name__)
 # `?access_token=` (the event stream's) in a request line that an access log writes.
@@ -131,7 +131,7 @@ def _build_demo_foundation_in_background(settings: Settings) -> subprocess.Popen
     """First start: the shipped demo foundation is installed at once; were it missing or not the
     pinned file, the API answers while it trains beside it: GET /foundation-models lists it as
     building, and jobs naming it get 503 until it is ready."""
-    from core.demo_foundation import (
+    from core.science.demo_foundation import (
         DEMO_FOUNDATION_NAME,
         install_shipped_demo_foundation,
         start_background_build,

@@ -16,13 +16,13 @@ from pydantic import SecretStr
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
-from core.auth import OPEN_ACCESS, Principal, TokenCache, authenticate
 from core.config import Settings
-from core.context import JobContext
-from core.dispatch import Send, dispatch
 from core.errors import DatabaseBusyError
-from core.foundations import FoundationRegistry
-from core.scoping import scope_session
+from core.registry.foundations import FoundationRegistry
+from core.service.auth import OPEN_ACCESS, Principal, TokenCache, authenticate
+from core.service.dispatch import Send, dispatch
+from core.service.scoping import scope_session
+from core.workflows.context import JobContext
 
 
 async def get_context(request: Request) -> JobContext:
@@ -49,7 +49,7 @@ def _database_gate(request: Request) -> anyio.Semaphore:
     return state.database_gate
 
 
-# Requests that only read run without a transaction (core.db.reading_sessions).
+# Requests that only read run without a transaction (core.service.db.reading_sessions).
 READING_METHODS = frozenset({"GET", "HEAD"})
 
 
@@ -164,7 +164,8 @@ async def get_session(
     principal: Annotated[Principal, Depends(get_principal)],
     session: RequestSession,
 ) -> Session:
-    # Scoped to the caller's project: its queries see only that project's rows (core.scoping).
+    # Scoped to the caller's project: its queries see only that project's rows
+    # (core.service.scoping).
     return scope_session(session, principal.project_id)
 
 

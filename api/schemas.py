@@ -6,10 +6,10 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.jobs import JobPart
-from core.models import Dataset, Evaluation, Job, JobState, ReplaySet
-from core.report_models import EvaluationSections
-from core.spec import SpecModel
+from core.reporting.report_models import EvaluationSections
+from core.science.spec import SpecModel
+from core.service.jobs import JobPart
+from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
 
@@ -182,7 +182,8 @@ class ReplaySetPublic(BaseModel):
     coverage: dict[str, Any] | None
     report: dict[str, Any] | None
     error: str | None
-    # Builds started; a worker that died mid-build leaves the set to be rebuilt (core/leases.py).
+    # Builds started; a worker that died mid-build leaves the set to be rebuilt
+    # (core/service/leases.py).
     attempts: int = 0
     created_at: datetime
     started_at: datetime | None
@@ -253,7 +254,8 @@ class TokenIssued(BaseModel):
 
 
 class StrategyPublic(BaseModel):
-    """One strategy's traits (core.strategy_table): what trains, its preset from the study."""
+    """One strategy's traits (core.science.strategy_table): what trains, its preset from the
+    study."""
 
     name: str
     summary: str

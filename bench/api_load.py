@@ -36,7 +36,7 @@ from sqlalchemy.engine import make_url  # noqa: E402
 from bench.common import REPO_ROOT, demo_foundation_path, write_section  # noqa: E402
 from bench.service import SERVER_VARIABLES, free_port  # noqa: E402
 from core.config import Settings  # noqa: E402
-from core.db import migrate  # noqa: E402
+from core.service.db import migrate  # noqa: E402
 
 POSTGRES = "postgresql+psycopg://postgres@127.0.0.1:5432"
 BROKER_URL = "redis://127.0.0.1:6379/14"

@@ -18,7 +18,7 @@ def models_folder() -> Path:
 
 def demo_foundation_path() -> Path:
     """The demo foundation, built once into models_folder()."""
-    from core.demo_foundation import (
+    from core.science.demo_foundation import (
         DEMO_FOUNDATION_NAME,
         build_demo_foundation,
         install_shipped_demo_foundation,

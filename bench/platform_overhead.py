@@ -25,15 +25,15 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import demo_foundation_path, write_section  # noqa: E402
 from bench.service import embedded_service, wait_for  # noqa: E402
-from core.datasets import read_configurations  # noqa: E402
-from core.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
-from core.spec import JobSpec  # noqa: E402
-from core.strategies import effective_hyperparameters  # noqa: E402
+from core.data.datasets import read_configurations  # noqa: E402
+from core.data.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
+from core.science.spec import JobSpec  # noqa: E402
+from core.science.strategies import effective_hyperparameters  # noqa: E402
 
 ACAC_TRAIN = Path(__file__).resolve().parents[2] / "shared" / "data" / "acac-pbe-d3-train_300K.xyz"
 DATA_DESCRIPTION = {
     "acac": "acetylacetone, PBE-D3 (../shared/data)",
-    "molecules": "demo EMT molecules (core.demo_data)",
+    "molecules": "demo EMT molecules (core.data.demo_data)",
 }
 
 

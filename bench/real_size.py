@@ -5,8 +5,8 @@ and after, 89 elements, 128x0e, max_ell 3, correlation 3, r_max 6 Å, 16x0e read
 functions, cutoff polynomial 5, two interactions), random weights and a non-zero scale and shift;
 the data are fcc copper cells of 108 atoms (some with a vacancy: 107) labelled by ASE's EMT,
 24 training and 7 test cells. The job runs in this process exactly as the worker runs it
-(core.training.run_training, mace-torch's own training in its child process); a sampler records
-the resident memory of this process plus its children at every stage.
+(core.workflows.training.run_training, mace-torch's own training in its child process); a sampler
+records the resident memory of this process plus its children at every stage.
 
 Reported: peak memory per stage (target < 4 GB on a CPU), preflight and evaluation (MD, RDF,
 dimers, compression) as fractions of a 10-epoch job (targets ≤ 10 % and ≤ 25 %). The job is run
@@ -36,10 +36,10 @@ from ase.calculators.emt import EMT  # noqa: E402
 
 from bench.common import write_section  # noqa: E402
 from core.config import get_settings  # noqa: E402
-from core.demo_data import write_extxyz  # noqa: E402
-from core.foundations import FoundationModel, file_sha256  # noqa: E402
-from core.spec import JobSpec  # noqa: E402
-from core.training import JobFiles, run_training  # noqa: E402
+from core.data.demo_data import write_extxyz  # noqa: E402
+from core.registry.foundations import FoundationModel, file_sha256  # noqa: E402
+from core.science.spec import JobSpec  # noqa: E402
+from core.workflows.training import JobFiles, run_training  # noqa: E402
 
 TITLE = "Real size: MACE-MP-0-small-shaped model, 108-atom copper cells"
 TARGET_EPOCHS = 10

@@ -23,12 +23,12 @@ import torch  # noqa: E402
 from mace.calculators import MACECalculator  # noqa: E402
 
 from bench.common import demo_foundation_path, write_section  # noqa: E402
-from core.demo_data import generate_target_dataset  # noqa: E402
-from core.descriptors import structure_descriptors  # noqa: E402
-from core.inference import predict  # noqa: E402
-from core.replay_build import ReplayBuildInputs, build_replay_set  # noqa: E402
-from core.selection import distinct_indices, farthest_point_indices  # noqa: E402
-from core.structure_generation import GENERATED_SOURCES, generate, seed_structures  # noqa: E402
+from core.data.demo_data import generate_target_dataset  # noqa: E402
+from core.data.structure_generation import GENERATED_SOURCES, generate, seed_structures  # noqa: E402
+from core.science.descriptors import structure_descriptors  # noqa: E402
+from core.science.inference import predict  # noqa: E402
+from core.science.replay_build import ReplayBuildInputs, build_replay_set  # noqa: E402
+from core.science.selection import distinct_indices, farthest_point_indices  # noqa: E402
 
 ELEMENTS = ["Cu", "Au"]
 

@@ -1,8 +1,9 @@
 """Fine-tuning throughput per strategy: configurations trained per second and the peak memory of
 mace-torch's training process, every strategy on the same data and device in one run.
 
-Each strategy runs through core.training.run_training as a worker runs it: E0 re-estimation,
-mace-torch in a child process, the checks on the delivered model. Configurations/s is training
+Each strategy runs through core.workflows.training.run_training as a worker runs it: E0
+re-estimation, mace-torch in a child process, the checks on the delivered model. Configurations/s is
+training
 configurations × epochs over two wall times:
 - the job's "training" stage, which includes what a job pays besides the epochs: mace's start-up,
   reading and graph-building the data, pseudolabelling the replay set, the final evaluation;
@@ -18,7 +19,7 @@ while the training stage runs: that is the mace-torch process. resource.getrusag
 is not used: it keeps the maximum over every child so far, so a light strategy run after a heavy
 one would report the heavy one's peak.
 
-With --foundation set to a stand-in family (core.standin_foundations: mace-mp-0-small,
+With --foundation set to a stand-in family (core.registry.standin_foundations: mace-mp-0-small,
 mace-off23-small, mace-multihead) the same runs use a model of that published architecture, and
 --system CuAu trains on 4- and 8-atom CuAu cells instead of molecules (replayed on other CuAu
 cells), --system Cu108 on the copper cells of bench/real_size.py (107-108 atoms, replayed on CuAu
@@ -60,25 +61,25 @@ from bench.common import (  # noqa: E402
     models_folder,
     write_section,
 )
-from core.datasets import read_configurations  # noqa: E402
-from core.demo_data import (  # noqa: E402
+from core.data.datasets import read_configurations  # noqa: E402
+from core.data.demo_data import (  # noqa: E402
     EMT_NONMETALS,
     generate_foundation_configurations,
     generate_target_dataset,
     write_extxyz,
 )
-from core.foundations import DEMO_FOUNDATION_NAME, FoundationModel, file_sha256  # noqa: E402
-from core.inference import edge_budget  # noqa: E402
-from core.spec import JobSpec  # noqa: E402
-from core.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
-from core.training import JobFiles, batch_size_for_edges, run_training  # noqa: E402
+from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationModel, file_sha256  # noqa: E402
+from core.science.inference import edge_budget  # noqa: E402
+from core.science.spec import JobSpec  # noqa: E402
+from core.science.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
+from core.workflows.training import JobFiles, batch_size_for_edges, run_training  # noqa: E402
 
 # mace-torch 0.3.16 logs these around its epoch loop, with millisecond timestamps.
 LOOP_STARTS = "Started training"
 LOOP_ENDS = "Training complete"
 # VmHWM only grows, so sampling often enough to catch the process before it exits is all it needs.
 SAMPLE_SECONDS = 0.2
-# The mace-torch process writes its peak GPU memory here as it exits (core/mace_process.py).
+# The mace-torch process writes its peak GPU memory here as it exits (core/science/mace_process.py).
 CUDA_PEAK_ENV = "MLFT_BENCH_CUDA_PEAK_FILE"
 SYSTEMS = ("molecules", "CuAu", "Cu108")
 MB = 2**20
@@ -212,8 +213,8 @@ def foundation_of(family: str) -> FoundationModel:
     """The demo foundation, or a stand-in of a published family built into the models folder."""
     if family == "demo":
         return demo_foundation()
-    from core.foundations import FoundationRegistry
-    from core.standin_foundations import RECIPES, ensure_standin
+    from core.registry.foundations import FoundationRegistry
+    from core.registry.standin_foundations import RECIPES, ensure_standin
 
     registry = FoundationRegistry(models_folder())
     return registry.resolve(ensure_standin(registry, RECIPES[family], "float64"))
@@ -382,7 +383,7 @@ def edge_capped_batch_sizes(
     specs: list[JobSpec], files: JobFiles, foundation: FoundationModel
 ) -> dict[str, int]:
     """The batch size each job trains at once MLFT_MAX_EDGES_PER_BATCH has capped it."""
-    from core.foundations import load_foundation
+    from core.registry.foundations import load_foundation
 
     model = load_foundation(foundation)
     configs = read_configurations(files.train)

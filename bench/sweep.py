@@ -16,8 +16,8 @@ import httpx  # noqa: E402
 
 from bench.common import demo_foundation_path, write_section  # noqa: E402
 from bench.service import embedded_service, wait_for  # noqa: E402
-from core.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
-from core.sweeps import SweepSpec, expand  # noqa: E402
+from core.data.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
+from core.workflows.sweeps import SweepSpec, expand  # noqa: E402
 
 STRATEGIES = ["naive", "freeze_interactions", "lora", "pseudolabel_replay", "scratch"]
 

@@ -64,7 +64,7 @@ def free_port() -> int:
 def prepare_database(url: str, *, fresh: bool = False) -> None:
     """The topology's own PostgreSQL database, created when missing (dropped first if fresh)
     and migrated, so that the API and the workers can start side by side."""
-    from core.db import migrate
+    from core.service.db import migrate
 
     target = make_url(url)
     admin = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")

@@ -1,9 +1,9 @@
 """Memory of upload validation (issue 17, item 10): the peak RSS growth of spooling, unpacking and
 validating one upload, measured in a fresh process, for a large valid extxyz and a gzip bomb.
 
-Each file goes through what POST /datasets does with it (core.uploads spool and gunzip under the
-size limit, core.datasets.inspect_extxyz); the growth is the process's peak resident set after
-the upload minus its resident set after the imports and a small warm-up upload (Linux: the
+Each file goes through what POST /datasets does with it (core.artifacts.uploads spool and gunzip
+under the size limit, core.data.datasets.inspect_extxyz); the growth is the process's peak resident
+set after the upload minus its resident set after the imports and a small warm-up upload (Linux: the
 peak is reset through /proc/self/clear_refs).
 
 Usage: python bench/upload_memory.py [--valid-mb 200] [--bomb-mib 464] [--small]
@@ -34,9 +34,9 @@ UPLOAD_LIMIT = 512 * MIB
 CHILD = r"""
 import json, sys, tempfile, time
 from pathlib import Path
-from core.datasets import inspect_extxyz
+from core.data.datasets import inspect_extxyz
 from core.errors import MlftError
-from core.uploads import CHUNK_BYTES, upload_spool
+from core.artifacts.uploads import CHUNK_BYTES, upload_spool
 
 def validate(path, limit):
     with upload_spool(Path(tempfile.mkdtemp()), limit) as spool:

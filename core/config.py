@@ -1,12 +1,24 @@
 """All settings of the service in one pydantic-settings object, read from `MLFT_*` variables."""
 
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from pydantic import AliasChoices, Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-from core.db import PoolLimits
+
+@dataclass(frozen=True)
+class PoolLimits:
+    """Connections one process keeps to the database server (Settings.db_pool_*)."""
+
+    size: int = 10
+    max_overflow: int = 20
+    timeout: float = 10.0  # seconds a caller waits for a free connection
+
+    @property
+    def capacity(self) -> int:
+        return self.size + self.max_overflow
 
 
 class Settings(BaseSettings):
@@ -51,7 +63,7 @@ class Settings(BaseSettings):
     # fails with the reason.
     max_attempts: int = 3
     # A queued row whose task has not reached the broker after this long is sent by the worker's
-    # sweeper (core/dispatch.py); younger ones may still be on their way from the API.
+    # sweeper (core/service/dispatch.py); younger ones may still be on their way from the API.
     dispatch_grace_seconds: float = 30.0
     # Database connections per process: pool_size kept open, up to max_overflow more under load.
     # A request that waits db_pool_timeout seconds for one gets 503 with Retry-After, never 500.

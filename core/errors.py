@@ -58,7 +58,8 @@ class TrainingFailedError(MlftError):
 
 
 class PreflightBlockedError(MlftError):
-    """The preflight stage found a problem that would waste the training run (core.preflight)."""
+    """The preflight stage found a problem that would waste the training run
+    (core.science.preflight)."""
 
     def __init__(self, message: str, report: dict) -> None:
         super().__init__(message)

@@ -11,8 +11,8 @@ from pathlib import Path
 # Lets the script run from a checkout where mlft is not pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation  # noqa: E402
-from core.foundations import pin_model_file  # noqa: E402
+from core.registry.foundations import pin_model_file  # noqa: E402
+from core.science.demo_foundation import DEMO_FOUNDATION_NAME, build_demo_foundation  # noqa: E402
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

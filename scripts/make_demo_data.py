@@ -11,7 +11,7 @@ from pathlib import Path
 # Lets the script run from a checkout where mlft is not pip-installed.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from core.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
+from core.data.demo_data import generate_target_dataset, write_extxyz  # noqa: E402
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -28,7 +28,7 @@ from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
 from core.config import Settings  # noqa: E402
-from core.db import migrate  # noqa: E402
+from core.service.db import migrate  # noqa: E402
 
 
 def _recreate_database(url: str) -> None:
@@ -55,12 +55,12 @@ def settings(database_url: str) -> Settings:
 @pytest.fixture(scope="session")
 def demo_foundation() -> Path:
     """The small EMT-trained MACE the repo builds itself (no weights can be downloaded here)."""
-    from core.demo_foundation import (
+    from core.registry.foundations import pin_model_file
+    from core.science.demo_foundation import (
         DEMO_FOUNDATION_NAME,
         build_demo_foundation,
         install_shipped_demo_foundation,
     )
-    from core.foundations import pin_model_file
 
     path = FOUNDATIONS_DIR / f"{DEMO_FOUNDATION_NAME}.model"
     if not path.is_file() and not install_shipped_demo_foundation(path):
@@ -73,7 +73,7 @@ def demo_foundation() -> Path:
 @pytest.fixture(scope="session")
 def registered_demo_foundation(demo_foundation: Path):
     """The demo foundation as the registry hands it out (pinned by its sha256)."""
-    from core.foundations import FoundationRegistry
+    from core.registry.foundations import FoundationRegistry
 
     return FoundationRegistry(demo_foundation.parent).resolve(demo_foundation.stem)
 
@@ -109,7 +109,7 @@ def client(app) -> Iterator:
 @pytest.fixture(scope="session")
 def target_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     """Small molecule datasets at a 'different level of theory' (EMT + per-element offsets)."""
-    from core.demo_data import generate_target_dataset, write_extxyz
+    from core.data.demo_data import generate_target_dataset, write_extxyz
 
     folder = tmp_path_factory.mktemp("target")
     return {
@@ -131,7 +131,7 @@ def upload(client, path: Path) -> dict:
 @pytest.fixture(scope="session")
 def standin():
     """`standin(family, dtype)`: registry name of a stand-in of a published foundation
-    (core.standin_foundations), built once and cached by content in the models folder."""
+    (core.registry.standin_foundations), built once and cached by content in the models folder."""
     from tests.families import standin_name
 
     return lambda family, dtype="float64": standin_name(FOUNDATIONS_DIR, family, dtype)

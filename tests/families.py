@@ -1,13 +1,13 @@
-"""Stand-in foundation families for the tests (core.standin_foundations), and what a lone atom's
-energy must be for them, computed from mace's modules without the model's forward pass."""
+"""Stand-in foundation families for the tests (core.registry.standin_foundations), and what a lone
+atom's energy must be for them, computed from mace's modules without the model's forward pass."""
 
 from pathlib import Path
 
 import torch
 from ase.data import atomic_numbers
 
-from core.foundations import FoundationRegistry
-from core.standin_foundations import RECIPES, Dtype, ensure_standin
+from core.registry.foundations import FoundationRegistry
+from core.registry.standin_foundations import RECIPES, Dtype, ensure_standin
 
 
 def standin_name(models_dir: Path, family: str, dtype: Dtype) -> str:

@@ -9,7 +9,8 @@ The rule, checked on the source of api/ (the code only the API process runs):
    and `data_dir / "logs"`, and `data_dir.mkdir`.
 3. Every file it answers with comes from artifact storage: each `FileResponse(` in api/routes
    is given `context.storage.local_path(...)`, except the dashboard's own static page.
-Only core/storage.py and core/s3_storage.py turn a storage key into a path on this machine.
+Only core/artifacts/storage.py and core/artifacts/s3_storage.py turn a storage key into a path on
+this machine.
 """
 
 import re
@@ -70,4 +71,4 @@ def test_only_the_storage_backends_turn_keys_into_local_paths() -> None:
         for path in (ROOT / "core").rglob("*.py")
         if re.search(r"def local_path\(", path.read_text(encoding="utf-8"))
     }
-    assert defining == {"core/storage.py", "core/s3_storage.py"}
+    assert defining == {"core/artifacts/storage.py", "core/artifacts/s3_storage.py"}

@@ -1,10 +1,11 @@
-"""Each worker's heartbeat (core/heartbeats.py), from the moment it is ready until it stops."""
+"""Each worker's heartbeat (core/service/heartbeats.py), from the moment it is ready until it
+stops."""
 
 from celery.signals import worker_ready, worker_shutdown
 
 from core.config import get_settings
-from core.db import session_factory
-from core.heartbeats import Heartbeat, WorkerIdentity
+from core.service.db import session_factory
+from core.service.heartbeats import Heartbeat, WorkerIdentity
 
 _heartbeat: Heartbeat | None = None
 

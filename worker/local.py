@@ -84,8 +84,8 @@ def restart_delay(previous: float, uptime: float) -> float:
 class WorkerSupervisor:
     """Starts the embedded worker and restarts it, with a log line, each time it dies.
 
-    The jobs a dead worker held are taken care of by the lease sweep (core/leases.py), which the
-    restarted worker runs when it starts and then once per lease period.
+    The jobs a dead worker held are taken care of by the lease sweep (core/service/leases.py), which
+    the restarted worker runs when it starts and then once per lease period.
     """
 
     def __init__(self, settings: Settings) -> None:

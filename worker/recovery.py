@@ -15,9 +15,9 @@ from functools import partial
 from celery.signals import worker_ready
 
 from core.config import Settings, get_settings
-from core.db import session_factory, session_scope
-from core.dispatch import WORK_KINDS, resend_undispatched
-from core.leases import recover_abandoned
+from core.service.db import session_factory, session_scope
+from core.service.dispatch import WORK_KINDS, resend_undispatched
+from core.service.leases import recover_abandoned
 from worker.celery_app import app
 from worker.tasks import TASK_BY_KIND
 

@@ -3,10 +3,10 @@
 import logging
 
 from core.config import get_settings
-from core.context import context_from_settings
-from core.evaluations import execute_evaluation
-from core.replay_sets import execute_replay_set
-from core.runner import execute_job
+from core.workflows.context import context_from_settings
+from core.workflows.evaluations import execute_evaluation
+from core.workflows.replay_sets import execute_replay_set
+from core.workflows.runner import execute_job
 from worker.celery_app import app
 
 logger = logging.getLogger(__name__)
@@ -15,7 +15,7 @@ logger = logging.getLogger(__name__)
 RUN_JOB = "mlft.run_job"
 RUN_EVALUATION = "mlft.run_evaluation"
 BUILD_REPLAY_SET = "mlft.build_replay_set"
-# core.dispatch's kinds of work row -> the task that runs one.
+# core.service.dispatch's kinds of work row -> the task that runs one.
 TASK_BY_KIND = {"job": RUN_JOB, "evaluation": RUN_EVALUATION, "replay_set": BUILD_REPLAY_SET}
 
 

@@ -8,10 +8,10 @@ from starlette.formparsers import MultiPartException, MultiPartParser
 
 from api.deps import ContextDep, LimitParam, OffsetParam, SessionDep, SettingsDep
 from api.schemas import DatasetPublic, DatasetsPublic
-from core.catalog import find_same_upload, get_dataset, list_datasets, register_dataset
+from core.artifacts.uploads import CHUNK_BYTES, UploadSpool, stored_name, upload_spool
+from core.data.catalog import find_same_upload, get_dataset, list_datasets, register_dataset
+from core.data.labels import LABELS, LabelKeys
 from core.errors import InvalidDatasetError, UploadTooLargeError
-from core.labels import LABELS, LabelKeys
-from core.uploads import CHUNK_BYTES, UploadSpool, stored_name, upload_spool
 
 router = APIRouter(prefix="/datasets", tags=["datasets"])
 # Boundaries and part headers around the file; the file itself is held to the upload limit.

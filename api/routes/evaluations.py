@@ -7,12 +7,12 @@ from api.deps import ContextDep, DispatchDep, SessionDep
 from api.schemas import EvaluationPublic, also_as, file_response
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
-from core.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
-from core.job_report import evaluation_report
-from core.jobs import cancel
-from core.report_models import EvaluationReport
-from core.reports import render_html
-from core.spec import EvaluationSpec
+from core.reporting.job_report import evaluation_report
+from core.reporting.report_models import EvaluationReport
+from core.reporting.reports import render_html
+from core.science.spec import EvaluationSpec
+from core.service.jobs import cancel
+from core.workflows.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 

@@ -18,13 +18,13 @@ from starlette.concurrency import run_in_threadpool
 
 from api.deps import ContextDep, SessionDep, SettingsDep, TokenDep
 from api.schemas import JobPublic
-from core.auth import authenticate
 from core.config import Settings
-from core.context import JobContext
 from core.errors import AuthenticationError
-from core.job_logs import lines_after
-from core.jobs import TERMINAL_STATES, JobPart, get_job
-from core.models import JobState
+from core.service.auth import authenticate
+from core.service.job_logs import lines_after
+from core.service.jobs import TERMINAL_STATES, JobPart, get_job
+from core.service.models import JobState
+from core.workflows.context import JobContext
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 POLL_SECONDS = 0.5
@@ -99,8 +99,8 @@ def read_public(session: Session, job_id: str) -> JobPublic:
 
 
 class LogFollower:
-    """New lines of a job's log, from the table its worker ships them to (core/job_logs.py): the
-    API reads no worker's folder. A late subscriber starts at the oldest line kept."""
+    """New lines of a job's log, from the table its worker ships them to (core/service/job_logs.py):
+    the API reads no worker's folder. A late subscriber starts at the oldest line kept."""
 
     def __init__(self, context: JobContext, job_id: str) -> None:
         self.context = context

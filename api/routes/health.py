@@ -6,7 +6,7 @@ from fastapi.responses import JSONResponse
 from api.deps import ContextDep, SettingsDep
 from api.queue import broker_of, broker_probe
 from api.schemas import Liveness, Readiness
-from core.health import Check, database_probe, run_check, storage_probe, workers_probe
+from core.service.health import Check, database_probe, run_check, storage_probe, workers_probe
 
 router = APIRouter(tags=["health"])
 

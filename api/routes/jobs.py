@@ -13,19 +13,19 @@ from api.deps import (
     SettingsDep,
 )
 from api.schemas import JobPublic, JobsPublic, also_as, file_response
-from core.context import JobContext
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
-from core.job_logs import full_log_key
-from core.job_report import job_report
-from core.jobs import JOB_PARTS, TERMINAL_STATES, JobPart, cancel_job, get_job, list_jobs
-from core.model_card import render_markdown
-from core.models import Job, JobState
-from core.report_models import JobMetrics, JobReport, ModelCard
-from core.reports import render_html
-from core.runner import EXPORT_FILES, artifact_key
-from core.spec import JobSpec
-from core.submission import reference_screen, submit_job
+from core.reporting.job_report import job_report
+from core.reporting.model_card import render_markdown
+from core.reporting.report_models import JobMetrics, JobReport, ModelCard
+from core.reporting.reports import render_html
+from core.science.spec import JobSpec
+from core.service.job_logs import full_log_key
+from core.service.jobs import JOB_PARTS, TERMINAL_STATES, JobPart, cancel_job, get_job, list_jobs
+from core.service.models import Job, JobState
+from core.workflows.context import JobContext
+from core.workflows.runner import EXPORT_FILES, artifact_key
+from core.workflows.submission import reference_screen, submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
 # Shown in /docs; dataset ids are placeholders for ids returned by POST /datasets.

@@ -9,8 +9,8 @@ from prometheus_client.core import GaugeMetricFamily, HistogramMetricFamily, Met
 from api.deps import ContextDep, SettingsDep, require_metrics_reader
 from api.queue import broker_of, queue_depths
 from core.config import Settings
-from core.context import JobContext
-from core.health import histogram, jobs_by_state, recent_epoch_seconds
+from core.service.health import histogram, jobs_by_state, recent_epoch_seconds
+from core.workflows.context import JobContext
 
 router = APIRouter(tags=["health"])
 EPOCH_BUCKETS = (1.0, 5.0, 15.0, 60.0, 300.0, 900.0, 3600.0)

@@ -3,9 +3,9 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Body
 
 from api.deps import ContextDep, SessionDep
-from core.report_models import PreflightResult
-from core.runner import preflight_check
-from core.spec import JobSpec
+from core.reporting.report_models import PreflightResult
+from core.science.spec import JobSpec
+from core.workflows.runner import preflight_check
 
 router = APIRouter(prefix="/preflight", tags=["preflight"])
 PREFLIGHT_EXAMPLES: dict[str, dict[str, Any]] = {

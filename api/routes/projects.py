@@ -4,7 +4,7 @@ from fastapi import APIRouter, status
 
 from api.deps import AdminDep, SessionDep, TokenCacheDep
 from api.schemas import ProjectCreate, ProjectPublic, TokenCreate, TokenIssued, TokenPublic
-from core.auth import create_project, get_project, issue_token, list_projects, revoke_token
+from core.service.auth import create_project, get_project, issue_token, list_projects, revoke_token
 
 router = APIRouter(prefix="/projects", tags=["projects"])
 

@@ -4,8 +4,8 @@ from fastapi import APIRouter, Body, Response, status
 
 from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, SessionDep
 from api.schemas import ReplaySetPublic, ReplaySetsPublic
-from core.jobs import cancel
-from core.replay_sets import (
+from core.service.jobs import cancel
+from core.workflows.replay_sets import (
     ReplaySetSpec,
     get_replay_set,
     list_replay_sets,

@@ -4,8 +4,8 @@ from fastapi import APIRouter
 
 from api.deps import PrincipalDep
 from api.schemas import E0MethodPublic, StrategiesPublic, StrategyPublic
-from core.spec import E0_METHOD_SUMMARIES
-from core.strategy_table import STRATEGIES
+from core.science.spec import E0_METHOD_SUMMARIES
+from core.science.strategy_table import STRATEGIES
 
 router = APIRouter(prefix="/strategies", tags=["strategies"])
 

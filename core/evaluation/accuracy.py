@@ -13,8 +13,8 @@ import ase
 import numpy as np
 import torch
 
-from core.datasets import labels_of
-from core.inference import predict
+from core.data.datasets import labels_of
+from core.science.inference import predict
 
 DEFAULT_CONFIG_TYPE = "default"
 # Enough for a readable scatter plot; a replay set has millions of force components.
@@ -94,7 +94,8 @@ def accuracy(
     device: str = "cpu",
     max_parity_points: int = MAX_PARITY_POINTS,
 ) -> AccuracyMetrics:
-    """Errors of `model` against the labels of `configs` (read with core.datasets.labels_of)."""
+    """Errors of `model` against the labels of `configs` (read with
+    core.data.datasets.labels_of)."""
     compared = _compare(model, configs, batch_size, device)
     by_type: dict[str, list[_Compared]] = defaultdict(list)
     for item in compared:

@@ -18,10 +18,10 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from ase.geometry import find_mic
 
-from core import mace_model
 from core.evaluation.md import MIN_DISTANCE_FRACTION
 from core.evaluation.rdf import pair_label
-from core.inference import Neighbourhood, neighbourhood, predict
+from core.registry import mace_model
+from core.science.inference import Neighbourhood, neighbourhood, predict
 
 DEFAULT_DISTANCES = tuple(np.round(np.arange(0.5, 5.0 + 1e-9, 0.05), 3))  # Å
 DEFAULT_SCALES = tuple(np.round(np.arange(0.5, 1.0 + 1e-9, 0.025), 3))  # of cell and positions

@@ -17,9 +17,9 @@ import numpy as np
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from core.datasets import labels_of
+from core.data.datasets import labels_of
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
-from core.inference import predict
+from core.science.inference import predict
 
 Reference = Literal["dataset", "foundation"]
 

@@ -2,7 +2,7 @@
 
 A model can reach a low test error while its energy surface grows unphysical minima at short
 distance or collapsed volume, which a structure search or a hot MD run falls into. The test:
-random crystals (PyXtal, core.random_crystals) are relaxed under a target pressure (cell and
+random crystals (PyXtal, core.data.random_crystals) are relaxed under a target pressure (cell and
 positions, ASE's FrechetCellFilter with FIRE), rattled and relaxed again for a number of cycles,
 and each relaxed structure is flagged if any of the study's four criteria holds (see
 `flag_holes`). The same seed gives the same starting structures, so a fine-tuned model and its
@@ -40,10 +40,15 @@ from ase.neighborlist import neighbor_list
 from ase.optimize import FIRE
 from threadpoolctl import threadpool_limits
 
+from core.data.random_crystals import random_crystals
 from core.errors import InvalidSpecError
-from core.foundations import FoundationModel, ModelSource, load_model_source, model_source_sha256
-from core.random_crystals import random_crystals
-from core.spec import RssHolesSettings
+from core.registry.foundations import (
+    FoundationModel,
+    ModelSource,
+    load_model_source,
+    model_source_sha256,
+)
+from core.science.spec import RssHolesSettings
 
 logger = logging.getLogger(__name__)
 
@@ -222,9 +227,9 @@ def starting_structures(
 
 
 def structure_set_digest(structures: Sequence[StartingStructure]) -> str:
-    # Imported here: core.cache loads mace and torch, which worker processes relaxing with
+    # Imported here: core.science.cache loads mace and torch, which worker processes relaxing with
     # another calculator do not need.
-    from core.cache import configurations_digest
+    from core.science.cache import configurations_digest
 
     made = [s.atoms for s in structures if s.atoms is not None]
     labels = "|".join(f"{s.composition}:{s.index}:{s.failure}" for s in structures)

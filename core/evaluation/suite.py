@@ -1,7 +1,8 @@
 """The evaluation stage: every measurement of one model, as the report's sections.
 
-Each section is built as its core.report_models model; `evaluate_model` returns them as the JSON
-stored with the job or evaluation, which core.reports renders and core.sweeps compares.
+Each section is built as its core.reporting.report_models model; `evaluate_model` returns them as
+the JSON stored with the job or evaluation, which core.reporting.reports renders and
+core.workflows.sweeps compares.
 """
 
 import math
@@ -13,7 +14,6 @@ import ase
 import torch
 from ase.data import chemical_symbols
 
-from core import mace_model
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.evaluation.dimers import Repulsion, short_range_repulsion
 from core.evaluation.forgetting import Forgetting, forgetting
@@ -25,8 +25,8 @@ from core.evaluation.md import (
     md_stability,
 )
 from core.evaluation.rdf import compare_rdfs, radial_distribution
-from core.inference import neighbourhood
-from core.report_models import (
+from core.registry import mace_model
+from core.reporting.report_models import (
     AccuracyReport,
     CompressionCurveReport,
     DimerCurveReport,
@@ -41,7 +41,8 @@ from core.report_models import (
     RdfReport,
     ReplayErrors,
 )
-from core.spec import EvaluationSettings
+from core.science.inference import neighbourhood
+from core.science.spec import EvaluationSettings
 
 StageCallback = Callable[[str], None]
 # (stage, done, total): progress inside a long stage, e.g. ("md 1/3", 120, 800) MD steps.
@@ -121,7 +122,7 @@ def evaluate(
         )
         if foundation is not None:
             # Holes the foundation has already are inherited, not made by the fine-tuning;
-            # sweeps judge a model by the holes beyond its foundation's (core.sweeps).
+            # sweeps judge a model by the holes beyond its foundation's (core.workflows.sweeps).
             dimers.foundation_holes = short_range_repulsion(
                 foundation, elements, structures[:1], device=device
             ).holes
@@ -275,7 +276,7 @@ def md_reports(result: MDStability, structure: str) -> list[MDRunReport]:
             failure_reason=run.failure_reason,
             max_energy_drift_ev_per_atom=run.max_energy_drift_ev_per_atom,
             min_distance_ratio=run.min_distance_ratio,
-            # Drawn in the report (core.reports): time, temperature and total energy.
+            # Drawn in the report (core.reporting.reports): time, temperature and total energy.
             time_ps=list(run.time_ps),
             temperature_K=list(run.temperature_k),
             energy_ev=[_finite_or_none(value) for value in run.total_energy_ev],

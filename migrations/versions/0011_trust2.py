@@ -41,8 +41,8 @@ def upgrade() -> None:
 
 
 def summarize(epochs: list[dict]) -> tuple[int, dict | None]:
-    # As core.models._summarize_epochs at the time of writing: "epoch None" is the validation
-    # before training, and replay jobs log every epoch once per head.
+    # As core.service.models._summarize_epochs at the time of writing: "epoch None" is the
+    # validation before training, and replay jobs log every epoch once per head.
     trained = {
         entry["epoch"]
         for entry in epochs

@@ -14,9 +14,9 @@ from pydantic import SecretStr
 from sqlalchemy import delete, func
 
 from api.routes import events as events_route
-from core.foundation_store import foundation_key
-from core.foundations import file_sha256
-from core.models import ApiToken, FoundationRecord
+from core.registry.foundation_store import foundation_key
+from core.registry.foundations import file_sha256
+from core.service.models import ApiToken, FoundationRecord
 
 ADMIN_TOKEN = "test-admin-token"
 ADMIN = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
@@ -128,7 +128,7 @@ def test_tokens_are_stored_hashed_and_can_be_revoked(api, settings) -> None:
     headers = {"Authorization": f"Bearer {issued['token']}"}
     assert api.get("/jobs", headers=headers).status_code == 200
 
-    from core.db import session_factory
+    from core.service.db import session_factory
 
     with session_factory(settings.resolved_database_url)() as session:
         row = session.get(ApiToken, issued["id"])
@@ -145,7 +145,7 @@ def test_a_token_seen_valid_is_not_looked_up_again_until_its_cache_time_is_up(
 ) -> None:
     from sqlalchemy import event, update
 
-    from core.db import session_factory
+    from core.service.db import session_factory
 
     project = api.post("/projects", json={"name": f"p-{uuid.uuid4().hex[:8]}"}, headers=ADMIN)
     issued = api.post(

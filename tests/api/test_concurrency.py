@@ -14,10 +14,10 @@ import httpx
 import pytest
 from sqlalchemy import event
 
-from core.db import session_factory
-from core.jobs import create_job
-from core.models import Dataset, JobState
-from core.scoping import scope_session
+from core.service.db import session_factory
+from core.service.jobs import create_job
+from core.service.models import Dataset, JobState
+from core.service.scoping import scope_session
 from tests.conftest import REPO_ROOT
 
 ADMIN_TOKEN = "concurrency-admin-token"

@@ -2,8 +2,8 @@ from pathlib import Path
 
 from sqlalchemy import func, select
 
-from core.db import session_factory
-from core.models import Dataset
+from core.service.db import session_factory
+from core.service.models import Dataset
 from tests.conftest import upload
 
 GOOD = """2

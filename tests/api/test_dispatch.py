@@ -10,8 +10,8 @@ import pytest
 import redis
 from fastapi.testclient import TestClient
 
-from core.dispatch import resend_undispatched
-from core.models import Evaluation, Job, JobState, ReplaySet
+from core.service.dispatch import resend_undispatched
+from core.service.models import Evaluation, Job, JobState, ReplaySet
 from tests.conftest import upload
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
@@ -178,7 +178,7 @@ def test_cancel_routes_stop_queued_evaluations_replay_sets_and_whole_sweeps(
 def test_an_evaluation_runs_under_a_lease_that_is_released_when_it_ends(
     client, app, target_files
 ) -> None:
-    from core.evaluations import execute_evaluation
+    from core.workflows.evaluations import execute_evaluation
 
     test_set = upload(client, target_files["test"])["id"]
     created = client.post(

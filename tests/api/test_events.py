@@ -8,9 +8,9 @@ from typing import Any
 import pytest
 
 from api.routes import events as events_route
-from core.job_logs import LOG_LINES_KEPT, MACE_LOG_NAME, LogShipper
-from core.jobs import record_epoch, transition
-from core.models import JobState
+from core.service.job_logs import LOG_LINES_KEPT, MACE_LOG_NAME, LogShipper
+from core.service.jobs import record_epoch, transition
+from core.service.models import JobState
 from tests.conftest import upload
 
 Event = tuple[str, dict[str, Any]]

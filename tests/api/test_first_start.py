@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from fastapi.testclient import TestClient
 
-from core.foundations import building_marker, mark_building
+from core.registry.foundations import building_marker, mark_building
 from tests.conftest import FOUNDATIONS_DIR, upload
 
 
@@ -73,7 +73,7 @@ def test_the_embedded_api_installs_the_shipped_demo_foundation_at_once(
     settings, tmp_path
 ) -> None:
     from api.app import create_app
-    from core.demo_foundation import SHIPPED_DEMO_SHA256
+    from core.science.demo_foundation import SHIPPED_DEMO_SHA256
 
     started = time.monotonic()
     with TestClient(create_app(_fresh(settings, tmp_path), start_worker=True)) as client:
@@ -90,7 +90,7 @@ def test_a_demo_foundation_failing_its_pin_is_built_in_the_background_while_the_
     settings, tmp_path, monkeypatch
 ) -> None:
     from api.app import create_app
-    from core import demo_foundation
+    from core.science import demo_foundation
 
     # A shipped file that does not match its pin (edited, or truncated by a checkout).
     monkeypatch.setattr(demo_foundation, "SHIPPED_DEMO_SHA256", "0" * 64)

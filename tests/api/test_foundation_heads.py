@@ -2,7 +2,7 @@
 
 import pytest
 
-from core.demo_data import generate_target_dataset, write_extxyz
+from core.data.demo_data import generate_target_dataset, write_extxyz
 from tests.conftest import upload
 
 

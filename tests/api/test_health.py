@@ -9,10 +9,10 @@ from prometheus_client.parser import text_string_to_metric_families
 from sqlalchemy import delete
 from sqlalchemy.orm import sessionmaker
 
-from core.db import session_factory
-from core.heartbeats import WorkerIdentity, beat
-from core.jobs import create_job, record_epoch
-from core.models import Dataset, WorkerHeartbeat, new_id, utcnow
+from core.service.db import session_factory
+from core.service.heartbeats import WorkerIdentity, beat
+from core.service.jobs import create_job, record_epoch
+from core.service.models import Dataset, WorkerHeartbeat, new_id, utcnow
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:

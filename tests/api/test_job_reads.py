@@ -9,9 +9,9 @@ from contextlib import contextmanager
 import pytest
 from sqlalchemy import event, update
 
-from core.checkpoints import _keep_epochs_before
-from core.jobs import get_job, record_epoch
-from core.models import Job
+from core.service.jobs import get_job, record_epoch
+from core.service.models import Job
+from core.workflows.checkpoints import _keep_epochs_before
 from tests.conftest import upload
 
 HEAVY_COLUMNS = ("epochs", "split", "metrics", "model_card")

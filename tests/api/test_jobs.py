@@ -1,6 +1,6 @@
 import pytest
 
-from core.models import JobState
+from core.service.models import JobState
 from tests.conftest import upload
 
 
@@ -60,7 +60,7 @@ def test_invalid_specs_get_422(client, train_id, change) -> None:
 def test_test_set_with_elements_the_training_data_lack_is_rejected(
     client, train_id, tmp_path
 ) -> None:
-    from core.demo_data import generate_target_dataset, write_extxyz
+    from core.data.demo_data import generate_target_dataset, write_extxyz
 
     cuau = write_extxyz(generate_target_dataset(3, seed=5, system="CuAu"), tmp_path / "cuau.extxyz")
     test_id = upload(client, cuau)["id"]
@@ -82,9 +82,9 @@ def test_isolated_atom_e0s_without_isolated_atoms_are_refused(client, train_id) 
 
 
 def test_a_failed_jobs_working_folder_is_removed(client, app, train_id) -> None:
-    from core.runner import execute_job
-    from core.spec import JobSpec
-    from core.submission import submit_job
+    from core.science.spec import JobSpec
+    from core.workflows.runner import execute_job
+    from core.workflows.submission import submit_job
 
     # The foundation's own E0s on shifted data: preflight blocks, so the job fails quickly,
     # after its inputs were fetched into its working folder. Submitted past the API's own
@@ -106,8 +106,8 @@ def test_a_stored_spec_naming_a_foundation_by_path_fails_the_job_without_loading
 ) -> None:
     from sqlalchemy import update
 
-    from core.models import Job
-    from core.runner import execute_job
+    from core.service.models import Job
+    from core.workflows.runner import execute_job
 
     job = client.post("/jobs", json={"train_dataset": train_id}).json()
     context = app.state.context

@@ -2,8 +2,8 @@
 
 import pytest
 
-from core.demo_data import generate_target_dataset, write_extxyz
-from core.preflight import KCAL_PER_MOL_PER_EV
+from core.data.demo_data import generate_target_dataset, write_extxyz
+from core.science.preflight import KCAL_PER_MOL_PER_EV
 from tests.conftest import upload
 
 

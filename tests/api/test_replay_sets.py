@@ -5,10 +5,10 @@ from pathlib import Path
 
 import pytest
 
-from core.catalog import register_dataset
-from core.demo_data import generate_target_dataset, write_extxyz
-from core.models import ReplaySet
-from core.replay_sets import execute_replay_set
+from core.data.catalog import register_dataset
+from core.data.demo_data import generate_target_dataset, write_extxyz
+from core.service.models import ReplaySet
+from core.workflows.replay_sets import execute_replay_set
 
 SMALL = {"size": 12, "sources": ["rattle", "strain", "dimer"]}
 

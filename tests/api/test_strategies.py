@@ -1,7 +1,7 @@
 """GET /strategies: the dashboard's new-job form reads the strategies from the service's table."""
 
-from core.spec import E0_METHOD_SUMMARIES, JobSpec
-from core.strategy_table import STRATEGIES
+from core.science.spec import E0_METHOD_SUMMARIES, JobSpec
+from core.science.strategy_table import STRATEGIES
 
 
 def test_strategies_are_the_table_with_presets_and_every_e0_method(client) -> None:

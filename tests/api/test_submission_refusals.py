@@ -78,7 +78,7 @@ def test_a_published_foundation_that_cannot_be_fetched_offline_is_refused_naming
 def test_a_published_foundation_in_maces_cache_is_accepted_offline(
     client, app, train_id, tmp_path, monkeypatch
 ) -> None:
-    from core.foundations import published_source
+    from core.registry.foundations import published_source
 
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path))
     monkeypatch.setattr(app.state.context.registry, "offline", True)

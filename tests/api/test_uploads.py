@@ -8,8 +8,8 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from core.db import session_factory
-from core.models import Dataset
+from core.service.db import session_factory
+from core.service.models import Dataset
 
 BAD_FILES = Path(__file__).resolve().parent.parent / "data" / "bad_extxyz"
 # file in tests/data/bad_extxyz -> (status, words the message must contain)

@@ -7,12 +7,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update
 
-from core.evaluations import execute_evaluation
-from core.evaluations import work_folder as evaluation_folder
-from core.leases import leave_no_folder
-from core.models import Evaluation, JobState, ReplaySet
-from core.replay_sets import execute_replay_set
-from core.replay_sets import work_folder as replay_set_folder
+from core.service.leases import leave_no_folder
+from core.service.models import Evaluation, JobState, ReplaySet
+from core.workflows.evaluations import execute_evaluation
+from core.workflows.evaluations import work_folder as evaluation_folder
+from core.workflows.replay_sets import execute_replay_set
+from core.workflows.replay_sets import work_folder as replay_set_folder
 from tests.conftest import upload
 
 

@@ -16,8 +16,8 @@ import httpx
 import pytest
 
 from bench.service import free_port
-from core.sweeps import recommend
-from core.verdicts import verdicts_json
+from core.reporting.verdicts import verdicts_json
+from core.workflows.sweeps import recommend
 from tests.conftest import REPO_ROOT, upload
 from tests.e2e.conftest import wait_for_job
 from tests.unit.test_reports import full_report
@@ -306,7 +306,7 @@ def test_job_page_draws_every_section_of_a_full_report(page) -> None:
     """Rendering only: the unit tests' full report (MD traces, RDFs, forgetting, holes) served
     for a made-up job id, since one small real job cannot afford MD."""
     report = full_report()
-    report["verdicts"] = verdicts_json(report)  # graded by the server (core.job_report)
+    report["verdicts"] = verdicts_json(report)  # graded by the server (core.reporting.job_report)
     job = {
         "id": "fulljob",
         "state": "succeeded",

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from core.demo_data import write_extxyz
+from core.data.demo_data import write_extxyz
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 from tests.e2e.test_strategies import replay_structures
@@ -101,7 +101,7 @@ def test_evaluating_an_unfinished_or_missing_job_is_refused(client, evaluated_jo
 
 def test_the_report_of_a_finished_job_fits_the_report_model(client, evaluated_job) -> None:
     # Issue 19 item 3: what the OpenAPI document promises is what a finished job sends.
-    from core.report_models import JobReport, undeclared_keys
+    from core.reporting.report_models import JobReport, undeclared_keys
 
     report = client.get(f"/jobs/{evaluated_job['id']}/report").json()
     parsed = JobReport.model_validate(report)

@@ -17,11 +17,11 @@ import numpy as np
 import pytest
 import torch
 
-from core.demo_data import generate_target_dataset, write_extxyz
-from core.exports import compare_lammps, compare_torchscript
-from core.foundation_heads import keep_head
-from core.inference import predict
-from core.model_checks import FROZEN_PREFIXES
+from core.data.demo_data import generate_target_dataset, write_extxyz
+from core.registry.foundation_heads import keep_head
+from core.science.exports import compare_lammps, compare_torchscript
+from core.science.inference import predict
+from core.science.model_checks import FROZEN_PREFIXES
 from tests.conftest import FOUNDATIONS_DIR, upload
 from tests.e2e.conftest import wait_for_job
 from tests.families import lone_atom_energy_by_formula

@@ -7,12 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from core.datasets import read_configurations
-from core.demo_data import generate_target_dataset, write_extxyz
-from core.foundations import load_own_model
-from core.inference import _batches, predict
-from core.spec import JobSpec
-from core.submission import submit_job
+from core.data.datasets import read_configurations
+from core.data.demo_data import generate_target_dataset, write_extxyz
+from core.registry.foundations import load_own_model
+from core.science.inference import _batches, predict
+from core.science.spec import JobSpec
+from core.workflows.submission import submit_job
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 

@@ -8,8 +8,8 @@ import pytest
 from ase.calculators.singlepoint import SinglePointCalculator
 
 from bench.service import wait_for
-from core.catalog import register_dataset
-from core.demo_data import (
+from core.data.catalog import register_dataset
+from core.data.demo_data import (
     EMT_NONMETALS,
     generate_foundation_configurations,
     generate_target_dataset,

@@ -7,9 +7,13 @@ import numpy as np
 import pytest
 import torch
 
-from core.demo_data import generate_foundation_configurations, generate_target_dataset, write_extxyz
-from core.inference import predict
-from core.model_checks import FROZEN_PREFIXES
+from core.data.demo_data import (
+    generate_foundation_configurations,
+    generate_target_dataset,
+    write_extxyz,
+)
+from core.science.inference import predict
+from core.science.model_checks import FROZEN_PREFIXES
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
 

@@ -4,7 +4,7 @@ import time
 
 import pytest
 
-from core.demo_data import write_extxyz
+from core.data.demo_data import write_extxyz
 from tests.conftest import upload
 from tests.e2e.test_strategies import replay_structures
 

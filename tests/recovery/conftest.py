@@ -124,7 +124,7 @@ def no_leftover_work(settings) -> None:
     worker of these tests is alive between them."""
     from sqlalchemy import create_engine, delete, update
 
-    from core.models import Evaluation, Job, JobState, ReplaySet, WorkerHeartbeat
+    from core.service.models import Evaluation, Job, JobState, ReplaySet, WorkerHeartbeat
 
     engine = create_engine(settings.resolved_database_url)
     with engine.begin() as connection:

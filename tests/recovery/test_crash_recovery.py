@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from core.checkpoints import checkpoint_epoch, pointer_key
-from core.storage import storage_from_settings
+from core.artifacts.storage import storage_from_settings
+from core.workflows.checkpoints import checkpoint_epoch, pointer_key
 from tests.conftest import upload
 from tests.recovery.conftest import training_processes, wait_until
 

@@ -8,7 +8,7 @@ import sys
 import pytest
 from fastapi.testclient import TestClient
 
-from core.leases import exhausted_reason
+from core.service.leases import exhausted_reason
 from tests.conftest import upload
 from tests.recovery.conftest import wait_until
 
@@ -98,8 +98,8 @@ def test_readiness_says_no_worker_alive_once_the_embedded_worker_is_gone(
     embedded_settings, demo_foundation
 ) -> None:
     from api.app import create_app
-    from core.db import session_factory
-    from core.heartbeats import alive_workers
+    from core.service.db import session_factory
+    from core.service.heartbeats import alive_workers
 
     app = create_app(embedded_settings, start_worker=True)
     with TestClient(app) as client:

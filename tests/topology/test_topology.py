@@ -15,11 +15,11 @@ import httpx
 import pytest
 
 from bench.topology import Topology, register_foundation
-from core.checkpoints import checkpoint_epoch, pointer_key
+from core.artifacts.storage import Storage, storage_from_settings
 from core.config import Settings
-from core.demo_data import generate_target_dataset, write_extxyz
-from core.runner import model_key
-from core.storage import Storage, storage_from_settings
+from core.data.demo_data import generate_target_dataset, write_extxyz
+from core.workflows.checkpoints import checkpoint_epoch, pointer_key
+from core.workflows.runner import model_key
 from tests.topology.conftest import ADMIN_TOKEN, wait_until_ended
 
 pytestmark = [

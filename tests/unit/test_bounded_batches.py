@@ -9,12 +9,12 @@ import torch
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from core.cost import probe_cost
 from core.evaluation.dimers import compression_curve, compression_structure
 from core.evaluation.suite import md_runs_for
-from core.inference import batch_by_edges, model_inputs, neighbourhood, predict
-from core.preflight import force_sample
-from core.spec import JobSpec
+from core.science.cost import probe_cost
+from core.science.inference import batch_by_edges, model_inputs, neighbourhood, predict
+from core.science.preflight import force_sample
+from core.science.spec import JobSpec
 
 
 @pytest.fixture(scope="module")
@@ -116,7 +116,7 @@ def test_the_training_batch_is_lowered_to_fit_the_edge_budget_and_small_data_kee
 ) -> None:
     from ase.build import molecule
 
-    from core.training import batch_size_for_edges
+    from core.workflows.training import batch_size_for_edges
 
     spec = JobSpec(train_dataset="x")
     cells = [copper(3), copper(3, vacancy=True)]

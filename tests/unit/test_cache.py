@@ -3,7 +3,7 @@
 import numpy as np
 from ase.build import molecule
 
-from core.cache import PredictionCache
+from core.science.cache import PredictionCache
 
 
 def test_a_second_request_is_served_from_the_cache_and_changed_inputs_miss(tmp_path) -> None:

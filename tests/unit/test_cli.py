@@ -9,7 +9,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from bench.service import free_port
-from core.demo_data import generate_target_dataset, write_extxyz
+from core.data.demo_data import generate_target_dataset, write_extxyz
 from mlft_client.cli import main
 from tests.conftest import REPO_ROOT
 

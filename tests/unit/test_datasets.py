@@ -10,7 +10,7 @@ import pytest
 from mace.data import KeySpecification
 from mace.data.utils import load_from_xyz
 
-from core.datasets import (
+from core.data.datasets import (
     inspect_extxyz,
     labels_of,
     read_configurations,

@@ -1,12 +1,12 @@
-"""The connection pool pings a connection only after it sat idle (core.db, issue 17): a request
-on a connection used moments ago costs no extra round trip, and one dropped while idle (a
+"""The connection pool pings a connection only after it sat idle (core.service.db, issue 17): a
+request on a connection used moments ago costs no extra round trip, and one dropped while idle (a
 database restart) is replaced before a request sees it."""
 
 import pytest
 from sqlalchemy import text
 
-from core import db
-from core.db import PoolLimits, make_engine
+from core.service import db
+from core.service.db import PoolLimits, make_engine
 
 
 @pytest.fixture()

@@ -14,8 +14,7 @@ from ase.calculators.emt import EMT
 from ase.data import atomic_numbers
 from mace.calculators import MACECalculator
 
-from core import demo_foundation
-from core.demo_data import (
+from core.data.demo_data import (
     DEFAULT_ENERGY_OFFSETS,
     EMT_ELEMENTS,
     TARGET_ELEMENTS,
@@ -26,8 +25,9 @@ from core.demo_data import (
     isolated_atom_energies,
     write_extxyz,
 )
-from core.demo_foundation import build_demo_foundation, demo_foundation_e0s
-from core.foundations import file_sha256
+from core.registry.foundations import file_sha256
+from core.science import demo_foundation
+from core.science.demo_foundation import build_demo_foundation, demo_foundation_e0s
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ import ase
 import numpy as np
 import pytest
 
-from core.datasets import (
+from core.data.datasets import (
     inspect_extxyz,
     is_isolated_atom,
     labels_of,
@@ -19,8 +19,8 @@ from core.datasets import (
     write_mace_extxyz,
     write_normalised,
 )
+from core.data.labels import LabelKeys
 from core.errors import InvalidDatasetError
-from core.labels import LabelKeys
 
 DIALECTS = Path(__file__).resolve().parent.parent / "data" / "dialects"
 # file -> keys the summary must name for energy, forces, stress, virials

@@ -14,7 +14,8 @@ from mace.data import KeySpecification, config_from_atoms
 from mace.data.utils import estimate_e0s_from_foundation
 from mace.tools import AtomicNumberTable
 
-from core.e0s import (
+from core.errors import E0MismatchError, InvalidSpecError
+from core.science.e0s import (
     E0Fit,
     average_e0s,
     estimate_e0s,
@@ -27,7 +28,6 @@ from core.e0s import (
     verify_model_e0s,
     with_e0s,
 )
-from core.errors import E0MismatchError, InvalidSpecError
 
 ELEMENTS = ["H", "C", "O", "Cu"]
 MODEL_E0S = {"H": -1.17, "C": -8.03, "O": -4.92, "Cu": -3.71}

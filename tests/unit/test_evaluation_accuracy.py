@@ -9,7 +9,7 @@ import pytest
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.accuracy import accuracy
 from core.evaluation.md import model_calculator
 

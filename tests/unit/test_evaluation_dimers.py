@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 import torch
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.dimers import compression_curve, dimer_curve, short_range_repulsion
 
 

@@ -8,7 +8,7 @@ import ase
 import pytest
 import torch
 
-from core.demo_data import generate_foundation_configurations
+from core.data.demo_data import generate_foundation_configurations
 from core.evaluation.forgetting import forgetting
 
 

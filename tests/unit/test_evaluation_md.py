@@ -11,7 +11,7 @@ import torch
 from ase.calculators.calculator import Calculator, all_changes
 from ase.calculators.morse import MorsePotential
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.md import MDRunSpec, MDSettings, md_stability, run_md
 from core.evaluation.rdf import radial_distribution
 

@@ -14,7 +14,7 @@ from core.errors import (
     InvalidSpecError,
     NotFoundError,
 )
-from core.foundations import (
+from core.registry.foundations import (
     FoundationModel,
     FoundationRegistry,
     check_mace_model_file,

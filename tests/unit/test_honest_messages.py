@@ -6,16 +6,16 @@ import numpy as np
 from ase import Atoms
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from core.e0s import E0Fit
-from core.model_card import render_markdown
-from core.models import ReplaySet
-from core.preflight import FoundationPredictions, review
-from core.replay import ReplayFile
-from core.reports import render_html
-from core.runner import _checks_of
-from core.spec import JobSpec
-from core.strategies import spec_warnings
-from core.training import TrainingResult, e0_warnings
+from core.reporting.model_card import render_markdown
+from core.reporting.reports import render_html
+from core.science.e0s import E0Fit
+from core.science.preflight import FoundationPredictions, review
+from core.science.replay import ReplayFile
+from core.science.spec import JobSpec
+from core.science.strategies import spec_warnings
+from core.service.models import ReplaySet
+from core.workflows.runner import _checks_of
+from core.workflows.training import TrainingResult, e0_warnings
 from tests.unit.test_model_card import card
 
 

@@ -2,16 +2,16 @@
 
 import pytest
 
-from core.db import session_factory
-from core.job_logs import (
+from core.artifacts.storage import LocalStorage
+from core.service.db import session_factory
+from core.service.job_logs import (
     LOG_LINES_KEPT,
     MACE_LOG_NAME,
     LogShipper,
     full_log_key,
     lines_after,
 )
-from core.models import new_id
-from core.storage import LocalStorage
+from core.service.models import new_id
 
 
 @pytest.fixture()

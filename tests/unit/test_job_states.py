@@ -2,10 +2,10 @@
 
 import pytest
 
-from core.db import session_factory
 from core.errors import InvalidStateTransitionError
-from core.jobs import cancel_job, create_job, get_job, transition
-from core.models import Dataset, JobState, new_id
+from core.service.db import session_factory
+from core.service.jobs import cancel_job, create_job, get_job, transition
+from core.service.models import Dataset, JobState, new_id
 
 
 @pytest.fixture()

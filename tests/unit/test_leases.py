@@ -8,17 +8,17 @@ import pytest
 import torch
 from sqlalchemy import update
 
-from core.checkpoints import (
+from core.artifacts.storage import LocalStorage
+from core.service.db import session_factory
+from core.service.jobs import create_job, get_job
+from core.service.leases import LeaseKeeper, claim_job, recover_abandoned_jobs
+from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet, new_id, utcnow
+from core.workflows.checkpoints import (
     CheckpointSync,
     checkpoint_epoch,
     newest_checkpoint,
     prepare_resume,
 )
-from core.db import session_factory
-from core.jobs import create_job, get_job
-from core.leases import LeaseKeeper, claim_job, recover_abandoned_jobs
-from core.models import Dataset, Evaluation, Job, JobState, ReplaySet, new_id, utcnow
-from core.storage import LocalStorage
 
 LEASE = {"lease_seconds": 60.0, "max_attempts": 2}
 
@@ -192,7 +192,7 @@ def test_resuming_restores_the_stored_checkpoint_and_keeps_only_epochs_before_it
 def test_evaluations_and_replay_sets_are_leased_requeued_and_failed_like_jobs(
     session, table
 ) -> None:
-    from core.leases import claim, recover_abandoned
+    from core.service.leases import claim, recover_abandoned
 
     values = {"content_hash": "0" * 64} if table is ReplaySet else {}
     row = table(spec={}, **values)

@@ -1,13 +1,14 @@
-"""mace flag names live in core.strategies: the demo foundation's training takes the shared ones
-(float64, label keys, work folders, no plots) from there, and mace's own parser accepts them."""
+"""mace flag names live in core.science.strategies: the demo foundation's training takes the shared
+ones (float64, label keys, work folders, no plots) from there, and mace's own parser accepts
+them."""
 
 from pathlib import Path
 
 from mace.tools import build_default_arg_parser
 
-from core.demo_foundation import DEMO_FOUNDATION_NAME, _mace_argv
-from core.spec import JobSpec
-from core.strategies import TrainingInputs, saved_model_file, shared_arguments, to_mace_argv
+from core.science.demo_foundation import DEMO_FOUNDATION_NAME, _mace_argv
+from core.science.spec import JobSpec
+from core.science.strategies import TrainingInputs, saved_model_file, shared_arguments, to_mace_argv
 
 
 def test_jobs_and_the_demo_foundation_share_the_service_s_mace_flags(tmp_path: Path) -> None:

@@ -5,7 +5,7 @@ import sys
 import psutil
 import pytest
 
-from core.memory import return_freed_memory
+from core.workflows.memory import return_freed_memory
 
 MB = 2**20
 

@@ -1,6 +1,6 @@
 """The model card: every field a user needs to trust or reproduce a model, as JSON and Markdown."""
 
-from core.model_card import build_model_card, render_markdown
+from core.reporting.model_card import build_model_card, render_markdown
 
 
 def card() -> dict:

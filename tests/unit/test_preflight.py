@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from core.preflight import (
+from core.science.preflight import (
     KCAL_PER_MOL_PER_EV,
     FoundationPredictions,
     acknowledged,

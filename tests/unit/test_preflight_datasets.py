@@ -4,15 +4,15 @@ import numpy as np
 import pytest
 from ase.data import chemical_symbols
 
-from core.cache import PredictionCache
-from core.cost import probe_cost, trainable_copy
-from core.datasets import labels_of, read_configurations
-from core.demo_data import generate_target_dataset
-from core.e0s import model_e0s
-from core.foundations import load_own_model
-from core.model_checks import trainable_parameters
-from core.preflight import review, run_preflight
-from core.spec import JobSpec
+from core.data.datasets import labels_of, read_configurations
+from core.data.demo_data import generate_target_dataset
+from core.registry.foundations import load_own_model
+from core.science.cache import PredictionCache
+from core.science.cost import probe_cost, trainable_copy
+from core.science.e0s import model_e0s
+from core.science.model_checks import trainable_parameters
+from core.science.preflight import review, run_preflight
+from core.science.spec import JobSpec
 
 
 @pytest.fixture(scope="module")

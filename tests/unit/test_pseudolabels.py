@@ -4,10 +4,10 @@ import numpy as np
 import pytest
 from mace.calculators import MACECalculator
 
-from core.cache import PredictionCache
-from core.demo_data import generate_foundation_configurations
-from core.foundations import load_own_model
-from core.pseudolabels import pseudolabelled
+from core.data.demo_data import generate_foundation_configurations
+from core.registry.foundations import load_own_model
+from core.science.cache import PredictionCache
+from core.science.pseudolabels import pseudolabelled
 
 
 @pytest.fixture(scope="module")

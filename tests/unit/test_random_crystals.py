@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from ase.data import covalent_radii
 
-from core.random_crystals import random_crystals
+from core.data.random_crystals import random_crystals
 
 
 def _fingerprint(crystal) -> tuple:

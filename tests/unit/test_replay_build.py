@@ -4,14 +4,14 @@ import pytest
 import torch
 from mace.calculators import MACECalculator
 
-from core.datasets import labels_of
-from core.demo_data import generate_target_dataset
-from core.descriptors import structure_descriptors
+from core.data.datasets import labels_of
+from core.data.demo_data import generate_target_dataset
+from core.data.structure_generation import GENERATED_SOURCES, dimers, generate, seed_structures
 from core.errors import InvalidSpecError
-from core.inference import predict
-from core.replay_build import ReplayBuildInputs, build_replay_set
-from core.selection import distinct_indices, farthest_point_indices, min_pairwise_distance
-from core.structure_generation import GENERATED_SOURCES, dimers, generate, seed_structures
+from core.science.descriptors import structure_descriptors
+from core.science.inference import predict
+from core.science.replay_build import ReplayBuildInputs, build_replay_set
+from core.science.selection import distinct_indices, farthest_point_indices, min_pairwise_distance
 
 CUAU = ["Cu", "Au"]
 HCNO = ["H", "C", "N", "O"]
@@ -184,10 +184,10 @@ def test_without_configurations_reference_crystals_are_the_seeds() -> None:
 def test_fps_replay_subsampling_picks_what_the_shared_selection_picks(
     registered_demo_foundation, foundation, alloys, tmp_path
 ) -> None:
-    from core.demo_data import write_extxyz
-    from core.pseudolabels import pseudolabelled
-    from core.replay import prepare_replay_file
-    from core.spec import ReplaySpec
+    from core.data.demo_data import write_extxyz
+    from core.science.pseudolabels import pseudolabelled
+    from core.science.replay import prepare_replay_file
+    from core.science.spec import ReplaySpec
 
     seeds = seed_structures(alloys, CUAU)
     pool = [

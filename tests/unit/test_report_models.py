@@ -4,17 +4,17 @@ written before a field existed, and keep the stored JSON as it was."""
 import pytest
 import torch
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.suite import EvaluationData, evaluate_model
-from core.report_models import (
+from core.reporting.report_models import (
     ErrorMetricsReport,
     EvaluationSections,
     JobReport,
     field_name,
     undeclared_keys,
 )
-from core.reports import render_html
-from core.spec import EvaluationSettings
+from core.reporting.reports import render_html
+from core.science.spec import EvaluationSettings
 
 
 def test_every_key_the_evaluation_stores_is_a_field_of_the_models(demo_foundation) -> None:

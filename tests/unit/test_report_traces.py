@@ -6,12 +6,12 @@ import pytest
 import torch
 from ase.calculators.morse import MorsePotential
 
-from core.demo_data import generate_target_dataset
-from core.e0s import model_e0s, with_e0s
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.forgetting import forgetting, offset_free_energy_rmse
 from core.evaluation.md import MDRunSpec, MDSettings, _thinned, run_md
 from core.evaluation.suite import md_section
-from core.reports import learning_curve_figure, render_html
+from core.reporting.reports import learning_curve_figure, render_html
+from core.science.e0s import model_e0s, with_e0s
 
 
 def test_an_md_run_stores_time_temperature_and_energy_traces() -> None:

@@ -5,7 +5,7 @@ import re
 import numpy as np
 import pytest
 
-from core.reports import render_html
+from core.reporting.reports import render_html
 
 # A full report draws: learning curves, one accuracy figure per dataset, MD traces, RDFs, dimer
 # curves and compression curves.
@@ -289,8 +289,8 @@ def test_a_held_out_test_split_is_named_as_the_job_s_test_data() -> None:
     # Issue 18 item 9: not "Test data: none" for a job with split.test_fraction.
     from datetime import datetime, timezone
 
-    from core.job_report import job_report
-    from core.models import Job, JobState
+    from core.reporting.job_report import job_report
+    from core.service.models import Job, JobState
 
     job = Job(
         id="j1",
@@ -315,7 +315,7 @@ def test_a_held_out_test_split_is_named_as_the_job_s_test_data() -> None:
 
 
 def test_a_label_worse_than_predicting_zero_is_flagged_in_the_report_and_the_job() -> None:
-    from core.training import accuracy_warnings
+    from core.workflows.training import accuracy_warnings
 
     test = {
         "n_configs": 3,

@@ -17,7 +17,7 @@ from core.evaluation.rss import (
     rate_warnings,
     rss_plan,
 )
-from core.spec import RssHolesSettings
+from core.science.spec import RssHolesSettings
 
 
 def _described(structures: list[ase.Atoms]) -> tuple[list[float], list[float], list]:
@@ -164,8 +164,8 @@ def test_bad_compositions_are_refused_in_the_spec(composition):
 
 
 def test_job_and_evaluation_reports_carry_the_hole_rate_warning():
-    from core.job_report import evaluation_report, job_report
-    from core.models import Evaluation, Job, JobState
+    from core.reporting.job_report import evaluation_report, job_report
+    from core.service.models import Evaluation, Job, JobState
 
     section = {"rss_holes": {"warnings": ["hole rate 43% against the foundation's 9%"]}}
     job = Job(
@@ -194,8 +194,8 @@ def test_settings_out_of_range_are_refused(field):
 
 
 def test_a_sweep_compares_the_hole_rate_at_the_lowest_pressure():
-    from core.models import Job, JobState
-    from core.sweeps import comparison_row
+    from core.service.models import Job, JobState
+    from core.workflows.sweeps import comparison_row
 
     rates = {"50": {"rate": 0.5}, "0.1": {"rate": 0.086}}
     job = Job(

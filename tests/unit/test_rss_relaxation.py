@@ -23,8 +23,8 @@ from core.evaluation.rss import (
     rss_plan,
     starting_structures,
 )
-from core.reports import render_html
-from core.spec import RssHolesSettings
+from core.reporting.reports import render_html
+from core.science.spec import RssHolesSettings
 
 SHORT = RelaxSettings(
     pressures_gpa=(0.1,), cycles=1, relax_steps=20, fmax_ev_per_a=0.05, rattle_a=0.1, seed=0

@@ -9,9 +9,9 @@ from fastapi.testclient import TestClient
 from moto.server import ThreadedMotoServer
 from pydantic import SecretStr
 
+from core.artifacts.s3_storage import S3Storage
+from core.artifacts.storage import LocalStorage
 from core.errors import ArtifactMissingError
-from core.s3_storage import S3Storage
-from core.storage import LocalStorage
 
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
 GOOD = """2

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from core.selection import (
+from core.science.selection import (
     coverage,
     distinct_indices,
     farthest_point_indices,

@@ -13,15 +13,20 @@ import torch
 from ase.build import molecule
 from moto import mock_aws
 
-from core import foundations
-from core.cache import PredictionCache
-from core.checkpoints import CheckpointSync, restore_checkpoint
-from core.db import session_factory
+from core.artifacts.s3_storage import S3Storage
 from core.errors import FoundationModelUnavailableError
-from core.foundation_store import FoundationStore, foundation_key
-from core.foundations import FoundationRegistry, file_sha256, load_foundation, pin_model_file
-from core.models import FoundationRecord
-from core.s3_storage import S3Storage
+from core.registry import foundations
+from core.registry.foundation_store import FoundationStore, foundation_key
+from core.registry.foundations import (
+    FoundationRegistry,
+    file_sha256,
+    load_foundation,
+    pin_model_file,
+)
+from core.science.cache import PredictionCache
+from core.service.db import session_factory
+from core.service.models import FoundationRecord
+from core.workflows.checkpoints import CheckpointSync, restore_checkpoint
 
 
 @pytest.fixture()

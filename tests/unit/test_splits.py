@@ -4,8 +4,8 @@ import numpy as np
 import pytest
 from ase import Atoms
 
+from core.data.splits import exact_duplicate_groups, split_configurations
 from core.errors import InvalidSpecError
-from core.splits import exact_duplicate_groups, split_configurations
 
 
 def trajectories(n_groups: int, per_group: int, key: str = "config_type") -> list[Atoms]:

@@ -1,8 +1,9 @@
-"""core.stages: a piece of work is a list of steps over one state, with a stop check between."""
+"""core.service.stages: a piece of work is a list of steps over one state, with a stop check
+between."""
 
 import pytest
 
-from core.stages import Stage, WorkStopped, run_stages
+from core.service.stages import Stage, WorkStopped, run_stages
 
 
 def test_stages_run_in_order_and_each_named_stage_is_recorded_before_it_runs() -> None:

@@ -6,16 +6,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from core.e0s import isolated_atom_energies, model_e0s, verify_model_e0s
 from core.errors import InvalidSpecError
-from core.foundation_heads import working_foundation
-from core.foundations import (
+from core.registry.foundation_heads import working_foundation
+from core.registry.foundations import (
     FoundationRegistry,
     choose_head,
     default_head,
 )
-from core.inference import predict
-from core.standin_foundations import MACE_MP_0_SMALL, MACE_OFF23_SMALL, MULTIHEAD
+from core.registry.standin_foundations import MACE_MP_0_SMALL, MACE_OFF23_SMALL, MULTIHEAD
+from core.science.e0s import isolated_atom_energies, model_e0s, verify_model_e0s
+from core.science.inference import predict
 from tests.conftest import FOUNDATIONS_DIR
 from tests.families import lone_atom_energy_by_formula
 

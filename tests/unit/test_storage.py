@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
+from core.artifacts.storage import LocalStorage
 from core.errors import ArtifactMissingError
-from core.storage import LocalStorage
 
 
 def test_a_stored_file_comes_back_byte_for_byte(tmp_path: Path) -> None:

@@ -5,8 +5,8 @@ from pathlib import Path
 import pytest
 from mace.tools import build_default_arg_parser
 
-from core.spec import JobSpec
-from core.strategies import (
+from core.science.spec import JobSpec
+from core.science.strategies import (
     PRESETS,
     TrainingInputs,
     effective_settings,
@@ -72,8 +72,8 @@ REPLAY = {"dataset": "r"}
             {"name": "multihead_replay", "replay": REPLAY},
             {"multiheads_finetuning": True, "pseudolabel_replay": False, "force_mh_ft_lr": True},
         ),
-        # Pseudolabels are written into the replay file beforehand (core.pseudolabels), once per
-        # foundation and structures, so mace must not relabel them.
+        # Pseudolabels are written into the replay file beforehand (core.science.pseudolabels), once
+        # per foundation and structures, so mace must not relabel them.
         (
             {"name": "pseudolabel_replay", "replay": REPLAY},
             {"multiheads_finetuning": True, "pseudolabel_replay": False},
@@ -121,7 +121,7 @@ def test_replay_strategies_refuse_averaged_e0s() -> None:
 
 
 def test_known_bad_choices_are_flagged() -> None:
-    from core.strategies import spec_warnings
+    from core.science.strategies import spec_warnings
 
     assert spec_warnings(JobSpec(train_dataset="d")) == []
     flagged = spec_warnings(

@@ -7,7 +7,7 @@ from typing import get_args
 import pytest
 from mace.tools import build_default_arg_parser
 
-from core.spec import (
+from core.science.spec import (
     E0_METHOD_NAMES,
     E0_METHOD_SUMMARIES,
     EXPLICIT_E0S,
@@ -20,9 +20,9 @@ from core.spec import (
     replay_of,
     uses_pseudolabels,
 )
-from core.strategies import PRESETS, TrainingInputs, spec_warnings, to_mace_argv
-from core.strategy_table import STRATEGIES, STRATEGY_NAMES, StrategyName
-from core.sweeps import SweepSpec, expand
+from core.science.strategies import PRESETS, TrainingInputs, spec_warnings, to_mace_argv
+from core.science.strategy_table import STRATEGIES, STRATEGY_NAMES, StrategyName
+from core.workflows.sweeps import SweepSpec, expand
 
 
 def job_spec(name: str) -> JobSpec:
@@ -116,8 +116,8 @@ def foundation(demo_foundation: Path):
 
 @pytest.mark.parametrize("name", ["naive", "freeze_interactions", "freeze_readout_only", "lora"])
 def test_the_model_check_and_the_cost_probe_train_the_same_parameters(name, foundation) -> None:
-    from core.cost import trainable_copy
-    from core.model_checks import FROZEN_PREFIXES, trainable_parameters
+    from core.science.cost import trainable_copy
+    from core.science.model_checks import FROZEN_PREFIXES, trainable_parameters
 
     spec = job_spec(name)
     counted = trainable_parameters(spec, foundation)

@@ -2,12 +2,12 @@
 
 import torch
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 from core.evaluation.suite import EvaluationData, evaluate_model
-from core.models import Job, JobState
-from core.reports import label_offsets, render_sweep_html
-from core.spec import EvaluationSettings
-from core.sweeps import comparison_row, recommend
+from core.reporting.reports import label_offsets, render_sweep_html
+from core.science.spec import EvaluationSettings
+from core.service.models import Job, JobState
+from core.workflows.sweeps import comparison_row, recommend
 
 
 def job_with(holes: list[str], foundation_holes: list[str] | None, ratio: float) -> Job:

@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from core.sweeps import SweepSpec, expand, recommend
+from core.workflows.sweeps import SweepSpec, expand, recommend
 
 BASE = {"train_dataset": "d", "hyperparameters": {"max_num_epochs": 1}}
 

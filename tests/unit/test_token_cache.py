@@ -1,6 +1,7 @@
-"""core.auth.TokenCache: a project token found valid is trusted for `ttl` seconds, no longer."""
+"""core.service.auth.TokenCache: a project token found valid is trusted for `ttl` seconds, no
+longer."""
 
-from core.auth import Principal, TokenCache, hash_token
+from core.service.auth import Principal, TokenCache, hash_token
 
 ADMIN_TOKEN = "admin-secret"
 PROJECT = Principal(project_id="p1", admin=False)

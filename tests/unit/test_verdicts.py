@@ -5,15 +5,15 @@ import re
 
 import pytest
 
-from core.job_report import evaluation_report, job_report
-from core.models import Evaluation, Job, JobState
-from core.reports import render_html
-from core.verdicts import (
+from core.reporting.job_report import evaluation_report, job_report
+from core.reporting.reports import render_html
+from core.reporting.verdicts import (
     FORCE_RMSE_LIMITS_MEV_PER_A,
     FORGETTING_RATIO_LIMITS,
     report_verdicts,
     verdicts_json,
 )
+from core.service.models import Evaluation, Job, JobState
 from tests.unit.test_reports import full_report
 
 

@@ -1,5 +1,5 @@
 // The job report's figures and tables (GET /jobs/{id}/report), the same content as the HTML
-// report that core/reports.py renders, drawn in the browser.
+// report that core/reporting/reports.py renders, drawn in the browser.
 
 import { HEAD_COLOURS, HOLE_COLOUR, PALETTE, REFERENCE_COLOUR, histogram, plot } from "./charts.js";
 import { h, num, section, table, withUnit } from "./ui.js";
@@ -57,7 +57,7 @@ export function learningCurves(epochs, maxEpochs = 0) {
 
 // ---- verdicts -----------------------------------------------------------------------------
 
-// Graded on the server (core/verdicts.py), the same badges the HTML report opens with.
+// Graded on the server (core/reporting/verdicts.py), the same badges the HTML report opens with.
 function verdicts(report) {
   const found = (report.verdicts || []).map(({ label, value, level }) => badge(level, label, value));
   return h("div", { class: "verdicts" }, found);

@@ -1,4 +1,5 @@
-"""Write the committed dialect files: tiny CuAu cells (EMT + per-element offsets, core.demo_data)
+"""Write the committed dialect files: tiny CuAu cells (EMT + per-element offsets,
+core.data.demo_data)
 with their labels under the keys MACE, janus-core, GAP and ASE users' files carry.
 
 Run from the repository root: python tests/data/dialects/generate.py
@@ -11,7 +12,7 @@ import numpy as np
 from ase import Atoms
 from ase.build import bulk
 
-from core.demo_data import generate_target_dataset
+from core.data.demo_data import generate_target_dataset
 
 HERE = Path(__file__).resolve().parent
 N_FRAMES = 6

@@ -1,0 +1,112 @@
+"""The verdicts a report opens with (accuracy, forgetting, MD, holes, warnings), graded once here:
+the HTML report (core.reporting.reports) shows them, and the report JSON carries them for the
+dashboard."""
+
+import math
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+Level = Literal["good", "warn", "bad"]
+
+# Rules of thumb, not laws: (green up to, amber up to); above is red. Fine-tuned MACE models on
+# molecular DFT data usually reach 20-50 meV/Å; a replay-set force error more than 1.5x the
+# foundation's is forgetting a user will notice in production.
+FORCE_RMSE_LIMITS_MEV_PER_A = (50.0, 100.0)
+FORGETTING_RATIO_LIMITS = (1.5, 3.0)
+
+
+@dataclass(frozen=True)
+class Verdict:
+    label: str  # what is graded ("test force RMSE")
+    value: str  # the measurement as shown, unit included ("23.5 meV/Å")
+    level: Level
+
+
+def report_verdicts(report: dict) -> list[Verdict]:
+    """The verdicts the report's sections allow, in the order a reader looks for them."""
+    found = (
+        _force_verdict(report.get("accuracy")),
+        _forgetting_verdict(report.get("forgetting")),
+        _md_verdict(report.get("md")),
+        _holes_verdict(report.get("dimers")),
+        _warnings_verdict(report.get("warnings")),
+    )
+    return [verdict for verdict in found if verdict is not None]
+
+
+def verdicts_json(report: dict) -> list[dict[str, str]]:
+    """`report_verdicts` as the report JSON carries them: [{label, value, level}]."""
+    return [asdict(verdict) for verdict in report_verdicts(report)]
+
+
+def number_text(value: Any, unit: str = "", digits: int = 3) -> str:
+    """`digits` significant figures, without switching to exponents for ordinary magnitudes."""
+    if value is None or isinstance(value, bool) or not math.isfinite(value):
+        return "—"
+    magnitude = abs(value)
+    if magnitude >= 10**digits:
+        text = f"{value:,.0f}"
+    elif magnitude == 0:
+        text = "0"
+    elif magnitude >= 1e-3:
+        decimals = max(0, digits - 1 - math.floor(math.log10(magnitude)))
+        text = f"{value:.{decimals}f}"
+    else:
+        text = f"{value:.{digits - 1}e}"
+    return f"{text} {unit}" if unit else text
+
+
+def level_of(value: float, limits: tuple[float, float]) -> Level:
+    good, warn = limits
+    return "good" if value <= good else "warn" if value <= warn else "bad"
+
+
+def headline_dataset(accuracy: dict) -> tuple[str, dict]:
+    label = "test" if "test" in accuracy else next(iter(accuracy))
+    return label, accuracy[label]
+
+
+def _force_verdict(accuracy: dict | None) -> Verdict | None:
+    if not accuracy:
+        return None
+    label, metrics = headline_dataset(accuracy)
+    rmse = metrics.get("forces_rmse_mev_per_a")
+    if rmse is None:
+        return None
+    level = level_of(rmse, FORCE_RMSE_LIMITS_MEV_PER_A)
+    return Verdict(f"{label} force RMSE", number_text(rmse, "meV/Å"), level)
+
+
+def _forgetting_verdict(forgetting: dict | None) -> Verdict | None:
+    ratio = (forgetting or {}).get("force_rmse_ratio")
+    if ratio is None:
+        return None
+    return Verdict(
+        "Forgetting (force RMSE ratio)",
+        f"{number_text(ratio)}×",
+        level_of(ratio, FORGETTING_RATIO_LIMITS),
+    )
+
+
+def _md_verdict(md: list[dict] | None) -> Verdict | None:
+    if not md:
+        return None
+    failed = sum(not run.get("stable") for run in md)
+    if failed:
+        return Verdict("MD stable", f"no ({failed} of {len(md)} runs failed)", "bad")
+    return Verdict("MD stable", f"yes ({len(md)} runs)", "good")
+
+
+def _holes_verdict(dimers: dict | None) -> Verdict | None:
+    if not dimers:
+        return None
+    curves = list((dimers.get("pairs") or {}).values()) + list(dimers.get("compression") or [])
+    holes = sum(bool(curve.get("hole")) for curve in curves)
+    level: Level = "bad" if holes else "good"
+    return Verdict("Dimer/compression holes", f"{holes} of {len(curves)}", level)
+
+
+def _warnings_verdict(warnings: list[str] | None) -> Verdict | None:
+    if warnings is None:
+        return None
+    return Verdict("Warnings", str(len(warnings)), "warn" if warnings else "good")

@@ -1,0 +1,79 @@
+"""Commit first, then send: a work row (job, evaluation, replay-set build) is committed `queued`
+before its task goes to the broker, and records when the broker took it (`enqueued_at`).
+
+A row whose task never reached the broker (the broker was down, the API died in between) keeps
+`enqueued_at` NULL; `resend_undispatched`, which every worker runs each lease period and which
+can be called on its own, sends it once the broker is back. The database stays the truth: a task
+whose row is no longer queued does nothing, so a task sent twice is harmless.
+"""
+
+import logging
+from collections.abc import Callable
+from datetime import timedelta
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from core.errors import BrokerUnavailableError
+from core.service.leases import WorkTable, work_noun
+from core.service.models import Evaluation, Job, JobState, ReplaySet, utcnow
+
+logger = logging.getLogger(__name__)
+
+# (kind, row id): sends the row's task to the broker; raises whatever the broker client raises.
+Send = Callable[[str, str], None]
+WORK_KINDS: dict[str, WorkTable] = {"job": Job, "evaluation": Evaluation, "replay_set": ReplaySet}
+
+
+def dispatch(session: Session, kind: str, row_id: str, send: Send, *, retry_after: int) -> None:
+    """Send the task of a committed row and record it; BrokerUnavailableError when the broker
+    cannot take it (the row stays queued and the sweeper sends it later)."""
+    noun = work_noun(WORK_KINDS[kind])
+    try:
+        send(kind, row_id)
+    except Exception as error:  # the broker client's errors vary by transport (kombu, redis)
+        logger.warning("%s=%s not sent, broker unreachable: %s", kind, row_id, error)
+        raise BrokerUnavailableError(
+            f"the task queue (broker) cannot be reached, so {noun} {row_id} could not be started "
+            f"now; it is saved as queued and is sent automatically once the broker is back "
+            f"(follow it by its id rather than submitting again): {type(error).__name__}",
+            retry_after=retry_after,
+        ) from error
+    mark_enqueued(session, kind, row_id)
+
+
+def mark_enqueued(session: Session, kind: str, row_id: str) -> None:
+    table = WORK_KINDS[kind]
+    session.execute(
+        update(table)
+        .where(table.id == row_id, table.enqueued_at.is_(None))
+        .values(enqueued_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+
+
+def resend_undispatched(
+    session: Session, *, grace_seconds: float, send: Send
+) -> list[tuple[str, str]]:
+    """Send the tasks of queued rows that never reached the broker and are older than the grace
+    period (a younger one may be on its way from the API); returns (kind, id) of those sent.
+    A broker still away raises, and the next round tries again."""
+    cutoff = utcnow() - timedelta(seconds=grace_seconds)
+    sent = []
+    for kind, table in WORK_KINDS.items():
+        stranded = session.scalars(
+            select(table.id)
+            .where(
+                table.state == JobState.QUEUED,
+                table.enqueued_at.is_(None),
+                table.created_at <= cutoff,
+            )
+            .order_by(table.created_at)
+        ).all()
+        for row_id in stranded:
+            send(kind, row_id)
+            mark_enqueued(session, kind, row_id)
+            logger.warning("%s=%s sent: its task had not reached the broker", kind, row_id)
+            sent.append((kind, row_id))
+    return sent

@@ -1,0 +1,197 @@
+"""Accept a job: check the spec against the stored datasets and the foundation registry."""
+
+import logging
+from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+from sqlalchemy.orm import Session
+
+from core.config import Settings
+from core.data.catalog import referenced_dataset
+from core.errors import InvalidSpecError
+from core.registry.foundations import FoundationRegistry, choose_head
+from core.science.spec import JobSpec, needs_foundation, replay_of, uses_pseudolabels
+from core.science.strategies import effective_settings, spec_warnings
+from core.service.jobs import create_job
+from core.service.models import Dataset, Job
+
+if TYPE_CHECKING:
+    from core.workflows.context import JobContext
+
+logger = logging.getLogger(__name__)
+
+
+# A check that needs the data or the foundation (core.workflows.admission.screen_reference), run on
+# the spec and its training dataset once everything cheaper has passed.
+Screen = Callable[[JobSpec, Dataset], None]
+
+
+def submit_job(
+    session: Session,
+    spec: JobSpec,
+    registry: FoundationRegistry,
+    *,
+    sweep_id: str | None = None,
+    commit: bool = True,
+    screen: Screen | None = None,
+) -> Job:
+    """Create the job row (state queued) and commit it; the caller enqueues it afterwards."""
+    train = referenced_dataset(session, spec.train_dataset, "train_dataset")
+    _check_trainable("train_dataset", train.id, train.summary)
+    train_elements = set(train.summary["elements"])
+    for role in ("valid_dataset", "test_dataset"):
+        dataset_id = getattr(spec, role)
+        if dataset_id is None:
+            continue
+        other = referenced_dataset(session, dataset_id, role)
+        if role == "valid_dataset":
+            # mace validates on energies and forces, as it trains.
+            _check_trainable(role, other.id, other.summary)
+        extra = set(other.summary["elements"]) - train_elements
+        if extra:
+            raise InvalidSpecError(
+                f"{role} {dataset_id} contains element(s) {', '.join(sorted(extra))} that the "
+                "training data lack, so the model cannot predict them"
+            )
+    isolated = set(train.summary.get("isolated_atom_elements", []))
+    if spec.isolated_atoms_dataset is not None:
+        extra = referenced_dataset(session, spec.isolated_atoms_dataset, "isolated_atoms_dataset")
+        isolated |= set(extra.summary.get("isolated_atom_elements", []))
+    if spec.e0s == "isolated_atoms" and not train_elements <= isolated:
+        missing = ", ".join(sorted(train_elements - isolated))
+        raise InvalidSpecError(
+            f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
+            "in the training data or in isolated_atoms_dataset"
+        )
+    _check_explicit_e0s(spec, train_elements)
+    for role in ("replay_dataset", "reference_dataset"):
+        dataset_id = getattr(spec.evaluation, role)
+        if dataset_id is not None:
+            referenced_dataset(session, dataset_id, f"evaluation.{role}")
+    registry.require_known(spec.foundation_model)
+    if needs_foundation(spec.strategy):
+        registry.require_fetchable(spec.foundation_model)
+    replay = replay_of(spec.strategy)
+    replay_elements: set[str] = set()
+    # An automatic replay set is built from the training data's elements when the job starts.
+    if replay is not None and not replay.auto:
+        replay_elements = _check_replay(session, replay.dataset, uses_pseudolabels(spec.strategy))
+    if needs_foundation(spec.strategy) and spec.foundation_model is not None:
+        _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
+    _check_foundation_head(registry, spec)
+    _check_rss_compositions(spec, train_elements)
+    if screen is not None:
+        screen(spec, train)
+    job = create_job(
+        session,
+        spec.model_dump(mode="json"),
+        train.id,
+        warnings=spec_warnings(spec),
+        effective_hyperparameters=effective_settings(spec, stress=_has_stress(train.summary)),
+        replay_dataset_id=replay.dataset if replay is not None and not replay.auto else None,
+        sweep_id=sweep_id,
+    )
+    if commit:
+        session.commit()
+    logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
+    return job
+
+
+def _has_stress(summary: dict) -> bool:
+    """Periodic configurations with stress or virials; the job's record says what it trained."""
+    return bool({"stress", "virials"} & set(summary["labels"])) and summary["n_periodic"] > 0
+
+
+def _check_trainable(role: str, dataset_id: str, summary: dict) -> None:
+    labels = set(summary["labels"])
+    if {"energy", "forces"} <= labels:
+        return
+    if labels == {"energy"}:
+        raise InvalidSpecError(
+            f"{role} {dataset_id} has energies but no forces (an energy-only set): "
+            "training and validation need forces; use this dataset as test_dataset or evaluate "
+            "a model on it (POST /evaluations)"
+        )
+    raise InvalidSpecError(
+        f"{role} {dataset_id} needs energy and forces labels; it has "
+        f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
+        "upload it again naming them (energy_key, forces_key)"
+    )
+
+
+def _check_explicit_e0s(spec: JobSpec, train_elements: set[str]) -> None:
+    if not isinstance(spec.e0s, dict):
+        return
+    missing = sorted(train_elements - set(spec.e0s))
+    if missing:
+        given = ", ".join(f"{symbol}: {value}" for symbol, value in spec.e0s.items())
+        raise InvalidSpecError(
+            f"explicit e0s lack {', '.join(missing)}, which the training data contain: give an "
+            f"E0 (eV, at the data's level of theory) for every element, e.g. "
+            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'"
+        )
+
+
+def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
+    replay = referenced_dataset(session, dataset_id, "replay dataset")
+    if not pseudolabel and not {"energy", "forces"} <= set(replay.summary["labels"]):
+        raise InvalidSpecError(
+            f"replay dataset {dataset_id} has no energy and forces labels; unlabelled replay "
+            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)"
+        )
+    return set(replay.summary["elements"])
+
+
+def _check_foundation_elements(
+    registry: FoundationRegistry, name: str, train: set[str], replay: set[str]
+) -> None:
+    known = registry.local_elements(name)
+    if known is None:
+        return  # a published model not fetched yet: the worker checks once it has it
+    for role, elements in (("training data", train), ("replay data", replay)):
+        missing = sorted(elements - set(known))
+        if missing:
+            raise InvalidSpecError(
+                f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
+                f"{role}; choose a foundation that covers them or the scratch strategy"
+            )
+
+
+def _check_foundation_head(registry: FoundationRegistry, spec: JobSpec) -> None:
+    if spec.foundation_model is None:  # scratch without a foundation: no head to choose
+        return
+    info = registry.info(spec.foundation_model)
+    if info is not None:  # a published model not fetched yet: the worker checks once it has it
+        choose_head(spec.foundation_model, info.heads, spec.foundation_head)
+
+
+def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:
+    """The fine-tuned model knows the training data's elements; explicit random-structure-search
+    compositions must keep to them."""
+    rss = spec.evaluation.rss_holes
+    if rss is None or not rss.compositions:
+        return
+    from ase.formula import Formula
+
+    wanted = {symbol for text in rss.compositions for symbol in Formula(text).count()}
+    missing = sorted(wanted - train_elements)
+    if missing:
+        raise InvalidSpecError(
+            f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
+            "training data lack; the fine-tuned model cannot be judged on them"
+        )
+
+
+def reference_screen(context: "JobContext", settings: Settings) -> Screen | None:
+    """The E0 reference check of core.workflows.admission for the API's submissions, when
+    enabled."""
+    if settings.submission_check_max_atoms <= 0:
+        return None
+    from core.workflows.admission import screen_reference  # imports torch and mace: only when used
+
+    loaded: dict = {}  # one load of each foundation per request, however many jobs
+
+    def screen(spec: JobSpec, train: Dataset) -> None:
+        screen_reference(context, spec, train, settings.submission_check_max_atoms, loaded)
+
+    return screen
