@@ -106,8 +106,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # database server briefly unreachable.
         return JSONResponse(
             status_code=503,
-            content={"detail": f"the database is busy or unreachable; retry shortly "
-                     f"({type(error).__name__})"},
+            content={
+                "detail": f"the database is busy or unreachable; retry shortly "
+                f"({type(error).__name__})"
+            },
             headers={"Retry-After": str(DATABASE_RETRY_AFTER_SECONDS)},
         )
 

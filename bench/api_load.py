@@ -118,9 +118,21 @@ def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[
     log_path = data_dir / "api.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--port", str(port), "--workers", str(UVICORN_WORKERS)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--port",
+                str(port),
+                "--workers",
+                str(UVICORN_WORKERS),
+            ],
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     try:
         _wait_for_workers(process, log_path)
@@ -363,8 +375,10 @@ class Sizes:
 def latency_rows(endpoint: str, result: LoadResult) -> list[tuple[str, str]]:
     return [
         (f"{endpoint}: requests/s", f"{result.requests_per_second:.0f}"),
-        (f"{endpoint}: p50 / p99 latency (ms)",
-         f"{result.percentile_ms(50):.1f} / {result.percentile_ms(99):.1f}"),
+        (
+            f"{endpoint}: p50 / p99 latency (ms)",
+            f"{result.percentile_ms(50):.1f} / {result.percentile_ms(99):.1f}",
+        ),
     ]
 
 
@@ -401,8 +415,10 @@ def measure_jobs(
         *latency_rows("POST /jobs", creation),
         ("GET /jobs/{id}: concurrent clients", f"{sizes.clients}"),
         ("GET /jobs/{id}: requests", f"{sizes.reads}"),
-        ("GET /jobs/{id}: answered 2xx / 503 or 429 with Retry-After / errors (5xx, none)",
-         f"{outcomes.ok} / {outcomes.shed} / {outcomes.errors}"),
+        (
+            "GET /jobs/{id}: answered 2xx / 503 or 429 with Retry-After / errors (5xx, none)",
+            f"{outcomes.ok} / {outcomes.shed} / {outcomes.errors}",
+        ),
         ("GET /jobs/{id}: errors by kind", outcomes.error_kinds),
         ("GET /jobs/{id}: sent again after a stale keep-alive connection", f"{retried}"),
         *latency_rows("GET /jobs/{id}", reading),
@@ -417,8 +433,10 @@ def measure_upload(server: ApiServer, path: Path, headers: dict[str, str]) -> li
     rss_after = server_peak_rss_mb(server)
     summary = dataset["summary"]
     return [
-        ("upload: size (MB) / configurations / atoms",
-         f"{size:.1f} / {summary['n_configs']} / {summary['n_atoms']}"),
+        (
+            "upload: size (MB) / configurations / atoms",
+            f"{size:.1f} / {summary['n_configs']} / {summary['n_atoms']}",
+        ),
         ("upload + validation + storage (s)", f"{seconds:.1f}"),
         ("upload + validation + storage (MB/s)", f"{size / seconds:.1f}"),
         ("server peak RSS before / after upload (MB)", f"{rss_before:.0f} / {rss_after:.0f}"),
@@ -481,7 +499,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:44s} {value}")
     if args.out is not None:
         write_section(
-            args.out, "API load: job requests and dataset upload on PostgreSQL", rows,
+            args.out,
+            "API load: job requests and dataset upload on PostgreSQL",
+            rows,
             command=f"python bench/api_load.py --jobs {sizes.jobs} --reads {sizes.reads} "
             f"--concurrency {sizes.concurrency} --clients {sizes.clients} "
             f"--upload-mb {sizes.upload_mb:g} --out {args.out}",

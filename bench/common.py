@@ -37,15 +37,23 @@ def machine_description() -> str:
     )
 
 
-def write_section(
-    out: Path, title: str, rows: list[tuple[str, str]], *, command: str
-) -> None:
+def write_section(out: Path, title: str, rows: list[tuple[str, str]], *, command: str) -> None:
     """Replace (or add) this benchmark's section of the results file, keeping the others."""
-    body = "\n".join(
-        [f"## {title}", "", f"Run {date.today().isoformat()} on {machine_description()}.",
-         f"Repeat: `{command}`", "", "| measure | value |", "|---|---|"]
-        + [f"| {name} | {value} |" for name, value in rows]
-    ) + "\n"
+    body = (
+        "\n".join(
+            [
+                f"## {title}",
+                "",
+                f"Run {date.today().isoformat()} on {machine_description()}.",
+                f"Repeat: `{command}`",
+                "",
+                "| measure | value |",
+                "|---|---|",
+            ]
+            + [f"| {name} | {value} |" for name, value in rows]
+        )
+        + "\n"
+    )
     text = out.read_text() if out.is_file() else "# Benchmarks\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
     text = pattern.sub(body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body

@@ -191,7 +191,11 @@ def run(epochs: int, n_train: int, n_test: int, folder: Path) -> dict[str, Any]:
     recorder = StageRecorder()
     started = time.perf_counter()
     run_training(
-        spec, JobFiles(train=train, test=test), foundation, folder / "work", recorder,
+        spec,
+        JobFiles(train=train, test=test),
+        foundation,
+        folder / "work",
+        recorder,
         device="cpu",
     )
     total = time.perf_counter() - started
@@ -242,8 +246,10 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         ("epochs run (the others added at the measured epoch time)", str(args.epochs)),
         ("optimiser steps per epoch, mace's timing (s)", f"{epoch:.0f}"),
         ("MLFT_MAX_EDGES_PER_BATCH", str(get_settings().max_edges_per_batch)),
-        ("load average at start / end", f"{load_before:.1f} / {load_after:.1f} on "
-         f"{os.cpu_count()} cores"),
+        (
+            "load average at start / end",
+            f"{load_before:.1f} / {load_after:.1f} on {os.cpu_count()} cores",
+        ),
     ]
     rows += [(f"{phase} wall time (s)", f"{value:.0f}") for phase, value in seconds.items()]
     rows += [

@@ -35,7 +35,10 @@ def embedded_service(data_dir: Path, models_dir: Path) -> Iterator[httpx.Client]
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "api", "--port", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     client = httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=60)
     try:

@@ -343,9 +343,7 @@ Failures = dict[str, str]
 Report = Callable[[BenchData, list[Throughput], Failures], None]
 
 
-def run(
-    plan: Plan, report: Report | None = None
-) -> tuple[BenchData, list[Throughput], Failures]:
+def run(plan: Plan, report: Report | None = None) -> tuple[BenchData, list[Throughput], Failures]:
     """Every strategy in turn, `repeats` times round, so a busy spell hits several strategies;
     `report` gets the results so far after every run."""
     acknowledge = plan.foundation != "demo"
@@ -361,8 +359,12 @@ def run(
                 name = spec.strategy.name
                 try:
                     measured = measure(
-                        spec, data.files, Path(tmp) / f"{name}-{repeat}", plan.device,
-                        foundation, plan.training_only,
+                        spec,
+                        data.files,
+                        Path(tmp) / f"{name}-{repeat}",
+                        plan.device,
+                        foundation,
+                        plan.training_only,
                     )
                 except Exception as error:  # noqa: BLE001 - reported in the table, run goes on
                     traceback.print_exc()
@@ -404,8 +406,11 @@ def table(plan: Plan, data: BenchData, results: list[Throughput]) -> Rows:
         ("foundation", plan.foundation),
         ("device / dtype", f"{plan.device} / float64"),
         ("cores", f"{os.cpu_count()}, shared with other work: see each run's load average"),
-        ("training data", f"{plan.configs} {plan.system} configurations ({data.mean_atoms:.1f} "
-                          f"atoms on average), {plan.epochs} epochs, batch size {batch_size}"),
+        (
+            "training data",
+            f"{plan.configs} {plan.system} configurations ({data.mean_atoms:.1f} "
+            f"atoms on average), {plan.epochs} epochs, batch size {batch_size}",
+        ),
         ("validation", f"{data.validation_configs} configurations, every epoch"),
         ("runs per strategy", f"{plan.repeats}, the fastest reported"),
         ("replay strategies", f"+ {plan.replay} replay structures per epoch, not counted"),
@@ -413,10 +418,14 @@ def table(plan: Plan, data: BenchData, results: list[Throughput]) -> Rows:
     for r in results:
         rows += [
             (f"{r.strategy}: seconds per epoch (epoch loop)", f"{r.epoch_seconds:.1f}"),
-            (f"{r.strategy}: configurations/s, training stage / epoch loop",
-             f"{r.stage_rate:.1f} / {r.loop_rate:.1f}"),
-            (f"{r.strategy}: training stage (s) / peak RSS (MB) / load average",
-             f"{r.stage_seconds:.1f} / {r.peak_rss_mb:.0f} / {r.load_average:.1f}"),
+            (
+                f"{r.strategy}: configurations/s, training stage / epoch loop",
+                f"{r.stage_rate:.1f} / {r.loop_rate:.1f}",
+            ),
+            (
+                f"{r.strategy}: training stage (s) / peak RSS (MB) / load average",
+                f"{r.stage_seconds:.1f} / {r.peak_rss_mb:.0f} / {r.load_average:.1f}",
+            ),
         ]
     return rows
 
@@ -449,8 +458,7 @@ def cost_table(
         for r in results
     ]
     lines += [
-        f"| {name} | failed: {reason[:300].replace('|', '/').replace(chr(10), ' ')} "
-        "| | | | | | |"
+        f"| {name} | failed: {reason[:300].replace('|', '/').replace(chr(10), ' ')} | | | | | | |"
         for name, reason in (failures or {}).items()
     ]
     return "\n".join(lines) + "\n"
@@ -479,8 +487,9 @@ def main(argv: list[str] | None = None) -> list[Throughput]:
     parser.add_argument("--table", type=Path, default=default_table_path())
     parser.add_argument("--training-only", action="store_true")
     parser.add_argument(
-        "--foundation", default="demo", help="demo, or a stand-in: mace-mp-0-small, "
-        "mace-off23-small, mace-multihead"
+        "--foundation",
+        default="demo",
+        help="demo, or a stand-in: mace-mp-0-small, mace-off23-small, mace-multihead",
     )
     parser.add_argument("--system", default="molecules", choices=SYSTEMS)
     args = parser.parse_args(argv)
@@ -493,8 +502,17 @@ def main(argv: list[str] | None = None) -> list[Throughput]:
     plan = (
         Plan(10, 1, 10, 1, ["naive", "multihead_replay"], args.device, training_only=True)
         if args.small
-        else Plan(args.configs, args.epochs, args.replay, args.repeats, strategies,
-                  args.device, args.foundation, args.system, args.training_only)
+        else Plan(
+            args.configs,
+            args.epochs,
+            args.replay,
+            args.repeats,
+            strategies,
+            args.device,
+            args.foundation,
+            args.system,
+            args.training_only,
+        )
     )
 
     def write_table(data: BenchData, results: list[Throughput], failures: Failures) -> None:

@@ -116,9 +116,7 @@ class Topology:
     def environment(self, data_dir: Path) -> dict[str, str]:
         """One process's environment: mlft.env, the local addresses, its own data folder."""
         inherited = {
-            key: value
-            for key, value in os.environ.items()
-            if not key.startswith(SETTINGS_PREFIXES)
+            key: value for key, value in os.environ.items() if not key.startswith(SETTINGS_PREFIXES)
         }
         assert self.s3_endpoint_url is not None, "start the S3 server first"
         local = dict(
@@ -151,7 +149,8 @@ class Topology:
     def start_s3_server(self) -> None:
         port = free_port()
         self._spawn(
-            "s3", [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
+            "s3",
+            [sys.executable, "-m", "moto.server", "-H", "127.0.0.1", "-p", str(port)],
             dict(os.environ),
         )
         self.s3_endpoint_url = f"http://127.0.0.1:{port}"
@@ -162,8 +161,17 @@ class Topology:
         data_dir = self._data_dir(name)
         process = self._spawn(
             name,
-            [sys.executable, "-m", "uvicorn", "api.app:create_app", "--factory",
-             "--host", "127.0.0.1", "--port", str(port)],
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "api.app:create_app",
+                "--factory",
+                "--host",
+                "127.0.0.1",
+                "--port",
+                str(port),
+            ],
             self.environment(data_dir),
             data_dir=data_dir,
         )
@@ -304,8 +312,10 @@ def main(argv: list[str] | None = None) -> int:
 
 def _register_given_foundation(api_url: str, admin_token: str, path: Path) -> None:
     if not path.is_file():
-        print(f"no foundation registered: {path} is missing (python "
-              f"scripts/build_demo_foundation.py --out {path} builds the demo one)")
+        print(
+            f"no foundation registered: {path} is missing (python "
+            f"scripts/build_demo_foundation.py --out {path} builds the demo one)"
+        )
         return
     try:
         registered = register_foundation(api_url, admin_token, path.stem, path)

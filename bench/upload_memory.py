@@ -96,7 +96,11 @@ def measure_validation(path: Path, limit: int = UPLOAD_LIMIT) -> Measurement:
         env = {**os.environ, "PYTHONPATH": str(REPO_ROOT)}
         result = subprocess.run(
             [sys.executable, "-c", CHILD, str(warm_up), str(path), str(limit)],
-            cwd=REPO_ROOT, env=env, capture_output=True, text=True, check=True,
+            cwd=REPO_ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            check=True,
         )
     return Measurement(**json.loads(result.stdout.strip().splitlines()[-1]))
 
@@ -114,8 +118,10 @@ def measure(valid_mb: float, bomb_mib: int, folder: Path) -> list[tuple[str, str
         result = measure_validation(path)
         rows += [
             (f"{name}: outcome", result.outcome),
-            (f"{name}: peak RSS growth (MiB) / seconds",
-             f"{result.growth_mb:.1f} / {result.seconds:.1f}"),
+            (
+                f"{name}: peak RSS growth (MiB) / seconds",
+                f"{result.growth_mb:.1f} / {result.seconds:.1f}",
+            ),
         ]
         print(f"{name}: {time.perf_counter() - started:.0f} s", file=sys.stderr)
     return rows
@@ -135,7 +141,9 @@ def main(argv: list[str] | None = None) -> None:
         print(f"{name:60s} {value}")
     if args.out is not None:
         write_section(
-            args.out, "Upload validation memory", rows,
+            args.out,
+            "Upload validation memory",
+            rows,
             command=f"python bench/upload_memory.py --valid-mb {valid_mb:g} "
             f"--bomb-mib {bomb_mib} --out {args.out}",
         )

@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
 .venv/bin/ruff check .
+.venv/bin/ruff format --check .
 # Types: strict on core's science, lenient elsewhere ([tool.mypy] in pyproject.toml).
 .venv/bin/mypy
 exec .venv/bin/python -m pytest "$@"

@@ -113,10 +113,12 @@ def target_files(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
 
     folder = tmp_path_factory.mktemp("target")
     return {
-        "train": write_extxyz(generate_target_dataset(40, seed=1, system="molecules"),
-                              folder / "train.extxyz"),
-        "test": write_extxyz(generate_target_dataset(12, seed=2, system="molecules"),
-                             folder / "test.extxyz"),
+        "train": write_extxyz(
+            generate_target_dataset(40, seed=1, system="molecules"), folder / "train.extxyz"
+        ),
+        "test": write_extxyz(
+            generate_target_dataset(12, seed=2, system="molecules"), folder / "test.extxyz"
+        ),
     }
 
 

@@ -6,8 +6,16 @@ from pathlib import Path
 
 CORE = Path(__file__).resolve().parent.parent / "core"
 # Lowest first. core.config and core.errors sit below every room and import nothing of core.
-LAYERS = ["artifacts", "service", "data", "registry", "science", "reporting", "evaluation",
-          "workflows"]
+LAYERS = [
+    "artifacts",
+    "service",
+    "data",
+    "registry",
+    "science",
+    "reporting",
+    "evaluation",
+    "workflows",
+]
 BASE = {"config", "errors"}
 
 

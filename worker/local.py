@@ -26,8 +26,16 @@ def worker_command(queues: list[str] | None = None) -> list[str]:
         settings = get_settings()
         queues = [settings.gpu_queue, settings.cpu_queue]
     return [
-        sys.executable, "-m", "celery", "-A", "worker.celery_app", "worker",
-        "--pool=solo", "--concurrency=1", f"--queues={','.join(queues)}", "--loglevel=INFO",
+        sys.executable,
+        "-m",
+        "celery",
+        "-A",
+        "worker.celery_app",
+        "worker",
+        "--pool=solo",
+        "--concurrency=1",
+        f"--queues={','.join(queues)}",
+        "--loglevel=INFO",
     ]
 
 
@@ -125,7 +133,11 @@ class WorkerSupervisor:
             logger.error(
                 "embedded worker pid=%d died (exit code %s) after %.0f s; restarting it in %.0f s"
                 " (see %s)",
-                process.pid, code, uptime, delay, self.settings.data_dir / "logs" / "worker.log",
+                process.pid,
+                code,
+                uptime,
+                delay,
+                self.settings.data_dir / "logs" / "worker.log",
             )
             if self._stopping.wait(delay):
                 return

@@ -76,9 +76,7 @@ async def upload_dataset(
         finally:
             await file.close()
         plain = await run_in_threadpool(spool.finish)
-        existing = await run_in_threadpool(
-            find_same_upload, session, context.storage, plain, keys
-        )
+        existing = await run_in_threadpool(find_same_upload, session, context.storage, plain, keys)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
             return DatasetPublic.of(existing)

@@ -67,9 +67,7 @@ class Client:
         }
         form = {name: key for name, key in named.items() if key is not None}
         with path.open("rb") as stream:
-            return self._json(
-                "POST", "/datasets", files={"file": (path.name, stream)}, data=form
-            )
+            return self._json("POST", "/datasets", files={"file": (path.name, stream)}, data=form)
 
     def datasets(self, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
         return self._json("GET", "/datasets", params={"limit": limit, "offset": offset})["data"]
@@ -216,9 +214,7 @@ class Client:
 
     def _request(self, method: str, path: str, **kwargs: Any) -> httpx.Response:
         try:
-            response = self._http.request(
-                method, self.url + path, headers=self._headers, **kwargs
-            )
+            response = self._http.request(method, self.url + path, headers=self._headers, **kwargs)
         except httpx.TransportError as error:
             raise self._transport_error(error) from error
         if response.is_error:

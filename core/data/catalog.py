@@ -50,9 +50,7 @@ def register_dataset(
         session.rollback()
         storage.delete(key)
         raise
-    logger.info(
-        "dataset=%s stored name=%s configs=%d", dataset_id, name, summary.n_configs
-    )
+    logger.info("dataset=%s stored name=%s configs=%d", dataset_id, name, summary.n_configs)
     return dataset
 
 
@@ -66,9 +64,7 @@ def find_same_upload(
     with upload.open("rb") as stream:
         while chunk := stream.read(1 << 20):
             digest.update(chunk)
-    query = select(Dataset).where(Dataset.sha256 == digest.hexdigest()).order_by(
-        Dataset.created_at
-    )
+    query = select(Dataset).where(Dataset.sha256 == digest.hexdigest()).order_by(Dataset.created_at)
     wanted = keys.to_dict()
     return next(
         (

@@ -628,8 +628,7 @@ class _RunningSummary:
             self.competing = {
                 label: names
                 for label in LABELS
-                if self.keys.named(label) is None
-                and len(names := competing_keys(atoms, label)) > 1
+                if self.keys.named(label) is None and len(names := competing_keys(atoms, label)) > 1
             }
         self.n_configs += 1
         self.n_atoms += len(atoms)
@@ -696,7 +695,6 @@ class _RunningSummary:
                 self.first_names, self.competing, label_counts, self.trained_stress
             ),
         )
-
 
 
 def label_warnings(

@@ -463,7 +463,6 @@ def read_foundation_info(foundation: FoundationModel) -> FoundationInfo:
     return info
 
 
-
 # ---- the registry ---------------------------------------------------------------------------
 
 

@@ -166,4 +166,3 @@ def ensure_standin(registry: FoundationRegistry, recipe: StandinRecipe, dtype: D
         torch.save(build_standin(recipe, dtype), upload)
         registry.register(name, upload)
     return name
-

@@ -112,7 +112,7 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
 
 
 def split_sentence(split: dict[str, Any]) -> str:
-    """"Split: 30 train, 4 valid, 6 test configurations (2 duplicates removed), grouped by
+    """ "Split: 30 train, 4 valid, 6 test configurations (2 duplicates removed), grouped by
     trajectory, seed 123." """
     counts = split.get("counts") or {}
     sides = ", ".join(f"{counts.get(side, 0)} {side}" for side in ("train", "valid", "test"))

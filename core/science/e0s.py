@@ -149,9 +149,7 @@ def estimate_e0s(
         predicted = predict_energies(model, configs, batch_size=batch_size, device=device)
     residuals = fit_e0_residuals(configs, energies, predicted)
     foundation = model_e0s(model)
-    e0s = {
-        symbol: foundation[atomic_numbers[symbol]] + d for symbol, d in residuals.delta.items()
-    }
+    e0s = {symbol: foundation[atomic_numbers[symbol]] + d for symbol, d in residuals.delta.items()}
     before, after = _rmse_before_after(model, configs, energies, predicted, e0s)
     note = rank_deficiency_note(residuals.rank, len(e0s))
     return E0Fit("estimated", e0s, before, after, residuals.rank, len(configs), note)

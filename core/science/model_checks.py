@@ -54,7 +54,9 @@ def unmerged_lora_model(
 
     # mace annotates alpha as int; it only scales the adapters by alpha / rank.
     model: torch.nn.Module = inject_LoRAs(
-        copy.deepcopy(merged), rank=rank, alpha=alpha  # type: ignore[arg-type]
+        copy.deepcopy(merged),
+        rank=rank,
+        alpha=alpha,  # type: ignore[arg-type]
     )
     state = load_own_model(checkpoint)["model"]
     model.load_state_dict(state, strict=True)

@@ -714,9 +714,7 @@ def foundation_predictions(
     graphs = list(neighbourhoods or [neighbourhood(a, float(model.r_max)) for a in molecules])
     sample = force_sample([g.n_edges for g in graphs], FORCE_SAMPLE_BATCHES * edge_budget())
     picked = [molecules[i] for i in sample]
-    with_forces = predict(
-        model, picked, device=device, neighbourhoods=[graphs[i] for i in sample]
-    )
+    with_forces = predict(model, picked, device=device, neighbourhoods=[graphs[i] for i in sample])
 
     def compute() -> np.ndarray:
         energies = np.empty(len(molecules), dtype=np.float64)

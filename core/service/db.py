@@ -19,7 +19,6 @@ MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 DEFAULT_POOL = PoolLimits()
 
 
-
 def make_engine(url: str, pool: PoolLimits = DEFAULT_POOL) -> Engine:
     if url.startswith("sqlite"):
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)

@@ -96,8 +96,7 @@ def transition(
     False when another actor changed it first."""
     if target not in ALLOWED_TRANSITIONS[expected]:
         raise InvalidStateTransitionError(
-            f"{table.__tablename__[:-1]} {job_id}: {expected.value} → {target.value} "
-            "is not allowed"
+            f"{table.__tablename__[:-1]} {job_id}: {expected.value} → {target.value} is not allowed"
         )
     now = utcnow()
     if target is JobState.RUNNING:

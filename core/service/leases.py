@@ -123,9 +123,7 @@ def claim(
     if row.state is JobState.RUNNING and _requeued_meanwhile(session, table, row_id):
         # The recovery sweep re-queued the row between the read and the update, and the message
         # it sent may be the one this worker consumed: take the row from queued, never strand it.
-        return claim(
-            session, table, row_id, lease_seconds=lease_seconds, max_attempts=max_attempts
-        )
+        return claim(session, table, row_id, lease_seconds=lease_seconds, max_attempts=max_attempts)
     return None
 
 

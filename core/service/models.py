@@ -82,9 +82,7 @@ class Lifecycle:
     )
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None
-    )
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     # When its task reached the broker; NULL while it never did (core/service/dispatch.py re-sends
     # it).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
@@ -143,9 +141,7 @@ class Job(ProjectOwned, Base):
     # Replay strategies: the full model with its replay head, delivered on request.
     multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)
     replay_dataset_id: Mapped[str | None] = mapped_column(String(32), default=None)
-    sweep_id: Mapped[str | None] = mapped_column(
-        ForeignKey("sweeps.id"), default=None, index=True
-    )
+    sweep_id: Mapped[str | None] = mapped_column(ForeignKey("sweeps.id"), default=None, index=True)
     # Guardrails a researcher should read (E0 mismatch, replay + LoRA, ...), kept with the job.
     warnings: Mapped[list[Any]] = mapped_column(default=list)
     # What the strategy must mean, verified on the delivered model (E0s, frozen weights, LoRA).
@@ -166,9 +162,7 @@ class Job(ProjectOwned, Base):
     # The worker running the job renews its lease; once it expires the worker is presumed dead
     # and the job is re-queued (core/service/leases.py). NULL: no worker holds it.
     lease_owner: Mapped[str | None] = mapped_column(String(32), default=None)
-    lease_expires_at: Mapped[datetime | None] = mapped_column(
-        DateTime(timezone=True), default=None
-    )
+    lease_expires_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     # When its task reached the broker; NULL while it never did (core/service/dispatch.py re-sends
     # it).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)

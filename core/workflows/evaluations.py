@@ -183,9 +183,7 @@ EVALUATION_STAGES: list[Stage[_EvaluationRun]] = [
 ]
 
 
-def _single_head(
-    context: JobContext, name: str, head: str | None, folder: Path
-) -> FoundationModel:
+def _single_head(context: JobContext, name: str, head: str | None, folder: Path) -> FoundationModel:
     """The foundation's file with the evaluated head alone (core.registry.foundation_heads)."""
     foundation = context.registry.resolve(name)
     working, _, _ = working_foundation(

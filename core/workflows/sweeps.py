@@ -225,8 +225,7 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if broad is None and done:
         measured = any(row.forgetting_ratio is not None for row in done)
         reason = (
-            "every job with a forgetting ratio has dimer holes its foundation lacks or "
-            "unstable MD"
+            "every job with a forgetting ratio has dimer holes its foundation lacks or unstable MD"
             if measured
             else "no forgetting was measured: give base.evaluation.replay_dataset, a "
             "labelled pretraining-like set, to judge breadth"

@@ -26,17 +26,13 @@ jobs = sa.table(
 
 def upgrade() -> None:
     with op.batch_alter_table("jobs") as batch:
-        batch.add_column(
-            sa.Column("epochs_done", sa.Integer(), nullable=False, server_default="0")
-        )
+        batch.add_column(sa.Column("epochs_done", sa.Integer(), nullable=False, server_default="0"))
         batch.add_column(sa.Column("latest_epoch", sa.JSON(), nullable=True))
     connection = op.get_bind()
     for job_id, epochs in connection.execute(sa.select(jobs.c.id, jobs.c.epochs)).all():
         done, latest = summarize(epochs or [])
         connection.execute(
-            jobs.update()
-            .where(jobs.c.id == job_id)
-            .values(epochs_done=done, latest_epoch=latest)
+            jobs.update().where(jobs.c.id == job_id).values(epochs_done=done, latest_epoch=latest)
         )
 
 

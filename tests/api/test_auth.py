@@ -255,8 +255,14 @@ def _bodies_naming(dataset: str, job: str, own: str) -> list[tuple[str, dict]]:
         if "strategy" not in spec
     ]
     bodies += [
-        ("/sweeps", {"base": {"train_dataset": own}, "strategies": ["multihead_replay"],
-                     "replay": {"dataset": dataset}}),
+        (
+            "/sweeps",
+            {
+                "base": {"train_dataset": own},
+                "strategies": ["multihead_replay"],
+                "replay": {"dataset": dataset},
+            },
+        ),
         ("/evaluations", {"model": demo, "dataset": dataset}),
         ("/evaluations", {"model": {"job": job}, "dataset": own}),
         ("/evaluations", {"model": demo, "dataset": own, "settings": {"replay_dataset": dataset}}),
@@ -410,9 +416,7 @@ def _token_of_a_new_project(api) -> tuple[str, str, str]:
     return project_id, issued["id"], issued["token"]
 
 
-def test_access_token_in_the_query_is_taken_by_the_event_stream_only(
-    api, target_files
-) -> None:
+def test_access_token_in_the_query_is_taken_by_the_event_stream_only(api, target_files) -> None:
     _, _, token = _token_of_a_new_project(api)
     headers = {"Authorization": f"Bearer {token}"}
     with target_files["train"].open("rb") as stream:

@@ -118,7 +118,11 @@ def test_wait_gives_up_after_its_timeout(
 
 
 def test_finished_job_downloads_and_plugs_into_ase(
-    api: Client, app, train_id: str, demo_foundation: Path, tmp_path: Path,
+    api: Client,
+    app,
+    train_id: str,
+    demo_foundation: Path,
+    tmp_path: Path,
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     from mace.calculators import MACECalculator

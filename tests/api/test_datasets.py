@@ -60,8 +60,10 @@ def test_nan_energy_is_rejected_naming_the_configuration_and_nothing_is_left(
 
 
 def test_forces_with_two_columns_are_rejected(client, tmp_path) -> None:
-    bad = GOOD.replace("forces:R:3", "forces:R:2").replace(" 0.1 0.0 0.0", " 0.1 0.0").replace(
-        "-0.1 0.0 0.0", "-0.1 0.0"
+    bad = (
+        GOOD.replace("forces:R:3", "forces:R:2")
+        .replace(" 0.1 0.0 0.0", " 0.1 0.0")
+        .replace("-0.1 0.0 0.0", "-0.1 0.0")
     )
     response = post_file(client, write(tmp_path, bad))
     assert response.status_code == 422

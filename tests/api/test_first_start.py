@@ -69,9 +69,7 @@ def _fresh(settings, tmp_path):
     )
 
 
-def test_the_embedded_api_installs_the_shipped_demo_foundation_at_once(
-    settings, tmp_path
-) -> None:
+def test_the_embedded_api_installs_the_shipped_demo_foundation_at_once(settings, tmp_path) -> None:
     from api.app import create_app
     from core.science.demo_foundation import SHIPPED_DEMO_SHA256
 

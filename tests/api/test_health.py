@@ -60,7 +60,11 @@ def test_readiness_says_no_worker_alive_when_no_heartbeat_is_within_the_lease(
     with no_heartbeats() as session:
         session.add(
             WorkerHeartbeat(
-                worker_id="dead:2", hostname="dead", pid=2, queues="gpu", started_at=stale,
+                worker_id="dead:2",
+                hostname="dead",
+                pid=2,
+                queues="gpu",
+                started_at=stale,
                 last_seen_at=stale,
             )
         )

@@ -65,9 +65,7 @@ def test_another_jobs_model_cannot_be_named_as_a_foundation(
             assert client.post(route, json=body).status_code == 422, route
 
 
-def test_a_symlink_in_the_models_folder_is_not_listed_or_usable(
-    client, train_id, settings
-) -> None:
+def test_a_symlink_in_the_models_folder_is_not_listed_or_usable(client, train_id, settings) -> None:
     link = settings.resolved_models_dir / "linked-passwd.model"
     link.symlink_to("/etc/passwd")
     try:
@@ -268,4 +266,3 @@ def test_a_valid_scratch_architecture_is_accepted_and_normalised(client, train_i
     assert response.status_code == 201, response.text
     assert response.json()["spec"]["strategy"]["architecture"]["hidden_irreps"] == "8x0e+8x1o"
     client.post(f"/jobs/{response.json()['id']}/cancel")
-

@@ -16,9 +16,7 @@ from tests.conftest import upload
 
 HEAVY_COLUMNS = ("epochs", "split", "metrics", "model_card")
 # A column selected for its value; `model_card IS NOT NULL` (has_model_card) reads no card.
-SELECTED = {
-    column: re.compile(rf"\bjobs\.{column}\b(?! IS NOT NULL)") for column in HEAVY_COLUMNS
-}
+SELECTED = {column: re.compile(rf"\bjobs\.{column}\b(?! IS NOT NULL)") for column in HEAVY_COLUMNS}
 EPOCHS = [
     {"epoch": None, "head": "target", "valid_energy_rmse_mev_per_atom": 9.0},
     {"epoch": 0, "head": "target", "valid_energy_rmse_mev_per_atom": 5.0},
@@ -67,7 +65,9 @@ def statements(app) -> Iterator[list[str]]:
 
 def heavy_columns_in(sent: list[str]) -> set[str]:
     return {
-        column for column, selected in SELECTED.items() for statement in sent
+        column
+        for column, selected in SELECTED.items()
+        for statement in sent
         if selected.search(statement)
     }
 

@@ -21,13 +21,20 @@ def server(settings, tmp_path_factory) -> Iterator[str]:
     """`python -m api` on the test database and broker (so no embedded worker starts)."""
     port = free_port()
     data_dir = tmp_path_factory.mktemp("server-command")
-    env = {**os.environ, "DATABASE_URL": settings.resolved_database_url,
-           "BROKER_URL": settings.broker_url, "MLFT_DATA_DIR": str(data_dir)}
+    env = {
+        **os.environ,
+        "DATABASE_URL": settings.resolved_database_url,
+        "BROKER_URL": settings.broker_url,
+        "MLFT_DATA_DIR": str(data_dir),
+    }
     log_path = Path(data_dir) / "api.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "api", "--host", "127.0.0.1", "--port", str(port)],
-            cwd=REPO_ROOT, env=env, stdout=log, stderr=log,
+            cwd=REPO_ROOT,
+            env=env,
+            stdout=log,
+            stderr=log,
         )
     base = f"http://127.0.0.1:{port}"
     try:

@@ -69,8 +69,15 @@ CASES = [
     # Every E0 method on the OFF23-small stand-in, stored in float32.
     Case(OFF, "float32", "lora", EXPLICIT_HCNO, data="molecules"),
     # Default: the foundation's E0s are the multi-head case's (its chosen head's row).
-    Case(OFF, "float32", "naive", "foundation", data="molecules", full_only=True,
-         extra={"preflight": ACK}),
+    Case(
+        OFF,
+        "float32",
+        "naive",
+        "foundation",
+        data="molecules",
+        full_only=True,
+        extra={"preflight": ACK},
+    ),
     Case(OFF, "float32", "naive", "estimated", data="molecules", full_only=True),
     Case(OFF, "float32", "naive", "isolated_atoms", data="molecules", full_only=True),
     Case(OFF, "float32", "naive", "average", data="molecules", full_only=True),
@@ -216,9 +223,7 @@ def test_strategy_and_e0_method_mean_what_they_say_on_each_family(
         reference = dict(foundation.named_parameters())
         frozen = {n: p for n, p in model.named_parameters() if n.startswith(FROZEN_PREFIXES[level])}
         assert frozen and all(torch.equal(p, reference[n]) for n, p in frozen.items())
-        trained = {
-            n: p for n, p in model.named_parameters() if n not in frozen and n in reference
-        }
+        trained = {n: p for n, p in model.named_parameters() if n not in frozen and n in reference}
         assert any(not torch.equal(p, reference[n]) for n, p in trained.items())
     if "lora" in case.strategy:
         assert job["checks"]["lora_merge_max_energy_difference_ev"] < 1e-8

@@ -80,8 +80,7 @@ def test_a_worker_killed_mid_evaluation_is_restarted_and_its_job_ends(
         )
         done = wait_until(
             lambda: (
-                (body := client.get(f"/jobs/{job_id}").json())["state"]
-                not in {"queued", "running"}
+                (body := client.get(f"/jobs/{job_id}").json())["state"] not in {"queued", "running"}
                 and body
             ),
             600,

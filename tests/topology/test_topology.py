@@ -36,10 +36,12 @@ JOB_TIMEOUT_S = 900
 def datasets(client: httpx.Client, tmp_path_factory) -> dict[str, str]:
     folder = tmp_path_factory.mktemp("topology-data")
     files = {
-        "train": write_extxyz(generate_target_dataset(20, seed=1, system="molecules"),
-                              folder / "train.extxyz"),
-        "test": write_extxyz(generate_target_dataset(6, seed=2, system="molecules"),
-                             folder / "test.extxyz"),
+        "train": write_extxyz(
+            generate_target_dataset(20, seed=1, system="molecules"), folder / "train.extxyz"
+        ),
+        "test": write_extxyz(
+            generate_target_dataset(6, seed=2, system="molecules"), folder / "test.extxyz"
+        ),
     }
     ids = {}
     for role, path in files.items():
@@ -147,8 +149,11 @@ def test_an_evaluation_runs_on_the_cpu_worker(client, topology, naive_job, datas
     evaluation_id = submit(
         client,
         "/evaluations",
-        {"model": {"job": naive_job["id"]}, "dataset": datasets["test"],
-         "settings": QUICK_EVALUATION},
+        {
+            "model": {"job": naive_job["id"]},
+            "dataset": datasets["test"],
+            "settings": QUICK_EVALUATION,
+        },
     )
 
     evaluation = wait_until_ended(client, f"/evaluations/{evaluation_id}", topology, JOB_TIMEOUT_S)
@@ -218,11 +223,15 @@ def test_a_killed_worker_leaves_the_job_to_the_other_resumed_from_the_bucket(
     job_id = submit(
         client,
         "/jobs",
-        job_spec(datasets, epochs, e0s="foundation",
-                 preflight={"acknowledge": ["reference_mismatch"]}),
+        job_spec(
+            datasets, epochs, e0s="foundation", preflight={"acknowledge": ["reference_mismatch"]}
+        ),
     )
-    wait_until(lambda: stored_checkpoint_epoch(bucket, job_id, tmp_path) >= 0, JOB_TIMEOUT_S,
-               "a checkpoint in the bucket")
+    wait_until(
+        lambda: stored_checkpoint_epoch(bucket, job_id, tmp_path) >= 0,
+        JOB_TIMEOUT_S,
+        "a checkpoint in the bucket",
+    )
     killed = worker_running(topology, job_id)
     assert killed is not None
 
@@ -258,8 +267,11 @@ def test_a_cpu_queue_worker_never_trains_and_a_fresh_worker_trains_the_admins_fo
     evaluation_id = submit(
         client,
         "/evaluations",
-        {"model": {"foundation_model": "lab-foundation"}, "dataset": datasets["test"],
-         "settings": QUICK_EVALUATION},
+        {
+            "model": {"foundation_model": "lab-foundation"},
+            "dataset": datasets["test"],
+            "settings": QUICK_EVALUATION,
+        },
     )
     evaluation = wait_until_ended(client, f"/evaluations/{evaluation_id}", topology, JOB_TIMEOUT_S)
     assert evaluation["state"] == "succeeded", evaluation["error"]

@@ -32,7 +32,10 @@ def copper(repeat: int = 3, vacancy: bool = False):
 
 def test_batches_are_bounded_by_edges_and_an_oversized_configuration_runs_alone() -> None:
     assert batch_by_edges([10, 10, 10, 500, 10], 25) == [
-        range(0, 2), range(2, 3), range(3, 4), range(4, 5)
+        range(0, 2),
+        range(2, 3),
+        range(3, 4),
+        range(4, 5),
     ]
     assert batch_by_edges([1] * 5, 100, max_configs=2) == [range(0, 2), range(2, 4), range(4, 5)]
 

@@ -55,7 +55,10 @@ def test_datasets_list_shows_an_uploaded_dataset(
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
 def test_jobs_submit_reads_a_spec_file_then_show_and_cancel(
-    client: TestClient, train_id: str, tmp_path: Path, suffix: str,
+    client: TestClient,
+    train_id: str,
+    tmp_path: Path,
+    suffix: str,
     capsys: pytest.CaptureFixture[str],
 ) -> None:
     spec = tmp_path / f"spec{suffix}"
@@ -173,8 +176,10 @@ def test_client_and_cli_import_no_server_code() -> None:
 
 @pytest.mark.parametrize(
     ("argv", "program"),
-    [(["serve", "--port", "8001"], "mlft-server --host 127.0.0.1 --port 8001"),
-     (["worker"], "mlft-worker")],
+    [
+        (["serve", "--port", "8001"], "mlft-server --host 127.0.0.1 --port 8001"),
+        (["worker"], "mlft-worker"),
+    ],
 )
 def test_serve_and_worker_name_the_server_program_they_moved_to(
     argv: list[str], program: str, capsys: pytest.CaptureFixture[str]
@@ -196,8 +201,12 @@ def test_datasets_upload_names_label_keys_and_list_shows_labels_and_warnings(
     assert main([*URL, "datasets", "upload", custom], http=client) == 0
     unlabelled_id, unlabelled_err = (part.strip() for part in capsys.readouterr())
     keys = ["--energy-key", "pbe_energy", "--forces-key", "pbe_forces"]
-    assert main([*URL, "datasets", "upload", custom, *keys, "--virials-key", "pbe_virials"],
-                http=client) == 0
+    assert (
+        main(
+            [*URL, "datasets", "upload", custom, *keys, "--virials-key", "pbe_virials"], http=client
+        )
+        == 0
+    )
     labelled_id = capsys.readouterr().out.strip()
 
     assert main([*URL, "datasets", "list"], http=client) == 0
@@ -216,8 +225,9 @@ def test_datasets_upload_names_label_keys_and_list_shows_labels_and_warnings(
 def test_evaluations_submit_and_show(
     client: TestClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    assert main([*URL, "datasets", "upload", str(DIALECTS / "energy_only.extxyz")],
-                http=client) == 0
+    assert (
+        main([*URL, "datasets", "upload", str(DIALECTS / "energy_only.extxyz")], http=client) == 0
+    )
     dataset_id = capsys.readouterr().out.strip()
     spec = tmp_path / "evaluation.json"
     spec.write_text(

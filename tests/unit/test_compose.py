@@ -62,7 +62,9 @@ def test_api_and_workers_share_postgres_redis_and_object_storage_and_no_folder()
     postgres = SERVICES["postgres"]["environment"]
     assert database.drivername == "postgresql+psycopg" and database.host == "postgres"
     assert (database.username, database.password, database.database) == (
-        postgres["POSTGRES_USER"], postgres["POSTGRES_PASSWORD"], postgres["POSTGRES_DB"]
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_PASSWORD"],
+        postgres["POSTGRES_DB"],
     )
     assert SHARED["BROKER_URL"].startswith("redis://redis:")
     assert SHARED["MLFT_S3_ENDPOINT_URL"] == "http://minio:9000"

@@ -57,4 +57,3 @@ def test_a_connection_dropped_while_idle_is_replaced_before_use(
 
     assert replacement != dropped
     assert pings[0] >= 1
-

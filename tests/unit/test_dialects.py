@@ -98,9 +98,7 @@ def test_a_normalised_copy_reads_like_the_named_keys(tmp_path: Path) -> None:
 
     copy = write_normalised(source, tmp_path / "copy.extxyz", keys)
 
-    for ours, original in zip(
-        read_configurations(copy), read_configurations(source), strict=True
-    ):
+    for ours, original in zip(read_configurations(copy), read_configurations(source), strict=True):
         expected = labels_of(original, keys)
         assert labels_of(ours).energy == pytest.approx(expected.energy)
         np.testing.assert_allclose(labels_of(ours).stress, expected.stress, atol=1e-12)

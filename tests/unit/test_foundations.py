@@ -137,4 +137,3 @@ def test_a_module_without_atomic_numbers_is_not_a_mace_model(tmp_path: Path) -> 
 
     with pytest.raises(InvalidModelFileError, match="atomic_numbers or r_max"):
         check_mace_model_file(linear)
-

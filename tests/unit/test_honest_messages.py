@@ -92,9 +92,7 @@ def test_the_report_duration_is_the_run_not_the_wait_in_the_queue() -> None:
 
 
 def test_replay_lora_at_its_own_preset_lr_gets_no_high_lr_warning() -> None:
-    spec = JobSpec(
-        train_dataset="d", strategy={"name": "replay_lora", "replay": {"dataset": "r"}}
-    )
+    spec = JobSpec(train_dataset="d", strategy={"name": "replay_lora", "replay": {"dataset": "r"}})
 
     assert not any("replay with lr" in warning for warning in spec_warnings(spec))
 

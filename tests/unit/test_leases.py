@@ -102,9 +102,7 @@ def test_the_sweep_requeues_an_abandoned_job_and_then_fails_it_after_its_attempt
     assert job.finished_at is not None
 
 
-def test_a_resumed_job_keeps_its_first_start_and_records_the_resumption(
-    session, job_id
-) -> None:
+def test_a_resumed_job_keeps_its_first_start_and_records_the_resumption(session, job_id) -> None:
     three_runs = {**LEASE, "max_attempts": 3}
     claim_job(session, job_id, **three_runs)
     first_start = reread(session, job_id).started_at

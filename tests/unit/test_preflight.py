@@ -243,8 +243,9 @@ def test_the_suggestion_is_one_the_submission_accepts_when_the_foundation_lacks_
     assert "does not know Zr" in report.suggestion.reason
 
 
-def test_a_blocking_mismatch_after_reestimation_blames_the_foundation_and_says_how_to_proceed(
-) -> None:
+def test_a_blocking_mismatch_after_reestimation_blames_the_foundation_and_says_how_to_proceed() -> (
+    None
+):
     configs = molecules(24)
     predicted = foundation_energies(configs)
     rng = np.random.default_rng(3)

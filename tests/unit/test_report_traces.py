@@ -64,12 +64,20 @@ def _curve() -> list[dict]:
     entries = []
     for epoch in range(6):
         entries.append(
-            {"epoch": epoch, "head": "target", "loss": 0.33 - 0.01 * epoch,
-             "valid_forces_rmse_mev_per_a": 31.0 - epoch}
+            {
+                "epoch": epoch,
+                "head": "target",
+                "loss": 0.33 - 0.01 * epoch,
+                "valid_forces_rmse_mev_per_a": 31.0 - epoch,
+            }
         )
         entries.append(
-            {"epoch": epoch, "head": "replay", "loss": 1e-16 * (1 + epoch),
-             "valid_forces_rmse_mev_per_a": 1e-13 * (1 + epoch)}
+            {
+                "epoch": epoch,
+                "head": "replay",
+                "loss": 1e-16 * (1 + epoch),
+                "valid_forces_rmse_mev_per_a": 1e-13 * (1 + epoch),
+            }
         )
     return entries  # fmt: skip
 

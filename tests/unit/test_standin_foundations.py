@@ -79,9 +79,7 @@ def test_a_lone_atoms_energy_is_e0_plus_scale_times_readouts_plus_shift(standin)
         assert found[symbol] == pytest.approx(e0 + offset, abs=1e-9)
 
 
-def test_listing_reads_heads_elements_r_max_parameters_and_dtype_once(
-    standin, monkeypatch
-) -> None:
+def test_listing_reads_heads_elements_r_max_parameters_and_dtype_once(standin, monkeypatch) -> None:
     name = standin("mace-multihead", "float32")
     registry = FoundationRegistry(FOUNDATIONS_DIR)
 

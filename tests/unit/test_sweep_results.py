@@ -33,10 +33,7 @@ def job_with(holes: list[str], foundation_holes: list[str] | None, ratio: float)
 
 
 def test_holes_inherited_from_the_foundation_do_not_leave_broad_use_undecided() -> None:
-    rows = [
-        comparison_row(job_with(["Cu-Cu"], ["Cu-Cu"], ratio))
-        for ratio in (3.0, 1.5, 8.0)
-    ]
+    rows = [comparison_row(job_with(["Cu-Cu"], ["Cu-Cu"], ratio)) for ratio in (3.0, 1.5, 8.0)]
 
     choice = recommend(rows)["broad_use"]
 

@@ -31,8 +31,15 @@ def labelled_cells(seed: int) -> list[tuple[Atoms, float, np.ndarray, np.ndarray
     return cells
 
 
-def dialect(prefix: str, energy: str, forces: str, stress: str | None, virials: str | None,
-            seed: int = 7, every: int = 1) -> list[Atoms]:
+def dialect(
+    prefix: str,
+    energy: str,
+    forces: str,
+    stress: str | None,
+    virials: str | None,
+    seed: int = 7,
+    every: int = 1,
+) -> list[Atoms]:
     configs = []
     for index, (atoms, e, f, s) in enumerate(labelled_cells(seed)):
         atoms = atoms.copy()
