@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, BinaryIO
+from typing import Any, BinaryIO, cast
 
 import ase
 import ase.io
@@ -330,7 +330,9 @@ def _atom_count(line: str, number: int, line_number: int) -> int:
 def _parse_frame(frame: _Frame) -> ase.Atoms:
     _check_columns(frame)
     try:
-        return ase.io.read(io.StringIO("\n".join(frame.lines) + "\n"), format="extxyz", index=0)
+        text = io.StringIO("\n".join(frame.lines) + "\n")
+        # index=0 reads one frame, one Atoms; ASE's annotation is the same for every index.
+        return cast(ase.Atoms, ase.io.read(text, format="extxyz", index=0))
     except KeyError as exc:
         # The only lookup ASE's extxyz reader does by name is symbol -> atomic number.
         raise frame.error(f"unknown chemical symbol {exc.args[0]!r}") from exc

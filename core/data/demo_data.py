@@ -8,7 +8,7 @@ or below 16 atoms so that mace-torch trains on it in seconds on a CPU.
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from functools import cache
 from pathlib import Path
-from typing import Literal
+from typing import Literal, cast
 
 import ase.io
 import numpy as np
@@ -260,7 +260,14 @@ def _isolated_atom(symbol: str) -> Atoms:
 
 def _lattice_constant(symbols: Sequence[str]) -> float:
     """Vegard's law over the experimental fcc lattice constants, close to EMT's own."""
-    return float(np.mean([reference_states[atomic_numbers[s]]["a"] for s in symbols]))
+    return float(np.mean([_fcc_lattice_constant(s) for s in symbols]))
+
+
+def _fcc_lattice_constant(symbol: str) -> float:
+    state = reference_states[atomic_numbers[symbol]]
+    if state is None:  # ASE has no reference state for a few elements
+        raise ValueError(f"ASE has no reference lattice constant for {symbol}")
+    return cast(float, state["a"])  # ASE types the table's values as any of its value types
 
 
 def _strained(atoms: Atoms, rng: np.random.Generator) -> Atoms:

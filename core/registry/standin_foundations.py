@@ -148,8 +148,10 @@ def build_standin(recipe: StandinRecipe, dtype: Dtype) -> torch.nn.Module:
             gate=modules.gate_dict["silu"],
             radial_MLP=list(recipe.radial_mlp),
             heads=list(recipe.heads),
-            atomic_inter_scale=list(recipe.scales) if len(recipe.heads) > 1 else recipe.scales[0],
-            atomic_inter_shift=list(recipe.shifts) if len(recipe.heads) > 1 else recipe.shifts[0],
+            # mace annotates these as one float, but takes one per head as a list (as it does for
+            # atomic_energies).
+            atomic_inter_scale=list(recipe.scales) if len(recipe.heads) > 1 else recipe.scales[0],  # type: ignore[arg-type]
+            atomic_inter_shift=list(recipe.shifts) if len(recipe.heads) > 1 else recipe.shifts[0],  # type: ignore[arg-type]
         )
     finally:
         torch.set_default_dtype(previous)

@@ -16,7 +16,7 @@ import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import matplotlib
 import numpy as np
@@ -57,6 +57,9 @@ from core.reporting.report_models import (
 from core.reporting.verdicts import Verdict, report_verdicts
 from core.reporting.verdicts import number_text as _num
 
+if TYPE_CHECKING:  # for mypy only: older matplotlib releases (>=3.8 allowed) lack RcKeyType
+    from matplotlib.typing import RcKeyType
+
 # Columns of the accuracy and forgetting tables: fields of ErrorMetricsReport.
 METRICS = tuple(
     (field_name(ErrorMetricsReport, key), title, unit)
@@ -77,7 +80,7 @@ HOLE_COLOUR = "#d62728"
 # dissociation limit keeps the well, and any hole below it, readable.
 DIMER_VIEW_ABOVE_TAIL_EV = 10.0
 
-FIGURE_STYLE = {
+FIGURE_STYLE: "dict[RcKeyType, Any]" = {
     "font.size": 9,
     "axes.titlesize": 9,
     "axes.labelsize": 9,
@@ -170,6 +173,8 @@ def _when(iso: str | None) -> str:
 
 
 def _duration(start: str | None, end: str | None) -> str | None:
+    if start is None or end is None:
+        return None
     try:
         seconds = (datetime.fromisoformat(end) - datetime.fromisoformat(start)).total_seconds()
     except (TypeError, ValueError):

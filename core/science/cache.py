@@ -54,7 +54,11 @@ class PredictionCache:
             logger.info("cache hit: foundation labels %s", path.stem[:12])
             return _unpack_predictions(np.load(path), configs)
         predictions = compute()
-        _write_atomically(path, lambda partial: np.savez(partial, **_pack_predictions(predictions)))
+        _write_atomically(
+            path,
+            # numpy's stub cannot tell these array names from its own `allow_pickle` keyword.
+            lambda partial: np.savez(partial, **_pack_predictions(predictions)),  # type: ignore[arg-type]
+        )
         self._share(path)
         return predictions
 
@@ -99,7 +103,7 @@ class PredictionCache:
         return self.folder / f"{key}{suffix}"
 
 
-def _write_atomically(path: Path, write: Callable[[Path], None]) -> None:
+def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
     # Write then rename, so concurrent workers never read half a file.
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(f".{uuid.uuid4().hex}.partial{path.suffix}")

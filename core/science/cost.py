@@ -21,6 +21,7 @@ import psutil
 import torch
 
 from core.data.datasets import labels_of
+from core.registry import mace_model
 from core.science.inference import (
     Neighbourhood,
     batch_by_edges,
@@ -86,13 +87,13 @@ def probe_cost(
     optimiser = torch.optim.AdamW(parameters, lr=1e-6)
     batch_configs = list(batch_configs[: hyper.batch_size])
     graphs = list(neighbourhoods or [])[: len(batch_configs)] or [
-        neighbourhood(atoms, float(model.r_max)) for atoms in batch_configs
+        neighbourhood(atoms, mace_model.cutoff(model)) for atoms in batch_configs
     ]
     edges = [g.n_edges for g in graphs]
     probed = batch_by_edges(edges, int(PROBE_EDGE_SHARE * edge_budget(max_edges)))[0]
     probe_configs = [batch_configs[i] for i in probed]
     scale = max(1.0, (sum(edges) + len(edges)) / (sum(edges[i] for i in probed) + len(probed)))
-    zs = [int(z) for z in trainable.atomic_numbers]
+    zs = mace_model.atomic_numbers(trainable)
     batch = collate(zs, probe_configs, [graphs[i] for i in probed], device)
     energies = torch.tensor([labels_of(a).energy for a in probe_configs], dtype=torch.float64)
     forces = torch.tensor(

@@ -75,7 +75,8 @@ class ResultsFollower:
 
 
 # mace's head names, as people read them: the user's data and the replay data.
-HEAD_NAMES = {"Default": "target", "pt_head": "replay"}
+# Keyed by what a log line carries, which may be no head at all (None: shown as it came).
+HEAD_NAMES: dict[str | None, str] = {"Default": "target", "pt_head": "replay"}
 
 
 def epoch_entry(raw: dict[str, Any]) -> dict[str, Any] | None:

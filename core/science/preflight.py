@@ -24,6 +24,7 @@ from ase.data import chemical_symbols
 from core.data.datasets import is_isolated_atom, labels_of
 from core.data.splits import exact_duplicate_groups, near_duplicate_groups
 from core.errors import InvalidSpecError
+from core.registry import mace_model
 from core.science.cache import PredictionCache
 from core.science.cost import CostEstimate, probe_cost
 from core.science.e0s import (
@@ -36,8 +37,14 @@ from core.science.e0s import (
     fit_e0_residuals,
     model_e0s,
 )
-from core.science.inference import Neighbourhood, edge_budget, neighbourhood, predict
-from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ScratchStrategy, e0_method_of
+from core.science.inference import Neighbourhood, Prediction, edge_budget, neighbourhood, predict
+from core.science.spec import (
+    FOUNDATION_E0_METHODS,
+    E0MethodName,
+    JobSpec,
+    ScratchStrategy,
+    e0_method_of,
+)
 
 Severity = Literal["info", "warning", "blocking"]
 
@@ -473,7 +480,7 @@ def check_reference(
     energies: np.ndarray,
     predicted: np.ndarray,
     foundation_e0s: dict[str, float],
-    e0_method: str | dict[str, float],
+    e0_method: E0MethodName | dict[str, float],
     isolated_energies: dict[str, float],
 ) -> ReferenceCheck:
     """Preflight's reference step, also run at submission (core.workflows.admission): how far the
@@ -500,7 +507,7 @@ def review(
     known_elements: Sequence[str] | None,
     foundation_e0s: dict[str, float] | None,
     scratch: bool,
-    e0_method: str | dict[str, float],
+    e0_method: E0MethodName | dict[str, float],
     isolated_energies: dict[str, float],
     acknowledge: Sequence[str] = (),
     positions: Sequence[int] | None = None,
@@ -558,9 +565,9 @@ def _force_comparison(
     if predictions.forces is None:
         return None, None
     pairs = [
-        (forces[i], predicted)
+        (reference, predicted)
         for i, predicted in zip(predictions.force_indices, predictions.forces, strict=True)
-        if forces[i] is not None
+        if (reference := forces[i]) is not None
     ]
     if not pairs:
         return None, None
@@ -630,9 +637,9 @@ def run_preflight(
     # The same selection as core.workflows.training's candidates, so their predictions line up.
     molecules = [atoms for atoms in configs if not is_isolated_atom(atoms)]
     isolated = {
-        atoms.get_chemical_symbols()[0]: float(labels_of(atoms).energy)
+        atoms.get_chemical_symbols()[0]: float(energy)
         for atoms in [*isolated_atoms, *(a for a in configs if is_isolated_atom(a))]
-        if labels_of(atoms).energy is not None
+        if (energy := labels_of(atoms).energy) is not None
     }
     labels = [labels_of(atoms) for atoms in molecules]
     unlabelled = [i for i, lab in enumerate(labels) if lab.energy is None or lab.forces is None]
@@ -643,7 +650,7 @@ def run_preflight(
         )
     energies = np.array([lab.energy for lab in labels], dtype=float)
     known = (
-        [chemical_symbols[int(z)] for z in foundation_model.atomic_numbers]
+        [chemical_symbols[z] for z in mace_model.atomic_numbers(foundation_model)]
         if foundation_model is not None
         else None
     )
@@ -654,7 +661,7 @@ def run_preflight(
     graphs: list[Neighbourhood] = []
     if foundation_model is not None and covered and molecules:
         # Built once: the foundation's predictions and the cost probe both read them.
-        graphs = [neighbourhood(atoms, float(foundation_model.r_max)) for atoms in molecules]
+        graphs = [neighbourhood(atoms, mace_model.cutoff(foundation_model)) for atoms in molecules]
         predictions = foundation_predictions(
             foundation_model,
             molecules,
@@ -711,7 +718,7 @@ def foundation_predictions(
 ) -> FoundationPredictions:
     """Energies of every configuration (through the cache E0 estimation shares) and forces of a
     seeded sample bounded by edges (FORCE_SAMPLE_BATCHES)."""
-    graphs = list(neighbourhoods or [neighbourhood(a, float(model.r_max)) for a in molecules])
+    graphs = list(neighbourhoods or [neighbourhood(a, mace_model.cutoff(model)) for a in molecules])
     sample = force_sample([g.n_edges for g in graphs], FORCE_SAMPLE_BATCHES * edge_budget())
     picked = [molecules[i] for i in sample]
     with_forces = predict(model, picked, device=device, neighbourhoods=[graphs[i] for i in sample])
@@ -732,13 +739,19 @@ def foundation_predictions(
         return energies
 
     energies = cache.energies(sha256, molecules, compute) if cache and sha256 else compute()
-    return FoundationPredictions(energies, [p.forces for p in with_forces], sample)
+    return FoundationPredictions(energies, [_asked_forces(p) for p in with_forces], sample)
+
+
+def _asked_forces(prediction: Prediction) -> np.ndarray:
+    assert prediction.forces is not None  # predict(forces=True) gives every prediction forces
+    return prediction.forces
 
 
 def force_sample(edge_counts: Sequence[int], max_edges: int) -> list[int]:
     """Indices (sorted) of a seeded random sample whose edges fit `max_edges`; at least one."""
     order = np.random.default_rng(0).permutation(len(edge_counts))
-    chosen, total = [], 0
+    chosen: list[int] = []
+    total = 0
     for index in order[:FORCE_SAMPLE]:
         if chosen and total + edge_counts[index] > max_edges:
             break

@@ -492,6 +492,13 @@ class JobSpec(SpecModel):
             )
         return self
 
+    def fine_tuned_foundation(self) -> str:
+        """The foundation model that a strategy other than scratch starts from; the validator
+        above makes every such spec name one."""
+        if self.foundation_model is None:
+            raise ValueError(f"strategy {self.strategy.name} starts from no foundation model")
+        return self.foundation_model
+
 
 class ModelReference(SpecModel):
     """A job's fine-tuned model or an unmodified foundation model, to compare against it."""

@@ -5,9 +5,9 @@ cancel request) can never both win.
 """
 
 from collections.abc import Collection
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal, TypeVar, cast
 
-from sqlalchemy import ColumnElement, select, update
+from sqlalchemy import ColumnElement, CursorResult, Result, select, update
 from sqlalchemy.orm import Session, undefer
 
 from core.errors import InvalidStateTransitionError, NotFoundError
@@ -24,6 +24,7 @@ ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
 }
 Row = TypeVar("Row", Job, Evaluation, ReplaySet)
 WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
+WorkRow = Job | Evaluation | ReplaySet
 TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
 
 
@@ -113,7 +114,13 @@ def transition(
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return result.rowcount == 1
+    return updated_rows(result) == 1
+
+
+def updated_rows(result: Result[Any]) -> int:
+    """How many rows an UPDATE matched. `Session.execute` is typed as returning a plain Result,
+    but for a DML statement it is a CursorResult, which is what carries the count."""
+    return cast(CursorResult[Any], result).rowcount
 
 
 def cancel_job(session: Session, job_id: str) -> Job:
@@ -158,7 +165,8 @@ def record_stage(
 
 
 def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> None:
-    job = get_job(session, job_id, include=("epochs",))
+    parts: tuple[JobPart, ...] = ("epochs",)
+    job = get_job(session, job_id, include=parts)
     job.epochs = [*job.epochs, entry]
     session.commit()
 

@@ -15,13 +15,14 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from pathlib import Path
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, or_, select, update
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import NotFoundError
 from core.service.db import session_scope
-from core.service.jobs import WorkTable, transition
+from core.service.jobs import WorkRow, WorkTable, transition, updated_rows
 from core.service.models import Evaluation, Job, JobState, ReplaySet, new_id, utcnow
 
 logger = logging.getLogger(__name__)
@@ -56,6 +57,12 @@ def _lease_expired(table: WorkTable = Job) -> ColumnElement[bool]:
     return or_(table.lease_expires_at.is_(None), table.lease_expires_at < utcnow())
 
 
+def _fresh_row(session: Session, table: WorkTable, row_id: str) -> WorkRow | None:
+    """The row as the database has it now (not the session's copy). `Session.get` cannot bind
+    its type variable to a union of classes, so its result is narrowed here."""
+    return cast(WorkRow | None, session.get(table, row_id, populate_existing=True))
+
+
 def exhausted_reason(attempts: int, noun: str = "job") -> str:
     return (
         f"the worker running this {noun} stopped {attempts} time(s) before it ended (killed, out "
@@ -74,7 +81,7 @@ def claim(
 ) -> Claim | None:
     """Take a queued row, or a running one whose worker is gone; None when there is nothing to
     do (another live worker holds it, it ended, or it just failed for too many attempts)."""
-    row = session.get(table, row_id, populate_existing=True)
+    row = _fresh_row(session, table, row_id)
     if row is None:
         raise NotFoundError(f"{work_noun(table)} {row_id} does not exist")
     if row.state is JobState.QUEUED:
@@ -99,7 +106,7 @@ def claim(
         return None
     owner = new_id()
     now = utcnow()
-    lease: dict[str, object] = {
+    lease: dict[str, Any] = {
         "attempts": attempt,
         "lease_owner": owner,
         "lease_expires_at": now + timedelta(seconds=lease_seconds),
@@ -117,7 +124,7 @@ def claim(
             .execution_options(synchronize_session=False)
         )
         session.commit()
-        won = result.rowcount == 1
+        won = updated_rows(result) == 1
     if won:
         return Claim(owner, attempt)
     if row.state is JobState.RUNNING and _requeued_meanwhile(session, table, row_id):
@@ -128,7 +135,7 @@ def claim(
 
 
 def _requeued_meanwhile(session: Session, table: WorkTable, row_id: str) -> bool:
-    row = session.get(table, row_id, populate_existing=True)
+    row = _fresh_row(session, table, row_id)
     return row is not None and row.state is JobState.QUEUED
 
 
@@ -143,7 +150,7 @@ def renew_lease(
         .execution_options(synchronize_session=False)
     )
     session.commit()
-    return result.rowcount == 1
+    return updated_rows(result) == 1
 
 
 def recover_abandoned_jobs(

@@ -3,10 +3,10 @@
 import enum
 import uuid
 from datetime import datetime, timezone
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text, event
-from sqlalchemy.orm import DeclarativeBase, Mapped, column_property, mapped_column
+from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, column_property, mapped_column
 
 
 def new_id() -> str:
@@ -156,7 +156,11 @@ class Job(ProjectOwned, Base):
     model_card: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, default=None, deferred=True, deferred_group="measured"
     )
-    has_model_card: Mapped[bool] = column_property(model_card.column.is_not(None))
+    # In the class body `model_card` is still the MappedColumn that `mapped_column` made; the
+    # Mapped[...] annotation above is what instances see.
+    has_model_card: Mapped[bool] = column_property(
+        cast("MappedColumn[Any]", model_card).column.is_not(None)
+    )
     error: Mapped[str | None] = mapped_column(Text, default=None)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     # The worker running the job renews its lease; once it expires the worker is presumed dead

@@ -15,10 +15,11 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from core.data.catalog import referenced_dataset
 from core.data.datasets import is_isolated_atom, labels_of, read_configurations
 from core.errors import InvalidSpecError
 from core.registry.foundation_heads import working_foundation
-from core.registry.foundations import load_foundation
+from core.registry.foundations import FoundationModel, load_foundation
 from core.science.e0s import model_e0s, predict_energies
 from core.science.preflight import BLOCKING_E0_METHODS, check_reference
 from core.science.spec import JobSpec, ScratchStrategy
@@ -36,7 +37,7 @@ def screen_reference(
     spec: JobSpec,
     train: Dataset,
     max_atoms: int,
-    loaded: dict[str, torch.nn.Module] | None = None,
+    loaded: dict[str, tuple[FoundationModel, torch.nn.Module]] | None = None,
 ) -> None:
     """Raise InvalidSpecError, with both fixes, when the job's E0s would leave the foundation
     more than E0_MISMATCH_MEV_PER_ATOM off the training data (preflight's reference step).
@@ -47,19 +48,20 @@ def screen_reference(
         or REFERENCE_CODE in spec.preflight.acknowledge
     ):
         return
-    known = context.registry.local_elements(spec.foundation_model)
+    foundation_name = spec.fine_tuned_foundation()  # not scratch: the spec names one
+    known = context.registry.local_elements(foundation_name)
     if known is None or not set(train.summary["elements"]) <= set(known):
         return  # not fetched yet, or elements it lacks (refused elsewhere): the worker checks
     if (train.summary.get("n_atoms") or 0) > max_atoms:
         return
     with tempfile.TemporaryDirectory(prefix="mlft-admission-") as folder:
         with session_scope(context.sessions) as session:
-            key = session.get(Dataset, train.id).storage_key
+            key = referenced_dataset(session, train.id, "train_dataset").storage_key
         path = context.storage.fetch(key, Path(folder) / "train.extxyz")
         molecules = [atoms for atoms in read_configurations(path) if not is_isolated_atom(atoms)]
         if not molecules:
             return
-        registered = context.registry.resolve(spec.foundation_model)
+        registered = context.registry.resolve(foundation_name)
         loaded = {} if loaded is None else loaded
         # The head the job fine-tunes, as the worker's preflight sees it (same cache key).
         slot = f"{registered.sha256}|{spec.foundation_head}"

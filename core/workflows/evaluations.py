@@ -47,7 +47,9 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
         _succeeded_job(session, spec.model.job)
     for name in (spec.model.foundation_model, spec.foundation_model):
         context.registry.require_known(name)
-        info = context.registry.info(name) if name is not None else None
+        if name is None:
+            continue
+        info = context.registry.info(name)
         if info is not None and spec.foundation_head is not None:
             choose_head(name, info.heads, spec.foundation_head)
     rss = rss_settings(spec)
@@ -242,10 +244,12 @@ def _model_source(
         foundation = context.registry.resolve(spec.model.foundation_model)
         compared = spec.foundation_model or spec.model.foundation_model
         return foundation, compared, spec.foundation_head
+    assert spec.model.job is not None  # ModelReference names exactly one of job, foundation
     job = _succeeded_job(session, spec.model.job)
     job_spec = JobSpec.model_validate(job.spec)
     # A job's model is compared with the head it was fine-tuned from unless told otherwise.
     head = spec.foundation_head or (None if spec.foundation_model else job_spec.foundation_head)
+    assert job.model_key is not None  # _succeeded_job refuses a job without a model
     source = context.storage.local_path(job.model_key)
     return source, spec.foundation_model or job_spec.foundation_model, head
 

@@ -139,7 +139,11 @@ def resolve(
     train = None
     if spec.train_dataset is not None:
         train = referenced_dataset(session, spec.train_dataset, "train_dataset")
-    elements = spec.elements or sorted(train.summary["elements"], key=atomic_numbers.__getitem__)
+    if spec.elements is not None:  # never empty (min_length)
+        elements = spec.elements
+    else:
+        assert train is not None  # the spec's validator: elements, or a train_dataset
+        elements = sorted(train.summary["elements"], key=atomic_numbers.__getitem__)
     known = context.registry.local_elements(spec.foundation_model)
     if known is not None:
         missing = [symbol for symbol in elements if symbol not in known]
@@ -209,7 +213,8 @@ def find_reusable(session: Session, content_hash: str) -> ReplaySet | None:
     )
     candidates = list(session.scalars(query))
     succeeded = [row for row in candidates if row.state is JobState.SUCCEEDED]
-    return (succeeded or candidates or [None])[0]
+    preferred = succeeded or candidates
+    return preferred[0] if preferred else None
 
 
 def get_replay_set(session: Session, replay_set_id: str) -> ReplaySet:
@@ -404,7 +409,7 @@ def with_built_replay(context: JobContext, job_id: str, spec: JobSpec) -> JobSpe
     replay_set = ensure_replay_set(
         context,
         ReplaySetSpec(
-            foundation_model=spec.foundation_model,
+            foundation_model=spec.fine_tuned_foundation(),  # replay: not scratch
             foundation_head=spec.foundation_head,
             train_dataset=spec.train_dataset,
             size=replay.num_samples or DEFAULT_SIZE,

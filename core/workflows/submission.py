@@ -55,8 +55,10 @@ def submit_job(
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
-        extra = referenced_dataset(session, spec.isolated_atoms_dataset, "isolated_atoms_dataset")
-        isolated |= set(extra.summary.get("isolated_atom_elements", []))
+        atoms_set = referenced_dataset(
+            session, spec.isolated_atoms_dataset, "isolated_atoms_dataset"
+        )
+        isolated |= set(atoms_set.summary.get("isolated_atom_elements", []))
     if spec.e0s == "isolated_atoms" and not train_elements <= isolated:
         missing = ", ".join(sorted(train_elements - isolated))
         raise InvalidSpecError(
@@ -70,7 +72,7 @@ def submit_job(
             referenced_dataset(session, dataset_id, f"evaluation.{role}")
     registry.require_known(spec.foundation_model)
     if needs_foundation(spec.strategy):
-        registry.require_fetchable(spec.foundation_model)
+        registry.require_fetchable(spec.fine_tuned_foundation())
     replay = replay_of(spec.strategy)
     replay_elements: set[str] = set()
     # An automatic replay set is built from the training data's elements when the job starts.

@@ -4,7 +4,7 @@ data, compared by target accuracy against retained robustness — as one request
 import itertools
 import logging
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, TypeVar
 
 from pydantic import ConfigDict, Field, ValidationError, model_validator
 from sqlalchemy import select
@@ -72,13 +72,22 @@ class SweepSpec(SpecModel):
         return self
 
 
+_Value = TypeVar("_Value")
+
+
+def _axis(values: list[_Value] | None) -> list[_Value | None]:
+    """The grid's values along one axis, or a single unset point when the axis is not swept."""
+    return [*values] if values else [None]
+
+
 def expand(spec: SweepSpec) -> list[JobSpec]:
     """One job spec per strategy and grid point (LoRA ranks apply to LoRA strategies only)."""
     grid = spec.grid
     specs = []
     for name in dict.fromkeys(spec.strategies):
-        ranks = grid.lora_rank if name in LORA_STRATEGIES and grid.lora_rank else [None]
-        points = itertools.product(grid.lr or [None], ranks, grid.train_fraction or [None])
+        ranks = _axis(grid.lora_rank if name in LORA_STRATEGIES else None)
+        rates, fractions = _axis(grid.lr), _axis(grid.train_fraction)
+        points = itertools.product(rates, ranks, fractions)
         for lr, rank, fraction in points:
             strategy: dict[str, Any] = {"name": name}
             if name in REPLAY_STRATEGIES:

@@ -28,6 +28,7 @@ from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedE
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.registry import mace_model
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import (
     FoundationModel,
@@ -544,7 +545,7 @@ def batch_size_for_edges(
     if isinstance(spec.strategy, ScratchStrategy):
         r_max = spec.strategy.architecture.r_max
     elif model is not None:
-        r_max = float(model.r_max)
+        r_max = mace_model.cutoff(model)
     else:
         return spec, []
     largest = max(neighbourhood(atoms, r_max).n_edges + len(atoms) for atoms in molecules)
@@ -614,9 +615,12 @@ def _prepare_inputs(
     train_file = work_dir / "train.extxyz"
     write_mace_extxyz(molecules, train_file)
     valid_file = None
-    if valid or files.valid is not None:
+    if valid:
         valid_file = work_dir / "valid.extxyz"
-        write_mace_extxyz(valid or read_configurations(files.valid), valid_file)
+        write_mace_extxyz(valid, valid_file)
+    elif files.valid is not None:
+        valid_file = work_dir / "valid.extxyz"
+        write_mace_extxyz(read_configurations(files.valid), valid_file)
     if isinstance(spec.strategy, ScratchStrategy):
         inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
         return _Prepared(inputs, None)
@@ -742,7 +746,7 @@ def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
 
 
 def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], role: str) -> None:
-    known = {int(z) for z in model.atomic_numbers}
+    known = set(mace_model.atomic_numbers(model))
     numbers = {int(z) for atoms in configs for z in atoms.numbers}
     missing = [chemical_symbols[z] for z in sorted(numbers - known)]
     if missing:
