@@ -237,7 +237,7 @@ def test_a_killed_worker_leaves_the_job_to_the_other_resumed_from_the_bucket(
 
     topology.kill(killed)
 
-    done = wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
+    done = wait_until_ended(client, f"/jobs/{job_id}?include=epochs", topology, JOB_TIMEOUT_S)
     assert done["state"] == "succeeded", done["error"]
     assert done["attempts"] == 2
     resumed = [
