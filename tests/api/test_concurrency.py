@@ -3,8 +3,6 @@ or get 503 with Retry-After, never 500; a status read does not load the heavy pa
 
 import asyncio
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -18,7 +16,7 @@ from core.service.db import session_factory
 from core.service.jobs import create_job
 from core.service.models import Dataset, JobState
 from core.service.scoping import scope_session
-from tests.conftest import REPO_ROOT
+from tests.api_process import running_api
 
 ADMIN_TOKEN = "concurrency-admin-token"
 CONCURRENT_REQUESTS = 200
@@ -98,9 +96,6 @@ def test_a_request_that_finds_no_free_connection_in_time_gets_503_with_retry_aft
 @pytest.fixture(scope="module")
 def tiny_pool_server(settings, demo_foundation, tmp_path_factory) -> Iterator[str]:
     """The API under uvicorn, auth on, PostgreSQL, with a database pool of three connections."""
-    from bench.service import free_port
-
-    port = free_port()
     data_dir = tmp_path_factory.mktemp("tiny-pool")
     env = {
         **os.environ,
@@ -109,41 +104,9 @@ def tiny_pool_server(settings, demo_foundation, tmp_path_factory) -> Iterator[st
         "MLFT_DATA_DIR": str(data_dir),
         "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
     }
-    log_path = Path(data_dir) / "api.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 120
-        while True:
-            try:
-                if httpx.get(f"{base}/healthz", timeout=2).status_code == 200:
-                    break
-            except httpx.TransportError:
-                pass
-            if process.poll() is not None or time.monotonic() > deadline:
-                pytest.fail(f"the API did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
+    command = ["-m", "uvicorn", "api.app:create_app", "--factory"]
+    with running_api(command, env, Path(data_dir) / "api.log") as base:
         yield base
-    finally:
-        process.terminate()
-        process.wait(timeout=30)
 
 
 def project_token(base: str) -> tuple[str, str]:
