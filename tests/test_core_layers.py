@@ -1,4 +1,4 @@
-"""core's rooms import only the rooms below them (README, Architecture), so each can be read,
+"""core's rooms import only the rooms below them (docs/architecture.md), so each can be read,
 tested and changed knowing what it may depend on."""
 
 import ast
