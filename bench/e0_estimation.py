@@ -24,8 +24,9 @@ from mace.data.utils import estimate_e0s_from_foundation  # noqa: E402
 from mace.tools import AtomicNumberTable  # noqa: E402
 
 from bench.common import demo_foundation_path, write_section  # noqa: E402
-from core.data.datasets import labels_of, read_configurations  # noqa: E402
+from core.data.datasets import read_configurations  # noqa: E402
 from core.data.demo_data import generate_target_dataset  # noqa: E402
+from core.data.label_values import labels_of  # noqa: E402
 from core.science.e0s import estimate_e0s, model_e0s  # noqa: E402
 
 ACAC_TEST = Path(__file__).resolve().parents[2] / "shared" / "data" / "acac-pbe-d3-test_MD_300K.xyz"

@@ -13,7 +13,7 @@ import ase
 import numpy as np
 import torch
 
-from core.data.datasets import labels_of
+from core.data.label_values import labels_of
 from core.science.inference import predict
 
 DEFAULT_CONFIG_TYPE = "default"
@@ -95,7 +95,7 @@ def accuracy(
     max_parity_points: int = MAX_PARITY_POINTS,
 ) -> AccuracyMetrics:
     """Errors of `model` against the labels of `configs` (read with
-    core.data.datasets.labels_of)."""
+    core.data.label_values.labels_of)."""
     compared = _compare(model, configs, batch_size, device)
     by_type: dict[str, list[_Compared]] = defaultdict(list)
     for item in compared:

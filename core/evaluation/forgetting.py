@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from ase.calculators.singlepoint import SinglePointCalculator
 
-from core.data.datasets import labels_of
+from core.data.label_values import labels_of
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.science.inference import predict
 

@@ -20,7 +20,7 @@ import numpy as np
 import psutil
 import torch
 
-from core.data.datasets import labels_of
+from core.data.label_values import labels_of
 from core.registry import mace_model
 from core.science.inference import (
     Neighbourhood,

@@ -21,7 +21,7 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from core.data.datasets import is_isolated_atom, labels_of
+from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import exact_duplicate_groups, near_duplicate_groups
 from core.errors import InvalidSpecError
 from core.registry import mace_model
@@ -632,7 +632,7 @@ def run_preflight(
     n_replay: int = 0,
 ) -> PreflightOutcome:
     """Preflight of a job's training data: findings, suggestion and a cost probe. `configs` are
-    the training dataset's configurations; isolated atoms (core.data.datasets) are E0 references."""
+    the training dataset's configurations; isolated atoms (core.data.label_values) are E0 references."""
     started = time.perf_counter()
     # The same selection as core.workflows.training's candidates, so their predictions line up.
     molecules = [atoms for atoms in configs if not is_isolated_atom(atoms)]

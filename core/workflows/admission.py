@@ -16,7 +16,8 @@ import torch
 from ase.data import chemical_symbols
 
 from core.data.catalog import referenced_dataset
-from core.data.datasets import is_isolated_atom, labels_of, read_configurations
+from core.data.datasets import read_configurations
+from core.data.label_values import is_isolated_atom, labels_of
 from core.errors import InvalidSpecError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import FoundationModel, load_foundation

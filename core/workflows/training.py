@@ -16,13 +16,8 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
-from core.data.datasets import (
-    is_isolated_atom,
-    labels_of,
-    read_configurations,
-    trained_stress_count,
-    write_mace_extxyz,
-)
+from core.data.datasets import read_configurations, trained_stress_count, write_mace_extxyz
+from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import Split, split_configurations
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE

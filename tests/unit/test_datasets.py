@@ -10,12 +10,8 @@ import pytest
 from mace.data import KeySpecification
 from mace.data.utils import load_from_xyz
 
-from core.data.datasets import (
-    inspect_extxyz,
-    labels_of,
-    read_configurations,
-    write_mace_extxyz,
-)
+from core.data.datasets import inspect_extxyz, read_configurations, write_mace_extxyz
+from core.data.label_values import labels_of
 from core.errors import InvalidDatasetError
 
 FORCES = "Properties=species:S:1:pos:R:3:forces:R:3"

@@ -12,13 +12,12 @@ import pytest
 
 from core.data.datasets import (
     inspect_extxyz,
-    is_isolated_atom,
-    labels_of,
     read_configurations,
     trained_stress_count,
     write_mace_extxyz,
     write_normalised,
 )
+from core.data.label_values import is_isolated_atom, labels_of
 from core.data.labels import LabelKeys
 from core.errors import InvalidDatasetError
 

@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 from ase.data import chemical_symbols
 
-from core.data.datasets import labels_of, read_configurations
+from core.data.datasets import read_configurations
 from core.data.demo_data import generate_target_dataset
+from core.data.label_values import labels_of
 from core.registry.foundations import load_own_model
 from core.science.cache import PredictionCache
 from core.science.cost import probe_cost, trainable_copy

@@ -4,8 +4,8 @@ import pytest
 import torch
 from mace.calculators import MACECalculator
 
-from core.data.datasets import labels_of
 from core.data.demo_data import generate_target_dataset
+from core.data.label_values import labels_of
 from core.data.structure_generation import GENERATED_SOURCES, dimers, generate, seed_structures
 from core.errors import InvalidSpecError
 from core.science.descriptors import structure_descriptors

@@ -6,17 +6,15 @@ import pytest
 from ase.build import bulk
 from ase.calculators.emt import EMT
 
-from core.evaluation.rss import (
+from core.evaluation.relaxation import Relaxed
+from core.evaluation.rss import hole_statistics, rate_warnings
+from core.evaluation.rss_criteria import (
     HoleCriteria,
-    Relaxed,
-    compositions_from_data,
     energy_threshold,
     flag_holes,
-    hole_statistics,
     min_distance_ratio,
-    rate_warnings,
-    rss_plan,
 )
+from core.evaluation.rss_plan import compositions_from_data, rss_plan
 from core.science.spec import RssHolesSettings
 
 

@@ -11,18 +11,12 @@ from ase.io import read
 from ase.neighborlist import neighbor_list
 from ase.stress import full_3x3_to_voigt_6_stress
 
-from core.evaluation.rss import (
-    HoleCriteria,
-    MaceCalculatorFactory,
-    ModelUnderTest,
-    RelaxationCache,
-    RelaxSettings,
-    evaluate_rss_holes,
-    hole_statistics,
-    relax_all,
-    rss_plan,
-    starting_structures,
-)
+from core.evaluation.relaxation import RelaxSettings
+from core.evaluation.relaxation_cache import RelaxationCache
+from core.evaluation.relaxation_pool import MaceCalculatorFactory, relax_all
+from core.evaluation.rss import ModelUnderTest, evaluate_rss_holes, hole_statistics
+from core.evaluation.rss_criteria import HoleCriteria
+from core.evaluation.rss_plan import rss_plan, starting_structures
 from core.reporting.reports import render_html
 from core.science.spec import RssHolesSettings
 

@@ -46,7 +46,8 @@ def test_a_gzip_bomb_above_the_size_limit_stops_at_the_limit(tmp_path) -> None:
 
 
 def test_a_line_longer_than_any_extxyz_line_is_refused_without_reading_it_whole(tmp_path) -> None:
-    from core.data.datasets import MAX_LINE_BYTES, inspect_extxyz
+    from core.data.datasets import inspect_extxyz
+    from core.data.extxyz_frames import MAX_LINE_BYTES
     from core.errors import InvalidDatasetError
 
     path = tmp_path / "one-line.extxyz"
@@ -59,7 +60,8 @@ def test_a_line_longer_than_any_extxyz_line_is_refused_without_reading_it_whole(
 def test_a_configuration_declaring_more_atoms_than_accepted_is_refused_before_reading_them(
     tmp_path,
 ) -> None:
-    from core.data.datasets import MAX_ATOMS_PER_CONFIG, inspect_extxyz
+    from core.data.datasets import inspect_extxyz
+    from core.data.extxyz_frames import MAX_ATOMS_PER_CONFIG
     from core.errors import InvalidDatasetError
 
     path = tmp_path / "huge.extxyz"
