@@ -15,7 +15,6 @@ import argparse
 import asyncio
 import os
 import shutil
-import subprocess
 import sys
 import tempfile
 import time
@@ -33,8 +32,8 @@ import redis  # noqa: E402
 from sqlalchemy import create_engine, text  # noqa: E402
 from sqlalchemy.engine import make_url  # noqa: E402
 
-from bench.common import REPO_ROOT, demo_foundation_path, write_section  # noqa: E402
-from bench.service import SERVER_VARIABLES, free_port  # noqa: E402
+from bench.common import demo_foundation_path, write_section  # noqa: E402
+from bench.service import SERVER_VARIABLES, ApiProcess, running_api  # noqa: E402
 from core.config import Settings  # noqa: E402
 from core.service.db import migrate  # noqa: E402
 
@@ -96,14 +95,8 @@ def postgres_version(server: str) -> str:
     return str(version).split()[0]
 
 
-@dataclass(frozen=True)
-class ApiServer:
-    process: subprocess.Popen
-    base_url: str
-
-
 @contextmanager
-def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[ApiServer]:
+def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[ApiProcess]:
     """uvicorn as an operator starts it, on loopback; yields once every worker has started."""
     env = {key: value for key, value in os.environ.items() if key not in SERVER_VARIABLES}
     env |= {
@@ -114,45 +107,23 @@ def api_server(database_url: str, data_dir: Path, models_dir: Path) -> Iterator[
         "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     data_dir.mkdir(parents=True, exist_ok=True)
-    port = free_port()
     log_path = data_dir / "api.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--port",
-                str(port),
-                "--workers",
-                str(UVICORN_WORKERS),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
+    command = ["-m", "uvicorn", "api.app:create_app", "--factory"]
+    command += ["--workers", str(UVICORN_WORKERS)]
     try:
-        _wait_for_workers(process, log_path)
-        yield ApiServer(process, f"http://127.0.0.1:{port}")
+        # Generous: on a shared, loaded machine two workers importing torch take minutes.
+        with running_api(command, env, log_path, ready=_every_worker_started, timeout_s=600) as api:
+            yield api
     finally:
-        process.terminate()
-        process.wait(timeout=60)
         # The data folder goes; the server's log stays for whoever reads the errors it counts.
         shutil.copy(log_path, Path(tempfile.gettempdir()) / "mlft-api-load-server.log")
 
 
-def _wait_for_workers(process: subprocess.Popen, log: Path) -> None:
-    # /health answers as soon as one worker is up; measuring then would time a single worker
+def _every_worker_started(api: ApiProcess) -> bool:
+    # /healthz answers as soon as one worker is up; measuring then would time a single worker
     # and the other one's start-up. Each worker logs this line once its lifespan has run.
-    # Generous: on a shared, loaded machine two workers importing torch take minutes.
-    deadline = time.monotonic() + 600
-    while log.read_text().count("Application startup complete") < UVICORN_WORKERS:
-        if process.poll() is not None or time.monotonic() > deadline:
-            raise RuntimeError(f"the API did not start:\n{log.read_text()[-3000:]}")
-        time.sleep(0.3)
+    log = api.log_path.read_text(errors="replace")
+    return log.count("Application startup complete") >= UVICORN_WORKERS
 
 
 def descendant_pids(pid: int) -> list[int]:
@@ -186,9 +157,9 @@ def peak_rss_mb(pid: int) -> float:
     return int(kib[0]) * 1024 / MB if kib else 0.0
 
 
-def server_peak_rss_mb(server: ApiServer) -> float:
+def server_peak_rss_mb(server: ApiProcess) -> float:
     """The largest peak over uvicorn's processes: a request is served by one worker alone."""
-    root = server.process.pid
+    root = server.popen.pid
     return max(peak_rss_mb(pid) for pid in [root, *descendant_pids(root)])
 
 
@@ -426,10 +397,12 @@ def measure_jobs(
     return rows, ids
 
 
-def measure_upload(server: ApiServer, path: Path, headers: dict[str, str]) -> list[tuple[str, str]]:
+def measure_upload(
+    server: ApiProcess, path: Path, headers: dict[str, str]
+) -> list[tuple[str, str]]:
     size = path.stat().st_size / MB
     rss_before = server_peak_rss_mb(server)
-    dataset, seconds = upload(server.base_url, path, headers)
+    dataset, seconds = upload(server.url, path, headers)
     rss_after = server_peak_rss_mb(server)
     summary = dataset["summary"]
     return [
@@ -461,11 +434,11 @@ def measure(sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
     models_dir = demo_foundation_path().parent
     with fresh_database(POSTGRES) as url, api_server(url, folder / "var", models_dir) as server:
         try:
-            headers = project_headers(server.base_url)
-            dataset, _ = upload(server.base_url, train, headers)
-            job_rows, ids = measure_jobs(server.base_url, dataset["id"], sizes, headers)
+            headers = project_headers(server.url)
+            dataset, _ = upload(server.url, train, headers)
+            job_rows, ids = measure_jobs(server.url, dataset["id"], sizes, headers)
             upload_rows = measure_upload(server, large, headers)
-            cancel_all(server.base_url, ids, sizes.concurrency, headers)
+            cancel_all(server.url, ids, sizes.concurrency, headers)
         finally:
             empty_broker()
     limits = Settings().pool_limits

@@ -30,6 +30,8 @@ import httpx
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
+from core.service.processes import stop_process
+
 REPO_ROOT = Path(__file__).resolve().parents[1]
 ENV_FILE = REPO_ROOT / "mlft.env"
 # mlft.env's service addresses, which the local topology points at this machine's servers.
@@ -207,14 +209,7 @@ class Topology:
     def stop(self) -> None:
         """Workers first (they finish cleanly and remove their heartbeats), the API, S3 last."""
         for name in sorted(self.processes, key=lambda n: (n == "s3", n == "api")):
-            process = self.processes.pop(name).popen
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
-                    process.wait()
+            stop_process(self.processes.pop(name).popen)
 
     def _data_dir(self, name: str) -> Path:
         data_dir = self.root / name

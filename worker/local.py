@@ -10,6 +10,7 @@ import time
 from pathlib import Path
 
 from core.config import Settings, get_settings
+from core.service.processes import stop_process
 
 logger = logging.getLogger(__name__)
 REPO_ROOT = Path(__file__).resolve().parent.parent
@@ -73,15 +74,6 @@ def start_local_worker(settings: Settings) -> subprocess.Popen:
     return process
 
 
-def stop_local_worker(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 def restart_delay(previous: float, uptime: float) -> float:
     """None after a worker that had been working; doubling waits after one that dies at start."""
     if uptime >= HEALTHY_UPTIME_SECONDS:
@@ -118,7 +110,7 @@ class WorkerSupervisor:
         self._thread.join(timeout=POLL_SECONDS * 4)
         with self._lock:
             if self._process is not None and self._process.poll() is None:
-                stop_local_worker(self._process)
+                stop_process(self._process)
 
     def _watch(self) -> None:
         started = time.monotonic()

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from core.errors import TrainingFailedError
+from core.service.processes import stop_process
 from core.service.stages import WorkStopped
 
 EpochCallback = Callable[[dict[str, Any]], None]
@@ -118,12 +119,7 @@ def run_mace_training(
                 if should_stop():
                     raise TrainingCancelled
         finally:
-            if process.poll() is None:
-                process.terminate()
-                try:
-                    process.wait(timeout=30)
-                except subprocess.TimeoutExpired:
-                    process.kill()
+            stop_process(process)
     _report(follower, on_epoch)
     if process.returncode != 0:
         raise TrainingFailedError(

@@ -12,11 +12,11 @@ import httpx
 import pytest
 from sqlalchemy import event
 
+from bench.service import running_api
 from core.service.db import session_factory
 from core.service.jobs import create_job
 from core.service.models import Dataset, JobState
 from core.service.scoping import scope_session
-from tests.api_process import running_api
 
 ADMIN_TOKEN = "concurrency-admin-token"
 CONCURRENT_REQUESTS = 200
@@ -105,8 +105,8 @@ def tiny_pool_server(settings, demo_foundation, tmp_path_factory) -> Iterator[st
         "MLFT_ADMIN_TOKEN": ADMIN_TOKEN,
     }
     command = ["-m", "uvicorn", "api.app:create_app", "--factory"]
-    with running_api(command, env, Path(data_dir) / "api.log") as base:
-        yield base
+    with running_api(command, env, Path(data_dir) / "api.log") as api:
+        yield api.url
 
 
 def project_token(base: str) -> tuple[str, str]:

@@ -8,8 +8,8 @@ from pathlib import Path
 import httpx
 import pytest
 
+from bench.service import running_api
 from mlft_client.cli import main
-from tests.api_process import running_api
 
 
 @pytest.fixture(scope="module")
@@ -22,8 +22,8 @@ def server(settings, tmp_path_factory) -> Iterator[str]:
         "BROKER_URL": settings.broker_url,
         "MLFT_DATA_DIR": str(data_dir),
     }
-    with running_api(["-m", "api"], env, Path(data_dir) / "api.log") as base:
-        yield base
+    with running_api(["-m", "api"], env, Path(data_dir) / "api.log") as api:
+        yield api.url
 
 
 def test_python_m_api_serves_the_api_on_the_given_host_and_port(server: str) -> None:

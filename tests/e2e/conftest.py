@@ -7,6 +7,7 @@ import httpx
 import pytest
 
 from bench.service import wait_for
+from core.service.processes import stop_process
 from tests.conftest import REPO_ROOT
 
 
@@ -16,7 +17,7 @@ from tests.conftest import REPO_ROOT
 def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
     """A real Celery worker process on the test PostgreSQL and Redis."""
     from worker.celery_app import app as celery_app
-    from worker.local import stop_local_worker, worker_command
+    from worker.local import worker_command
 
     celery_app.control.purge()
     log_path = settings.data_dir / "worker.log"
@@ -27,7 +28,7 @@ def worker(settings, demo_foundation) -> Iterator[subprocess.Popen]:
         if process.poll() is not None or time.monotonic() > deadline:
             pytest.fail(f"the Celery worker did not start:\n{log_path.read_text()[-3000:]}")
     yield process
-    stop_local_worker(process)
+    stop_process(process)
 
 
 def wait_for_job(client: httpx.Client, job_id: str, log: Path, timeout: float = 600) -> dict:

@@ -5,8 +5,6 @@ import colorsys
 import io
 import json
 import os
-import subprocess
-import sys
 import time
 from collections import Counter
 from collections.abc import Iterator
@@ -15,7 +13,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from bench.service import free_port
+from bench.service import running_api
 from core.reporting.verdicts import verdicts_json
 from core.workflows.sweeps import recommend
 from tests.conftest import REPO_ROOT, upload
@@ -51,41 +49,10 @@ pytestmark = [
 def server(settings, worker) -> Iterator[str]:
     """The API under uvicorn on a free port, on the test database and broker (the environment
     tests/conftest.py set), next to the package's worker so that jobs run."""
-    port = free_port()
     env = {**os.environ, "MLFT_START_EMBEDDED_WORKER": "false"}
-    log_path = settings.data_dir / "dashboard-api.log"
-    with log_path.open("wb") as log:
-        process = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "uvicorn",
-                "api.app:create_app",
-                "--factory",
-                "--host",
-                "127.0.0.1",
-                "--port",
-                str(port),
-            ],
-            cwd=REPO_ROOT,
-            env=env,
-            stdout=log,
-            stderr=log,
-        )
-    base = f"http://127.0.0.1:{port}/"
-    deadline = time.monotonic() + 120
-    while True:
-        try:
-            httpx.get(base + "health", timeout=5).raise_for_status()
-            break
-        except httpx.TransportError:
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.terminate()
-                pytest.fail(f"the API did not start:\n{log_path.read_text()[-3000:]}")
-            time.sleep(0.3)
-    yield base
-    process.terminate()
-    process.wait(timeout=60)
+    command = ["-m", "uvicorn", "api.app:create_app", "--factory"]
+    with running_api(command, env, settings.data_dir / "dashboard-api.log") as api:
+        yield f"{api.url}/"
 
 
 @pytest.fixture(scope="module")
