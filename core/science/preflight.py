@@ -632,7 +632,8 @@ def run_preflight(
     n_replay: int = 0,
 ) -> PreflightOutcome:
     """Preflight of a job's training data: findings, suggestion and a cost probe. `configs` are
-    the training dataset's configurations; isolated atoms (core.data.label_values) are E0 references."""
+    the training dataset's configurations; isolated atoms (core.data.label_values) are E0
+    references."""
     started = time.perf_counter()
     # The same selection as core.workflows.training's candidates, so their predictions line up.
     molecules = [atoms for atoms in configs if not is_isolated_atom(atoms)]
