@@ -26,7 +26,7 @@ def train_id(client, target_files) -> str:
 
 
 @pytest.fixture(scope="module")
-def test_id(client, target_files) -> str:
+def held_out_id(client, target_files) -> str:
     return upload(client, target_files["test"])["id"]
 
 
@@ -241,9 +241,9 @@ def test_replay_set_seeds_are_bounded(client, train_id) -> None:
         ("valid_dataset", "test_dataset"),
     ],
 )
-def test_one_dataset_in_two_roles_is_refused(client, train_id, test_id, roles) -> None:
+def test_one_dataset_in_two_roles_is_refused(client, train_id, held_out_id, roles) -> None:
     body = {"train_dataset": train_id}
-    shared = train_id if "train_dataset" in roles else test_id
+    shared = train_id if "train_dataset" in roles else held_out_id
     body.update({role: shared for role in roles})
 
     for route in ("/jobs", "/preflight"):

@@ -92,8 +92,16 @@ def test_keys_cannot_leave_the_store(s3, tmp_path, key: str) -> None:
 
 
 def test_deleting_a_missing_key_is_harmless_in_both_stores(s3, tmp_path) -> None:
-    s3.delete("jobs/none/checkpoint/latest.pt")
-    LocalStorage(tmp_path / "store").delete("jobs/none/checkpoint/latest.pt")
+    source = tmp_path / "latest.pt"
+    source.write_bytes(b"epoch 1")
+    local = LocalStorage(tmp_path / "store")
+    for store in (s3, local):
+        store.put_file("jobs/kept/checkpoint/latest.pt", source)
+
+        store.delete("jobs/none/checkpoint/latest.pt")
+
+        assert not store.exists("jobs/none/checkpoint/latest.pt")
+        assert store.exists("jobs/kept/checkpoint/latest.pt")
 
 
 def test_a_dataset_uploaded_through_the_api_is_stored_in_the_bucket(
