@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.reporting.report_models import EvaluationSections
+from core.reporting.report_models import E0sReport, EvaluationSections
 from core.science.spec import SpecModel
 from core.service.jobs import JobPart
 from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
@@ -69,6 +69,8 @@ class JobPublic(BaseModel):
     # with `?include=epochs` / `?include=split` (the events stream sends the epochs too).
     epochs: list[dict[str, Any]] | None = None
     e0s: dict[str, Any] | None
+    # Every element the delivered model knows (issue 25), once its E0s are chosen.
+    elements: list[str] | None = None
     warnings: list[str]
     checks: dict[str, Any] | None
     effective_hyperparameters: dict[str, Any] | None
@@ -110,6 +112,7 @@ class JobPublic(BaseModel):
             ),
             epochs=job.epochs if "epochs" in include else None,
             e0s=job.e0s,
+            elements=E0sReport.from_json(job.e0s).model_elements() if job.e0s else None,
             warnings=job.warnings,
             checks=job.checks,
             effective_hyperparameters=job.effective_hyperparameters,

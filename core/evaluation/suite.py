@@ -25,6 +25,7 @@ from core.evaluation.md import (
     md_stability,
 )
 from core.evaluation.rdf import compare_rdfs, radial_distribution
+from core.evaluation.unmeasured import attempt, require_known_elements, unknown_elements
 from core.registry import mace_model
 from core.reporting.report_models import (
     AccuracyReport,
@@ -95,39 +96,86 @@ def evaluate(
     on_steps: StepsCallback | None = None,
     device: str = "cpu",
 ) -> EvaluationSections:
-    """Every measurement the settings ask for; a section is left unset when it did not run."""
+    """Every measurement the settings ask for; a section is left unset when it did not run, and
+    named with its reason in `not_measured` when it could not (core.evaluation.unmeasured)."""
     stage = on_stage or (lambda _name: None)
     report = EvaluationSections()
+    skipped: dict[str, str] = {}
+    models = {"model": model}
     if data.test:
         stage("evaluating accuracy")
-        report.accuracy = {"test": accuracy_section(accuracy(model, data.test, device=device))}
+
+        def test_accuracy() -> AccuracyReport:
+            require_known_elements(models, data.test or [], "test data")
+            return accuracy_section(accuracy(model, data.test or [], device=device))
+
+        if (measured := attempt("accuracy", skipped, test_accuracy)) is not None:
+            report.accuracy = {"test": measured}
     if data.replay and foundation is not None:
         stage("evaluating forgetting")
-        report.forgetting = forgetting_section(
-            forgetting(foundation, model, data.replay, device=device)
-        )
-    structures = [atoms for atoms in data.test or [] if len(atoms) > 1][: settings.md_structures]
+
+        def replay_forgetting() -> ForgettingReport:
+            both = {"fine-tuned model": model, "foundation": foundation}
+            require_known_elements(both, data.replay or [], "forgetting (replay) data")
+            return forgetting_section(
+                forgetting(foundation, model, data.replay or [], device=device)
+            )
+
+        if (forgot := attempt("forgetting", skipped, replay_forgetting)) is not None:
+            report.forgetting = forgot
+    test = _known_to(model, data.test or [])
+    structures = [atoms for atoms in test if len(atoms) > 1][: settings.md_structures]
     if settings.md and structures:
         runs = md_runs(settings.md_steps)
-        report.md, rdf = _md_and_rdf(
-            model, structures, data.reference or data.test or [], runs, stage, on_steps, device
+        reference = data.reference or data.test or []
+        measured_md = attempt(
+            "md",
+            skipped,
+            lambda: _md_and_rdf(model, structures, reference, runs, stage, on_steps, device),
         )
-        if rdf is not None:
-            report.rdf = rdf
+        if measured_md is not None:
+            report.md, rdf = measured_md
+            if rdf is not None:
+                report.rdf = rdf
     if settings.dimers:
         stage("evaluating short-range repulsion")
-        elements = _elements(data.test or [], model)
-        dimers = repulsion_section(
-            short_range_repulsion(model, elements, structures[:1], device=device)
+        dimers = attempt(
+            "dimers",
+            skipped,
+            lambda: _repulsion(model, foundation, _elements(test, model), structures[:1], device),
         )
-        if foundation is not None:
-            # Holes the foundation has already are inherited, not made by the fine-tuning;
-            # sweeps judge a model by the holes beyond its foundation's (core.workflows.sweeps).
-            dimers.foundation_holes = short_range_repulsion(
-                foundation, elements, structures[:1], device=device
-            ).holes
-        report.dimers = dimers
+        if dimers is not None:
+            report.dimers = dimers
+    if skipped:
+        report.not_measured = skipped
     return report
+
+
+def _repulsion(
+    model: torch.nn.Module,
+    foundation: torch.nn.Module | None,
+    elements: list[str],
+    structures: list[ase.Atoms],
+    device: str,
+) -> DimersReport:
+    dimers = repulsion_section(short_range_repulsion(model, elements, structures, device=device))
+    if foundation is not None:
+        # Holes the foundation has already are inherited, not made by the fine-tuning;
+        # sweeps judge a model by the holes beyond its foundation's (core.workflows.sweeps).
+        known = [symbol for symbol in elements if not _unknown(foundation, [symbol])]
+        dimers.foundation_holes = short_range_repulsion(
+            foundation, known, structures, device=device
+        ).holes
+    return dimers
+
+
+def _unknown(model: torch.nn.Module, symbols: list[str]) -> bool:
+    return bool(unknown_elements(model, [ase.Atoms(symbols)]))
+
+
+def _known_to(model: torch.nn.Module, configs: list[ase.Atoms]) -> list[ase.Atoms]:
+    """The configurations of elements the model knows (MD and dimers run on them)."""
+    return [atoms for atoms in configs if not unknown_elements(model, [atoms])]
 
 
 def md_runs(n_steps: int) -> tuple[MDRunSpec, MDRunSpec]:

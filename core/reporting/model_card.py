@@ -11,7 +11,13 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from core.reporting.report_models import CardE0s, EvaluationSections, HeadlineMetrics, ModelCard
+from core.reporting.report_models import (
+    CardE0s,
+    E0sReport,
+    EvaluationSections,
+    HeadlineMetrics,
+    ModelCard,
+)
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -43,6 +49,7 @@ def build_model_card(
     created_at: str,
 ) -> dict[str, Any]:
     """`datasets` maps a role (train, test, ...) to {id, name, sha256, n_configs, size_bytes}."""
+    measured = EvaluationSections.from_json(metrics)
     card = {
         "job_id": job_id,
         "created_at": created_at,
@@ -51,8 +58,14 @@ def build_model_card(
         "level_of_theory": spec.get("level_of_theory"),
         "strategy": spec["strategy"],
         "effective_hyperparameters": effective_hyperparameters,
-        "e0s": {"method": e0s.get("method"), "values_ev": e0s.get("e0s")},
-        "metrics": headline_metrics(EvaluationSections.from_json(metrics)).to_json(),
+        "e0s": {
+            "method": e0s.get("method"),
+            "values_ev": e0s.get("e0s"),
+            "kept_from_foundation_ev": e0s.get("kept_from_foundation") or None,
+        },
+        "elements": E0sReport.from_json(e0s).model_elements(),
+        "metrics": headline_metrics(measured).to_json(),
+        "not_measured": measured.not_measured,
         "checks": checks,
         "split": _split_summary(split),
         "preflight": _preflight_summary(preflight),
@@ -75,6 +88,7 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
         + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
         f"- Strategy: `{card.strategy['name']}`",
         f"- Level of theory: {card.level_of_theory or 'not given'}",
+        f"- Elements the model knows: {' '.join(card.elements or []) or 'not recorded'}",
         "",
         "## Data",
         "",
@@ -95,9 +109,13 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
     lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
     for symbol, value in (e0s.values_ev or {}).items():
         lines.append(f"| {symbol} | {value:.6f} |")
+    for symbol, value in (e0s.kept_from_foundation_ev or {}).items():
+        lines.append(f"| {symbol} | {value:.6f} (foundation's; not in the training data) |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     for key, value in (card.metrics.to_json() if card.metrics else {}).items():
         lines.append(f"| {key} | {_format(value)} |")
+    for section, reason in (card.not_measured or {}).items():
+        lines.append(f"| {section} | not measured: {reason} |")
     if card.exports:
         lines += ["", "## Exports", "", "| variant | tested | detail |", "|---|---|---|"]
         for variant, result in card.exports.items():

@@ -239,6 +239,9 @@ class EvaluationSections(ReportModel):
     rdf: RdfReport | None = None
     dimers: DimersReport | None = None
     rss_holes: RssHolesReport | None = None
+    # Sections that could not run, with the reason: "forgetting" -> "the fine-tuned model does
+    # not know element(s) Pd ..." (core.evaluation.unmeasured); the job still succeeds.
+    not_measured: dict[str, str] | None = None
 
     def headline_accuracy(self) -> tuple[str, AccuracyReport] | None:
         """The test set's accuracy, else the first dataset's."""
@@ -269,7 +272,19 @@ class E0sReport(ReportModel):
     rank: int | None = None
     n_configs: int | None = None
     note: str | None = None
+    # The model's predicted energy of each element's lone atom (the verification's).
     isolated_atom_energies: dict[str, float] | None = None
+    # Issue 25: elements the training data lack, with the foundation's E0 the model keeps for
+    # them; the foundation's own E0s; the isolated-atom energies found in the data.
+    kept_from_foundation: dict[str, float] | None = None
+    foundation_e0s: dict[str, float] | None = None
+    isolated_atom_references: dict[str, float] | None = None
+
+    def model_elements(self) -> list[str]:
+        """Every element the model carries an E0 for, by atomic number."""
+        from ase.data import atomic_numbers
+
+        return sorted({**(self.kept_from_foundation or {}), **self.e0s}, key=atomic_numbers.get)
 
 
 class E0Verification(ReportModel):
@@ -277,6 +292,8 @@ class E0Verification(ReportModel):
 
     verified: bool | None = None
     isolated_atoms_checked: bool | None = None
+    # Every element of the delivered model, each checked (issue 25).
+    elements: list[str] | None = None
     # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift), in eV.
     lone_atom_interaction_ev: dict[str, float] | None = None
 
@@ -393,6 +410,10 @@ class SweepRow(ReportModel):
     trainable_fraction: float | None = None
     wall_time_s: float | None = None
     warnings: int | None = None
+    # Sections the job could not measure, with the reason (EvaluationSections.not_measured).
+    not_measured: dict[str, str] | None = None
+    # The job's error when it failed.
+    error: str | None = None
 
 
 class SweepChoice(ReportModel):
@@ -451,6 +472,8 @@ class HeadlineMetrics(ReportModel):
 class CardE0s(ReportModel):
     method: str | None = None
     values_ev: dict[str, float] | None = None
+    # Elements the training data lack: the foundation's E0s, kept in the model (issue 25).
+    kept_from_foundation_ev: dict[str, float] | None = None
 
 
 class ModelCard(ReportModel):
@@ -465,6 +488,10 @@ class ModelCard(ReportModel):
     effective_hyperparameters: dict[str, Any] | None = None
     e0s: CardE0s | None = None
     metrics: HeadlineMetrics | None = None
+    # Every element the model knows (issue 25), and the evaluation sections it could not be
+    # measured on, with the reason.
+    elements: list[str] | None = None
+    not_measured: dict[str, str] | None = None
     checks: dict[str, Any] | None = None
     split: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None

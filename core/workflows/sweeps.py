@@ -96,15 +96,16 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
             if rank is not None:
                 strategy["rank"] = rank
             changes: dict[str, Any] = {"strategy": strategy}
-            if not traits_of(name).foundation and spec.base.e0s in FOUNDATION_E0_METHODS:
-                # Both need a foundation, which a scratch model has none of: it fits its E0s on
-                # the data (science.md §2 "average").
-                changes["e0s"] = "average"
             if lr is not None:
                 changes["hyperparameters"] = {**spec.base.hyperparameters.model_dump(), "lr": lr}
             if fraction is not None:
                 changes["train_fraction"] = fraction
-            specs.append(_point_spec(name, {**spec.base.model_dump(), **changes}))
+            values = {**spec.base.model_dump(), **changes}
+            if not traits_of(name).foundation and spec.base.e0s in FOUNDATION_E0_METHODS:
+                # Both need a foundation, which a scratch model has none of: its E0s come from
+                # the data, as submission chooses them (isolated atoms when there, issue 25).
+                del values["e0s"]
+            specs.append(_point_spec(name, values))
     return specs
 
 
