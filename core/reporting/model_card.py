@@ -58,14 +58,9 @@ def build_model_card(
         "level_of_theory": spec.get("level_of_theory"),
         "strategy": spec["strategy"],
         "effective_hyperparameters": effective_hyperparameters,
-        "e0s": {
-            "method": e0s.get("method"),
-            "values_ev": e0s.get("e0s"),
-            "kept_from_foundation_ev": e0s.get("kept_from_foundation") or None,
-        },
+        "e0s": {"method": e0s.get("method"), "values_ev": e0s.get("e0s")},
         "elements": E0sReport.from_json(e0s).model_elements(),
         "metrics": headline_metrics(measured).to_json(),
-        "not_measured": measured.not_measured,
         "checks": checks,
         "split": _split_summary(split),
         "preflight": _preflight_summary(preflight),
@@ -73,6 +68,11 @@ def build_model_card(
         "exports": exports,
         "software": software_versions(),
     }
+    # Issue 25: only where there is something to say, so older cards keep their shape.
+    if e0s.get("kept_from_foundation"):
+        card["e0s"]["kept_from_foundation_ev"] = e0s["kept_from_foundation"]
+    if measured.not_measured:
+        card["not_measured"] = measured.not_measured
     return ModelCard.model_validate(card).to_json()
 
 

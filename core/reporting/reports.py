@@ -33,6 +33,7 @@ from matplotlib.ticker import (
     NullLocator,
 )
 
+from core.reporting.e0_table import E0_COLUMNS, e0_rows
 from core.reporting.report_models import (
     AccuracyReport,
     CompressionCurveReport,
@@ -146,6 +147,7 @@ def render_html(report: dict[str, Any] | JobReport | EvaluationReport) -> str:
                 _rdf_section,
                 _dimers_section,
                 _rss_section,
+                _not_measured_section,
             )
         )
     title = _esc(parsed.title or "Fine-tuning report")
@@ -378,13 +380,28 @@ def _e0s_section(report: JobReport) -> str:
 
 
 def _e0s_table(e0s: E0sReport) -> str:
-    isolated = e0s.isolated_atom_energies or {}
-    headers = ("Element", "E0 (eV)") + (("Isolated atom (eV)",) if isolated else ())
-    rows = [
-        (symbol, _ev(value)) + ((_ev(isolated.get(symbol)),) if isolated else ())
-        for symbol, value in e0s.e0s.items()
+    rows = e0_rows(e0s)
+    columns = [
+        (title, key)
+        for title, key in E0_COLUMNS
+        if key in ("element", "e0", "method") or any(row[key] is not None for row in rows)
     ]
-    return _table(headers, rows)
+    return _table(
+        [title for title, _ in columns],
+        [[_ev(row[key]) if key not in ("element", "method") else row[key] for _, key in columns]
+         for row in rows],
+    )  # fmt: skip
+
+
+def _not_measured_section(report: JobReport) -> str:
+    if not report.not_measured:
+        return ""
+    return _section(
+        "Not measured",
+        "<p>These sections could not run; the model was delivered and the job succeeded with "
+        "the others.</p>",
+        _table(("Section", "Reason"), list(report.not_measured.items()), numeric_from=2),
+    )
 
 
 def _ev(value: float | None) -> str:
@@ -963,6 +980,7 @@ def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
                         [name + (f" ({unit})" if unit else "") for _, name, unit in SWEEP_COLUMNS],
                         [_sweep_cells(row) for row in rows],
                     ),
+                    _sweep_gaps(rows),
                 ),
                 _sweep_figure(rows),
             ]
@@ -974,8 +992,37 @@ def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
     )
 
 
+# The evaluation section each measured column comes from (EvaluationSections.not_measured).
+SWEEP_COLUMN_SECTIONS = {
+    "test_energy_rmse_mev_per_atom": "accuracy",
+    "test_forces_rmse_mev_per_a": "accuracy",
+    "forgetting_ratio": "forgetting",
+    "md_stable": "md",
+    "rdf_emd_mean": "md",
+    "dimer_holes": "dimers",
+    "rss_hole_rate": "rss_holes",
+}
+
+
 def _sweep_cells(row: SweepRow) -> list[str]:
-    return [_sweep_cell(getattr(row, key)) for key, _, _ in SWEEP_COLUMNS]
+    missing = row.not_measured or {}
+    return [
+        "not measured"
+        if getattr(row, key) is None and SWEEP_COLUMN_SECTIONS.get(key) in missing
+        else _sweep_cell(getattr(row, key))
+        for key, _, _ in SWEEP_COLUMNS
+    ]
+
+
+def _sweep_gaps(rows: list[SweepRow]) -> str:
+    """Why a job's cells are empty: not measured (with the reason), or the job failed."""
+    items = [
+        f"<li>{_esc(row.strategy)} ({_esc((row.job_id or '')[:8])}): {_esc(text)}</li>"
+        for row in rows
+        for text in [f"{k} not measured: {v}" for k, v in (row.not_measured or {}).items()]
+        + ([f"{row.state}: {row.error}"] if row.error else [])
+    ]
+    return f"<p>Missing numbers:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
 def _sweep_cell(value: Any) -> str:

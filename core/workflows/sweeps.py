@@ -198,6 +198,8 @@ def comparison_row(job: Job) -> dict[str, Any]:
         trainable_fraction=trainable.get("fraction"),
         wall_time_s=wall,
         warnings=len(job.warnings),
+        not_measured=measured.not_measured,
+        error=job.error,
     ).to_json()
 
 
@@ -231,28 +233,75 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
         sane,
         lambda row: row.forgetting_ratio,
         "lowest forgetting ratio (replay-set force error relative to the foundation's)",
+        table,
+        "forgetting",
     )
     if broad is None and done:
         measured = any(row.forgetting_ratio is not None for row in done)
+        unmeasured = [
+            f"{_label(row)}: {row.not_measured['forgetting']}"
+            for row in done
+            if "forgetting" in (row.not_measured or {})
+        ]
         reason = (
             "every job with a forgetting ratio has dimer holes its foundation lacks or unstable MD"
             if measured
+            else f"forgetting could not be measured ({'; '.join(unmeasured)})"
+            if unmeasured
             else "no forgetting was measured: give base.evaluation.replay_dataset, a "
             "labelled pretraining-like set, to judge breadth"
         )
         broad = SweepChoice(strategy=None, job_id=None, reason=reason)
-    single = _best(done, lambda row: row.test_forces_rmse_mev_per_a, "lowest test force RMSE")
+    single = _best(
+        done,
+        lambda row: row.test_forces_rmse_mev_per_a,
+        "lowest test force RMSE (meV/Å)",
+        table,
+        "accuracy",
+    )
     return SweepRecommendation(single_system=single, broad_use=broad).to_json()
 
 
 def _best(
-    rows: list[SweepRow], score: Callable[[SweepRow], float | None], reason: str
+    rows: list[SweepRow],
+    score: Callable[[SweepRow], float | None],
+    reason: str,
+    table: list[SweepRow],
+    section: str,
 ) -> SweepChoice | None:
+    """The lowest score among `rows`, citing every number compared and naming each job of the
+    table that was not (failed, or its `section` not measured, with the reason): a lone
+    survivor is said to be one (issue 25)."""
     scored = [(value, row) for row in rows if (value := score(row)) is not None]
     if not scored:
         return None
     value, best = min(scored, key=lambda item: item[0])
-    return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=f"{reason}: {value:.3g}")
+    compared = ", ".join(f"{_label(row)} {value:.3g}" for value, row in sorted(scored, key=_first))
+    text = f"{reason}: {compared}"
+    left_out = [_why_left_out(row, section) for row in table if row not in [r for _, r in scored]]
+    if left_out:
+        only = "the only job" if len(scored) == 1 else f"{len(scored)} of {len(table)} jobs"
+        text += f"; {only} compared ({'; '.join(left_out)})"
+    return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=text)
+
+
+def _first(item: tuple[float, SweepRow]) -> float:
+    return item[0]
+
+
+def _label(row: SweepRow) -> str:
+    return f"{row.strategy} ({(row.job_id or '')[:8]})"
+
+
+def _why_left_out(row: SweepRow, section: str) -> str:
+    if row.state != JobState.SUCCEEDED.value:
+        return f"{_label(row)} {row.state}" + (f": {row.error}" if row.error else "")
+    reason = (row.not_measured or {}).get(section)
+    if reason is not None:
+        return f"{_label(row)} not measured: {reason}"
+    if row.new_dimer_holes or row.md_stable is False:
+        return f"{_label(row)} has new dimer holes or unstable MD"
+    return f"{_label(row)} has no {section} number"
 
 
 def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
