@@ -256,7 +256,10 @@ def follow(client: Client, job_id: str) -> int:
     if job["state"] == "succeeded":
         # The bar's last numbers are validation errors during training; the test set's are
         # what the model is judged by.
-        print(f"job {job_id} succeeded; {test_errors(client.metrics(job_id))}")
+        metrics = client.metrics(job_id)
+        print(f"job {job_id} succeeded; {test_errors(metrics)}")
+        for line in not_measured(metrics):
+            print(line)
         return 0
     reason = f": {job['error']}" if job.get("error") else ""
     return fail(f"job {job_id} {job['state']}{reason}")
@@ -275,6 +278,15 @@ def test_errors(metrics: dict[str, Any]) -> str:
         if test.get(key) is not None:
             parts.append(f"{name} {test[key]:.3g} {unit}")
     return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
+
+
+def not_measured(metrics: dict[str, Any]) -> list[str]:
+    """The evaluation sections the job could not measure, each with its reason: the job
+    succeeded without them."""
+    return [
+        f"not measured: {section}: {reason}"
+        for section, reason in (metrics.get("not_measured") or {}).items()
+    ]
 
 
 def cancel_job(args: argparse.Namespace, client: Client) -> int:

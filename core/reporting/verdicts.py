@@ -29,9 +29,17 @@ def report_verdicts(report: dict) -> list[Verdict]:
         _forgetting_verdict(report.get("forgetting")),
         _md_verdict(report.get("md")),
         _holes_verdict(report.get("dimers")),
+        _not_measured_verdict(report.get("not_measured")),
         _warnings_verdict(report.get("warnings")),
     )
     return [verdict for verdict in found if verdict is not None]
+
+
+def _not_measured_verdict(not_measured: dict | None) -> Verdict | None:
+    # Issue 25: a section that could not run is said up front, not left to look measured.
+    if not not_measured:
+        return None
+    return Verdict("Not measured", ", ".join(not_measured), "warn")
 
 
 def verdicts_json(report: dict) -> list[dict[str, str]]:
