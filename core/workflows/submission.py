@@ -4,6 +4,7 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ase.data import atomic_numbers
 from sqlalchemy.orm import Session
 
 from core.config import Settings
@@ -139,7 +140,7 @@ def check_evaluated_elements(
     """Refuse a test, replay or reference set with elements the delivered model will not know
     (issue 25): its section could not be measured, which is knowable now."""
     for role, elements in evaluated.items():
-        missing = sorted(elements - known)
+        missing = _by_number(elements - known)
         if not missing:
             continue
         if not needs_foundation(spec.strategy):
@@ -153,9 +154,13 @@ def check_evaluated_elements(
             fix = f"the foundation {spec.foundation_model} does not know them either"
         raise InvalidSpecError(
             f"{role} holds element(s) {', '.join(missing)} that the delivered model will not "
-            f"know ({fix}), or choose a dataset of {', '.join(sorted(known))} only; training "
-            f"data: {', '.join(sorted(train))}"
+            f"know ({fix}), or choose a dataset of {', '.join(_by_number(known))} only; "
+            f"training data: {', '.join(_by_number(train))}"
         )
+
+
+def _by_number(symbols: set[str]) -> list[str]:
+    return sorted(symbols, key=atomic_numbers.__getitem__)
 
 
 def _has_stress(summary: dict) -> bool:
