@@ -111,14 +111,11 @@ def submit_job(
 
 def _service_e0_note(spec: JobSpec) -> str:
     if spec.e0s == "isolated_atoms":
-        return (
-            "E0s: the data's isolated atoms, which cover every element (no e0s was given and a "
-            "scratch model has no foundation to estimate them against)"
-        )
+        return "E0s: the data's isolated atoms, which cover every element (no e0s was given)"
     return (
-        "E0s: fitted on the data (average), since no e0s was given, a scratch model has no "
-        "foundation and the data lack an isolated atom of every element; for E0s with physical "
-        "meaning add isolated atoms at the data's level of theory"
+        "E0s: fitted on the data (average): no e0s was given and the data lack an isolated atom "
+        "of every element; for E0s with physical meaning add isolated atoms at the data's level "
+        "of theory"
     )
 
 
