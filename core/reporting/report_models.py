@@ -284,7 +284,8 @@ class E0sReport(ReportModel):
         """Every element the model carries an E0 for, by atomic number."""
         from ase.data import atomic_numbers
 
-        return sorted({**(self.kept_from_foundation or {}), **self.e0s}, key=atomic_numbers.get)
+        elements = {**(self.kept_from_foundation or {}), **self.e0s}
+        return sorted(elements, key=atomic_numbers.__getitem__)
 
 
 class E0Verification(ReportModel):

@@ -239,9 +239,9 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
     if broad is None and done:
         measured = any(row.forgetting_ratio is not None for row in done)
         unmeasured = [
-            f"{_label(row)}: {row.not_measured['forgetting']}"
+            f"{_label(row)}: {reason}"
             for row in done
-            if "forgetting" in (row.not_measured or {})
+            if (reason := (row.not_measured or {}).get("forgetting")) is not None
         ]
         reason = (
             "every job with a forgetting ratio has dimer holes its foundation lacks or unstable MD"
