@@ -50,7 +50,16 @@ export async function renderNewJob(page, signal, query = "") {
     num_samples: input("num_samples", { type: "number", min: "1", placeholder: "all" }),
     selection: select("selection", ["random", "fps"].map((s) => h("option", { value: s }, s))),
     pseudolabel: input("pseudolabel", { type: "checkbox", checked: true }),
-    e0s: select("e0s", choices.e0_methods.map(({ name, summary }) => h("option", { value: name }, `${name}: ${summary}`))),
+    e0s: select("e0s", [
+      // Left out of the spec: estimated for fine-tuning; for scratch the data's isolated atoms
+      // when they cover every element, else the fit on the data (chosen at submission).
+      h("option", { value: "" }, "default: estimated, or for scratch the data's isolated atoms"),
+      ...choices.e0_methods.map(({ name, summary }) => h("option", { value: name }, `${name}: ${summary}`)),
+    ]),
+    elements: select("elements", [
+      h("option", { value: "foundation" }, "every element of the foundation"),
+      h("option", { value: "training" }, "the training data's only (smaller, faster)"),
+    ]),
     isolated_atoms_dataset: select("isolated_atoms_dataset", datasetOptions(datasets, { optional: true, none: "— in the training set —" })),
     explicit_e0s: h("textarea", { name: "explicit_e0s", rows: 3, placeholder: '{"H": -13.57, "C": -1026.85}' }),
     max_num_epochs: input("max_num_epochs", { type: "number", value: "50", min: "1", max: "10000", required: true }),
@@ -103,7 +112,7 @@ export async function renderNewJob(page, signal, query = "") {
       train_dataset: c.train_dataset.value,
       test_dataset: c.test_dataset.value || null,
       strategy,
-      e0s,
+      elements: c.elements.value,
       hyperparameters: {
         max_num_epochs: Number(c.max_num_epochs.value),
         lr: numberOrNull(c.lr.value),
@@ -116,6 +125,7 @@ export async function renderNewJob(page, signal, query = "") {
         replay_dataset: c.eval_replay_dataset.value || null,
       },
     };
+    if (e0s !== "") body.e0s = e0s;
     if (c.valid_dataset.value) body.valid_dataset = c.valid_dataset.value;
     else body.valid_fraction = Number(c.valid_fraction.value);
     if (e0s === "isolated_atoms" && c.isolated_atoms_dataset.value) {
@@ -163,7 +173,8 @@ export async function renderNewJob(page, signal, query = "") {
       field("Test data", c.test_dataset, "evaluated after training"),
       field("Validation data", c.valid_dataset),
       field("Validation fraction", c.valid_fraction, "of the training data, when no validation set is given"))),
-  section("Strategy", field("Strategy", c.strategy), description, loraFields, replayFields, pseudolabelField),
+  section("Strategy", field("Strategy", c.strategy), description, loraFields, replayFields, pseudolabelField,
+    field("Elements the model knows", c.elements, "freezing keeps every foundation element; scratch knows its data's")),
   section("Reference energies (E0s)", field("Method", c.e0s), isolatedField, explicitField),
   section("Training",
     h("div", { class: "row" }, field("Epochs", c.max_num_epochs), field("Learning rate", c.lr, "blank: the strategy's preset"),
