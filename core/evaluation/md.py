@@ -18,6 +18,7 @@ Choices the study did not state:
 
 import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
@@ -204,6 +205,32 @@ def run_md(
         temperature_k=temperature,
         total_energy_ev=energy,
     )
+
+
+def measure_step_seconds(
+    calculator: Calculator,
+    atoms: ase.Atoms,
+    *,
+    steps: int = 10,
+    settings: MDSettings = DEFAULT_SETTINGS,
+) -> float:
+    """Wall seconds per MD step of `atoms` with this calculator, the checks included: a few
+    steps at the constant run's temperature after one untimed call (the model's first call
+    builds what later calls reuse). Ends early at a failure: steps from exploded positions
+    measure nothing useful and can take minutes."""
+    system = atoms.copy()
+    system.calc = calculator
+    dynamics = _start(system, CONSTANT_TEMPERATURE_RUN, settings)
+    monitor = Monitor(system, settings.criteria, settings.timestep_fs)
+    target = CONSTANT_TEMPERATURE_RUN.start_temperature_k
+    started = time.perf_counter()
+    done = 0
+    while done < steps:
+        done += 1
+        dynamics.step()
+        if monitor.failure(system, done, target, last=False) is not None:
+            break
+    return (time.perf_counter() - started) / done
 
 
 def _trace_point(atoms: ase.Atoms, step: int, settings: MDSettings) -> tuple[float, float, float]:
