@@ -113,11 +113,16 @@ def md_length_text(run: dict) -> str:
     250 ps)", or "0.1 of 250 ps" for a run that lasted its whole length."""
     survived, total, study = run.get("survived_ps"), run.get("total_ps"), run.get("study_ps")
     if survived is not None and total is not None and survived < total:
-        text = f"{number_text(survived)} of {number_text(total, 'ps')}"
-        return text + (f" (study: {number_text(study, 'ps')})" if study else "")
+        text = f"{_ps(survived)} of {_ps(total)} ps"
+        return text + (f" (study: {_ps(study)} ps)" if study else "")
     if study:
-        return f"{number_text(total)} of {number_text(study, 'ps')}"
-    return number_text(total, "ps")
+        return f"{_ps(total)} of {_ps(study)} ps"
+    return f"{_ps(total)} ps"
+
+
+def _ps(value: float | None) -> str:
+    # Three significant figures without trailing zeros: "0.05", "0.0235", "250".
+    return "—" if value is None else f"{value:.3g}"
 
 
 def md_failure_text(run: dict) -> str:
