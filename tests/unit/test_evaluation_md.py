@@ -291,3 +291,36 @@ def test_the_md_budget_is_a_quarter_of_the_training_time():
 def test_md_lengths_beyond_the_study_or_at_zero_are_refused(field, value):
     with pytest.raises(ValueError, match=field):
         EvaluationSettings.model_validate({field: value})
+
+
+def test_md_reports_its_steps_up_to_the_total_and_an_evaluation_records_them(foundation):
+    from typing import cast
+
+    from core.workflows.evaluations import _StepsRecorder
+    from core.workflows.work import Work
+
+    cell = generate_target_dataset(2, seed=3)[1]
+    steps: list[tuple[str, int, int]] = []
+    settings = EvaluationSettings(md_steps=20)
+
+    def on_steps(stage: str, done: int, total: int) -> None:
+        steps.append((stage, done, total))
+
+    md_outcome(foundation, [cell], settings, budget_s=1.0, on_stage=print, on_steps=on_steps)
+
+    assert steps[-1] == ("md 1/1", 40, 40)
+    assert [done for _, done, _ in steps] == sorted(done for _, done, _ in steps)
+
+    class Stages:
+        def __init__(self) -> None:
+            self.names: list[str] = []
+
+        def stage(self, name: str) -> None:
+            self.names.append(name)
+
+    recorded = Stages()
+    recorder = _StepsRecorder(cast(Work, recorded), interval_s=3600)
+    for stage, done, total in steps:
+        recorder(stage, done, total)
+    # The first write and the last: the steps between fall within one interval.
+    assert recorded.names == [f"md 1/1 {steps[0][1]}/40 steps", "md 1/1 40/40 steps"]
