@@ -6,7 +6,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from core.reporting.report_models import E0sReport, EvaluationSections
+from core.reporting.report_models import E0sReport, EvaluationSections, VerdictReport
 from core.science.spec import SpecModel
 from core.service.jobs import JobPart
 from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
@@ -93,6 +93,9 @@ class JobPublic(BaseModel):
     multihead_model_url: str | None
     metrics_url: str | None
     model_card_url: str | None = None
+    # The report's opening verdicts, graded when the job succeeded; the MD one says how long the
+    # runs lasted beside the study's ("yes, 100 K over 0.1 of 250 ps, ...").
+    verdicts: list[VerdictReport] | None = None
 
     @classmethod
     def of(cls, job: Job, include: Collection[JobPart] = ()) -> "JobPublic":
@@ -134,6 +137,7 @@ class JobPublic(BaseModel):
             ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
             model_card_url=f"/jobs/{job.id}/model-card" if job.has_model_card else None,
+            verdicts=job.verdicts,
         )
 
 

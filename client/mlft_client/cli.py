@@ -258,11 +258,16 @@ def follow(client: Client, job_id: str) -> int:
         # what the model is judged by.
         metrics = client.metrics(job_id)
         print(f"job {job_id} succeeded; {test_errors(metrics)}")
-        for line in not_measured(metrics):
+        for line in [*verdict_lines(job.get("verdicts")), *not_measured(metrics)]:
             print(line)
         return 0
     reason = f": {job['error']}" if job.get("error") else ""
     return fail(f"job {job_id} {job['state']}{reason}")
+
+
+def verdict_lines(verdicts: list[dict[str, str]] | None) -> list[str]:
+    """The server's verdicts, one a line: "  MD stable: yes, 100 K over 0.1 of 250 ps, ..."."""
+    return [f"  {v['label']}: {v['value']}" for v in verdicts or []]
 
 
 def test_errors(metrics: dict[str, Any]) -> str:

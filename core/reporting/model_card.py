@@ -18,6 +18,7 @@ from core.reporting.report_models import (
     HeadlineMetrics,
     ModelCard,
 )
+from core.reporting.verdicts import md_length_text
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -157,7 +158,9 @@ def headline_metrics(measured: EvaluationSections) -> HeadlineMetrics:
     if measured.md:
         headline.md_stable = measured.md_stable()
         headline.md_survived_ps = ", ".join(
-            f"{run.structure} {run.run}: {run.survived_ps:.3g}/{run.total_ps:.3g} ps"
+            f"{run.structure} {run.run}: {md_length_text(run.model_dump())}"
+            if run.stable is not None
+            else f"{run.structure}: not applicable ({run.not_applicable})"
             for run in measured.md
         )
     if measured.dimers is not None and "holes" in measured.dimers.model_fields_set:

@@ -350,8 +350,13 @@ class EvaluationSettings(SpecModel):
     reference_dataset: ObjectId | None = None
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
-    # Steps of each of the two MD runs (0.5 fs each; the study ran far longer, see README).
-    md_steps: int = Field(default=400, ge=10, le=1_000_000)
+    # Lengths of the two MD runs in ps, up to the study's (250 ps at 100 K, a 50 -> 800 K ramp over
+    # 50 ps); unset, each is sized so that MD takes about a quarter of the job's training time
+    # (core.evaluation.md_plan, docs/md-stability.md).
+    md_constant_ps: float | None = Field(default=None, ge=0.005, le=250)
+    md_ramp_ps: float | None = Field(default=None, ge=0.005, le=50)
+    # At most this many steps (0.5 fs) per run, whatever the lengths: quick runs.
+    md_steps: int | None = Field(default=None, ge=10, le=500_000)
     dimers: bool = True
     # Random structure search for holes: off unless given (`{}` takes the quick preset).
     rss_holes: RssHolesSettings | None = None

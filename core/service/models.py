@@ -137,6 +137,9 @@ class Job(ProjectOwned, Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, default=None, deferred=True, deferred_group="measured"
     )
+    # The report's opening verdicts ([{label, value, level}], core.reporting.verdicts), graded
+    # when the job succeeded: small, so that GET /jobs/{id} shows them without the metrics.
+    verdicts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     model_key: Mapped[str | None] = mapped_column(String(512), default=None)
     # Replay strategies: the full model with its replay head, delivered on request.
     multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)

@@ -20,6 +20,7 @@ from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import load_foundation, model_load_lock
+from core.reporting.job_report import job_verdicts
 from core.reporting.model_card import build_model_card, render_markdown
 from core.science.spec import JobSpec, needs_foundation, replay_of
 from core.service.db import session_scope
@@ -382,9 +383,11 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
         context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
+        verdicts = job_verdicts(result.evaluation, get_job(session, job_id).warnings)
     won = work.succeed(
         e0s=e0s,
         metrics=result.evaluation,
+        verdicts=verdicts,
         checks=checks,
         preflight=result.preflight,
         split=result.split,

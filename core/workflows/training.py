@@ -20,6 +20,7 @@ from core.data.datasets import read_configurations, trained_stress_count, write_
 from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import Split, split_configurations
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
+from core.evaluation.md_plan import md_budget_s
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
@@ -429,6 +430,7 @@ def _evaluate(run: _TrainingRun) -> None:
         on_stage=run.progress.stage,
         on_steps=getattr(run.progress, "steps", None),
         device=run.device,
+        md_budget_s=md_budget_s(run.cost["actual"]["training_seconds"]),
     )
 
 
