@@ -162,4 +162,3 @@ def _result(run: subprocess.CompletedProcess[str]) -> dict[str, object]:
         return {"error": f"reading the model was stopped by {why}; refused"}
     last = (run.stderr.strip().splitlines() or ["no output"])[-1]
     return {"error": f"the file cannot be read as a model: {last[:300]}"}
-

@@ -118,8 +118,9 @@ def _floats(value: Any) -> list[float] | list[list[float]] | float:
 
 
 def architecture_of(model: "torch.nn.Module") -> MaceArchitecture:
-    """The architecture of a ScaleShiftMACE from mace's own fine-tuning config; InvalidModelFileError
-    naming why for anything mace cannot fine-tune from (a plain MACE lacks what it needs)."""
+    """The architecture of a ScaleShiftMACE from mace's own fine-tuning config;
+    InvalidModelFileError naming why for anything mace cannot fine-tune from (a plain MACE lacks
+    what it needs)."""
     from mace.tools.scripts_utils import extract_config_mace_model
 
     kind = type(model).__name__
@@ -141,11 +142,9 @@ def architecture_of(model: "torch.nn.Module") -> MaceArchitecture:
                 f"the model uses {unsupported}, which this service does not fine-tune from"
             )
     gate = config["gate"]
-    gate_name = None if gate is None else getattr(gate, "activation_name", None)
-    if gate is not None and gate_name is None:
-        gate_name = {"silu": "silu", "tanh": "tanh", "abs": "abs"}.get(getattr(gate, "__name__", ""))
-    if gate is not None and gate_name is None:
-        raise InvalidModelFileError(f"the model's readout uses an unknown activation {gate!r}")
+    # In the sandbox the activation is a name (sandbox_reader.NamedActivation); in the service,
+    # mace's function itself. The closed GateName checks it either way.
+    gate_name = None if gate is None else getattr(gate, "activation_name", gate.__name__)
     import torch
 
     dtype = str(next(model.parameters()).dtype).removeprefix("torch.")
@@ -327,7 +326,9 @@ def _parsed(metadata: dict[str, Any]) -> tuple[MaceArchitecture, ModelFacts, str
     try:
         facts = ModelFacts.model_validate_json(metadata.get(FACTS_KEY, ""))
     except ValidationError as error:
-        raise InvalidModelFileError(f"the model's facts are malformed: {_first_error(error)}")
+        raise InvalidModelFileError(
+            f"the model's facts are malformed: {_first_error(error)}"
+        ) from None
     return architecture, facts, str(metadata.get(SOURCE_KEY, ""))
 
 

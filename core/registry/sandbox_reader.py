@@ -132,9 +132,9 @@ def allowed_globals() -> list[Any]:
 def main(arguments: list[str]) -> int:
     source, target, sha256 = Path(arguments[0]), Path(arguments[1]), arguments[2]
     try:
+        import mace  # noqa: F401  (mace's modules register themselves before the load)
         import torch
 
-        import mace  # noqa: F401  (mace's modules register themselves before the load)
         from core.errors import InvalidModelFileError
         from core.registry.safe_model import read_safe_model, write_safe_model
 
