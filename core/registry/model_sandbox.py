@@ -94,6 +94,32 @@ def _limit(limits: SandboxLimits) -> None:
     resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 30, 8 << 30))
 
 
+def run_sandboxed(
+    arguments: list[str], folder: Path, limits: SandboxLimits
+) -> subprocess.CompletedProcess[str]:
+    """`python <arguments>` in the sandbox, with `folder` as its working directory and home;
+    subprocess.TimeoutExpired past the limits' wall-clock time."""
+    environment = {
+        "PYTHONPATH": str(_PROJECT_ROOT),
+        "HOME": str(folder),
+        "TMPDIR": str(folder),
+        "OMP_NUM_THREADS": "1",
+        "PYTHONDONTWRITEBYTECODE": "1",
+    }
+    command = [*network_isolation(), sys.executable, "-s", *arguments]  # -s: no user site
+    return subprocess.run(
+        command,
+        cwd=folder,
+        env=environment,
+        capture_output=True,
+        text=True,
+        timeout=limits.wall_s,
+        preexec_fn=lambda: _limit(limits),
+        start_new_session=True,
+        check=False,
+    )
+
+
 def convert_in_sandbox(
     upload: Path, destination: Path, sha256: str, limits: SandboxLimits | None = None
 ) -> ModelFacts:
@@ -104,35 +130,9 @@ def convert_in_sandbox(
     with tempfile.TemporaryDirectory(prefix="mlft-sandbox-") as folder:
         home = Path(folder)
         target = home / "model.safetensors"
-        environment = {
-            "PYTHONPATH": str(_PROJECT_ROOT),
-            "HOME": str(home),
-            "TMPDIR": str(home),
-            "OMP_NUM_THREADS": "1",
-            "PYTHONDONTWRITEBYTECODE": "1",
-        }
-        command = [
-            *network_isolation(),
-            sys.executable,
-            "-s",  # no user site-packages
-            "-m",
-            "core.registry.sandbox_reader",
-            str(upload.resolve()),
-            str(target),
-            sha256,
-        ]
+        reader = ["-m", "core.registry.sandbox_reader", str(upload.resolve()), str(target), sha256]
         try:
-            run = subprocess.run(
-                command,
-                cwd=home,
-                env=environment,
-                capture_output=True,
-                text=True,
-                timeout=limits.wall_s,
-                preexec_fn=lambda: _limit(limits),
-                start_new_session=True,
-                check=False,
-            )
+            run = run_sandboxed(reader, home, limits)
         except subprocess.TimeoutExpired:
             raise InvalidModelFileError(
                 f"reading the model took more than {limits.wall_s:g} s; refused"

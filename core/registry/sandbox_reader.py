@@ -18,6 +18,7 @@ the model with mace's constructors, which generate that code themselves.
 """
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -164,15 +165,16 @@ def main(arguments: list[str]) -> int:
 
 def _unpickling_reason(error: Exception) -> str:
     text = str(error)
-    marker = "Unsupported global: GLOBAL "
-    if marker in text:
-        name = text.split(marker, 1)[1].split()[0]
+    # torch names what it refused: "Unsupported global: GLOBAL x.y" or "... unsupported GLOBAL
+    # x.y whose module x is blocked".
+    refused = re.search(r"GLOBAL ([\w.]+)", text)
+    if refused is not None:
         return (
-            f"the pickle refers to {name}, which is not one of the classes a MACE model is made "
-            "of; refusing to load it"
+            f"the pickle refers to {refused.group(1)}, which is not one of the classes a MACE "
+            "model is made of; refusing to load it"
         )
-    first = next((line for line in text.splitlines() if line.strip()), type(error).__name__)
-    return f"the file cannot be read as a model with weights_only: {first[:300]}"
+    lines = [line for line in text.splitlines() if line.strip()]
+    return f"the file cannot be read as a model with weights_only: {' '.join(lines)[:400]}"
 
 
 if __name__ == "__main__":
