@@ -100,3 +100,22 @@ def test_a_whole_number_where_a_float_is_expected_is_taken(client, train_id) -> 
 
     assert response.status_code == 201, response.text
     assert response.json()["spec"]["hyperparameters"]["lr"] == 1.0
+
+
+def test_submitting_a_job_reads_the_foundations_facts_never_its_file(
+    client, train_id, monkeypatch
+) -> None:
+    import torch
+
+    def no_loading(*args, **kwargs):
+        raise AssertionError("a request loaded a model file")
+
+    monkeypatch.setattr("core.registry.loading.read_safe_model", no_loading)
+    monkeypatch.setattr(torch, "load", no_loading)
+    spec = {"train_dataset": train_id, "foundation_model": "mace-demo-emt", "e0s": "average"}
+
+    refused = client.post("/jobs", json={**spec, "foundation_head": "nope"})
+    accepted = client.post("/jobs", json=spec)
+
+    assert refused.status_code == 422 and "no head 'nope'" in refused.json()["detail"]
+    assert accepted.status_code == 201, accepted.text
