@@ -147,7 +147,7 @@ class JobsPublic(BaseModel):
 
 
 class FoundationPublic(BaseModel):
-    """A foundation model; local ones with what their file holds (read once per sha256)."""
+    """A foundation model; registered ones with what they hold, as recorded at registration."""
 
     name: str
     source: str
@@ -164,11 +164,16 @@ class FoundationPublic(BaseModel):
     r_max: float | None = None
     parameters: int | None = None
     dtype: str | None = None
+    # E0s (eV) per head and element.
+    e0s: dict[str, dict[str, float]] | None = None
+    # `sha256` pins the safe form the service stores; this is the file as it was uploaded.
+    upload_sha256: str | None = None
 
 
 class FoundationRegistered(BaseModel):
     name: str
     sha256: str
+    upload_sha256: str
 
 
 class ReplaySetPublic(BaseModel):

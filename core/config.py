@@ -39,6 +39,10 @@ class Settings(BaseSettings):
     # models_dir holds it. Online, its URL is probed (this timeout) when it is not cached.
     offline: bool = False
     foundation_probe_timeout_s: float = 3.0
+    # The sandbox that reads a model file at registration (core/registry/model_sandbox.py): its
+    # address-space limit and CPU time. A 100 MB MACE needs about 2 GiB to read and convert.
+    model_sandbox_memory_mb: int = 6144
+    model_sandbox_cpu_s: int = 300
     # Device mace-torch trains on: "cpu" or "cuda".
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.

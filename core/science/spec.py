@@ -68,9 +68,13 @@ def _nul_byte_at(value: Any, where: str) -> str | None:
 
 class SpecModel(BaseModel):
     """Base of every request model: numbers are finite (NaN and Infinity are valid Python
-    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL."""
+    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL.
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    Strict (issue 26): JSON numbers are numbers and booleans booleans; "10" or true for an
+    integer is refused naming the field, never coerced. An integer where a float is expected is
+    a number, and is taken."""
+
+    model_config = ConfigDict(allow_inf_nan=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod

@@ -252,6 +252,12 @@ class FoundationRecord(Base):
     source: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What a request needs to know about the model (core.registry.safe_model.ModelFacts:
+    # elements, heads, E0s, r_max, size, dtype), recorded at registration so that no request
+    # loads the file; and the sha256 of the file as it was uploaded or downloaded (the stored
+    # file is its safe form, pinned by `sha256`).
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LogLine(Base):

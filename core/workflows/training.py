@@ -31,7 +31,7 @@ from core.registry.foundations import (
     FoundationModel,
     load_foundation,
     load_own_model,
-    verified_copy,
+    write_mace_foundation,
 )
 from core.reporting.report_models import EvaluationSections
 from core.science import e0s as e0_methods
@@ -663,9 +663,9 @@ def _prepare_inputs(
         fit, foundation_model, spec.elements, replay_elements=replay_file.elements
     )
     e0s = fit.model_e0s()
-    # mace reads the foundation itself for multihead fine-tuning: it gets the pinned bytes,
-    # copied into the job's folder, never the models folder's file.
-    foundation_file = verified_copy(foundation, work_dir / "foundation.model")
+    # mace reads the foundation itself for multihead fine-tuning: it gets a pickle this service
+    # writes from the model rebuilt from its safe form, never a file someone uploaded.
+    foundation_file = write_mace_foundation(foundation_model, work_dir / "foundation.model")
     inputs = TrainingInputs(
         work_dir, train_file, valid_file, foundation_file, e0s, device, replay_file.path
     )
