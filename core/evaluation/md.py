@@ -31,6 +31,8 @@ from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from mace.calculators import MACECalculator
 
+from core.science.cueq import inference_uses_cueq
+
 T = TypeVar("T")
 ProgressCallback = Callable[[float, str], None]
 FailureReason = Literal["not_finite", "close_contact", "energy_drift"]
@@ -120,7 +122,12 @@ def model_calculator(model: torch.nn.Module, device: str = "cpu") -> Calculator:
     MACECalculator moves the model it is given and switches off requires_grad on every parameter,
     so it gets a copy.
     """
-    return MACECalculator(models=copy.deepcopy(model), device=device, default_dtype="float64")
+    return MACECalculator(
+        models=copy.deepcopy(model),
+        device=device,
+        default_dtype="float64",
+        enable_cueq=inference_uses_cueq(device),
+    )
 
 
 def md_stability(
