@@ -132,6 +132,7 @@ def train_sharing_the_device(
     Returns what the job records of it (None on a CPU)."""
     if ledger is None:
         if not device.startswith("cuda") or not torch.cuda.is_available():
+            train()  # a CPU's jobs are one per worker process, by Celery's concurrency
             return None
         ledger = device_ledger(device)
     request = Reservation(job_id, predicted_peak_mb(probe_peak_mb))

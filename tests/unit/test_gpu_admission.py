@@ -109,3 +109,14 @@ def test_a_job_alone_that_fails_is_not_retried(tmp_path) -> None:
             ledger=ledger,
         )  # fmt: skip
     assert ledger.held() == []
+
+
+def test_on_a_cpu_the_job_trains_without_a_ledger() -> None:
+    runs = []
+
+    record = train_sharing_the_device(
+        lambda: runs.append(1), job_id="job", device="cpu", probe_peak_mb=None,
+        should_stop=lambda: False,
+    )  # fmt: skip
+
+    assert runs == [1] and record is None
