@@ -62,7 +62,12 @@ class Settings(BaseSettings):
     # (neighbour pairs within the model's r_max) in one forward pass; memory grows with edges,
     # not configurations. 30k edges of a MACE-MP-0-small-sized model take well under 1 GB in
     # float64; a single structure with more edges still runs, alone.
+    # On a GPU, unset, each job plans its budget from the device's free memory and the memory
+    # one edge costs (core/science/edge_budget.py); setting it fixes the budget there too.
     max_edges_per_batch: int = 30_000
+    # Jobs one worker runs at once (Celery prefork children): on a GPU, each is admitted when
+    # its predicted peak memory fits beside the others' (core/workflows/gpu_share.py).
+    gpu_jobs_per_worker: int = Field(default=1, ge=1, le=64)
     # Runs of a job (evaluation, replay-set build) whose worker died; after the last one it
     # fails with the reason.
     max_attempts: int = 3

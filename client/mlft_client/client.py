@@ -18,7 +18,7 @@ from mlft_client.sse import JobEvent, parse_events
 if TYPE_CHECKING:
     from mace.calculators import MACECalculator
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped_early"})
 ModelVariant = Literal["target", "multihead", "torchscript", "lammps"]
 # The server sends a keep-alive every 15 s; four missed ones mean the connection is dead.
 STREAM_READ_TIMEOUT = 60.0

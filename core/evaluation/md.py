@@ -33,6 +33,7 @@ from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary
 from mace.calculators import MACECalculator
 
 from core.evaluation.md_criteria import Criteria, Failure, FailureReason, Monitor
+from core.science.cueq import inference_uses_cueq
 
 T = TypeVar("T")
 ProgressCallback = Callable[[float, str], None]
@@ -127,7 +128,12 @@ def model_calculator(model: torch.nn.Module, device: str = "cpu") -> Calculator:
     MACECalculator moves the model it is given and switches off requires_grad on every parameter,
     so it gets a copy.
     """
-    return MACECalculator(models=copy.deepcopy(model), device=device, default_dtype="float64")
+    return MACECalculator(
+        models=copy.deepcopy(model),
+        device=device,
+        default_dtype="float64",
+        enable_cueq=inference_uses_cueq(device),
+    )
 
 
 def md_stability(

@@ -106,6 +106,10 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     for key, value in (card.effective_hyperparameters or {}).items():
         lines.append(f"| {key} | {value} |")
+    kernels = (card.cost or {}).get("kernels") or {}
+    if kernels.get("training"):
+        # Issue 27: cuEq kernels train on a GPU; the saved model is e3nn either way.
+        lines += ["", f"Trained with {kernels['training']} kernels; the model file is e3nn MACE."]
     e0s = card.e0s or CardE0s()
     lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
     for symbol, value in (e0s.values_ev or {}).items():

@@ -441,6 +441,21 @@ class SweepRecommendation(ReportModel):
     broad_use: SweepChoice | None = None
 
 
+class SweepStopped(ReportModel):
+    job_id: str
+    strategy: str | None = None
+    after_epochs: int | None = None
+    reason: str | None = None
+
+
+class SweepEarlyStopping(ReportModel):
+    """A sweep's successive halving (issue 27): its rule (None: not applied) and the jobs it
+    stopped."""
+
+    rule: str | None = None
+    stopped: list[SweepStopped] = []
+
+
 class SweepSummary(ReportModel):
     """GET /sweeps/{id}: the comparison table and the recommendation."""
 
@@ -451,6 +466,7 @@ class SweepSummary(ReportModel):
     finished: bool | None = None
     table: list[SweepRow] = []
     recommendation: SweepRecommendation | None = None
+    early_stopping: SweepEarlyStopping | None = None
 
 
 class SweepListed(ReportModel):

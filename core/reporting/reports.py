@@ -49,6 +49,7 @@ from core.reporting.report_models import (
     RdfPairReport,
     ReplayErrors,
     RssRates,
+    SweepEarlyStopping,
     SweepRecommendation,
     SweepRow,
     SweepSummary,
@@ -993,6 +994,7 @@ def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
             [
                 _Html(f"<h1>Sweep {_esc(sweep.id)}</h1>"),
                 _recommendation(sweep.recommendation or SweepRecommendation()),
+                _early_stopping(sweep.early_stopping),
                 _section(
                     "Comparison",
                     _table(
@@ -1061,6 +1063,17 @@ def _recommendation(recommendation: SweepRecommendation) -> str:
         if choice
     ]
     return _section("Recommendation", f"<ul>{''.join(items)}</ul>") if items else ""
+
+
+def _early_stopping(halving: SweepEarlyStopping | None) -> str:
+    if halving is None or halving.rule is None:
+        return ""
+    stopped = "".join(
+        f"<li>{_esc(job.strategy or '')} ({_esc(job.job_id)}): {_esc(job.reason or '')}</li>"
+        for job in halving.stopped
+    )
+    listed = f"<ul>{stopped}</ul>" if stopped else "<p>No job was stopped.</p>"
+    return _section("Stopped early", f"<p>{_esc(halving.rule)}</p>{listed}")
 
 
 # Labels nearer than this (points, about one line of 7 pt text) are stacked apart.

@@ -16,16 +16,25 @@ from core.service.models import Evaluation, Job, JobState, ReplaySet, utcnow
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED}
+        {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.QUEUED,
+            JobState.STOPPED_EARLY,
+        }
     ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
+    JobState.STOPPED_EARLY: frozenset(),
 }
 Row = TypeVar("Row", Job, Evaluation, ReplaySet)
 WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
 WorkRow = Job | Evaluation | ReplaySet
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.STOPPED_EARLY}
+)
 
 
 def create_job(

@@ -60,6 +60,9 @@ class JobState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A sweep's successive halving stopped the job at a rung (core.science.halving): its model
+    # (the best checkpoint so far) and learning curve are kept; it was not evaluated.
+    STOPPED_EARLY = "stopped_early"
 
 
 class Lifecycle:
@@ -155,6 +158,8 @@ class Job(ProjectOwned, Base):
     preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
     cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A sweep's successive halving: the verdict at each rung the job reached (issue 27).
+    halving: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     exports: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     model_card: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, default=None, deferred=True, deferred_group="measured"

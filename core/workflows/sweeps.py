@@ -31,6 +31,7 @@ from core.science.strategy_table import (
 )
 from core.service.jobs import TERMINAL_STATES, transition
 from core.service.models import Job, JobState, Sweep
+from core.workflows.early_stopping import stopped_jobs
 from core.workflows.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
@@ -63,6 +64,9 @@ class SweepSpec(SpecModel):
     # The replay set of the replay strategies (pseudolabel strategies accept unlabelled data).
     replay: ReplaySpec | None = None
     grid: SweepGrid = SweepGrid()
+    # Successive halving over the sweep's jobs (core.science.halving): None (the default) turns
+    # it on for sweeps of four or more jobs.
+    early_stopping: bool | None = None
 
     @model_validator(mode="after")
     def _replay_strategies_have_data(self) -> "SweepSpec":
@@ -328,7 +332,8 @@ def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[
 
 def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:
     sweep = get_sweep(session, sweep_id)
-    rows = [comparison_row(job) for job in sweep_jobs(session, sweep_id)]
+    jobs = sweep_jobs(session, sweep_id)
+    rows = [comparison_row(job) for job in jobs]
     states = [row["state"] for row in rows]
     return {
         "id": sweep.id,
@@ -338,4 +343,5 @@ def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:
         "finished": all(state in TERMINAL for state in states),
         "table": rows,
         "recommendation": recommend(rows),
+        "early_stopping": stopped_jobs(jobs),
     }
