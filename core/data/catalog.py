@@ -83,11 +83,14 @@ def get_dataset(session: Session, dataset_id: str) -> Dataset:
     return dataset
 
 
-def referenced_dataset(session: Session, dataset_id: str, role: str) -> Dataset:
-    """A dataset named in a job spec: a missing one makes the spec invalid, not the URL."""
+def referenced_dataset(
+    session: Session, dataset_id: str, role: str, *, param: str | None = None
+) -> Dataset:
+    """A dataset named in a job spec: a missing one makes the spec invalid, not the URL.
+    `param`: the spec's field naming it, when `role` is not that field's path."""
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise InvalidSpecError(f"{role} {dataset_id} does not exist")
+        raise InvalidSpecError(f"{role} {dataset_id} does not exist", param=param or role)
     return dataset
 
 

@@ -51,7 +51,8 @@ def submit_job(
         if extra:
             raise InvalidSpecError(
                 f"{role} {dataset_id} contains element(s) {', '.join(sorted(extra))} that the "
-                "training data lack, so the model cannot predict them"
+                "training data lack, so the model cannot predict them",
+                param=role,
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
@@ -63,7 +64,8 @@ def submit_job(
         missing = ", ".join(sorted(train_elements - isolated))
         raise InvalidSpecError(
             f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
-            "in the training data or in isolated_atoms_dataset"
+            "in the training data or in isolated_atoms_dataset",
+            param="e0s",
         )
     _check_explicit_e0s(spec, train_elements)
     for role in ("replay_dataset", "reference_dataset"):
@@ -112,12 +114,14 @@ def _check_trainable(role: str, dataset_id: str, summary: dict) -> None:
         raise InvalidSpecError(
             f"{role} {dataset_id} has energies but no forces (an energy-only set): "
             "training and validation need forces; use this dataset as test_dataset or evaluate "
-            "a model on it (POST /evaluations)"
+            "a model on it (POST /evaluations)",
+            param=role,
         )
     raise InvalidSpecError(
         f"{role} {dataset_id} needs energy and forces labels; it has "
         f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
-        "upload it again naming them (energy_key, forces_key)"
+        "upload it again naming them (energy_key, forces_key)",
+        param=role,
     )
 
 
@@ -130,16 +134,20 @@ def _check_explicit_e0s(spec: JobSpec, train_elements: set[str]) -> None:
         raise InvalidSpecError(
             f"explicit e0s lack {', '.join(missing)}, which the training data contain: give an "
             f"E0 (eV, at the data's level of theory) for every element, e.g. "
-            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'"
+            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'",
+            param="e0s",
         )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
-    replay = referenced_dataset(session, dataset_id, "replay dataset")
+    replay = referenced_dataset(
+        session, dataset_id, "replay dataset", param="strategy.replay.dataset"
+    )
     if not pseudolabel and not {"energy", "forces"} <= set(replay.summary["labels"]):
         raise InvalidSpecError(
             f"replay dataset {dataset_id} has no energy and forces labels; unlabelled replay "
-            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)"
+            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)",
+            param="strategy.replay.dataset",
         )
     return set(replay.summary["elements"])
 
@@ -155,7 +163,8 @@ def _check_foundation_elements(
         if missing:
             raise InvalidSpecError(
                 f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
-                f"{role}; choose a foundation that covers them or the scratch strategy"
+                f"{role}; choose a foundation that covers them or the scratch strategy",
+                param="foundation_model",
             )
 
 
@@ -180,7 +189,8 @@ def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:
     if missing:
         raise InvalidSpecError(
             f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
-            "training data lack; the fine-tuned model cannot be judged on them"
+            "training data lack; the fine-tuned model cannot be judged on them",
+            param="evaluation.rss_holes.compositions",
         )
 
 
