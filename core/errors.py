@@ -47,6 +47,10 @@ class FoundationModelBuildingError(FoundationModelUnavailableError):
     """A foundation model is being built here (the demo model on first start); ask again later."""
 
 
+class InvalidQueryError(MlftError):
+    """A list's filter cannot be read (a tag filter without a key, ...)."""
+
+
 class InvalidStateTransitionError(MlftError):
     """A job was asked to move to a state its current state does not allow."""
 

@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationName
+from core.science.run_labels import RunName, RunTags
 
 # STRATEGY_NAMES is also read from here; core.science.strategy_table is its source.
 from core.science.strategy_table import STRATEGY_NAMES, traits_of
@@ -408,6 +409,9 @@ class JobSpec(SpecModel):
     preflight: PreflightSettings = PreflightSettings()
     # The training data's level of theory ("PBE-D3/def2-TZVP"), carried into the model card.
     level_of_theory: str | None = Field(default=None, max_length=200)
+    # How a researcher finds the job again (GET /jobs?name=...&tag=key=value); no effect on it.
+    name: RunName | None = None
+    tags: RunTags = {}
 
     @field_validator("e0s")
     @classmethod
