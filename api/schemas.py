@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from core.reporting.report_models import E0sReport, EvaluationSections, VerdictReport
 from core.science.spec import SpecModel
 from core.service.jobs import JobPart
+from core.service.listing import Page
 from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
 
 BINARY = {"schema": {"type": "string", "format": "binary"}}
@@ -43,9 +44,21 @@ class DatasetPublic(BaseModel):
         )
 
 
-class DatasetsPublic(BaseModel):
-    data: list[DatasetPublic]
+class Listed(BaseModel):
+    """What every list answers beside its `data`: `count` (on this page), `total` (matching the
+    filters) and `has_more` (a next page exists: ask again with offset + count)."""
+
     count: int
+    total: int
+    has_more: bool
+
+    @staticmethod
+    def paging(page: Page[Any]) -> dict[str, Any]:
+        return {"count": len(page.data), "total": page.total, "has_more": page.has_more}
+
+
+class DatasetsPublic(Listed):
+    data: list[DatasetPublic]
 
 
 class JobProgress(BaseModel):
@@ -62,6 +75,9 @@ class JobPublic(BaseModel):
     model_config = ConfigDict(protected_namespaces=())
 
     id: str
+    # What a researcher finds it by (GET /jobs?name=...&tag=key=value).
+    name: str | None = None
+    tags: dict[str, str] = {}
     state: JobState
     spec: dict[str, Any]
     progress: JobProgress
@@ -104,6 +120,8 @@ class JobPublic(BaseModel):
         available = job.model_key is not None
         return cls(
             id=job.id,
+            name=job.name,
+            tags=job.tags or {},
             state=job.state,
             spec=job.spec,
             progress=JobProgress(
@@ -141,9 +159,8 @@ class JobPublic(BaseModel):
         )
 
 
-class JobsPublic(BaseModel):
+class JobsPublic(Listed):
     data: list[JobPublic]
-    count: int
 
 
 class FoundationPublic(BaseModel):
@@ -327,6 +344,10 @@ class EvaluationPublic(BaseModel):
             started_at=evaluation.started_at,
             finished_at=evaluation.finished_at,
         )
+
+
+class EvaluationsPublic(Listed):
+    data: list[EvaluationPublic]
 
 
 class Liveness(BaseModel):

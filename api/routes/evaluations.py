@@ -3,8 +3,9 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, HTMLResponse
 
-from api.deps import ContextDep, DispatchDep, SessionDep
-from api.schemas import EvaluationPublic, also_as, file_response
+from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, SessionDep
+from api.list_params import EvaluationFilters
+from api.schemas import EvaluationPublic, EvaluationsPublic, also_as, file_response
 from core.errors import ArtifactMissingError
 from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.reporting.job_report import evaluation_report
@@ -12,7 +13,12 @@ from core.reporting.report_models import EvaluationReport
 from core.reporting.reports import render_html
 from core.science.spec import EvaluationSpec
 from core.service.jobs import cancel
-from core.workflows.evaluations import evaluation_artifact_key, get_evaluation, submit_evaluation
+from core.workflows.evaluations import (
+    evaluation_artifact_key,
+    get_evaluation,
+    list_evaluations,
+    submit_evaluation,
+)
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
@@ -34,6 +40,20 @@ def create_evaluation(
     evaluation = submit_evaluation(session, spec, context)
     dispatch_work(session, "evaluation", evaluation.id)
     return EvaluationPublic.of(evaluation)
+
+
+@router.get("", response_model=EvaluationsPublic, response_model_exclude_unset=True)
+def read_evaluations(
+    session: SessionDep,
+    filters: EvaluationFilters,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
+) -> EvaluationsPublic:
+    """The project's evaluations matching the filters, newest first, with `total` and
+    `has_more`."""
+    page = list_evaluations(session, filters, limit=limit, offset=offset)
+    data = [EvaluationPublic.of(evaluation) for evaluation in page.data]
+    return EvaluationsPublic(data=data, **EvaluationsPublic.paging(page))
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationPublic, response_model_exclude_unset=True)

@@ -460,6 +460,8 @@ class SweepSummary(ReportModel):
     """GET /sweeps/{id}: the comparison table and the recommendation."""
 
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     spec: dict[str, Any] | None = None
     jobs: dict[str, int] = {}  # how many jobs are in each state
@@ -471,6 +473,8 @@ class SweepSummary(ReportModel):
 
 class SweepListed(ReportModel):
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     strategies: list[str] | None = None
     jobs: dict[str, int] = {}
@@ -481,6 +485,9 @@ class SweepListed(ReportModel):
 class SweepsListed(ReportModel):
     data: list[SweepListed]
     count: int
+    # Matching the filters in all, and whether a next page exists (as every list answers).
+    total: int | None = None
+    has_more: bool | None = None
 
 
 # ---- model card (core.reporting.model_card)

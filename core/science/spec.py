@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationName
+from core.science.run_labels import RunName, RunTags
 from core.science.strategy_table import traits_of
 
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
@@ -422,6 +423,9 @@ class JobSpec(SpecModel):
     level_of_theory: str | None = Field(default=None, max_length=200)
     # The elements the delivered model knows (ModelElements); scratch knows the training data's.
     elements: ModelElements = "foundation"
+    # How a researcher finds the job again (GET /jobs?name=...&tag=key=value); no effect on it.
+    name: RunName | None = None
+    tags: RunTags = {}
 
     @field_validator("e0s")
     @classmethod

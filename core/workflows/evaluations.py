@@ -30,6 +30,7 @@ from core.science.spec import EvaluationSpec, JobSpec, RssHolesSettings
 from core.service.db import session_scope
 from core.service.jobs import get_job
 from core.service.leases import leave_no_folder
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Evaluation, Job, JobState
 from core.service.stages import Stage, run_stages
 from core.workflows.context import JobContext
@@ -63,6 +64,13 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     session.commit()
     logger.info("evaluation=%s queued dataset=%s", evaluation.id, spec.dataset)
     return evaluation
+
+
+def list_evaluations(
+    session: Session, filters: ListFilters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+) -> Page[Evaluation]:
+    """The evaluations matching `filters`, newest first: one page and how many match."""
+    return list_page(session, Evaluation, filters, limit=limit, offset=offset)
 
 
 def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
