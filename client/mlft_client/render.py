@@ -13,6 +13,8 @@ from rich.table import Table
 
 # (heading, how to read it from an item); columns after the first may be squeezed or cut.
 Column = tuple[str, Callable[[dict[str, Any]], Any]]
+# Between two columns of a table: the padding on either side and the separator.
+COLUMN_GAP = 3
 
 
 def stdout() -> Console:
@@ -25,21 +27,39 @@ def print_json(value: Any) -> None:
 
 
 def print_table(items: Sequence[dict[str, Any]], columns: Sequence[Column], title: str) -> None:
-    table = Table(box=box.SIMPLE_HEAD, title=title, title_justify="left", pad_edge=False)
+    """Columns in order of importance: those that do not fit the terminal's width are left out
+    whole (`--json` has everything), so no cell is cut into an unreadable stub."""
+    console = stdout()
+    rows = [[cell(read(item)) for _, read in columns] for item in items]
+    kept: list[int] = []
+    used = 0
     for index, (heading, _) in enumerate(columns):
-        # The id column is what commands take: never cut; the rest give way on narrow screens.
-        table.add_column(heading, no_wrap=True, overflow="fold" if index == 0 else "ellipsis")
-    for item in items:
-        table.add_row(*(cell(read(item)) for _, read in columns))
-    stdout().print(table)
+        width = max([len(heading), *(len(row[index]) for row in rows)])
+        if index == 0 or used + COLUMN_GAP + width <= console.width:
+            kept.append(index)
+            used += width + (COLUMN_GAP if kept[1:] else 0)
+    table = Table(
+        box=box.SIMPLE_HEAD,
+        title=title,
+        title_justify="left",
+        pad_edge=False,
+        show_edge=False,
+        padding=(0, 1),
+    )
+    for index in kept:
+        table.add_column(columns[index][0], no_wrap=True, overflow="ellipsis")
+    for row in rows:
+        table.add_row(*(row[index] for index in kept))
+    console.print(table)
 
 
 def print_details(item: dict[str, Any], fields: Sequence[str] | None = None) -> None:
     """One resource as `key  value` lines; nested values as compact JSON, cut at the width."""
+    keys = [key for key in fields or list(item) if key in item]
     table = Table.grid(padding=(0, 2))
-    table.add_column(style="bold", no_wrap=True)
+    table.add_column(style="bold", no_wrap=True, min_width=max(map(len, keys), default=0))
     table.add_column(no_wrap=True, overflow="ellipsis")
-    for key in fields or list(item):
+    for key in keys:
         if item.get(key) not in (None, [], {}):
             table.add_row(key, cell(item[key]))
     stdout().print(table)
@@ -105,13 +125,13 @@ def describe_labels(summary: dict[str, Any]) -> str:
 
 JOB_COLUMNS: list[Column] = [
     ("id", lambda job: job["id"]),
-    ("name", name_of),
     ("state", lambda job: job["state"]),
     ("strategy", strategy_of),
-    ("foundation", lambda job: spec_of(job).get("foundation_model")),
     ("epochs", epochs_of),
-    ("tags", tags_of),
+    ("name", name_of),
     ("created", lambda job: short_time(job.get("created_at"))),
+    ("foundation", lambda job: spec_of(job).get("foundation_model")),
+    ("tags", tags_of),
 ]
 DATASET_COLUMNS: list[Column] = [
     ("id", lambda item: item["id"]),
