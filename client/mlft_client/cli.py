@@ -83,6 +83,7 @@ def _datasets(commands: Any) -> None:
         )
     listed = _list(commands, run.list_datasets, "datasets, newest first")
     listed.add_argument("--name", help="only datasets of this (file) name")
+    listed.add_argument("--name-contains", metavar="TEXT", help="names containing TEXT")
     _show(commands, run.show_dataset, "a dataset's summary: labels, elements, warnings")
     _with_id(commands, "delete", run.delete_dataset, "delete a dataset no job needs")
 
@@ -103,10 +104,8 @@ def _jobs(commands: Any) -> None:
     submit = _submit(commands, run.submit_job, "submit a job spec (JSON or YAML)")
     submit.add_argument("--watch", action="store_true", help="then follow it until it ends")
     listed = _list(commands, run.list_jobs, "jobs, newest first, filtered")
-    listed.add_argument("--state", choices=JOB_STATES)
-    listed.add_argument("--strategy", help="e.g. lora, naive, frozen_embeddings")
-    listed.add_argument("--foundation", help="the foundation model's name")
-    _find_by_name_and_tags(listed)
+    _find_runs(listed)
+    listed.add_argument("--sweep", metavar="SWEEP_ID", help="only this sweep's jobs")
     _show(commands, run.show_job, "a job: state, progress, spec, E0s, cost")
     _with_id(commands, "watch", run.watch_job, "follow a job with progress bars until it ends")
     _with_id(commands, "cancel", run.cancel_job, "cancel a queued or running job")
@@ -136,6 +135,8 @@ def _evaluations(commands: Any) -> None:
     submit.add_argument("--watch", action="store_true", help="then wait until it ends")
     listed = _list(commands, run.list_evaluations, "evaluations, newest first")
     listed.add_argument("--state", choices=JOB_STATES)
+    listed.add_argument("--foundation", help="of, or compared with, this foundation model")
+    listed.add_argument("--job", metavar="JOB_ID", help="of this job's model")
     _show(commands, run.show_evaluation, "an evaluation")
     _with_id(commands, "cancel", run.cancel_evaluation, "cancel an evaluation")
     _report(commands, run.evaluation_report, "an evaluation's report (JSON, or --html)")
@@ -146,8 +147,7 @@ def _evaluations(commands: Any) -> None:
 def _sweeps(commands: Any) -> None:
     submit = _submit(commands, run.submit_sweep, "submit a sweep spec (JSON or YAML)")
     submit.add_argument("--watch", action="store_true", help="then wait and show the table")
-    listed = _list(commands, run.list_sweeps, "sweeps, newest first")
-    _find_by_name_and_tags(listed)
+    _find_runs(_list(commands, run.list_sweeps, "sweeps, newest first"))
     _show(commands, run.show_sweep, "the comparison table and the recommendation")
     _with_id(commands, "cancel", run.cancel_sweep, "cancel every job of a sweep not ended")
     _report(commands, run.sweep_report, "a sweep's report (JSON, or --html)")
@@ -225,10 +225,17 @@ def _report(commands: Any, handler: Callable[..., int], text: str) -> argparse.A
     return parser
 
 
-def _find_by_name_and_tags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--name", help="only those of this name")
+def _find_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", choices=JOB_STATES)
+    parser.add_argument("--strategy", help="e.g. lora, naive, frozen_embeddings")
+    parser.add_argument("--foundation", help="the foundation model's name")
+    parser.add_argument("--name", help="exactly this name")
+    parser.add_argument("--name-contains", metavar="TEXT", help="names containing TEXT")
     parser.add_argument(
-        "--tag", action="append", metavar="KEY=VALUE", help="only those with this tag (repeat)"
+        "--tag",
+        action="append",
+        metavar="KEY[=VALUE]",
+        help="with this tag (and value); repeat to require several",
     )
 
 

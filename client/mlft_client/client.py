@@ -75,8 +75,16 @@ class Client:
             return self._json("POST", "/datasets", files={"file": (path.name, stream)}, data=form)
 
     @route("GET", "/datasets")
-    def datasets(self, *, name: str | None = None, limit: int | None = None) -> Listing:
-        return self._list("/datasets", {"name": name}, None, limit)
+    def datasets(
+        self,
+        *,
+        name: str | None = None,
+        name_contains: str | None = None,
+        limit: int | None = None,
+    ) -> Listing:
+        """Datasets newest first; `name` is the file name exactly, `name_contains` a part."""
+        filters = {"name": name, "name_contains": name_contains}
+        return self._list("/datasets", filters, None, limit)
 
     @route("GET", "/datasets/{dataset_id}")
     def dataset(self, dataset_id: str) -> dict[str, Any]:
@@ -152,11 +160,21 @@ class Client:
         strategy: str | None = None,
         foundation: str | None = None,
         name: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        name_contains: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
+        sweep: str | None = None,
         limit: int | None = None,
     ) -> Listing:
-        """Jobs newest first, filtered; every tag given must match."""
-        filters = {"state": state, "strategy": strategy, "foundation": foundation, "name": name}
+        """Jobs newest first, filtered; every tag given must match (a None value: the tag is
+        set, whatever its value)."""
+        filters = {
+            "state": state,
+            "strategy": strategy,
+            "foundation": foundation,
+            "name": name,
+            "name_contains": name_contains,
+            "sweep": sweep,
+        }
         return self._list("/jobs", filters, tags, limit)
 
     @route("GET", "/jobs/{job_id}")
@@ -262,8 +280,17 @@ class Client:
         return self._json("POST", "/evaluations", json=spec)
 
     @route("GET", "/evaluations")
-    def evaluations(self, *, state: str | None = None, limit: int | None = None) -> Listing:
-        return self._list("/evaluations", {"state": state}, None, limit)
+    def evaluations(
+        self,
+        *,
+        state: str | None = None,
+        foundation: str | None = None,
+        job: str | None = None,
+        limit: int | None = None,
+    ) -> Listing:
+        """Evaluations newest first: of a job's model (`job`), or of or against a foundation."""
+        filters = {"state": state, "foundation": foundation, "job": job}
+        return self._list("/evaluations", filters, None, limit)
 
     @route("GET", "/evaluations/{evaluation_id}")
     def evaluation(self, evaluation_id: str) -> dict[str, Any]:
@@ -312,11 +339,23 @@ class Client:
     def sweeps(
         self,
         *,
+        state: str | None = None,
+        strategy: str | None = None,
+        foundation: str | None = None,
         name: str | None = None,
-        tags: Mapping[str, str] | None = None,
+        name_contains: str | None = None,
+        tags: Mapping[str, str | None] | None = None,
         limit: int | None = None,
     ) -> Listing:
-        return self._list("/sweeps", {"name": name}, tags, limit)
+        """Sweeps newest first; `state`: with at least one job in it; `strategy`: running it."""
+        filters = {
+            "state": state,
+            "strategy": strategy,
+            "foundation": foundation,
+            "name": name,
+            "name_contains": name_contains,
+        }
+        return self._list("/sweeps", filters, tags, limit)
 
     @route("GET", "/sweeps/{sweep_id}")
     def sweep(self, sweep_id: str) -> dict[str, Any]:
@@ -401,7 +440,7 @@ class Client:
         self,
         path: str,
         filters: Mapping[str, str | None],
-        tags: Mapping[str, str] | None,
+        tags: Mapping[str, str | None] | None,
         limit: int | None,
     ) -> Listing:
         return self._transport.pages(path, filter_params(filters, tags), limit)

@@ -43,14 +43,20 @@ def listing(args: argparse.Namespace, items: Any, columns: list[render.Column], 
     return 0
 
 
-def tags_from(pairs: list[str] | None) -> dict[str, str]:
-    tags = {}
+def tags_from(pairs: list[str] | None, *, key_alone: bool = False) -> dict[str, str | None]:
+    """`--tag key=value` options as a dict; with `key_alone` (filters), `--tag key` too: the
+    tag is set, whatever its value."""
+    tags: dict[str, str | None] = {}
     for pair in pairs or []:
         key, equals, value = pair.partition("=")
-        if not equals or not key:
+        if not key or not (equals or key_alone):
             raise CommandError(f"--tag {pair!r}: write it as key=value")
-        tags[key] = value
+        tags[key] = value if equals else None
     return tags
+
+
+def labels_from(pairs: list[str] | None) -> dict[str, str]:
+    return {key: value or "" for key, value in tags_from(pairs).items()}
 
 
 def read_spec(path: Path) -> dict[str, Any]:
@@ -112,7 +118,7 @@ def describe_dataset(dataset: dict[str, Any]) -> str:
 
 
 def list_datasets(args: argparse.Namespace, client: Client) -> int:
-    items = client.datasets(name=args.name, limit=args.limit)
+    items = client.datasets(name=args.name, name_contains=args.name_contains, limit=args.limit)
     listing(args, items, render.DATASET_COLUMNS, "datasets")
     if not args.json:
         for dataset in items:
@@ -181,7 +187,7 @@ def run_preflight(args: argparse.Namespace, client: Client) -> int:
 
 
 def submit_job(args: argparse.Namespace, client: Client) -> int:
-    job = client.create_job(read_spec(args.spec), name=args.name, tags=tags_from(args.tag))
+    job = client.create_job(read_spec(args.spec), name=args.name, tags=labels_from(args.tag))
     print(job["id"])
     for warning in job.get("warnings", []):
         print(f"mlft: warning: {warning}", file=sys.stderr)
@@ -194,7 +200,9 @@ def list_jobs(args: argparse.Namespace, client: Client) -> int:
         strategy=args.strategy,
         foundation=args.foundation,
         name=args.name,
-        tags=tags_from(args.tag),
+        name_contains=args.name_contains,
+        tags=tags_from(args.tag, key_alone=True),
+        sweep=args.sweep,
         limit=args.limit,
     )
     return listing(args, items, render.JOB_COLUMNS, "jobs")
@@ -299,7 +307,9 @@ def ended(noun: str, item: dict[str, Any]) -> int:
 
 
 def list_evaluations(args: argparse.Namespace, client: Client) -> int:
-    items = client.evaluations(state=args.state, limit=args.limit)
+    items = client.evaluations(
+        state=args.state, foundation=args.foundation, job=args.job, limit=args.limit
+    )
     return listing(args, items, render.EVALUATION_COLUMNS, "evaluations")
 
 
@@ -327,7 +337,7 @@ def download_evaluation_holes(args: argparse.Namespace, client: Client) -> int:
 
 
 def submit_sweep(args: argparse.Namespace, client: Client) -> int:
-    sweep = client.create_sweep(read_spec(args.spec), name=args.name, tags=tags_from(args.tag))
+    sweep = client.create_sweep(read_spec(args.spec), name=args.name, tags=labels_from(args.tag))
     print(sweep["id"])
     if not args.watch:
         return 0
@@ -335,7 +345,15 @@ def submit_sweep(args: argparse.Namespace, client: Client) -> int:
 
 
 def list_sweeps(args: argparse.Namespace, client: Client) -> int:
-    items = client.sweeps(name=args.name, tags=tags_from(args.tag), limit=args.limit)
+    items = client.sweeps(
+        state=args.state,
+        strategy=args.strategy,
+        foundation=args.foundation,
+        name=args.name,
+        name_contains=args.name_contains,
+        tags=tags_from(args.tag, key_alone=True),
+        limit=args.limit,
+    )
     return listing(args, items, render.SWEEP_COLUMNS, "sweeps")
 
 

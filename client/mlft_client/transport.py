@@ -46,14 +46,15 @@ class Listing(list[dict[str, Any]]):
 
 
 def filter_params(
-    filters: Mapping[str, str | None], tags: Mapping[str, str] | None = None
+    filters: Mapping[str, str | None], tags: Mapping[str, str | None] | None = None
 ) -> Params:
-    """Query parameters for a list's filters; each tag is its own `tag=key=value`."""
+    """Query parameters for a list's filters; each tag is its own `tag=key=value`, or
+    `tag=key` (None as the value) for "the tag is set, whatever its value"."""
     params: Params = [(key, value) for key, value in filters.items() if value is not None]
     for key, value in (tags or {}).items():
         if "=" in key:
             raise ValueError(f"tag key {key!r} must not contain '='")
-        params.append(("tag", f"{key}={value}"))
+        params.append(("tag", key if value is None else f"{key}={value}"))
     return params
 
 
