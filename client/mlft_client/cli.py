@@ -149,6 +149,7 @@ def _sweeps(commands: Any) -> None:
     submit.add_argument("--watch", action="store_true", help="then wait and show the table")
     _find_runs(_list(commands, run.list_sweeps, "sweeps, newest first"))
     _show(commands, run.show_sweep, "the comparison table and the recommendation")
+    _with_id(commands, "watch", run.watch_sweep, "wait until every job ended; show the table")
     _with_id(commands, "cancel", run.cancel_sweep, "cancel every job of a sweep not ended")
     _report(commands, run.sweep_report, "a sweep's report (JSON, or --html)")
 

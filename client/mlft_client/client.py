@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -373,10 +373,16 @@ class Client:
         return self._formatted(f"/sweeps/{sweep_id}/report", format)
 
     def wait_sweep(
-        self, sweep_id: str, *, timeout: float | None = None, poll: float = 5.0
+        self,
+        sweep_id: str,
+        *,
+        timeout: float | None = None,
+        poll: float = 5.0,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll a sweep until every job has ended; TimeoutError after `timeout` s."""
-        return self._poll(self.sweep, sweep_id, "sweep", timeout, poll)
+        """Poll a sweep until every job has ended (`on_poll` sees each reading); TimeoutError
+        after `timeout` s."""
+        return self._poll(self.sweep, sweep_id, "sweep", timeout, poll, on_poll)
 
     # Replay sets
 
@@ -476,7 +482,12 @@ class Client:
 
     @staticmethod
     def _poll(
-        read: Any, item_id: str, noun: str, timeout: float | None, poll: float
+        read: Callable[[str], dict[str, Any]],
+        item_id: str,
+        noun: str,
+        timeout: float | None,
+        poll: float,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
@@ -487,6 +498,8 @@ class Client:
                     raise
                 time.sleep(error.retry_after)
                 continue
+            if on_poll is not None:
+                on_poll(item)
             # A sweep has no state of its own: `finished` once each of its jobs has ended.
             if item.get("state") in TERMINAL_STATES or item.get("finished"):
                 return item

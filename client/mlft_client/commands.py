@@ -339,9 +339,29 @@ def download_evaluation_holes(args: argparse.Namespace, client: Client) -> int:
 def submit_sweep(args: argparse.Namespace, client: Client) -> int:
     sweep = client.create_sweep(read_spec(args.spec), name=args.name, tags=labels_from(args.tag))
     print(sweep["id"])
-    if not args.watch:
-        return 0
-    return print_sweep(client.wait_sweep(sweep["id"]))
+    return follow_sweep(client, sweep["id"]) if args.watch else 0
+
+
+def watch_sweep(args: argparse.Namespace, client: Client) -> int:
+    return follow_sweep(client, args.id)
+
+
+def follow_sweep(client: Client, sweep_id: str) -> int:
+    """One line on stderr each time the count of jobs per state changes, then the table."""
+    shown: list[str] = []
+
+    def report(sweep: dict[str, Any]) -> None:
+        line = f"sweep {sweep_id}: {jobs_by_state(sweep)}"
+        if line not in shown[-1:]:
+            print(line, file=sys.stderr)
+            shown.append(line)
+
+    return print_sweep(client.wait_sweep(sweep_id, on_poll=report))
+
+
+def jobs_by_state(sweep: dict[str, Any]) -> str:
+    counts = sweep.get("jobs") or {}
+    return ", ".join(f"{count} {state}" for state, count in counts.items()) or "no jobs"
 
 
 def list_sweeps(args: argparse.Namespace, client: Client) -> int:
@@ -366,10 +386,9 @@ def show_sweep(args: argparse.Namespace, client: Client) -> int:
 
 
 def print_sweep(sweep: dict[str, Any]) -> int:
-    jobs = ", ".join(f"{count} {state}" for state, count in (sweep.get("jobs") or {}).items())
     state = "finished" if sweep.get("finished") else "running"
     render.print_table(sweep.get("table") or [], render.SWEEP_ROW_COLUMNS, f"sweep {sweep['id']}")
-    print(f"sweep {sweep['id']} {state}: {jobs or 'no jobs'}")
+    print(f"sweep {sweep['id']} {state}: {jobs_by_state(sweep)}")
     for use, choice in (sweep.get("recommendation") or {}).items():
         if choice:
             pick = choice.get("strategy") or "undecided"
