@@ -15,7 +15,7 @@ from api.deps import (
 from api.schemas import also_as
 from core.errors import BrokerUnavailableError
 from core.reporting.report_models import SweepsListed, SweepSummary
-from core.reporting.reports import render_sweep_html
+from core.reporting.sweep_page import render_sweep_html
 from core.workflows.submission import reference_screen
 from core.workflows.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary
 
