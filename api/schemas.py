@@ -11,19 +11,6 @@ from core.science.spec import SpecModel
 from core.service.jobs import JobPart
 from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
 
-BINARY = {"schema": {"type": "string", "format": "binary"}}
-
-
-def file_response(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a route that sends a file, for `responses=`: its media type in OpenAPI."""
-    return {200: {"description": description, "content": {media_type: BINARY}}}
-
-
-def also_as(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a JSON route that can also answer in `media_type` (format=html, md)."""
-    content = {media_type: {"schema": {"type": "string"}}}
-    return {200: {"description": description, "content": content}}
-
 
 class DatasetPublic(BaseModel):
     id: str

@@ -1,7 +1,7 @@
 from typing import Any, Literal
 
 from fastapi import APIRouter, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 from api.deps import (
     ContextDep,
@@ -12,7 +12,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
-from api.schemas import also_as
+from api.responses import also_as, in_format
 from core.errors import BrokerUnavailableError
 from core.reporting.report_models import SweepsListed, SweepSummary
 from core.reporting.sweep_page import render_sweep_html
@@ -78,6 +78,6 @@ def read_sweep(sweep_id: str, session: SessionDep) -> dict[str, Any]:
 )
 def read_sweep_report(
     sweep_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
-) -> dict[str, Any] | HTMLResponse:
+) -> dict[str, Any] | Response:
     summary = sweep_summary(session, sweep_id)
-    return HTMLResponse(render_sweep_html(summary)) if format == "html" else summary
+    return in_format(summary, format, html=render_sweep_html)

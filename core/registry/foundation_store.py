@@ -17,14 +17,11 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import foundation_key
 from core.service.db import session_scope
 from core.service.models import FoundationRecord
 
 logger = logging.getLogger(__name__)
-
-
-def foundation_key(sha256: str) -> str:
-    return f"foundations/{sha256}.model"
 
 
 @dataclass(frozen=True)
