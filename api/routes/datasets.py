@@ -79,11 +79,11 @@ async def upload_dataset(
         existing = await run_in_threadpool(find_same_upload, session, context.storage, plain, keys)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
-            return DatasetPublic.of(existing)
+            return DatasetPublic.model_validate(existing)
         dataset = await run_in_threadpool(
             register_dataset, session, context.storage, plain, stored_name(file.filename), keys
         )
-    return DatasetPublic.of(dataset)
+    return DatasetPublic.model_validate(dataset)
 
 
 async def _file_part(request: Request, limit: int) -> tuple[UploadFile, LabelKeys]:
@@ -138,9 +138,11 @@ def read_datasets(
     session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> DatasetsPublic:
     datasets = list_datasets(session, limit=limit, offset=offset)
-    return DatasetsPublic(data=[DatasetPublic.of(d) for d in datasets], count=len(datasets))
+    return DatasetsPublic(
+        data=[DatasetPublic.model_validate(d) for d in datasets], count=len(datasets)
+    )
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def read_dataset(dataset_id: str, session: SessionDep) -> DatasetPublic:
-    return DatasetPublic.of(get_dataset(session, dataset_id))
+    return DatasetPublic.model_validate(get_dataset(session, dataset_id))

@@ -33,12 +33,12 @@ def create_evaluation(
     the job's training data)."""
     evaluation = submit_evaluation(session, spec, context)
     dispatch_work(session, "evaluation", evaluation.id)
-    return EvaluationPublic.of(evaluation)
+    return EvaluationPublic.model_validate(evaluation)
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationPublic, response_model_exclude_unset=True)
 def read_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationPublic:
-    return EvaluationPublic.of(get_evaluation(session, evaluation_id))
+    return EvaluationPublic.model_validate(get_evaluation(session, evaluation_id))
 
 
 @router.post(
@@ -46,7 +46,7 @@ def read_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationPublic
 )
 def cancel_evaluation(evaluation_id: str, session: SessionDep) -> EvaluationPublic:
     """Cancel a queued or running evaluation; a running one stops at its next stage."""
-    return EvaluationPublic.of(cancel(session, get_evaluation(session, evaluation_id)))
+    return EvaluationPublic.model_validate(cancel(session, get_evaluation(session, evaluation_id)))
 
 
 @router.get(
