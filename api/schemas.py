@@ -15,7 +15,7 @@ from pydantic import (
     ConfigDict,
     Field,
     SerializerFunctionWrapHandler,
-    SkipValidation,
+    ValidatorFunctionWrapHandler,
     field_serializer,
     field_validator,
 )
@@ -78,9 +78,7 @@ class JobPublic(BaseModel):
 
     id: str
     state: JobState
-    # Typed in the document, not validated again: a spec a newer server refuses (the job failed
-    # for it) must still read.
-    spec: SkipValidation[JobSpec]
+    spec: JobSpec
     progress: JobProgress
     # The learning curve and the split grow with the run and the data: null unless asked for
     # with `?include=epochs` / `?include=split` (the events stream sends the epochs too).
@@ -112,6 +110,13 @@ class JobPublic(BaseModel):
     _stored_sections = field_serializer(
         "spec", "epochs", "e0s", "checks", "preflight", mode="wrap"
     )(as_stored)
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_as_accepted(cls, spec: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Typed in the document, read as stored: a spec a newer server refuses (a job failed
+        # for it) must still read, and the one sent is the one the job was accepted with.
+        return spec if isinstance(spec, dict) else handler(spec)
 
     @classmethod
     def of(cls, job: Job, include: Collection[JobPart] = ()) -> "JobPublic":
