@@ -7,6 +7,7 @@ from collections.abc import Iterable, Sequence
 from datetime import datetime
 from typing import Any
 
+from core.reporting.report_models import ReportModel, field_name
 from core.reporting.verdicts import Verdict
 
 CSS = """
@@ -111,3 +112,10 @@ def html_page(title: str, body: str) -> str:
         f'<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         f"<title>{esc(title)}</title><style>{CSS}</style></head><body>{body}</body></html>\n"
     )
+
+
+def table_columns(
+    model: type[ReportModel], columns: Iterable[tuple[str, str, str]]
+) -> tuple[tuple[str, str, str], ...]:
+    """(field, title, unit) of a table's columns, each field checked by field_name."""
+    return tuple((field_name(model, key), title, unit) for key, title, unit in columns)

@@ -40,6 +40,7 @@ from core.reporting.markup import (
     html_table,
     pass_fail,
     plain_text,
+    table_columns,
     when_text,
 )
 from core.reporting.report_models import (
@@ -64,15 +65,15 @@ from core.reporting.simulation_sections import (
 from core.reporting.verdicts import number_text, report_verdicts
 
 # Columns of the accuracy and forgetting tables: fields of ErrorMetricsReport.
-METRICS = tuple(
-    (field_name(ErrorMetricsReport, key), title, unit)
-    for key, title, unit in (
+METRICS = table_columns(
+    ErrorMetricsReport,
+    (
         ("energy_rmse_mev_per_atom", "Energy RMSE", "meV/atom"),
         ("energy_mae_mev_per_atom", "Energy MAE", "meV/atom"),
         ("forces_rmse_mev_per_a", "Force RMSE", "meV/Å"),
         ("forces_mae_mev_per_a", "Force MAE", "meV/Å"),
         ("stress_rmse_mev_per_a3", "Stress RMSE", "meV/Å³"),
-    )
+    ),
 )
 # Checks are free-form; these are the keys jobs use to state a check's verdict.
 VERDICT_KEYS = ("passed", "ok", "verified", "unchanged")

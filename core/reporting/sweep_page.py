@@ -18,18 +18,18 @@ from core.reporting.markup import (
     html_page,
     html_section,
     html_table,
+    table_columns,
 )
 from core.reporting.report_models import (
     SweepRecommendation,
     SweepRow,
     SweepSummary,
-    field_name,
 )
 from core.reporting.verdicts import number_text
 
-SWEEP_COLUMNS = tuple(
-    (field_name(SweepRow, key), title, unit)
-    for key, title, unit in (
+SWEEP_COLUMNS = table_columns(
+    SweepRow,
+    (
         ("strategy", "Strategy", ""),
         ("lr", "lr", ""),
         ("lora_rank", "LoRA rank", ""),
@@ -44,7 +44,7 @@ SWEEP_COLUMNS = tuple(
         ("rss_hole_rate", "RSS hole rate", ""),
         ("trainable_fraction", "Trainable", ""),
         ("wall_time_s", "Wall time", "s"),
-    )
+    ),
 )
 
 
