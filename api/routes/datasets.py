@@ -80,11 +80,11 @@ async def upload_dataset(
         existing = await run_in_threadpool(find_same_upload, session, context.storage, plain, keys)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
-            return DatasetPublic.of(existing)
+            return DatasetPublic.model_validate(existing)
         dataset = await run_in_threadpool(
             register_dataset, session, context.storage, plain, stored_name(file.filename), keys
         )
-    return DatasetPublic.of(dataset)
+    return DatasetPublic.model_validate(dataset)
 
 
 async def _file_part(request: Request, limit: int) -> tuple[UploadFile, LabelKeys]:
@@ -141,10 +141,10 @@ def read_datasets(
     """The project's datasets matching the filters, newest first, with `total` and
     `has_more`."""
     page = list_datasets(session, filters, limit=limit, offset=offset)
-    data = [DatasetPublic.of(dataset) for dataset in page.data]
+    data = [DatasetPublic.model_validate(dataset) for dataset in page.data]
     return DatasetsPublic(data=data, **DatasetsPublic.paging(page))
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def read_dataset(dataset_id: str, session: SessionDep) -> DatasetPublic:
-    return DatasetPublic.of(get_dataset(session, dataset_id))
+    return DatasetPublic.model_validate(get_dataset(session, dataset_id))

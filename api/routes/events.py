@@ -188,7 +188,7 @@ async def job_events(
         frames = []
         for number, entry in enumerate(epochs[epochs_sent:], start=epochs_sent + 1):
             cursor = StreamCursor(job.attempts, number, log_seq)
-            frames.append(event_frame("epoch", entry, cursor))
+            frames.append(event_frame("epoch", entry.to_json(), cursor))
         epochs_sent = len(epochs)
         if tail is not None:
             for log_seq, line in await run_in_threadpool(tail.new_lines):

@@ -1,7 +1,7 @@
 from typing import Any, Literal
 
 from fastapi import APIRouter, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 from api.deps import (
     ContextDep,
@@ -13,10 +13,11 @@ from api.deps import (
     SettingsDep,
 )
 from api.list_params import SweepFilters
-from api.schemas import Listed, also_as
+from api.responses import also_as, in_format
+from api.schemas import Listed
 from core.errors import BrokerUnavailableError
 from core.reporting.report_models import SweepsListed, SweepSummary
-from core.reporting.reports import render_sweep_html
+from core.reporting.sweep_page import render_sweep_html
 from core.workflows.submission import reference_screen
 from core.workflows.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary
 
@@ -80,6 +81,6 @@ def read_sweep(sweep_id: str, session: SessionDep) -> dict[str, Any]:
 )
 def read_sweep_report(
     sweep_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
-) -> dict[str, Any] | HTMLResponse:
+) -> dict[str, Any] | Response:
     summary = sweep_summary(session, sweep_id)
-    return HTMLResponse(render_sweep_html(summary)) if format == "html" else summary
+    return in_format(summary, format, html=render_sweep_html)

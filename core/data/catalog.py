@@ -9,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import dataset_key
 from core.data.datasets import inspect_extxyz, write_normalised
 from core.data.labels import AUTOMATIC, LabelKeys
 from core.errors import InvalidSpecError, NotFoundError
@@ -28,7 +29,7 @@ def register_dataset(
     """
     summary = inspect_extxyz(upload, keys)
     dataset_id = new_id()
-    key = f"datasets/{dataset_id}/{_safe_filename(name)}"
+    key = dataset_key(dataset_id, _safe_filename(name))
     stored = upload
     if keys.to_dict():
         stored = write_normalised(upload, upload.with_name(upload.name + ".labels.extxyz"), keys)

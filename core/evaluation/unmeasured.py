@@ -7,7 +7,7 @@ the report's `not_measured` (section name -> reason) and lets the other sections
 """
 
 import logging
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import TypeVar
 
 import ase
@@ -33,7 +33,7 @@ def unknown_elements(model: torch.nn.Module, configs: Sequence[ase.Atoms]) -> li
 
 
 def require_known_elements(
-    models: dict[str, torch.nn.Module | None], configs: Sequence[ase.Atoms], data: str
+    models: Mapping[str, torch.nn.Module | None], configs: Sequence[ase.Atoms], data: str
 ) -> None:
     """NotMeasurable when a model (by its name in the report) lacks an element of `configs`."""
     for name, model in models.items():

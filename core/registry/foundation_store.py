@@ -18,15 +18,12 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import foundation_key
 from core.registry.safe_model import ModelFacts
 from core.service.db import session_scope
 from core.service.models import FoundationRecord
 
 logger = logging.getLogger(__name__)
-
-
-def foundation_key(sha256: str) -> str:
-    return f"foundations/{sha256}.safetensors"
 
 
 @dataclass(frozen=True)

@@ -11,11 +11,11 @@ from ase import Atoms
 from ase.formula import Formula
 from sqlalchemy.orm import Session
 
+from core.artifacts.storage_keys import RSS_FLAGGED_FILE, evaluation_artifact_key
 from core.data.catalog import get_dataset, referenced_dataset
 from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, NotFoundError
 from core.evaluation.md_plan import md_budget_s
-from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.registry.foundation_heads import working_foundation
@@ -226,10 +226,6 @@ def _single_head(context: JobContext, name: str, head: str | None, folder: Path)
         foundation, load_foundation(foundation, context.device), head, folder / name
     )
     return working
-
-
-def evaluation_artifact_key(evaluation_id: str, name: str) -> str:
-    return f"evaluations/{evaluation_id}/{name}"
 
 
 def rss_settings(spec: EvaluationSpec) -> RssHolesSettings | None:

@@ -269,7 +269,7 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
         unmeasured = [
             f"{_label(row)}: {row.not_measured['forgetting']}"
             for row in done
-            if "forgetting" in (row.not_measured or {})
+            if row.not_measured and "forgetting" in row.not_measured
         ]
         reason = (
             "every job with a forgetting ratio has dimer holes its foundation lacks or unstable MD"

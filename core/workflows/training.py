@@ -16,12 +16,12 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from core.artifacts.storage_keys import MACE_LOG_NAME, RSS_FLAGGED_FILE
 from core.data.datasets import read_configurations, trained_stress_count, write_mace_extxyz
 from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import Split, split_configurations
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
 from core.evaluation.md_plan import md_budget_s
-from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.evaluation.unmeasured import attempt
@@ -61,7 +61,6 @@ from core.science.strategies import (
     to_mace_argv,
     training_loss,
 )
-from core.service.job_logs import MACE_LOG_NAME
 from core.service.stages import Stage, run_stages
 from core.workflows.device_budget import job_edge_budget
 from core.workflows.gpu_share import train_sharing_the_device

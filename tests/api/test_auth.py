@@ -14,7 +14,7 @@ from pydantic import SecretStr
 from sqlalchemy import delete, func
 
 from api.routes import events as events_route
-from core.registry.foundation_store import foundation_key
+from core.artifacts.storage_keys import foundation_key
 from core.registry.foundations import file_sha256
 from core.service.models import ApiToken, FoundationRecord
 

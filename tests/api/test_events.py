@@ -8,7 +8,8 @@ from typing import Any
 import pytest
 
 from api.routes import events as events_route
-from core.service.job_logs import LOG_LINES_KEPT, MACE_LOG_NAME, LogShipper
+from core.artifacts.storage_keys import MACE_LOG_NAME
+from core.service.job_logs import LOG_LINES_KEPT, LogShipper
 from core.service.jobs import record_epoch, transition
 from core.service.models import JobState
 from tests.conftest import upload

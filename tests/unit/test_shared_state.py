@@ -14,9 +14,10 @@ from ase.build import molecule
 from moto import mock_aws
 
 from core.artifacts.s3_storage import S3Storage
+from core.artifacts.storage_keys import foundation_key
 from core.errors import FoundationModelUnavailableError
 from core.registry import foundations
-from core.registry.foundation_store import FoundationStore, foundation_key
+from core.registry.foundation_store import FoundationStore
 from core.registry.foundations import (
     FoundationRegistry,
     file_sha256,
