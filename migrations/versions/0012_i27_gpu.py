@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_i27_gpu"
-down_revision = "0011_trust2"
+down_revision = "0012_i25_md"
 branch_labels = None
 depends_on = None
 

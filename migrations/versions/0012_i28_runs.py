@@ -10,7 +10,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_i28_runs"
-down_revision = "0011_trust2"
+down_revision = "0012_i27_gpu"
 branch_labels = None
 depends_on = None
 
