@@ -18,6 +18,7 @@ from core.reporting.report_models import (
     HeadlineMetrics,
     ModelCard,
 )
+from core.reporting.verdicts import md_length_text
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -105,6 +106,10 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     for key, value in (card.effective_hyperparameters or {}).items():
         lines.append(f"| {key} | {value} |")
+    kernels = (card.cost or {}).get("kernels") or {}
+    if kernels.get("training"):
+        # Issue 27: cuEq kernels train on a GPU; the saved model is e3nn either way.
+        lines += ["", f"Trained with {kernels['training']} kernels; the model file is e3nn MACE."]
     e0s = card.e0s or CardE0s()
     lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
     for symbol, value in (e0s.values_ev or {}).items():
@@ -157,7 +162,9 @@ def headline_metrics(measured: EvaluationSections) -> HeadlineMetrics:
     if measured.md:
         headline.md_stable = measured.md_stable()
         headline.md_survived_ps = ", ".join(
-            f"{run.structure} {run.run}: {run.survived_ps:.3g}/{run.total_ps:.3g} ps"
+            f"{run.structure} {run.run}: {md_length_text(run.model_dump())}"
+            if run.stable is not None
+            else f"{run.structure}: not applicable ({run.not_applicable})"
             for run in measured.md
         )
     if measured.dimers is not None and "holes" in measured.dimers.model_fields_set:

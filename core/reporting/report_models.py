@@ -130,15 +130,27 @@ class ForgettingReport(ReportModel):
 
 
 class MDRunReport(ReportModel):
+    """One MD run (core.evaluation.md_section), or a structure MD cannot judge (`not_applicable`
+    says why, `stable` is null)."""
+
     run: str | None = None
-    structure: str | None = None  # chemical formula
+    kind: Literal["constant", "ramp"] | None = None
+    structure: str | None = None  # chemical formula of the test structure
+    n_atoms: int | None = None  # atoms simulated
+    replication: str | None = None  # "11 copies 10.7 Å apart", "2×2×2 supercell"
     survived_ps: float | None = None
-    total_ps: float | None = None
+    total_ps: float | None = None  # the length run
+    study_ps: float | None = None  # the study's length for this kind of run (250, 50)
+    length_basis: str | None = None  # how the length was chosen
     stable: bool | None = None
+    not_applicable: str | None = None
     failure: str | None = None
+    # not_finite, close_contact, bonds_changed, temperature_runaway, energy_drift
     failure_reason: str | None = None
     max_energy_drift_ev_per_atom: float | None = None
     min_distance_ratio: float | None = None
+    peak_temperature_K: float | None = None  # noqa: N815 (the stored key); windowed mean
+    bonds_at_start: int | None = None
     # Traces drawn in the report; an energy that blew up to a non-number is null.
     time_ps: list[float] = []
     temperature_K: list[float] = []  # noqa: N815 (the stored key)
@@ -251,7 +263,9 @@ class EvaluationSections(ReportModel):
         return label, self.accuracy[label]
 
     def md_stable(self) -> bool | None:
-        return all(run.stable for run in self.md) if self.md else None
+        """None when MD did not run or could not judge any structure."""
+        judged = [run.stable for run in self.md or [] if run.stable is not None]
+        return all(judged) if judged else None
 
     def measured_warnings(self) -> list[str]:
         """Warnings the evaluation itself raised (a hole rate far above the foundation's)."""
@@ -428,20 +442,40 @@ class SweepRecommendation(ReportModel):
     broad_use: SweepChoice | None = None
 
 
+class SweepStopped(ReportModel):
+    job_id: str
+    strategy: str | None = None
+    after_epochs: int | None = None
+    reason: str | None = None
+
+
+class SweepEarlyStopping(ReportModel):
+    """A sweep's successive halving (issue 27): its rule (None: not applied) and the jobs it
+    stopped."""
+
+    rule: str | None = None
+    stopped: list[SweepStopped] = []
+
+
 class SweepSummary(ReportModel):
     """GET /sweeps/{id}: the comparison table and the recommendation."""
 
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     spec: dict[str, Any] | None = None
     jobs: dict[str, int] = {}  # how many jobs are in each state
     finished: bool | None = None
     table: list[SweepRow] = []
     recommendation: SweepRecommendation | None = None
+    early_stopping: SweepEarlyStopping | None = None
 
 
 class SweepListed(ReportModel):
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     strategies: list[str] | None = None
     jobs: dict[str, int] = {}
@@ -452,6 +486,9 @@ class SweepListed(ReportModel):
 class SweepsListed(ReportModel):
     data: list[SweepListed]
     count: int
+    # Matching the filters in all, and whether a next page exists (as every list answers).
+    total: int | None = None
+    has_more: bool | None = None
 
 
 # ---- model card (core.reporting.model_card)
@@ -466,7 +503,7 @@ class HeadlineMetrics(ReportModel):
     test_forces_rmse_mev_per_a: float | None = None
     forgetting_force_rmse_ratio: float | None = None
     md_stable: bool | None = None
-    md_survived_ps: str | None = None  # "structure run: survived/total ps, ..."
+    md_survived_ps: str | None = None  # "H2O constant_100K: 0.1 of 250 ps, ..."
     dimer_holes: list[str] | None = None
 
 

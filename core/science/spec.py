@@ -6,6 +6,7 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationName
+from core.science.run_labels import RunName, RunTags
 from core.science.strategy_table import traits_of
 
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
@@ -68,9 +69,13 @@ def _nul_byte_at(value: Any, where: str) -> str | None:
 
 class SpecModel(BaseModel):
     """Base of every request model: numbers are finite (NaN and Infinity are valid Python
-    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL."""
+    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL.
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    Strict (issue 26): JSON numbers are numbers and booleans booleans; "10" or true for an
+    integer is refused naming the field, never coerced. An integer where a float is expected is
+    a number, and is taken."""
+
+    model_config = ConfigDict(allow_inf_nan=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -350,8 +355,13 @@ class EvaluationSettings(SpecModel):
     reference_dataset: ObjectId | None = None
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
-    # Steps of each of the two MD runs (0.5 fs each; the study ran far longer, see README).
-    md_steps: int = Field(default=400, ge=10, le=1_000_000)
+    # Lengths of the two MD runs in ps, up to the study's (250 ps at 100 K, a 50 -> 800 K ramp over
+    # 50 ps); unset, each is sized so that MD takes about a quarter of the job's training time
+    # (core.evaluation.md_plan, docs/md-stability.md).
+    md_constant_ps: float | None = Field(default=None, ge=0.005, le=250)
+    md_ramp_ps: float | None = Field(default=None, ge=0.005, le=50)
+    # At most this many steps (0.5 fs) per run, whatever the lengths: quick runs.
+    md_steps: int | None = Field(default=None, ge=10, le=500_000)
     dimers: bool = True
     # Random structure search for holes: off unless given (`{}` takes the quick preset).
     rss_holes: RssHolesSettings | None = None
@@ -413,6 +423,9 @@ class JobSpec(SpecModel):
     level_of_theory: str | None = Field(default=None, max_length=200)
     # The elements the delivered model knows (ModelElements); scratch knows the training data's.
     elements: ModelElements = "foundation"
+    # How a researcher finds the job again (GET /jobs?name=...&tag=key=value); no effect on it.
+    name: RunName | None = None
+    tags: RunTags = {}
 
     @field_validator("e0s")
     @classmethod

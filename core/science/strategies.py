@@ -90,6 +90,8 @@ class TrainingInputs:
     replay_file: Path | None = None
     # Whether the training file has periodic configurations with stress (core.workflows.training).
     stress: bool = False
+    # Train with cuEquivariance kernels (core.science.cueq.training_kernels decides).
+    cueq: bool = False
 
 
 RUN_NAME = "mlft"
@@ -149,6 +151,9 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         "--restart_latest",
         "--num_workers=0",
     ]
+    if inputs.cueq:
+        # mace converts the model to cuEq for training and back to e3nn before saving it.
+        argv.append("--enable_cueq=True")
     if inputs.valid_file is not None:
         argv.append(f"--valid_file={inputs.valid_file}")
     else:

@@ -49,7 +49,8 @@ def submit_job(
         if extra:
             raise InvalidSpecError(
                 f"valid_dataset {valid.id} contains element(s) {', '.join(sorted(extra))} that "
-                "the training data lack: mace validates on the elements it trains"
+                "the training data lack: mace validates on the elements it trains",
+                param="valid_dataset",
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
@@ -66,7 +67,8 @@ def submit_job(
         missing = ", ".join(sorted(train_elements - isolated))
         raise InvalidSpecError(
             f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
-            "in the training data or in isolated_atoms_dataset"
+            "in the training data or in isolated_atoms_dataset",
+            param="e0s",
         )
     _check_explicit_e0s(spec, train_elements)
     evaluated = {"test_dataset": spec.test_dataset}
@@ -173,12 +175,14 @@ def _check_trainable(role: str, dataset_id: str, summary: dict) -> None:
         raise InvalidSpecError(
             f"{role} {dataset_id} has energies but no forces (an energy-only set): "
             "training and validation need forces; use this dataset as test_dataset or evaluate "
-            "a model on it (POST /evaluations)"
+            "a model on it (POST /evaluations)",
+            param=role,
         )
     raise InvalidSpecError(
         f"{role} {dataset_id} needs energy and forces labels; it has "
         f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
-        "upload it again naming them (energy_key, forces_key)"
+        "upload it again naming them (energy_key, forces_key)",
+        param=role,
     )
 
 
@@ -191,16 +195,20 @@ def _check_explicit_e0s(spec: JobSpec, train_elements: set[str]) -> None:
         raise InvalidSpecError(
             f"explicit e0s lack {', '.join(missing)}, which the training data contain: give an "
             f"E0 (eV, at the data's level of theory) for every element, e.g. "
-            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'"
+            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'",
+            param="e0s",
         )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
-    replay = referenced_dataset(session, dataset_id, "replay dataset")
+    replay = referenced_dataset(
+        session, dataset_id, "replay dataset", param="strategy.replay.dataset"
+    )
     if not pseudolabel and not {"energy", "forces"} <= set(replay.summary["labels"]):
         raise InvalidSpecError(
             f"replay dataset {dataset_id} has no energy and forces labels; unlabelled replay "
-            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)"
+            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)",
+            param="strategy.replay.dataset",
         )
     return set(replay.summary["elements"])
 
@@ -216,7 +224,8 @@ def _check_foundation_elements(
         if missing:
             raise InvalidSpecError(
                 f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
-                f"{role}; choose a foundation that covers them or the scratch strategy"
+                f"{role}; choose a foundation that covers them or the scratch strategy",
+                param="foundation_model",
             )
 
 
@@ -241,7 +250,8 @@ def _check_rss_compositions(spec: JobSpec, known: set[str]) -> None:
     if missing:
         raise InvalidSpecError(
             f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
-            "delivered model will not know; it cannot be judged on them"
+            "delivered model will not know; it cannot be judged on them",
+            param="evaluation.rss_holes.compositions",
         )
 
 

@@ -21,6 +21,7 @@ from core.reporting.report_models import (
     SweepRecommendation,
     SweepRow,
 )
+from core.science.run_labels import MAX_TAGS, RunName, RunTags
 from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.science.strategy_table import (
     LORA_STRATEGIES,
@@ -30,7 +31,9 @@ from core.science.strategy_table import (
     traits_of,
 )
 from core.service.jobs import TERMINAL_STATES, transition
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Job, JobState, Sweep
+from core.workflows.early_stopping import stopped_jobs
 from core.workflows.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,24 @@ class SweepSpec(SpecModel):
     # The replay set of the replay strategies (pseudolabel strategies accept unlabelled data).
     replay: ReplaySpec | None = None
     grid: SweepGrid = SweepGrid()
+    # Successive halving over the sweep's jobs (core.science.halving): None (the default) turns
+    # it on for sweeps of four or more jobs.
+    early_stopping: bool | None = None
+    # The sweep's own; its jobs carry them too, the base's name and tags taking precedence.
+    name: RunName | None = None
+    tags: RunTags = {}
+
+    @model_validator(mode="after")
+    def _jobs_tags_fit(self) -> "SweepSpec":
+        merged = {**self.tags, **self.base.tags}
+        if len(merged) > MAX_TAGS:
+            raise ValueError(f"the sweep's and its base's tags together exceed {MAX_TAGS}")
+        return self
+
+    def labelled(self, job: JobSpec) -> JobSpec:
+        """A job of the sweep, named and tagged as the sweep unless its base says otherwise."""
+        tags = {**self.tags, **job.tags}
+        return job.model_copy(update={"name": job.name or self.name, "tags": tags})
 
     @model_validator(mode="after")
     def _replay_strategies_have_data(self) -> "SweepSpec":
@@ -125,11 +146,18 @@ def submit_sweep(
     session: Session, spec: SweepSpec, registry: FoundationRegistry, screen: Screen | None = None
 ) -> tuple[Sweep, list[Job]]:
     """Create the sweep and its jobs in one transaction; the caller enqueues the jobs."""
-    sweep = Sweep(spec=spec.model_dump(mode="json"))
+    sweep = Sweep(spec=spec.model_dump(mode="json"), name=spec.name, tags=spec.tags)
     session.add(sweep)
     session.flush()
     jobs = [
-        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False, screen=screen)
+        submit_job(
+            session,
+            spec.labelled(job_spec),
+            registry,
+            sweep_id=sweep.id,
+            commit=False,
+            screen=screen,
+        )
         for job_spec in expand(spec)
     ]
     session.commit()
@@ -304,18 +332,20 @@ def _why_left_out(row: SweepRow, section: str) -> str:
     return f"{_label(row)} has no {section} number"
 
 
-def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Sweeps newest first (the project's own, through the scoped session), each with its
-    strategies and how many of its jobs are in each state."""
-    sweeps = session.scalars(
-        select(Sweep).order_by(Sweep.created_at.desc()).limit(limit).offset(offset)
-    ).all()
+def list_sweeps(
+    session: Session, filters: ListFilters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+) -> Page[dict[str, Any]]:
+    """Sweeps matching `filters`, newest first (the project's own, through the scoped session),
+    each with its strategies and how many of its jobs are in each state; and how many match."""
+    page = list_page(session, Sweep, filters, limit=limit, offset=offset)
     listed = []
-    for sweep in sweeps:
+    for sweep in page.data:
         states = [job.state.value for job in sweep_jobs(session, sweep.id)]
         listed.append(
             {
                 "id": sweep.id,
+                "name": sweep.name,
+                "tags": sweep.tags or {},
                 "created_at": sweep.created_at,
                 "strategies": sweep.spec.get("strategies"),
                 "jobs": {state: states.count(state) for state in sorted(set(states))},
@@ -323,19 +353,23 @@ def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[
                 "url": f"/sweeps/{sweep.id}",
             }
         )
-    return listed
+    return Page(data=listed, total=page.total, offset=offset)
 
 
 def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:
     sweep = get_sweep(session, sweep_id)
-    rows = [comparison_row(job) for job in sweep_jobs(session, sweep_id)]
+    jobs = sweep_jobs(session, sweep_id)
+    rows = [comparison_row(job) for job in jobs]
     states = [row["state"] for row in rows]
     return {
         "id": sweep.id,
+        "name": sweep.name,
+        "tags": sweep.tags or {},
         "created_at": sweep.created_at,
         "spec": sweep.spec,
         "jobs": {state: states.count(state) for state in sorted(set(states))},
         "finished": all(state in TERMINAL for state in states),
         "table": rows,
         "recommendation": recommend(rows),
+        "early_stopping": stopped_jobs(jobs),
     }

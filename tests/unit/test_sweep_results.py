@@ -4,7 +4,7 @@ import torch
 
 from core.data.demo_data import generate_target_dataset
 from core.evaluation.suite import EvaluationData, evaluate_model
-from core.reporting.reports import label_offsets, render_sweep_html
+from core.reporting.sweep_page import label_offsets, render_sweep_html
 from core.science.spec import EvaluationSettings
 from core.service.models import Job, JobState
 from core.workflows.sweeps import comparison_row, recommend

@@ -134,10 +134,16 @@ function forgettingSection(report) {
 function mdSection(report) {
   const md = report.md;
   if (!md?.length) return null;
+  // A row with stable null is a structure MD cannot judge; not_applicable says why.
   const rows = md.map((run) => [
-    run.structure, run.run, num(run.survived_ps), num(run.total_ps),
-    h("span", { class: run.stable ? "ok" : "fail" }, run.stable ? "yes" : "no"), run.failure || "",
+    run.structure,
+    run.n_atoms != null ? `${run.n_atoms} atoms${run.replication ? ` (${run.replication})` : ""}` : "",
+    run.run || "", num(run.survived_ps), num(run.total_ps), num(run.study_ps),
+    run.stable == null ? "not applicable"
+      : h("span", { class: run.stable ? "ok" : "fail" }, run.stable ? "yes" : "no"),
+    run.not_applicable || run.failure || "",
   ]);
+  const bases = [...new Set(md.map((run) => run.length_basis).filter(Boolean))];
   const traces = [["temperature_K", "Temperature", "temperature (K)"], ["energy_ev", "Energy drift", "E − E(t=0) (eV)"]]
     .filter(([key]) => md.some((run) => run.time_ps?.length && run[key]?.length))
     .map(([key, title, label]) => plot({
@@ -156,7 +162,9 @@ function mdSection(report) {
       }),
     }));
   return section("Molecular dynamics",
-    table(["Structure", "Run", "Survived (ps)", "Length (ps)", "Stable", "Failure"], rows, { numeric: [2, 3] }),
+    table(["Structure", "Simulated as", "Run", "Survived (ps)", "Length (ps)", "Study (ps)", "Stable", "Why"],
+      rows, { numeric: [3, 4, 5] }),
+    ...bases.map((basis) => h("p", { class: "muted" }, `Lengths: ${basis}.`)),
     h("div", { class: "charts" }, traces),
     traces.length ? h("p", { class: "muted" }, "A red × marks where an unstable run stopped.") : null);
 }

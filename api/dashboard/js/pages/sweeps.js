@@ -6,7 +6,7 @@ import {
 
 const RECENT_KEY = "mlft.sweeps";
 const REFRESH_MS = 3000;
-// The comparison table's columns, as in the sweep's HTML report (core/reporting/reports.py).
+// The comparison table's columns, as in the sweep's HTML report (core/reporting/sweep_page.py).
 const COLUMNS = [
   ["strategy", "Strategy", ""],
   ["lr", "lr", ""],
