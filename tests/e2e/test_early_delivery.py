@@ -78,6 +78,9 @@ def test_model_downloads_while_the_evaluation_still_runs(
     assert len(run["time_ps"]) == len(run["temperature_K"]) == len(run["energy_ev"]) == points
     assert run["time_ps"][-1] == pytest.approx((points - 1) * 0.005)
     assert run["total_ps"] == pytest.approx(0.02) and run["study_ps"] == 250
+    # GET /jobs/{id} carries the verdicts; the MD one says how long its runs lasted.
+    [md] = [verdict for verdict in job["verdicts"] if verdict["label"] == "MD stable"]
+    assert " ps" in md["value"] and md["level"] in {"good", "bad"}
 
 
 def test_watching_a_job_ends_with_its_test_errors(client, worker, settings, datasets, capsys):
@@ -93,9 +96,13 @@ def test_watching_a_job_ends_with_its_test_errors(client, worker, settings, data
 
     assert status == 0
     test = client.get(f"/jobs/{job_id}/metrics").json()["accuracy"]["test"]
-    last = capsys.readouterr().out.strip().splitlines()[-1]
+    lines = capsys.readouterr().out.strip().splitlines()
+    [last] = [line for line in lines if line.startswith(f"job {job_id} succeeded")]
     assert last.startswith(f"job {job_id} succeeded; test errors on 12 configurations:")
     assert f"energy RMSE {test['energy_rmse_mev_per_atom']:.3g} meV/atom" in last
+    # Issue 25: the server's verdicts follow, one a line.
+    verdicts = client.get(f"/jobs/{job_id}").json()["verdicts"]
+    assert lines[-len(verdicts) :] == [f"  {v['label']}: {v['value']}" for v in verdicts]
 
 
 def test_chosen_e0s_show_before_training_and_stay_on_a_job_that_did_not_succeed(
