@@ -97,12 +97,14 @@ def test_watching_a_job_ends_with_its_test_errors(client, worker, settings, data
     assert status == 0
     test = client.get(f"/jobs/{job_id}/metrics").json()["accuracy"]["test"]
     lines = capsys.readouterr().out.strip().splitlines()
-    [last] = [line for line in lines if line.startswith(f"job {job_id} succeeded")]
-    assert last.startswith(f"job {job_id} succeeded; test errors on 12 configurations:")
-    assert f"energy RMSE {test['energy_rmse_mev_per_atom']:.3g} meV/atom" in last
+    [at] = [i for i, line in enumerate(lines) if line.startswith(f"job {job_id} succeeded")]
+    assert lines[at].startswith(f"job {job_id} succeeded; test errors on 12 configurations:")
+    assert f"energy RMSE {test['energy_rmse_mev_per_atom']:.3g} meV/atom" in lines[at]
     # Issue 25: the server's verdicts follow, one a line.
     verdicts = client.get(f"/jobs/{job_id}").json()["verdicts"]
-    assert lines[-len(verdicts) :] == [f"  {v['label']}: {v['value']}" for v in verdicts]
+    assert verdicts
+    shown = lines[at + 1 : at + 1 + len(verdicts)]
+    assert shown == [f"  {v['label']}: {v['value']}" for v in verdicts]
 
 
 def test_chosen_e0s_show_before_training_and_stay_on_a_job_that_did_not_succeed(
