@@ -10,10 +10,11 @@ In order of the checks:
   at the start within BONDED_AT_START × that sum, broken beyond BROKEN_BEYOND ×, newly formed within
   FORMED_WITHIN × (the natural cutoff itself).
 - temperature_runaway: the mean temperature over the last TEMPERATURE_WINDOW_FS is far outside
-  the thermostat's target: above max(RUNAWAY_FACTOR × target, target + RUNAWAY_MARGIN_K), or, at a
-  constant target, below target / RUNAWAY_FACTOR. A structure sliding into a hole of the model releases its potential
-  energy as heat faster than the thermostat removes it; a sound model started from a structure
-  of its training distribution stays within a few hundred kelvin of the target.
+  the thermostat's target: above max(RUNAWAY_FACTOR × target, target + RUNAWAY_MARGIN_K), or, at
+  a constant target, below target / RUNAWAY_FACTOR. A structure sliding into a hole of the model
+  releases its potential energy as heat faster than the thermostat removes it; a sound model
+  started from a structure of its training distribution stays within a few hundred kelvin of
+  the target.
 - energy_drift: the total energy moved by more than 1 eV/atom from the start.
 """
 
@@ -110,7 +111,8 @@ class Monitor:
             return np.full((len(atoms), len(atoms)), np.inf)
         # All pairs by minimum image, not a binned neighbour list: a structure that has just
         # exploded spans kilometres.
-        ratios = atoms.get_all_distances(mic=bool(atoms.pbc.any())) / self._sums
+        distances = np.asarray(atoms.get_all_distances(mic=bool(atoms.pbc.any())), dtype=float)
+        ratios: np.ndarray = distances / self._sums
         np.fill_diagonal(ratios, np.inf)
         return ratios
 
@@ -185,7 +187,8 @@ class Monitor:
 
 def _radius_sums(atoms: ase.Atoms) -> np.ndarray:
     radii = np.asarray(natural_cutoffs(atoms), dtype=float)
-    return radii[:, None] + radii[None, :]
+    sums: np.ndarray = radii[:, None] + radii[None, :]
+    return sums
 
 
 def _pair(atoms: ase.Atoms, first: int, second: int) -> str:
