@@ -6,8 +6,9 @@ A pickled model is never read by a process that serves requests or holds secrets
 - an empty environment (PYTHONPATH to this checkout, HOME and TMPDIR in its own folder, one
   thread): no token, database URL, S3 key or proxy reaches it;
 - its own temporary folder as working directory, removed afterwards;
-- resource limits: address space (RLIMIT_AS), CPU time (RLIMIT_CPU), no core dumps, and a cap on
-  the size of any file it writes (RLIMIT_FSIZE);
+- resource limits, set by the child before it imports anything or reads its input: address
+  space (RLIMIT_AS), CPU time (RLIMIT_CPU), no core dumps, and a cap on the size of any file it
+  writes (RLIMIT_FSIZE);
 - no network: a new network namespace (`unshare --net`, with `--map-root-user` when not root)
   where the kernel allows it; where it does not, the child has no network settings to use and a
   warning is logged once (see docs/model-registration.md);
@@ -19,7 +20,6 @@ the safe form (core.registry.safe_model), whose header the caller validates agai
 
 import json
 import logging
-import resource
 import shutil
 import subprocess
 import sys
@@ -84,21 +84,28 @@ def network_isolation() -> tuple[str, ...]:
     return ()
 
 
-def _limit(limits: SandboxLimits) -> None:
-    """Run in the child before it starts Python (preexec)."""
-    memory = limits.memory_mb << 20
-    resource.setrlimit(resource.RLIMIT_AS, (memory, memory))
-    resource.setrlimit(resource.RLIMIT_CPU, (limits.cpu_s, limits.cpu_s))
-    resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    # The safe form is never larger than the weights; 8 GiB is beyond any MACE.
-    resource.setrlimit(resource.RLIMIT_FSIZE, (8 << 30, 8 << 30))
+# The child's first act, before it imports anything or reads any input: its own limits. Set
+# there rather than in a preexec_fn, which can deadlock a threaded parent such as the API.
+_BOOTSTRAP = """
+import resource, runpy, sys
+memory, cpu, module = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3]
+for limit, value in (
+    (resource.RLIMIT_AS, memory),
+    (resource.RLIMIT_CPU, cpu),
+    (resource.RLIMIT_CORE, 0),
+    (resource.RLIMIT_FSIZE, 8 << 30),  # the safe form is never larger than the weights
+):
+    resource.setrlimit(limit, (value, value))
+sys.argv = [module, *sys.argv[4:]]
+runpy.run_module(module, run_name="__main__", alter_sys=True)
+"""
 
 
 def run_sandboxed(
-    arguments: list[str], folder: Path, limits: SandboxLimits
+    module: str, arguments: list[str], folder: Path, limits: SandboxLimits
 ) -> subprocess.CompletedProcess[str]:
-    """`python <arguments>` in the sandbox, with `folder` as its working directory and home;
-    subprocess.TimeoutExpired past the limits' wall-clock time."""
+    """`python -m <module> <arguments>` in the sandbox, with `folder` as its working directory
+    and home; subprocess.TimeoutExpired past the limits' wall-clock time."""
     environment = {
         "PYTHONPATH": str(_PROJECT_ROOT),
         "HOME": str(folder),
@@ -106,7 +113,18 @@ def run_sandboxed(
         "OMP_NUM_THREADS": "1",
         "PYTHONDONTWRITEBYTECODE": "1",
     }
-    command = [*network_isolation(), sys.executable, "-s", *arguments]  # -s: no user site
+    memory = str(limits.memory_mb << 20)
+    command = [
+        *network_isolation(),
+        sys.executable,
+        "-s",  # no user site-packages
+        "-c",
+        _BOOTSTRAP,
+        memory,
+        str(limits.cpu_s),
+        module,
+        *arguments,
+    ]
     return subprocess.run(
         command,
         cwd=folder,
@@ -114,7 +132,6 @@ def run_sandboxed(
         capture_output=True,
         text=True,
         timeout=limits.wall_s,
-        preexec_fn=lambda: _limit(limits),
         start_new_session=True,
         check=False,
     )
@@ -130,9 +147,9 @@ def convert_in_sandbox(
     with tempfile.TemporaryDirectory(prefix="mlft-sandbox-") as folder:
         home = Path(folder)
         target = home / "model.safetensors"
-        reader = ["-m", "core.registry.sandbox_reader", str(upload.resolve()), str(target), sha256]
+        reader = [str(upload.resolve()), str(target), sha256]
         try:
-            run = run_sandboxed(reader, home, limits)
+            run = run_sandboxed("core.registry.sandbox_reader", reader, home, limits)
         except subprocess.TimeoutExpired:
             raise InvalidModelFileError(
                 f"reading the model took more than {limits.wall_s:g} s; refused"

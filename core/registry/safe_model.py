@@ -241,7 +241,7 @@ def build_model(architecture: MaceArchitecture) -> "torch.nn.Module":
             apply_cutoff=architecture.apply_cutoff,
             radial_MLP=list(architecture.radial_MLP),
             pair_repulsion=architecture.pair_repulsion,
-            distance_transform=architecture.distance_transform,  # type: ignore[arg-type]
+            distance_transform=architecture.distance_transform,
             atomic_inter_scale=np.array(architecture.atomic_inter_scale),  # type: ignore[arg-type]
             atomic_inter_shift=np.array(architecture.atomic_inter_shift),  # type: ignore[arg-type]
             heads=list(architecture.heads),
