@@ -6,6 +6,7 @@ the converters (mace.cli.convert_e3nn_cueq / convert_cueq_e3nn) that inference u
 """
 
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -34,7 +35,7 @@ class Kernels:
 def cueq_import_error() -> str | None:
     """None when cuequivariance-torch imports, else why not."""
     try:
-        import cuequivariance_torch  # noqa: F401
+        import cuequivariance_torch  # type: ignore[import-untyped]  # noqa: F401
     except Exception as error:  # ImportError, or a CUDA library it cannot load
         return f"{type(error).__name__}: {error}"
     return None
@@ -108,7 +109,7 @@ def _kind(device: str) -> str:
     return "cuda" if device.startswith("cuda") else device
 
 
-def _keeping_default_dtype(convert):  # type: ignore[no-untyped-def]
+def _keeping_default_dtype(convert: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     # The converters set torch's default dtype to the model's, process-wide.
     previous = torch.get_default_dtype()
     try:
