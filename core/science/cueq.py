@@ -35,7 +35,7 @@ class Kernels:
 def cueq_import_error() -> str | None:
     """None when cuequivariance-torch imports, else why not."""
     try:
-        import cuequivariance_torch  # type: ignore[import-untyped]  # noqa: F401
+        import cuequivariance_torch  # noqa: F401
     except Exception as error:  # ImportError, or a CUDA library it cannot load
         return f"{type(error).__name__}: {error}"
     return None
