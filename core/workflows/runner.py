@@ -15,16 +15,24 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.artifacts.storage_keys import (
+    CARD_FILES,
+    EXPORT_FILES,
+    MACE_LOG_NAME,
+    job_artifact_key,
+    model_key,
+)
 from core.data.catalog import get_dataset, referenced_dataset
 from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import load_foundation, model_load_lock
+from core.reporting.job_report import job_verdicts
 from core.reporting.model_card import build_model_card, render_markdown
 from core.science.mace_process import RungPlan
 from core.science.spec import JobSpec, needs_foundation, replay_of
 from core.service.db import session_scope
-from core.service.job_logs import MACE_LOG_NAME, LogShipper
+from core.service.job_logs import LogShipper
 from core.service.jobs import add_warnings, current_state, get_job, record_epoch, record_stage
 from core.service.leases import LeaseKeeper
 from core.service.models import Job, JobState, ReplaySet, utcnow
@@ -294,10 +302,6 @@ def _fetch_inputs(context: JobContext, keys: dict[str, str], folder: Path) -> Jo
     )
 
 
-def model_key(job_id: str, variant: str = "model") -> str:
-    return f"jobs/{job_id}/{variant}.model"
-
-
 @dataclass(frozen=True)
 class Delivery:
     """What a job stored of its model once the model passed its checks."""
@@ -390,10 +394,11 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
     _store_card(context, job_id, card)  # the card again, now with the evaluation's metrics
     evaluated = []
     for name, path in result.artifacts.items():
-        evaluated.append(artifact_key(job_id, name))
+        evaluated.append(job_artifact_key(job_id, name))
         context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
+        verdicts = job_verdicts(result.evaluation, get_job(session, job_id).warnings)
     ending = JobState.STOPPED_EARLY if result.stopped_early else JobState.SUCCEEDED
     won = end(
         context,
@@ -402,6 +407,7 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
         ending,
         e0s=e0s,
         metrics=result.evaluation,
+        verdicts=verdicts,
         checks=checks,
         preflight=result.preflight,
         split=result.split,
@@ -420,14 +426,6 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
     logger.info("job=%s %s model=%s", job_id, ending.value, keys["model_key"])
 
 
-def artifact_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/{name}"
-
-
-EXPORT_FILES = {"torchscript": "torchscript.pt", "lammps": "lammps.pt"}
-CARD_FILES = {"json": "model-card.json", "md": "model-card.md"}
-
-
 def _store_exports(
     context: JobContext, job_id: str, result: TrainingResult
 ) -> dict[str, dict[str, Any]]:
@@ -435,7 +433,7 @@ def _store_exports(
     for export in result.exports:
         key = None
         if export.ok and export.path is not None:
-            key = artifact_key(job_id, EXPORT_FILES[export.variant])
+            key = job_artifact_key(job_id, EXPORT_FILES[export.variant])
             context.storage.put_file(key, export.path)
         exports[export.variant] = {**export.to_dict(), "key": key}
     return exports
@@ -448,7 +446,7 @@ def _store_card(context: JobContext, job_id: str, card: dict[str, Any]) -> list[
     for kind, text in texts.items():
         path = folder / CARD_FILES[kind]
         path.write_text(text, encoding="utf-8")
-        keys.append(artifact_key(job_id, CARD_FILES[kind]))
+        keys.append(job_artifact_key(job_id, CARD_FILES[kind]))
         context.storage.put_file(keys[-1], path)
     return keys
 

@@ -16,20 +16,22 @@ import numpy as np
 import torch
 from ase.data import chemical_symbols
 
+from core.artifacts.storage_keys import MACE_LOG_NAME, RSS_FLAGGED_FILE
 from core.data.datasets import read_configurations, trained_stress_count, write_mace_extxyz
 from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import Split, split_configurations
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
-from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
+from core.evaluation.md_plan import md_budget_s
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.evaluation.unmeasured import attempt
 from core.registry import mace_model
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import (
     FoundationModel,
     load_foundation,
     load_own_model,
-    verified_copy,
+    write_mace_foundation,
 )
 from core.reporting.report_models import EvaluationSections
 from core.science import e0s as e0_methods
@@ -59,7 +61,6 @@ from core.science.strategies import (
     to_mace_argv,
     training_loss,
 )
-from core.service.job_logs import MACE_LOG_NAME
 from core.service.stages import Stage, run_stages
 from core.workflows.device_budget import job_edge_budget
 from core.workflows.gpu_share import train_sharing_the_device
@@ -136,6 +137,8 @@ class TrainingResult:
 class _Prepared:
     inputs: TrainingInputs
     replay: ReplayFile | None
+    # The E0s with those the model keeps from its foundation (issue 25).
+    fit: E0Fit
 
 
 @dataclass
@@ -306,12 +309,11 @@ def _choose_e0s(run: _TrainingRun) -> None:
     predicted = None
     if outcome.predictions is not None and spec.e0s == "estimated":
         predicted = outcome.predictions.energies[[run.chosen[i] for i in fitted]]
-    fit = choose_e0s(
-        spec,
-        run.own_model,
-        run.picked(fitted),
-        _isolated_atoms(run.configs, run.files),
-        predicted=predicted,
+    isolated = _isolated_atoms(run.configs, run.files)
+    fit = choose_e0s(spec, run.own_model, run.picked(fitted), isolated, predicted=predicted)
+    fit = replace(
+        fit,
+        isolated_atom_references=e0_methods.isolated_atom_references(isolated, _energies(isolated)),
     )
     run.fit = fit
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
@@ -334,6 +336,8 @@ def _write_training_inputs(run: _TrainingRun) -> None:
         run.device,
         run.cache,
     )
+    run.fit = run.prepared.fit
+    _notify(run.progress, "e0s_chosen", run.fit.to_dict())
     run.loss = loss_record(run.spec, run.molecules)
     run.kernels = training_kernels(
         run.spec, run.device, type(run.foundation_model).__name__ if run.fine_tuning else None
@@ -400,11 +404,13 @@ def _verify(run: _TrainingRun) -> None:
     checks = _strategy_checks(run.spec, full, run.foundation_model, run.molecules, run.work_dir)
     checks["loss"] = run.loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    verified = e0_methods.verify_model_e0s(run.delivered, run.fit.e0s)
+    # Issue 25: every element the model knows, those kept from the foundation included.
+    verified = e0_methods.verify_model_e0s(run.delivered, run.fit.model_e0s(), every_element=True)
     run.isolated_energies = verified.isolated_atom_energies
     checks["e0s"] = {
         "verified": True,
         "isolated_atoms_checked": True,
+        "elements": run.fit.model_elements(),
         # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift).
         "lone_atom_interaction_ev": verified.lone_atom_interaction_energies,
     }
@@ -470,6 +476,7 @@ def _evaluate(run: _TrainingRun) -> None:
         on_stage=run.progress.stage,
         on_steps=getattr(run.progress, "steps", None),
         device=run.device,
+        md_budget_s=md_budget_s(run.cost["actual"]["training_seconds"]),
     )
 
 
@@ -477,18 +484,29 @@ def _rss_holes(run: _TrainingRun) -> None:
     settings = run.spec.evaluation.rss_holes
     if settings is None or run.stopped_early:
         return
-    run.artifacts[RSS_FLAGGED_FILE] = run.work_dir / RSS_FLAGGED_FILE
-    run.evaluation["rss_holes"] = rss_holes_stage(
-        settings,
-        run.configs,
-        run.delivered_path,
-        run.artifacts[RSS_FLAGGED_FILE],
-        model_name="fine-tuned",
-        foundation=run.foundation if run.fine_tuning else None,
-        cache_folder=run.cache.folder / "rss" if run.cache is not None else None,
-        device=run.device,
-        on_stage=run.progress.stage,
+    flagged = run.work_dir / RSS_FLAGGED_FILE
+    skipped: dict[str, str] = {}
+    holes = attempt(
+        "rss_holes",
+        skipped,
+        lambda: rss_holes_stage(
+            settings,
+            run.configs,
+            run.delivered_path,
+            flagged,
+            model_name="fine-tuned",
+            foundation=run.foundation if run.fine_tuning else None,
+            cache_folder=run.cache.folder / "rss" if run.cache is not None else None,
+            device=run.device,
+            on_stage=run.progress.stage,
+        ),
     )
+    if holes is None:
+        # Recorded, not fatal: the model was delivered already (issue 25).
+        run.evaluation["not_measured"] = run.evaluation.get("not_measured", {}) | skipped
+        return
+    run.artifacts[RSS_FLAGGED_FILE] = flagged
+    run.evaluation["rss_holes"] = holes
 
 
 # A job's stages in order; the names are what GET /jobs/{id} and the dashboard show. A stage
@@ -665,14 +683,15 @@ def _prepare_inputs(
         write_mace_extxyz(read_configurations(files.valid), valid_file)
     if isinstance(spec.strategy, ScratchStrategy):
         inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
-        return _Prepared(inputs, None)
+        return _Prepared(inputs, None, fit)
     assert foundation is not None and foundation_model is not None
     replay = replay_of(spec.strategy)
     if replay is None:
+        fit = e0_methods.for_model_elements(fit, foundation_model, spec.elements)
         copy_file = work_dir / "foundation_with_e0s.model"
         torch.save(e0_methods.with_e0s(foundation_model, fit.e0s), copy_file)
         inputs = TrainingInputs(work_dir, train_file, valid_file, copy_file, fit.e0s, device)
-        return _Prepared(inputs, None)
+        return _Prepared(inputs, None, fit)
     if files.replay is None:
         raise InvalidSpecError("a replay strategy needs its replay dataset")
     require_elements_known(foundation_model, read_configurations(files.replay), "replay data")
@@ -685,16 +704,18 @@ def _prepare_inputs(
         seed=spec.hyperparameters.seed,
     )
     # The replay head takes its E0s from the foundation itself; the target head from --E0s,
-    # which mace needs for exactly the elements of target and replay data together.
-    own = {chemical_symbols[z]: e0 for z, e0 in e0_methods.model_e0s(foundation_model).items()}
-    e0s = {symbol: own[symbol] for symbol in replay_file.elements} | fit.e0s
-    # mace reads the foundation itself for multihead fine-tuning: it gets the pinned bytes,
-    # copied into the job's folder, never the models folder's file.
-    foundation_file = verified_copy(foundation, work_dir / "foundation.model")
+    # given for every element the model keeps (mace pads missing ones with 0 eV).
+    fit = e0_methods.for_model_elements(
+        fit, foundation_model, spec.elements, replay_elements=replay_file.elements
+    )
+    e0s = fit.model_e0s()
+    # mace reads the foundation itself for multihead fine-tuning: it gets a pickle this service
+    # writes from the model rebuilt from its safe form, never a file someone uploaded.
+    foundation_file = write_mace_foundation(foundation_model, work_dir / "foundation.model")
     inputs = TrainingInputs(
         work_dir, train_file, valid_file, foundation_file, e0s, device, replay_file.path
     )
-    return _Prepared(inputs, replay_file)
+    return _Prepared(inputs, replay_file, fit)
 
 
 def _pseudolabeller(
