@@ -51,9 +51,11 @@ TITLE = "GPU workers at full use"
 MB = 2**20
 
 
-def batch_curve(device: str, batches: list[int], cells: list) -> tuple[list[CurvePoint], list]:
+def batch_curve(
+    device: str, batches: list[int], cells: list, family: str = "mace-mp-0-small"
+) -> tuple[list[CurvePoint], list]:
     """Training steps (forces in the loss, AdamW) of the stand-in at each batch size."""
-    foundation = foundation_of("mace-mp-0-small")
+    foundation = foundation_of(family)
     model = load_foundation(foundation, device)
     total = torch.cuda.get_device_properties(0).total_memory if device == "cuda" else None
     points, rows = [], []
@@ -159,8 +161,12 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, default=None)
     args = parser.parse_args(argv)
     batches = [1, 2] if args.small else [int(b) for b in args.batches.split(",")]
-    cells = copper_cells(max(batches), 3)
-    points, _ = batch_curve(args.device, batches, cells)
+    if args.small:  # the demo foundation on small CuAu cells: seconds on a CPU
+        points, _ = batch_curve(
+            args.device, batches, generate_target_dataset(2, seed=3, system="CuAu"), "demo"
+        )
+    else:
+        points, _ = batch_curve(args.device, batches, copper_cells(max(batches), 3))
     pick = pick_batch_size(points)
     rows = [
         (

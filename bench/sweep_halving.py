@@ -119,8 +119,7 @@ def main(argv: list[str] | None = None) -> None:
         ("sweep wall time without / with (s)", f"{full_wall:.1f} / {halved_wall:.1f}"),
         (
             "stopped early",
-            "; ".join(f"{job['strategy']} after {job['after_epochs']}" for job in stopped)
-            or "none",
+            "; ".join(f"{job['strategy']} {job['reason']}" for job in stopped) or "none",
         ),
         ("single-system winner without halving", winner(full)),
         ("single-system winner with halving", winner(halved)),

@@ -6,6 +6,7 @@ the converters (mace.cli.convert_e3nn_cueq / convert_cueq_e3nn) that inference u
 """
 
 import weakref
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
@@ -108,7 +109,7 @@ def _kind(device: str) -> str:
     return "cuda" if device.startswith("cuda") else device
 
 
-def _keeping_default_dtype(convert):  # type: ignore[no-untyped-def]
+def _keeping_default_dtype(convert: Callable[[], torch.nn.Module]) -> torch.nn.Module:
     # The converters set torch's default dtype to the model's, process-wide.
     previous = torch.get_default_dtype()
     try:
