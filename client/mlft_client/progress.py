@@ -156,16 +156,17 @@ class JobProgress:
 
     def status(self) -> str:
         parts = [f"job {self.job_id} {self.state}"]
-        if self.stage and counted_stage(self.stage) is None:
+        count = counted_stage(self.stage)
+        if self.stage and count is None:
             parts.append(self.stage)
+        elif count is not None and not self.live:
+            parts.append(f"{count.name} {count.done}/{count.total} {count.unit}")
         if not self.live and self.max_epochs:
             parts.append(f"{self.epochs_done}/{self.max_epochs} epochs")
         if "energy" in self.latest:
             parts.append(f"E {self.latest['energy']:.2f} meV/atom")
         if "forces" in self.latest:
             parts.append(f"F {self.latest['forces']:.1f} meV/Å")
-        if not self.live and (count := counted_stage(self.stage)):
-            parts.append(f"{count.name} {count.done}/{count.total} {count.unit}")
         return " · ".join(parts)
 
     @property
@@ -228,5 +229,6 @@ class JobProgress:
             return
         line = self.status()
         if line != self._shown:
-            self.console.print(line, no_wrap=True, overflow="ellipsis", highlight=False)
+            # A log keeps whole lines: no terminal width to fit, and grep wants the numbers.
+            self.console.print(line, soft_wrap=True, highlight=False, markup=False)
             self._shown = line

@@ -270,3 +270,14 @@ def test_a_finished_job_away_from_a_terminal_is_one_line() -> None:
     display.finish(job_row("succeeded", None, 5))
 
     assert out.getvalue() == "job j1 succeeded · 5/5 epochs\n"
+
+
+def test_a_route_the_server_lacks_is_named_as_such() -> None:
+    client, _ = scripted([lambda _: httpx.Response(404, json={"detail": "Not Found"})])
+
+    with pytest.raises(NotFound) as raised:
+        client.promote("j1", "cu-round-1")
+
+    assert raised.value.detail == (
+        f"the mlft server at {URL} has no POST /jobs/j1/promote (is it older than this client?)"
+    )
