@@ -155,7 +155,9 @@ class JobProgress:
             self._display = None
 
     def status(self) -> str:
-        parts = [f"job {self.job_id} {self.state}"]
+        # On a live screen the id's first characters tell the job apart and leave room.
+        job_id = self.job_id[:8] if self.live else self.job_id
+        parts = [f"job {job_id} {self.state}"]
         count = counted_stage(self.stage)
         if self.stage and count is None:
             parts.append(self.stage)
@@ -177,7 +179,10 @@ class JobProgress:
         self.state, self.stage = state, stage
         count = counted_stage(stage, steps)
         for name, task in self.stage_bars.items():
-            if count is None or name != count.name:
+            if (count is None or name != count.name) and not self.bars.tasks[task].finished:
+                # The stage is over (an MD run that went unstable ends early, too).
+                total = self.bars.tasks[task].total
+                self.bars.update(task, completed=total)
                 self.bars.stop_task(task)
         if count is None:
             return
