@@ -284,3 +284,18 @@ def test_a_route_the_server_lacks_is_named_as_such() -> None:
     assert raised.value.detail == (
         f"the mlft server at {URL} has no POST /jobs/j1/promote (is it older than this client?)"
     )
+
+
+def test_wait_reads_the_job_again_after_a_503_honouring_retry_after(
+    sleeps: list[float],
+) -> None:
+    ended = {"id": "j1", "state": "cancelled", "progress": {"stage": None, "max_epochs": 5}}
+    client, seen = scripted(
+        [
+            lambda _: httpx.Response(503, json={"detail": "busy"}, headers={"Retry-After": "2"}),
+            lambda _: httpx.Response(200, json=ended),
+        ]
+    )
+
+    assert client.wait("j1", progress=False)["state"] == "cancelled"
+    assert (len(seen), sleeps) == (2, [2])
