@@ -1,51 +1,80 @@
-"""Request and response models of the HTTP API."""
+"""Request and response models of the HTTP API.
+
+Response models read the rows (`from_attributes`: `JobPublic.model_validate(job)`) and type what
+they hold with the report models of core.reporting.report_models and the spec models of
+core.science.spec, so the OpenAPI document describes every section a client shows.
+"""
 
 from collections.abc import Collection
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import (
+    AliasPath,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SerializerFunctionWrapHandler,
+    ValidatorFunctionWrapHandler,
+    field_serializer,
+    field_validator,
+)
 
-from core.reporting.report_models import EvaluationSections
-from core.science.spec import SpecModel
+from core.data.dataset_summary import DatasetSummary
+from core.reporting.report_models import (
+    E0sReport,
+    EpochReport,
+    EvaluationSections,
+    JobChecks,
+    PreflightResult,
+    ReportModel,
+    VerdictReport,
+)
+from core.science.spec import JobSpec, SpecModel
 from core.service.jobs import JobPart
-from core.service.models import Dataset, Evaluation, Job, JobState, ReplaySet
-
-BINARY = {"schema": {"type": "string", "format": "binary"}}
-
-
-def file_response(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a route that sends a file, for `responses=`: its media type in OpenAPI."""
-    return {200: {"description": description, "content": {media_type: BINARY}}}
+from core.service.listing import Page
+from core.service.models import Job, JobState
 
 
-def also_as(media_type: str, description: str) -> dict[int | str, dict[str, Any]]:
-    """The 200 of a JSON route that can also answer in `media_type` (format=html, md)."""
-    content = {media_type: {"schema": {"type": "string"}}}
-    return {200: {"description": description, "content": content}}
+# No return annotation: pydantic would take it as the serialized type, and the OpenAPI document
+# would lose the section's model.
+def as_stored(value: Any, handler: SerializerFunctionWrapHandler):
+    """A section goes out as the row holds it: the keys it has (an older row gets no nulls for
+    fields added since), and keys no field declares yet; a spec exactly as it was accepted."""
+    if isinstance(value, ReportModel):
+        return value.to_json()
+    if isinstance(value, dict):
+        return value
+    if isinstance(value, list):
+        return [as_stored(item, handler) for item in value]
+    return handler(value)
 
 
 class DatasetPublic(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     name: str
     sha256: str
     created_at: datetime
-    summary: dict[str, Any]
-
-    @classmethod
-    def of(cls, dataset: Dataset) -> "DatasetPublic":
-        return cls(
-            id=dataset.id,
-            name=dataset.name,
-            sha256=dataset.sha256,
-            created_at=dataset.created_at,
-            summary=dataset.summary,
-        )
+    summary: DatasetSummary
 
 
-class DatasetsPublic(BaseModel):
-    data: list[DatasetPublic]
+class Listed(BaseModel):
+    """What every list answers beside its `data`: `count` (on this page), `total` (matching the
+    filters) and `has_more` (a next page exists: ask again with offset + count)."""
+
     count: int
+    total: int
+    has_more: bool
+
+    @staticmethod
+    def paging(page: Page[Any]) -> dict[str, Any]:
+        return {"count": len(page.data), "total": page.total, "has_more": page.has_more}
+
+
+class DatasetsPublic(Listed):
+    data: list[DatasetPublic]
 
 
 class JobProgress(BaseModel):
@@ -59,21 +88,26 @@ class JobProgress(BaseModel):
 
 
 class JobPublic(BaseModel):
-    model_config = ConfigDict(protected_namespaces=())
+    model_config = ConfigDict(from_attributes=True, protected_namespaces=())
 
     id: str
+    # What a researcher finds it by (GET /jobs?name=...&tag=key=value).
+    name: str | None = None
+    tags: dict[str, str] = {}
     state: JobState
-    spec: dict[str, Any]
+    spec: JobSpec
     progress: JobProgress
     # The learning curve and the split grow with the run and the data: null unless asked for
     # with `?include=epochs` / `?include=split` (the events stream sends the epochs too).
-    epochs: list[dict[str, Any]] | None = None
-    e0s: dict[str, Any] | None
+    epochs: list[EpochReport] | None = None
+    e0s: E0sReport | None
+    # Every element the delivered model knows (issue 25), once its E0s are chosen.
+    elements: list[str] | None = None
     warnings: list[str]
-    checks: dict[str, Any] | None
+    checks: JobChecks | None
     effective_hyperparameters: dict[str, Any] | None
     # Issue 9: preflight findings, the recorded split, cost predicted vs actual, tested exports.
-    preflight: dict[str, Any] | None = None
+    preflight: PreflightResult | None = None
     split: dict[str, Any] | None = None
     cost: dict[str, Any] | None = None
     exports: dict[str, Any] | None = None
@@ -91,56 +125,96 @@ class JobPublic(BaseModel):
     multihead_model_url: str | None
     metrics_url: str | None
     model_card_url: str | None = None
+    # The report's opening verdicts, graded when the job succeeded; the MD one says how long the
+    # runs lasted beside the study's ("yes, 100 K over 0.1 of 250 ps, ...").
+    verdicts: list[VerdictReport] | None = None
+
+    _stored_sections = field_serializer(
+        "spec", "epochs", "e0s", "checks", "preflight", mode="wrap"
+    )(as_stored)
+
+    @field_validator("spec", mode="wrap")
+    @classmethod
+    def _spec_as_accepted(cls, spec: Any, handler: ValidatorFunctionWrapHandler) -> Any:
+        # Typed in the document, read as stored: a spec a newer server refuses (a job failed
+        # for it) must still read, and the one sent is the one the job was accepted with.
+        return spec if isinstance(spec, dict) else handler(spec)
 
     @classmethod
     def of(cls, job: Job, include: Collection[JobPart] = ()) -> "JobPublic":
         """`include`: the deferred parts to show, which the caller loaded with the job."""
-        done = job.state is JobState.SUCCEEDED
-        available = job.model_key is not None
-        return cls(
-            id=job.id,
-            state=job.state,
-            spec=job.spec,
-            progress=JobProgress(
-                stage=job.stage,
-                epochs_done=job.epochs_done,
-                max_epochs=job.spec["hyperparameters"]["max_num_epochs"],
-                latest=job.latest_epoch,
-                steps=job.stage_progress,
-            ),
-            epochs=job.epochs if "epochs" in include else None,
-            e0s=job.e0s,
-            warnings=job.warnings,
-            checks=job.checks,
-            effective_hyperparameters=job.effective_hyperparameters,
-            preflight=job.preflight,
-            split=job.split if "split" in include else None,
-            cost=job.cost,
-            exports=job.exports,
-            error=job.error,
-            attempts=job.attempts,
-            model_available=available,
-            created_at=job.created_at,
-            started_at=job.started_at,
-            resumed_at=job.resumed_at,
-            finished_at=job.finished_at,
-            updated_at=job.updated_at,
-            model_url=f"/jobs/{job.id}/model" if available else None,
-            multihead_model_url=(
-                f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
-            ),
-            metrics_url=f"/jobs/{job.id}/metrics" if done else None,
-            model_card_url=f"/jobs/{job.id}/model-card" if job.has_model_card else None,
+        return cls.model_validate(JobRead(job, include))
+
+
+class JobRead:
+    """A job row as JobPublic reads it: its columns, the deferred parts only when the caller
+    loaded them (reading one otherwise is a query per job), and what the API derives from the
+    row: the progress and the links that answer."""
+
+    def __init__(self, job: Job, include: Collection[JobPart]) -> None:
+        self._job = job
+        self._include = include
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._job, name)
+
+    @property
+    def epochs(self) -> list[Any] | None:
+        return self._job.epochs if "epochs" in self._include else None
+
+    @property
+    def split(self) -> dict[str, Any] | None:
+        return self._job.split if "split" in self._include else None
+
+    @property
+    def progress(self) -> JobProgress:
+        job = self._job
+        return JobProgress(
+            stage=job.stage,
+            epochs_done=job.epochs_done,
+            max_epochs=job.spec["hyperparameters"]["max_num_epochs"],
+            latest=job.latest_epoch,
+            steps=job.stage_progress,
         )
 
+    @property
+    def elements(self) -> list[str] | None:
+        e0s = self._job.e0s
+        return E0sReport.from_json(e0s).model_elements() if e0s else None
 
-class JobsPublic(BaseModel):
+    @property
+    def tags(self) -> dict[str, str]:
+        return self._job.tags or {}
+
+    @property
+    def model_available(self) -> bool:
+        return self._job.model_key is not None
+
+    @property
+    def model_url(self) -> str | None:
+        return f"/jobs/{self._job.id}/model" if self.model_available else None
+
+    @property
+    def multihead_model_url(self) -> str | None:
+        job = self._job
+        return f"/jobs/{job.id}/model?variant=multihead" if job.multihead_model_key else None
+
+    @property
+    def metrics_url(self) -> str | None:
+        job = self._job
+        return f"/jobs/{job.id}/metrics" if job.state is JobState.SUCCEEDED else None
+
+    @property
+    def model_card_url(self) -> str | None:
+        return f"/jobs/{self._job.id}/model-card" if self._job.has_model_card else None
+
+
+class JobsPublic(Listed):
     data: list[JobPublic]
-    count: int
 
 
 class FoundationPublic(BaseModel):
-    """A foundation model; local ones with what their file holds (read once per sha256)."""
+    """A foundation model; registered ones with what they hold, as recorded at registration."""
 
     name: str
     source: str
@@ -157,16 +231,23 @@ class FoundationPublic(BaseModel):
     r_max: float | None = None
     parameters: int | None = None
     dtype: str | None = None
+    # E0s (eV) per head and element.
+    e0s: dict[str, dict[str, float]] | None = None
+    # `sha256` pins the safe form the service stores; this is the file as it was uploaded.
+    upload_sha256: str | None = None
 
 
 class FoundationRegistered(BaseModel):
     name: str
     sha256: str
+    upload_sha256: str
 
 
 class ReplaySetPublic(BaseModel):
     """A replay set: state, progress while building, and once built its dataset, composition,
     source histogram, coverage of the training data and provenance."""
+
+    model_config = ConfigDict(from_attributes=True)
 
     id: str
     state: JobState
@@ -175,11 +256,16 @@ class ReplaySetPublic(BaseModel):
     stage: str | None
     progress: dict[str, Any] | None
     dataset_id: str | None
-    size: int | None
-    cut: str | None
-    composition: dict[str, Any] | None
-    source_histogram: dict[str, int] | None
-    coverage: dict[str, Any] | None
+    # Read from the build's report, where they are recorded.
+    size: int | None = Field(None, validation_alias=AliasPath("report", "size"))
+    cut: str | None = Field(None, validation_alias=AliasPath("report", "cut"))
+    composition: dict[str, Any] | None = Field(
+        None, validation_alias=AliasPath("report", "composition")
+    )
+    source_histogram: dict[str, int] | None = Field(
+        None, validation_alias=AliasPath("report", "source_histogram")
+    )
+    coverage: dict[str, Any] | None = Field(None, validation_alias=AliasPath("report", "coverage"))
     report: dict[str, Any] | None
     error: str | None
     # Builds started; a worker that died mid-build leaves the set to be rebuilt
@@ -188,30 +274,6 @@ class ReplaySetPublic(BaseModel):
     created_at: datetime
     started_at: datetime | None
     finished_at: datetime | None
-
-    @classmethod
-    def of(cls, replay_set: ReplaySet) -> "ReplaySetPublic":
-        report = replay_set.report or {}
-        return cls(
-            id=replay_set.id,
-            state=replay_set.state,
-            spec=replay_set.spec,
-            content_hash=replay_set.content_hash,
-            stage=replay_set.stage,
-            progress=replay_set.progress,
-            dataset_id=replay_set.dataset_id,
-            size=report.get("size"),
-            cut=report.get("cut"),
-            composition=report.get("composition"),
-            source_histogram=report.get("source_histogram"),
-            coverage=report.get("coverage"),
-            report=replay_set.report,
-            error=replay_set.error,
-            attempts=replay_set.attempts,
-            created_at=replay_set.created_at,
-            started_at=replay_set.started_at,
-            finished_at=replay_set.finished_at,
-        )
 
 
 class ReplaySetsPublic(BaseModel):
@@ -290,6 +352,8 @@ class StrategiesPublic(BaseModel):
 class EvaluationPublic(BaseModel):
     """An evaluation: its state and, once done, the sections it measured."""
 
+    model_config = ConfigDict(from_attributes=True)
+
     id: str
     state: JobState
     stage: str | None
@@ -301,20 +365,15 @@ class EvaluationPublic(BaseModel):
     started_at: datetime | None
     finished_at: datetime | None
 
+    @field_validator("report", mode="before")
     @classmethod
-    def of(cls, evaluation: Evaluation) -> "EvaluationPublic":
-        return cls(
-            id=evaluation.id,
-            state=evaluation.state,
-            stage=evaluation.stage,
-            spec=evaluation.spec,
-            report=EvaluationSections.from_json(evaluation.report) if evaluation.report else None,
-            error=evaluation.error,
-            attempts=evaluation.attempts,
-            created_at=evaluation.created_at,
-            started_at=evaluation.started_at,
-            finished_at=evaluation.finished_at,
-        )
+    def _nothing_measured_is_none(cls, report: Any) -> Any:
+        # An evaluation that measured nothing yet holds no report (an old row may hold {}).
+        return report or None
+
+
+class EvaluationsPublic(Listed):
+    data: list[EvaluationPublic]
 
 
 class Liveness(BaseModel):

@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from api.deps import ContextDep, LimitParam, OffsetParam, SessionDep, SettingsDep
+from api.list_params import DatasetFilters
 from api.schemas import DatasetPublic, DatasetsPublic
 from core.artifacts.uploads import CHUNK_BYTES, UploadSpool, stored_name, upload_spool
 from core.data.catalog import find_same_upload, get_dataset, list_datasets, register_dataset
@@ -79,11 +80,11 @@ async def upload_dataset(
         existing = await run_in_threadpool(find_same_upload, session, context.storage, plain, keys)
         if existing is not None:
             response.status_code = status.HTTP_200_OK
-            return DatasetPublic.of(existing)
+            return DatasetPublic.model_validate(existing)
         dataset = await run_in_threadpool(
             register_dataset, session, context.storage, plain, stored_name(file.filename), keys
         )
-    return DatasetPublic.of(dataset)
+    return DatasetPublic.model_validate(dataset)
 
 
 async def _file_part(request: Request, limit: int) -> tuple[UploadFile, LabelKeys]:
@@ -135,12 +136,15 @@ async def _spool(file: UploadFile, spool: UploadSpool) -> None:
 
 @router.get("", response_model=DatasetsPublic)
 def read_datasets(
-    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+    session: SessionDep, filters: DatasetFilters, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> DatasetsPublic:
-    datasets = list_datasets(session, limit=limit, offset=offset)
-    return DatasetsPublic(data=[DatasetPublic.of(d) for d in datasets], count=len(datasets))
+    """The project's datasets matching the filters, newest first, with `total` and
+    `has_more`."""
+    page = list_datasets(session, filters, limit=limit, offset=offset)
+    data = [DatasetPublic.model_validate(dataset) for dataset in page.data]
+    return DatasetsPublic(data=data, **DatasetsPublic.paging(page))
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)
 def read_dataset(dataset_id: str, session: SessionDep) -> DatasetPublic:
-    return DatasetPublic.of(get_dataset(session, dataset_id))
+    return DatasetPublic.model_validate(get_dataset(session, dataset_id))

@@ -1,7 +1,7 @@
 from typing import Annotated, Any, Literal
 
 from fastapi import APIRouter, Body, Query, status
-from fastapi.responses import FileResponse, HTMLResponse, PlainTextResponse
+from fastapi.responses import FileResponse, Response
 
 from api.deps import (
     ContextDep,
@@ -12,19 +12,23 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
-from api.schemas import JobPublic, JobsPublic, also_as, file_response
+from api.list_params import JobFilters
+from api.responses import also_as, file_response, in_format, stored_file
+from api.schemas import JobPublic, JobsPublic
+from core.artifacts.storage_keys import (
+    EXPORT_FILES,
+    RSS_FLAGGED_FILE,
+    job_artifact_key,
+    mace_log_key,
+)
 from core.errors import ArtifactMissingError
-from core.evaluation.rss import FLAGGED_FILE_NAME as RSS_FLAGGED_FILE
 from core.reporting.job_report import job_report
 from core.reporting.model_card import render_markdown
 from core.reporting.report_models import JobMetrics, JobReport, ModelCard
 from core.reporting.reports import render_html
 from core.science.spec import JobSpec
-from core.service.job_logs import full_log_key
 from core.service.jobs import JOB_PARTS, TERMINAL_STATES, JobPart, cancel_job, get_job, list_jobs
 from core.service.models import Job, JobState
-from core.workflows.context import JobContext
-from core.workflows.runner import EXPORT_FILES, artifact_key
 from core.workflows.submission import reference_screen, submit_job
 
 router = APIRouter(prefix="/jobs", tags=["jobs"])
@@ -104,12 +108,16 @@ IncludeParam = Annotated[
 @router.get("", response_model=JobsPublic)
 def read_jobs(
     session: SessionDep,
+    filters: JobFilters,
     limit: LimitParam = 100,
     offset: OffsetParam = 0,
     include: IncludeParam = (),
 ) -> JobsPublic:
-    jobs = list_jobs(session, limit=limit, offset=offset, include=include)
-    return JobsPublic(data=[JobPublic.of(job, include) for job in jobs], count=len(jobs))
+    """The project's jobs matching the filters, newest first; `total` counts them all and
+    `has_more` says whether a next page (offset + count) exists."""
+    page = list_jobs(session, filters, limit=limit, offset=offset, include=include)
+    data = [JobPublic.of(job, include) for job in page.data]
+    return JobsPublic(data=data, **JobsPublic.paging(page))
 
 
 @router.get("/{job_id}", response_model=JobPublic)
@@ -146,32 +154,34 @@ def download_model(
             f"job {job_id} is {job.state.value}; it has no model yet (it is delivered once "
             "trained and checked)"
         )
+    key, filename, missing = _model_file(job, variant)
+    return stored_file(
+        context.storage,
+        key,
+        missing=missing,
+        media_type="application/octet-stream",
+        filename=filename,
+    )
+
+
+def _model_file(job: Job, variant: str) -> tuple[str | None, str, str]:
+    """The key of a model variant, the name it downloads as, and why it may be missing."""
     if variant in EXPORT_FILES:
-        return _exported(job, variant, context)
-    key = job.model_key if variant == "target" else job.multihead_model_key
-    if key is None:
-        raise ArtifactMissingError(
-            f"job {job_id} ({job.spec['strategy']['name']}) has no multihead model; only "
-            "replay strategies train one"
-        )
-    suffix = "" if variant == "target" else "-multihead"
-    return FileResponse(
-        context.storage.local_path(key),
-        media_type="application/octet-stream",
-        filename=f"mlft-{job_id}{suffix}.model",
-    )
-
-
-def _exported(job: Job, variant: str, context: JobContext) -> FileResponse:
-    export = (job.exports or {}).get(variant) or {}
-    if not export.get("key"):
+        export = (job.exports or {}).get(variant) or {}
         reason = export.get("error") or "the job ran before exports existed"
-        raise ArtifactMissingError(f"job {job.id} has no {variant} export: {reason}")
-    return FileResponse(
-        context.storage.local_path(export["key"]),
-        media_type="application/octet-stream",
-        filename=f"mlft-{job.id}-{EXPORT_FILES[variant]}",
-    )
+        return (
+            export.get("key"),
+            f"mlft-{job.id}-{EXPORT_FILES[variant]}",
+            f"job {job.id} has no {variant} export: {reason}",
+        )
+    if variant == "multihead":
+        return (
+            job.multihead_model_key,
+            f"mlft-{job.id}-multihead.model",
+            f"job {job.id} ({job.spec['strategy']['name']}) has no multihead model; only "
+            "replay strategies train one",
+        )
+    return job.model_key, f"mlft-{job.id}.model", f"job {job.id} has no stored model"
 
 
 @router.get(
@@ -182,16 +192,14 @@ def _exported(job: Job, variant: str, context: JobContext) -> FileResponse:
 )
 def read_model_card(
     job_id: str, session: SessionDep, format: Literal["json", "md"] = "json"
-) -> dict[str, Any] | PlainTextResponse:
+) -> dict[str, Any] | Response:
     """Where the delivered model came from and what it was measured to do: foundation and its
     sha256, datasets (sha256, sizes), level of theory, strategy and effective hyperparameters,
     E0s, metrics (accuracy, forgetting, MD stability), tested exports, software versions."""
     job = get_job(session, job_id)
     if job.model_card is None:
         raise ArtifactMissingError(f"job {job_id} is {job.state.value}; it has no model card")
-    if format == "md":
-        return PlainTextResponse(render_markdown(job.model_card), media_type="text/markdown")
-    return job.model_card
+    return in_format(job.model_card, format, md=render_markdown)
 
 
 @router.get(
@@ -203,14 +211,11 @@ def download_rss_holes(job_id: str, session: SessionDep, context: ContextDep) ->
     """The relaxed structures the evaluation's random structure search flagged as holes (the
     fine-tuned model's and its foundation's), as extxyz with the criteria in each frame's info."""
     job = get_job(session, job_id)
-    key = artifact_key(job.id, RSS_FLAGGED_FILE)
-    if job.state is not JobState.SUCCEEDED or not context.storage.exists(key):
-        raise ArtifactMissingError(
-            f"job {job_id} is {job.state.value} and has no random structure search results "
-            "(evaluation.rss_holes in the spec runs it)"
-        )
-    return FileResponse(
-        context.storage.local_path(key),
+    return stored_file(
+        context.storage,
+        job_artifact_key(job.id, RSS_FLAGGED_FILE) if job.state is JobState.SUCCEEDED else None,
+        missing=f"job {job_id} is {job.state.value} and has no random structure search results "
+        "(evaluation.rss_holes in the spec runs it)",
         media_type="chemical/x-extxyz",
         filename=f"mlft-{job_id}-{RSS_FLAGGED_FILE}",
     )
@@ -225,14 +230,11 @@ def download_log(job_id: str, session: SessionDep, context: ContextDep) -> FileR
     """mace-torch's whole output for a job that ended, from artifact storage; while it runs, its
     last lines stream from `GET /jobs/{id}/events?log=true`."""
     job = get_job(session, job_id)
-    key = full_log_key(job.id)
-    if job.state not in TERMINAL_STATES or not context.storage.exists(key):
-        raise ArtifactMissingError(
-            f"job {job_id} is {job.state.value} and has no stored log (stored when a job whose "
-            "training started ends)"
-        )
-    return FileResponse(
-        context.storage.local_path(key),
+    return stored_file(
+        context.storage,
+        mace_log_key(job.id) if job.state in TERMINAL_STATES else None,
+        missing=f"job {job_id} is {job.state.value} and has no stored log (stored when a job "
+        "whose training started ends)",
         media_type="text/plain",
         filename=f"mlft-{job_id}-training.log",
     )
@@ -257,8 +259,8 @@ def read_metrics(job_id: str, session: SessionDep) -> dict[str, Any]:
 )
 def read_report(
     job_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
-) -> dict[str, Any] | HTMLResponse:
+) -> dict[str, Any] | Response:
     """Everything measured about the job: E0s, learning curves, accuracy, forgetting, MD
     stability, RDFs, dimer curves; `format=html` gives a self-contained page with plots."""
     report = job_report(get_job(session, job_id, include=JOB_PARTS))
-    return HTMLResponse(render_html(report)) if format == "html" else report
+    return in_format(report, format, html=render_html)

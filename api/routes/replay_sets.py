@@ -60,7 +60,7 @@ def create_replay_set(
         dispatch_work(session, "replay_set", submitted.replay_set.id)
     else:
         response.status_code = status.HTTP_200_OK
-    return ReplaySetPublic.of(submitted.replay_set)
+    return ReplaySetPublic.model_validate(submitted.replay_set)
 
 
 @router.get("", response_model=ReplaySetsPublic)
@@ -69,18 +69,18 @@ def read_replay_sets(
 ) -> ReplaySetsPublic:
     replay_sets = list_replay_sets(session, limit=limit, offset=offset)
     return ReplaySetsPublic(
-        data=[ReplaySetPublic.of(replay_set) for replay_set in replay_sets],
+        data=[ReplaySetPublic.model_validate(replay_set) for replay_set in replay_sets],
         count=len(replay_sets),
     )
 
 
 @router.get("/{replay_set_id}", response_model=ReplaySetPublic)
 def read_replay_set(replay_set_id: str, session: SessionDep) -> ReplaySetPublic:
-    return ReplaySetPublic.of(get_replay_set(session, replay_set_id))
+    return ReplaySetPublic.model_validate(get_replay_set(session, replay_set_id))
 
 
 @router.post("/{replay_set_id}/cancel", response_model=ReplaySetPublic)
 def cancel_replay_set(replay_set_id: str, session: SessionDep) -> ReplaySetPublic:
     """Cancel a queued or building replay set; a build stops at its next progress step, and the
     next request for the same inputs builds it anew."""
-    return ReplaySetPublic.of(cancel(session, get_replay_set(session, replay_set_id)))
+    return ReplaySetPublic.model_validate(cancel(session, get_replay_set(session, replay_set_id)))

@@ -1,7 +1,7 @@
 from typing import Any, Literal
 
 from fastapi import APIRouter, status
-from fastapi.responses import HTMLResponse
+from fastapi.responses import Response
 
 from api.deps import (
     ContextDep,
@@ -12,10 +12,12 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
-from api.schemas import also_as
+from api.list_params import SweepFilters
+from api.responses import also_as, in_format
+from api.schemas import Listed
 from core.errors import BrokerUnavailableError
 from core.reporting.report_models import SweepsListed, SweepSummary
-from core.reporting.reports import render_sweep_html
+from core.reporting.sweep_page import render_sweep_html
 from core.workflows.submission import reference_screen
 from core.workflows.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary
 
@@ -57,11 +59,12 @@ def cancel(sweep_id: str, session: SessionDep) -> dict[str, Any]:
 
 @router.get("", response_model=SweepsListed)
 def read_sweeps(
-    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+    session: SessionDep, filters: SweepFilters, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> dict[str, Any]:
-    """The project's sweeps, newest first: strategies and job states of each."""
-    sweeps = list_sweeps(session, limit=limit, offset=offset)
-    return {"data": sweeps, "count": len(sweeps)}
+    """The project's sweeps matching the filters, newest first: strategies and job states of
+    each; `total` and `has_more` as every list."""
+    page = list_sweeps(session, filters, limit=limit, offset=offset)
+    return {"data": page.data, **Listed.paging(page)}
 
 
 @router.get("/{sweep_id}", response_model=SweepSummary)
@@ -78,6 +81,6 @@ def read_sweep(sweep_id: str, session: SessionDep) -> dict[str, Any]:
 )
 def read_sweep_report(
     sweep_id: str, session: SessionDep, format: Literal["json", "html"] = "json"
-) -> dict[str, Any] | HTMLResponse:
+) -> dict[str, Any] | Response:
     summary = sweep_summary(session, sweep_id)
-    return HTMLResponse(render_sweep_html(summary)) if format == "html" else summary
+    return in_format(summary, format, html=render_sweep_html)

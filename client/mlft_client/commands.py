@@ -222,10 +222,27 @@ def follow(client: Client, job_id: str) -> int:
     if job["state"] == "succeeded":
         # The bars' last numbers are validation errors during training; the test set's are
         # what the model is judged by.
-        print(f"job {job_id} succeeded; {test_errors(client.metrics(job_id))}")
+        metrics = client.metrics(job_id)
+        print(f"job {job_id} succeeded; {test_errors(metrics)}")
+        for line in [*verdict_lines(job.get("verdicts")), *not_measured(metrics)]:
+            print(line)
         return 0
     reason = f": {job['error']}" if job.get("error") else ""
     return fail(f"job {job_id} {job['state']}{reason}")
+
+
+def verdict_lines(verdicts: list[dict[str, str]] | None) -> list[str]:
+    """The server's verdicts, one a line: "  MD stable: yes, 100 K over 0.1 of 250 ps, ..."."""
+    return [f"  {v['label']}: {v['value']}" for v in verdicts or []]
+
+
+def not_measured(metrics: dict[str, Any]) -> list[str]:
+    """The evaluation sections the job could not measure, each with its reason: the job
+    succeeded without them."""
+    return [
+        f"not measured: {section}: {reason}"
+        for section, reason in (metrics.get("not_measured") or {}).items()
+    ]
 
 
 def test_errors(metrics: dict[str, Any]) -> str:

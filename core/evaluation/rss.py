@@ -42,8 +42,6 @@ from core.science.spec import RssHolesSettings
 
 logger = logging.getLogger(__name__)
 
-FLAGGED_FILE_NAME = "rss-holes.extxyz"
-
 
 # ---- statistics ------------------------------------------------------------------------------
 

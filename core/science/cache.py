@@ -14,6 +14,7 @@ import ase
 import numpy as np
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import prediction_key
 from core.errors import ArtifactMissingError
 from core.science.inference import Prediction
 
@@ -27,10 +28,6 @@ def configurations_digest(configs: Sequence[ase.Atoms]) -> str:
             digest.update(np.ascontiguousarray(array).tobytes())
         digest.update(b"|")
     return digest.hexdigest()
-
-
-def prediction_key(file_name: str) -> str:
-    return f"cache/predictions/{file_name}"
 
 
 class PredictionCache:

@@ -11,6 +11,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import readiness_probe_key
 from core.service.heartbeats import alive_workers
 from core.service.models import Job, JobState, new_id
 
@@ -64,7 +65,7 @@ def storage_probe(storage: Storage) -> Callable[[], None]:
     """Writes, finds and deletes a small object: the store is there and writable."""
 
     def probe() -> None:
-        key = f"readiness/{new_id()}"
+        key = readiness_probe_key(new_id())
         with tempfile.TemporaryDirectory(prefix="mlft-ready-") as folder:
             source = Path(folder) / "probe"
             source.write_bytes(b"ok")

@@ -13,23 +13,18 @@ from sqlalchemy import delete, func, select
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import mace_log_key
 from core.service.db import session_scope
 from core.service.models import LogLine
 
 logger = logging.getLogger(__name__)
 
-# Where core.workflows.training has mace-torch write its output, inside the job's working folder.
-MACE_LOG_NAME = "mace.log"
 # Enough for a late subscriber to see what the job is doing; the rest is in the stored log.
 LOG_LINES_KEPT = 200
 # Bounds what one read takes of a long log, so the worker ships it in steps.
 LOG_CHUNK_BYTES = 64 * 1024
 # A line longer than this (a tensor dumped whole) is cut: the table holds lines, not files.
 MAX_LINE_CHARS = 2_000
-
-
-def full_log_key(job_id: str) -> str:
-    return f"jobs/{job_id}/{MACE_LOG_NAME}"
 
 
 class LogTail:
@@ -105,6 +100,6 @@ class LogShipper:
         self.ship()
         if not self.tail.path.is_file():
             return None
-        key = full_log_key(self.job_id)
+        key = mace_log_key(self.job_id)
         storage.put_file(key, self.tail.path)
         return key

@@ -22,7 +22,7 @@ from core.errors import InvalidSpecError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import FoundationModel, load_foundation
 from core.science.e0s import model_e0s, predict_energies
-from core.science.preflight import BLOCKING_E0_METHODS, check_reference
+from core.science.preflight_findings import BLOCKING_E0_METHODS, check_reference
 from core.science.spec import JobSpec, ScratchStrategy
 from core.service.db import session_scope
 from core.service.models import Dataset

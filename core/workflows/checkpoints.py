@@ -11,6 +11,7 @@ from pathlib import Path
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
+from core.artifacts.storage_keys import checkpoint_key, checkpoint_pointer_key
 from core.service.db import session_scope
 from core.service.jobs import JobPart, add_warnings, get_job
 
@@ -18,14 +19,6 @@ logger = logging.getLogger(__name__)
 
 # mace names checkpoints "<name>_run-<seed>_epoch-<N>.pt" (tools/checkpoint.py).
 _CHECKPOINT = re.compile(r"_epoch-(\d+)\.pt$")
-
-
-def checkpoint_key(job_id: str) -> str:
-    return f"jobs/{job_id}/checkpoint/latest.pt"
-
-
-def pointer_key(job_id: str) -> str:
-    return f"jobs/{job_id}/checkpoint/latest.json"
 
 
 def checkpoint_epoch(path: Path) -> int:
@@ -67,14 +60,14 @@ class CheckpointSync:
         self.storage.put_file(checkpoint_key(self.job_id), staged)
         pointer = self.folder.parent / "checkpoint-upload.json"
         pointer.write_text(json.dumps({"file": newest.name}), encoding="utf-8")
-        self.storage.put_file(pointer_key(self.job_id), pointer)
+        self.storage.put_file(checkpoint_pointer_key(self.job_id), pointer)
         staged.unlink(missing_ok=True)
         self.pushed = newest.name
         logger.info("job=%s checkpoint %s stored", self.job_id, newest.name)
         return True
 
     def discard(self) -> None:
-        for key in (checkpoint_key(self.job_id), pointer_key(self.job_id)):
+        for key in (checkpoint_key(self.job_id), checkpoint_pointer_key(self.job_id)):
             self.storage.delete(key)
 
 
@@ -82,9 +75,11 @@ def restore_checkpoint(storage: Storage, job_id: str, folder: Path) -> Path | No
     """The newest checkpoint in the job's folder, fetched from storage when the folder lacks one
     (the job resumes on another machine)."""
     local = newest_checkpoint(folder)
-    if local is not None or not storage.exists(pointer_key(job_id)):
+    if local is not None or not storage.exists(checkpoint_pointer_key(job_id)):
         return local
-    pointer = storage.fetch(pointer_key(job_id), folder.parent / "checkpoint-pointer.json")
+    pointer = storage.fetch(
+        checkpoint_pointer_key(job_id), folder.parent / "checkpoint-pointer.json"
+    )
     name = json.loads(pointer.read_text(encoding="utf-8"))["file"]
     return storage.fetch(checkpoint_key(job_id), folder / Path(name).name)
 

@@ -15,23 +15,33 @@ from pydantic import ValidationError
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session, sessionmaker
 
+from core.artifacts.storage_keys import (
+    CARD_FILES,
+    EXPORT_FILES,
+    MACE_LOG_NAME,
+    job_artifact_key,
+    model_key,
+)
 from core.data.catalog import get_dataset, referenced_dataset
 from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import load_foundation, model_load_lock
+from core.reporting.job_report import job_verdicts
 from core.reporting.model_card import build_model_card, render_markdown
+from core.science.mace_process import RungPlan
 from core.science.spec import JobSpec, needs_foundation, replay_of
 from core.service.db import session_scope
-from core.service.job_logs import MACE_LOG_NAME, LogShipper
+from core.service.job_logs import LogShipper
 from core.service.jobs import add_warnings, current_state, get_job, record_epoch, record_stage
 from core.service.leases import LeaseKeeper
 from core.service.models import Job, JobState, ReplaySet, utcnow
 from core.workflows.checkpoints import CheckpointSync, prepare_resume
 from core.workflows.context import JobContext
+from core.workflows.early_stopping import judge_rung, rung_plan
 from core.workflows.replay_sets import with_built_replay
 from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
-from core.workflows.work import Work, claim_work, run_claimed, state_of
+from core.workflows.work import Work, claim_work, end, run_claimed, state_of
 
 logger = logging.getLogger(__name__)
 
@@ -62,6 +72,8 @@ class RecordedProgress:
         self._last_steps_write = -math.inf
         # What `trained` stored, so the job's end does not store it again.
         self.delivered: Delivery | None = None
+        # A job of a sweep that stops losers early: where mace waits for each rung's verdict.
+        self.rungs: RungPlan | None = None
 
     def stage(self, name: str) -> None:
         with session_scope(self.sessions) as session:
@@ -106,6 +118,13 @@ class RecordedProgress:
             return  # the restored model's initial validation; the first run recorded its own
         with session_scope(self.sessions) as session:
             record_epoch(session, self.job_id, entry)
+        if self.rungs is not None:
+            try:
+                judge_rung(self.sessions, self.job_id, self.rungs, entry)
+            except Exception:  # mace waits for a verdict: a failed judgement lets the job go on
+                logger.exception("job=%s rung not judged; training goes on", self.job_id)
+                if entry.get("epoch") is not None and entry.get("head") != "replay":
+                    self.rungs.give_verdict(entry["epoch"] + 1, stop=False)
 
     def should_stop(self) -> bool:
         if self.checkpoints is not None:
@@ -166,6 +185,7 @@ def _run_job(work: Work, work_dir: Path, checkpoints: CheckpointSync, log: LogSh
         progress_interval_s=context.progress_interval_s,
     )
     spec = with_built_replay(context, job_id, _stored_spec(context, job_id))
+    progress.rungs = rung_plan(context.sessions, job_id, spec, work_dir)
     with session_scope(context.sessions) as session:
         keys = _input_keys(session, spec)
     files = _fetch_inputs(context, keys, work_dir / "inputs")
@@ -282,10 +302,6 @@ def _fetch_inputs(context: JobContext, keys: dict[str, str], folder: Path) -> Jo
     )
 
 
-def model_key(job_id: str, variant: str = "model") -> str:
-    return f"jobs/{job_id}/{variant}.model"
-
-
 @dataclass(frozen=True)
 class Delivery:
     """What a job stored of its model once the model passed its checks."""
@@ -378,13 +394,20 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
     _store_card(context, job_id, card)  # the card again, now with the evaluation's metrics
     evaluated = []
     for name, path in result.artifacts.items():
-        evaluated.append(artifact_key(job_id, name))
+        evaluated.append(job_artifact_key(job_id, name))
         context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
-    won = work.succeed(
+        verdicts = job_verdicts(result.evaluation, get_job(session, job_id).warnings)
+    ending = JobState.STOPPED_EARLY if result.stopped_early else JobState.SUCCEEDED
+    won = end(
+        context,
+        Job,
+        job_id,
+        ending,
         e0s=e0s,
         metrics=result.evaluation,
+        verdicts=verdicts,
         checks=checks,
         preflight=result.preflight,
         split=result.split,
@@ -396,19 +419,11 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
     if not won:
         # Another run of the job (after a lease takeover) won: its artifacts have these keys.
         # Otherwise (cancelled during the evaluation) the delivered model stays with the job.
-        if state_of(context, Job, job_id) is not JobState.SUCCEEDED:
+        if state_of(context, Job, job_id) is not ending:
             for key in evaluated:
                 context.storage.delete(key)
         return
-    logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
-
-
-def artifact_key(job_id: str, name: str) -> str:
-    return f"jobs/{job_id}/{name}"
-
-
-EXPORT_FILES = {"torchscript": "torchscript.pt", "lammps": "lammps.pt"}
-CARD_FILES = {"json": "model-card.json", "md": "model-card.md"}
+    logger.info("job=%s %s model=%s", job_id, ending.value, keys["model_key"])
 
 
 def _store_exports(
@@ -418,7 +433,7 @@ def _store_exports(
     for export in result.exports:
         key = None
         if export.ok and export.path is not None:
-            key = artifact_key(job_id, EXPORT_FILES[export.variant])
+            key = job_artifact_key(job_id, EXPORT_FILES[export.variant])
             context.storage.put_file(key, export.path)
         exports[export.variant] = {**export.to_dict(), "key": key}
     return exports
@@ -431,7 +446,7 @@ def _store_card(context: JobContext, job_id: str, card: dict[str, Any]) -> list[
     for kind, text in texts.items():
         path = folder / CARD_FILES[kind]
         path.write_text(text, encoding="utf-8")
-        keys.append(artifact_key(job_id, CARD_FILES[kind]))
+        keys.append(job_artifact_key(job_id, CARD_FILES[kind]))
         context.storage.put_file(keys[-1], path)
     return keys
 

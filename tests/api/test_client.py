@@ -11,11 +11,11 @@ from fastapi.testclient import TestClient
 from api.app import create_app
 from api.routes import events as events_route
 from api.routes.jobs import JOB_SPEC_EXAMPLES
+from core.artifacts.storage_keys import model_key
 from core.data.demo_data import generate_target_dataset, write_extxyz
 from core.science.spec import JobSpec
 from core.service.jobs import transition
 from core.service.models import JobState
-from core.workflows.runner import model_key
 from mlft_client import Client, MlftError
 
 

@@ -3,7 +3,7 @@
 import pytest
 
 from core.data.demo_data import generate_target_dataset, write_extxyz
-from core.science.preflight import KCAL_PER_MOL_PER_EV
+from core.science.label_units import KCAL_PER_MOL_PER_EV
 from tests.conftest import upload
 
 

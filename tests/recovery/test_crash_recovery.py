@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 
 from core.artifacts.storage import storage_from_settings
-from core.workflows.checkpoints import checkpoint_epoch, pointer_key
+from core.artifacts.storage_keys import checkpoint_pointer_key
+from core.workflows.checkpoints import checkpoint_epoch
 from tests.conftest import upload
 from tests.recovery.conftest import training_processes, wait_until
 
@@ -51,9 +52,11 @@ def epochs_done(client, job_id: str) -> int:
 def stored_checkpoint_epoch(settings, job_id: str) -> int:
     """The epoch of the checkpoint in artifact storage: what a worker elsewhere resumes from."""
     storage = storage_from_settings(settings)
-    if not storage.exists(pointer_key(job_id)):
+    if not storage.exists(checkpoint_pointer_key(job_id)):
         return -1
-    pointer = storage.fetch(pointer_key(job_id), settings.data_dir / f"probe-{job_id}.json")
+    pointer = storage.fetch(
+        checkpoint_pointer_key(job_id), settings.data_dir / f"probe-{job_id}.json"
+    )
     return checkpoint_epoch(Path(json.loads(pointer.read_text())["file"]))
 
 

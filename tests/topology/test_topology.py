@@ -16,10 +16,10 @@ import pytest
 
 from bench.topology import Topology, register_foundation
 from core.artifacts.storage import Storage, storage_from_settings
+from core.artifacts.storage_keys import checkpoint_pointer_key, model_key
 from core.config import Settings
 from core.data.demo_data import generate_target_dataset, write_extxyz
-from core.workflows.checkpoints import checkpoint_epoch, pointer_key
-from core.workflows.runner import model_key
+from core.workflows.checkpoints import checkpoint_epoch
 from tests.topology.conftest import ADMIN_TOKEN, wait_until_ended
 
 pytestmark = [
@@ -190,9 +190,9 @@ def test_a_two_strategy_sweep_succeeds(client, submitted) -> None:
 
 
 def stored_checkpoint_epoch(bucket: Storage, job_id: str, folder: Path) -> int:
-    if not bucket.exists(pointer_key(job_id)):
+    if not bucket.exists(checkpoint_pointer_key(job_id)):
         return -1
-    pointer = bucket.fetch(pointer_key(job_id), folder / f"{job_id}.json")
+    pointer = bucket.fetch(checkpoint_pointer_key(job_id), folder / f"{job_id}.json")
     return checkpoint_epoch(Path(json.loads(pointer.read_text())["file"]))
 
 

@@ -242,3 +242,12 @@ def test_evaluations_submit_and_show(
     shown = json.loads(capsys.readouterr().out)
     assert shown["id"] == evaluation_id
     assert shown["spec"]["dataset"] == dataset_id
+
+
+def test_a_finished_job_prints_its_verdicts_one_a_line() -> None:
+    from mlft_client.commands import verdict_lines
+
+    md = {"label": "MD stable", "value": "yes, 100 K over 0.1 of 250 ps", "level": "good"}
+
+    assert verdict_lines([md]) == ["  MD stable: yes, 100 K over 0.1 of 250 ps"]
+    assert verdict_lines(None) == []

@@ -9,7 +9,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 from core.reporting.model_card import render_markdown
 from core.reporting.reports import render_html
 from core.science.e0s import E0Fit
-from core.science.preflight import FoundationPredictions, review
+from core.science.preflight_findings import FoundationPredictions, review
 from core.science.replay import ReplayFile
 from core.science.spec import JobSpec
 from core.science.strategies import spec_warnings

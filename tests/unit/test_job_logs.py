@@ -3,14 +3,9 @@
 import pytest
 
 from core.artifacts.storage import LocalStorage
+from core.artifacts.storage_keys import MACE_LOG_NAME, mace_log_key
 from core.service.db import session_factory
-from core.service.job_logs import (
-    LOG_LINES_KEPT,
-    MACE_LOG_NAME,
-    LogShipper,
-    full_log_key,
-    lines_after,
-)
+from core.service.job_logs import LOG_LINES_KEPT, LogShipper, lines_after
 from core.service.models import new_id
 
 
@@ -65,5 +60,5 @@ def test_the_whole_log_is_stored_as_an_artifact_at_the_end(sessions, tmp_path) -
 
     key = shipper.store(storage)
 
-    assert key == full_log_key(job_id)
+    assert key == mace_log_key(job_id)
     assert storage.local_path(key).read_text() == log.read_text()

@@ -4,14 +4,12 @@ import numpy as np
 import pytest
 from ase import Atoms
 
-from core.science.preflight import (
-    KCAL_PER_MOL_PER_EV,
+from core.science.e0s import fit_e0_residuals
+from core.science.label_units import KCAL_PER_MOL_PER_EV, energy_scale, force_scale
+from core.science.preflight_findings import (
     FoundationPredictions,
     acknowledged,
     duplicate_findings,
-    energy_scale,
-    fit_e0_residuals,
-    force_scale,
     reference_findings,
     review,
     unit_findings,

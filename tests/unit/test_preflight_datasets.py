@@ -12,7 +12,8 @@ from core.science.cache import PredictionCache
 from core.science.cost import probe_cost, trainable_copy
 from core.science.e0s import model_e0s
 from core.science.model_checks import trainable_parameters
-from core.science.preflight import review, run_preflight
+from core.science.preflight import run_preflight
+from core.science.preflight_findings import review
 from core.science.spec import JobSpec
 
 
