@@ -14,9 +14,9 @@ import httpx
 from mlft_client.errors import MlftError, NotFound
 from mlft_client.progress import JobProgress
 from mlft_client.reconnect import Backoff, is_transient
-from mlft_client.sse import JobEvent
+from mlft_client.sse import TERMINAL_STATES, JobEvent
 from mlft_client.transport import Listing, Transport, filter_params, route
-from mlft_client.watching import TERMINAL_STATES, follow_events
+from mlft_client.watching import follow_events
 
 if TYPE_CHECKING:
     from mace.calculators import MACECalculator

@@ -24,9 +24,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mlft_client.sse import JobEvent
+from mlft_client.sse import TERMINAL_STATES, JobEvent
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 # Long evaluation stages count their work in their name: "md 1/3 120/800 steps" (MD run 1 of 3,
 # 120 of 800 steps), "rss 12/50" and "rss foundation 12/50" (relaxed structures).
 COUNTED_STAGE = re.compile(r"^(?P<name>.*?)\s+(?P<done>\d+)/(?P<total>\d+)(?:\s+(?P<unit>\w+))?$")

@@ -199,6 +199,6 @@ PROJECT_COLUMNS: list[Column] = [
     ("created", lambda item: short_time(item.get("created_at"))),
 ]
 JOB_FIELDS = [
-    "id", "name", "state", "tags", "progress", "error", "warnings", "spec", "e0s", "cost",
-    "created_at", "started_at", "finished_at", "model_url", "model_card_url", "metrics_url",
+    "id", "name", "state", "tags", "progress", "verdicts", "error", "warnings", "spec", "e0s",
+    "cost", "created_at", "started_at", "finished_at", "model_url", "model_card_url", "metrics_url",
 ]  # fmt: skip
