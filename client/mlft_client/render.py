@@ -72,11 +72,18 @@ def cell(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
         return ", ".join(f"{key}={cell(item)}" for key, item in value.items())
+    if isinstance(value, list) and value and all(_is_verdict(v) for v in value):
+        return "; ".join(f"{v['label']}: {v['value']}" for v in value)
     if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
         return " ".join(cell(item) for item in value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), default=str)
     return str(value)
+
+
+def _is_verdict(value: Any) -> bool:
+    """The report's verdicts ({"label": "MD stable", "value": "yes, ..."}) read as sentences."""
+    return isinstance(value, dict) and {"label", "value"} <= value.keys()
 
 
 def short_time(value: str | None) -> str:
