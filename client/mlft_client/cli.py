@@ -18,7 +18,7 @@ from mlft_client.client import Client
 from mlft_client.errors import MlftError
 
 DEFAULT_URL = "http://127.0.0.1:8000"
-JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
+JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled", "stopped_early"]
 
 
 def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None) -> int:

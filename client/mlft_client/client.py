@@ -13,10 +13,10 @@ import httpx
 
 from mlft_client.errors import MlftError, NotFound
 from mlft_client.progress import JobProgress
-from mlft_client.reconnect import Backoff
-from mlft_client.sse import JobEvent
+from mlft_client.reconnect import Backoff, is_transient
+from mlft_client.sse import TERMINAL_STATES, JobEvent
 from mlft_client.transport import Listing, Transport, filter_params, route
-from mlft_client.watching import TERMINAL_STATES, follow_events
+from mlft_client.watching import follow_events
 
 if TYPE_CHECKING:
     from mace.calculators import MACECalculator
@@ -248,7 +248,8 @@ class Client:
     ) -> dict[str, Any]:
         """Follow a job until it ends and return it; with `progress`, live bars on stderr (or
         `console`). A job that has ended already is shown once, in its final state."""
-        job = self.job(job_id)
+        policy = backoff or Backoff()
+        job = self._patiently(self.job, job_id, policy)
         display = JobProgress(job_id, console) if progress else None
         try:
             if display is not None:
@@ -263,8 +264,8 @@ class Client:
                     now = time.monotonic()
                     if display.wants_cost and now - cost_read >= COST_READ_SECONDS:
                         cost_read = now
-                        display.learn(self.job(job_id))
-                job = self.job(job_id)
+                        display.learn(self._patiently(self.job, job_id, policy))
+                job = self._patiently(self.job, job_id, policy)
             if display is not None:
                 display.finish(job)
             return job
@@ -481,6 +482,22 @@ class Client:
         return target
 
     @staticmethod
+    def _patiently(
+        read: Callable[[str], dict[str, Any]], item_id: str, policy: Backoff
+    ) -> dict[str, Any]:
+        """A read that a dropped connection or a 503 does not end: retried after the backoff
+        (the server's Retry-After first), as the events stream is."""
+        failures = 0
+        while True:
+            try:
+                return read(item_id)
+            except MlftError as error:
+                failures += 1
+                if not is_transient(error) or policy.gives_up(failures):
+                    raise
+                time.sleep(policy.delay(failures, error))
+
+    @staticmethod
     def _poll(
         read: Callable[[str], dict[str, Any]],
         item_id: str,
@@ -491,13 +508,7 @@ class Client:
     ) -> dict[str, Any]:
         deadline = None if timeout is None else time.monotonic() + timeout
         while True:
-            try:
-                item = read(item_id)
-            except MlftError as error:
-                if error.retry_after is None:
-                    raise
-                time.sleep(error.retry_after)
-                continue
+            item = Client._patiently(read, item_id, Backoff())
             if on_poll is not None:
                 on_poll(item)
             # A sweep has no state of its own: `finished` once each of its jobs has ended.

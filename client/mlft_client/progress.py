@@ -24,9 +24,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-from mlft_client.sse import JobEvent
+from mlft_client.sse import TERMINAL_STATES, JobEvent
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled"})
 # Long evaluation stages count their work in their name: "md 1/3 120/800 steps" (MD run 1 of 3,
 # 120 of 800 steps), "rss 12/50" and "rss foundation 12/50" (relaxed structures).
 COUNTED_STAGE = re.compile(r"^(?P<name>.*?)\s+(?P<done>\d+)/(?P<total>\d+)(?:\s+(?P<unit>\w+))?$")
@@ -155,17 +154,20 @@ class JobProgress:
             self._display = None
 
     def status(self) -> str:
-        parts = [f"job {self.job_id} {self.state}"]
-        if self.stage and counted_stage(self.stage) is None:
+        # On a live screen the id's first characters tell the job apart and leave room.
+        job_id = self.job_id[:8] if self.live else self.job_id
+        parts = [f"job {job_id} {self.state}"]
+        count = counted_stage(self.stage)
+        if self.stage and count is None:
             parts.append(self.stage)
+        elif count is not None and not self.live:
+            parts.append(f"{count.name} {count.done}/{count.total} {count.unit}")
         if not self.live and self.max_epochs:
             parts.append(f"{self.epochs_done}/{self.max_epochs} epochs")
         if "energy" in self.latest:
             parts.append(f"E {self.latest['energy']:.2f} meV/atom")
         if "forces" in self.latest:
             parts.append(f"F {self.latest['forces']:.1f} meV/Å")
-        if not self.live and (count := counted_stage(self.stage)):
-            parts.append(f"{count.name} {count.done}/{count.total} {count.unit}")
         return " · ".join(parts)
 
     @property
@@ -176,7 +178,10 @@ class JobProgress:
         self.state, self.stage = state, stage
         count = counted_stage(stage, steps)
         for name, task in self.stage_bars.items():
-            if count is None or name != count.name:
+            if (count is None or name != count.name) and not self.bars.tasks[task].finished:
+                # The stage is over (an MD run that went unstable ends early, too).
+                total = self.bars.tasks[task].total
+                self.bars.update(task, completed=total)
                 self.bars.stop_task(task)
         if count is None:
             return
@@ -228,5 +233,6 @@ class JobProgress:
             return
         line = self.status()
         if line != self._shown:
-            self.console.print(line, no_wrap=True, overflow="ellipsis", highlight=False)
+            # A log keeps whole lines: no terminal width to fit, and grep wants the numbers.
+            self.console.print(line, soft_wrap=True, highlight=False, markup=False)
             self._shown = line

@@ -72,11 +72,18 @@ def cell(value: Any) -> str:
         return f"{value:.4g}"
     if isinstance(value, dict) and all(not isinstance(v, dict | list) for v in value.values()):
         return ", ".join(f"{key}={cell(item)}" for key, item in value.items())
+    if isinstance(value, list) and value and all(_is_verdict(v) for v in value):
+        return "; ".join(f"{v['label']}: {v['value']}" for v in value)
     if isinstance(value, list) and all(not isinstance(v, dict | list) for v in value):
         return " ".join(cell(item) for item in value)
     if isinstance(value, dict | list):
         return json.dumps(value, separators=(",", ":"), default=str)
     return str(value)
+
+
+def _is_verdict(value: Any) -> bool:
+    """The report's verdicts ({"label": "MD stable", "value": "yes, ..."}) read as sentences."""
+    return isinstance(value, dict) and {"label", "value"} <= value.keys()
 
 
 def short_time(value: str | None) -> str:
@@ -199,6 +206,6 @@ PROJECT_COLUMNS: list[Column] = [
     ("created", lambda item: short_time(item.get("created_at"))),
 ]
 JOB_FIELDS = [
-    "id", "name", "state", "tags", "progress", "error", "warnings", "spec", "e0s", "cost",
-    "created_at", "started_at", "finished_at", "model_url", "model_card_url", "metrics_url",
+    "id", "name", "state", "tags", "progress", "verdicts", "error", "warnings", "spec", "e0s",
+    "cost", "created_at", "started_at", "finished_at", "model_url", "model_card_url", "metrics_url",
 ]  # fmt: skip

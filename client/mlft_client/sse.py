@@ -8,6 +8,9 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+# The states after which a job's stream ends (the server's JobState): one list for the client.
+TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped_early"})
+
 
 @dataclass(frozen=True)
 class JobEvent:

@@ -82,8 +82,19 @@ class Transport:
         except httpx.TransportError as error:
             raise self.transport_error(error) from error
         if response.is_error:
-            raise error_from_response(response)
+            raise self.refusal(response, method, path)
         return response
+
+    def refusal(self, response: httpx.Response, method: str, path: str) -> MlftError:
+        """The typed error; a route the server does not have at all (FastAPI's bare "Not Found"
+        or "Method Not Allowed") is said as such: the server is older than this client."""
+        error = error_from_response(response)
+        if error.detail in ("Not Found", "Method Not Allowed"):
+            error.detail = (
+                f"the mlft server at {self.url} has no {method} {path} "
+                "(is it older than this client?)"
+            )
+        return error
 
     def pages(self, path: str, params: Params, limit: int | None) -> Listing:
         """Every item of a list (or the first `limit`), following `has_more` page by page; a
@@ -123,7 +134,7 @@ class Transport:
             ) as response:
                 if response.is_error:
                     response.read()
-                    raise error_from_response(response)
+                    raise self.refusal(response, method, path)
                 yield response
         except httpx.TransportError as error:
             raise self.transport_error(error) from error

@@ -9,10 +9,9 @@ from collections.abc import Iterable, Iterator
 
 from mlft_client.errors import ConnectionFailed, MlftError, Unauthorized
 from mlft_client.reconnect import Backoff, is_transient
-from mlft_client.sse import JobEvent, RetryHint, parse_events
+from mlft_client.sse import TERMINAL_STATES, JobEvent, RetryHint, parse_events
 from mlft_client.transport import Transport
 
-TERMINAL_STATES = frozenset({"succeeded", "failed", "cancelled", "stopped_early"})
 # The server sends a keep-alive every 15 s; four missed ones mean the connection is dead.
 STREAM_READ_TIMEOUT = 60.0
 

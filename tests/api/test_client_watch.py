@@ -288,7 +288,7 @@ def test_promote_then_fine_tune_from_the_promoted_model(
 ) -> None:
     if ("POST", "/jobs/{job_id}/promote") not in openapi_routes(app):
         pytest.skip("this server has no promote route yet (issue 28 item 4, server side)")
-    from core.workflows.runner import model_key
+    from core.artifacts.storage_keys import model_key
 
     job_id = succeeded_job(app, api, train_id)
     app.state.context.storage.put_file(model_key(job_id), demo_foundation)

@@ -249,6 +249,8 @@ def test_live_progress_fits_80_columns_shows_eta_from_the_cost_and_evaluation_ba
     rendered.print(display._renderable())
     training = rendered.export_text()
     display.update(JobEvent("state", {"state": "running", "stage": "md 1/3 120/800 steps"}))
+    rendered.print(display._renderable())
+    in_md = rendered.export_text()
     display.update(JobEvent("state", {"state": "running", "stage": "rss 12/50"}))
     rendered.print(display._renderable())
     evaluating = rendered.export_text()
@@ -256,8 +258,9 @@ def test_live_progress_fits_80_columns_shows_eta_from_the_cost_and_evaluation_ba
 
     # 3 epochs left at the predicted 10 s each, before any epoch was watched.
     assert "2/5 epochs" in training and "eta 0:00:30" in training
-    assert "md 1/3" in evaluating and "120/800 steps" in evaluating
-    assert "rss" in evaluating and "12/50 structures" in evaluating
+    assert "md 1/3" in in_md and "120/800 steps" in in_md
+    # A stage that gave way to the next is shown done.
+    assert "800/800 steps" in evaluating and "12/50 structures" in evaluating
     drawn = ANSI.sub("", out.getvalue()).replace("\r", "\n").splitlines()
     assert drawn and max(len(line) for line in drawn) <= 80
 
@@ -270,3 +273,29 @@ def test_a_finished_job_away_from_a_terminal_is_one_line() -> None:
     display.finish(job_row("succeeded", None, 5))
 
     assert out.getvalue() == "job j1 succeeded · 5/5 epochs\n"
+
+
+def test_a_route_the_server_lacks_is_named_as_such() -> None:
+    client, _ = scripted([lambda _: httpx.Response(404, json={"detail": "Not Found"})])
+
+    with pytest.raises(NotFound) as raised:
+        client.promote("j1", "cu-round-1")
+
+    assert raised.value.detail == (
+        f"the mlft server at {URL} has no POST /jobs/j1/promote (is it older than this client?)"
+    )
+
+
+def test_wait_reads_the_job_again_after_a_503_honouring_retry_after(
+    sleeps: list[float],
+) -> None:
+    ended = {"id": "j1", "state": "cancelled", "progress": {"stage": None, "max_epochs": 5}}
+    client, seen = scripted(
+        [
+            lambda _: httpx.Response(503, json={"detail": "busy"}, headers={"Retry-After": "2"}),
+            lambda _: httpx.Response(200, json=ended),
+        ]
+    )
+
+    assert client.wait("j1", progress=False)["state"] == "cancelled"
+    assert (len(seen), sleeps) == (2, [2])
