@@ -107,6 +107,8 @@ class JobPublic(BaseModel):
     multihead_model_url: str | None
     metrics_url: str | None
     model_card_url: str | None = None
+    # Its run in MLflow, once logged there (MLFT_MLFLOW_TRACKING_URI).
+    mlflow_run_id: str | None = None
 
     @classmethod
     def of(cls, job: Job, include: Collection[JobPart] = ()) -> "JobPublic":
@@ -149,6 +151,7 @@ class JobPublic(BaseModel):
             ),
             metrics_url=f"/jobs/{job.id}/metrics" if done else None,
             model_card_url=f"/jobs/{job.id}/model-card" if job.has_model_card else None,
+            mlflow_run_id=job.mlflow_run_id,
         )
 
 
