@@ -128,6 +128,8 @@ class JobPublic(BaseModel):
     # The report's opening verdicts, graded when the job succeeded; the MD one says how long the
     # runs lasted beside the study's ("yes, 100 K over 0.1 of 250 ps, ...").
     verdicts: list[VerdictReport] | None = None
+    # Its run in MLflow, once logged there (MLFT_MLFLOW_TRACKING_URI).
+    mlflow_run_id: str | None = None
 
     _stored_sections = field_serializer(
         "spec", "epochs", "e0s", "checks", "preflight", mode="wrap"

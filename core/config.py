@@ -105,6 +105,15 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_prefix: str = ""
+    # MLflow tracking server (or a file:/sqlite: store) every job that ends is logged to, as a
+    # run in this experiment; sweeps as parent runs (docs/runs-and-mlflow.md). Needs the mlflow
+    # extra. Unset: nothing is logged.
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "mlft"
+    # Each request to the tracking server: its timeout and retries (mlflow's own defaults retry
+    # for minutes while a worker waits).
+    mlflow_request_timeout_s: float = 10.0
+    mlflow_request_retries: int = 2
     # Browser origins allowed to call the API (CORS), as JSON: '["https://lab.example.org"]'.
     cors_origins: list[str] = []
     # API processes `mlft-server` runs (uvicorn workers sharing one port); unset: one per core

@@ -112,6 +112,8 @@ class Sweep(ProjectOwned, Base):
     # What a researcher finds it by (core/science/run_labels.py), copied from the spec.
     name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # The parent run of its jobs' runs in MLflow, once the first of them was logged.
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     # Lists sort on it, newest first.
     created_at: Mapped[datetime] = mapped_column(
         DateTime(timezone=True), default=utcnow, index=True
@@ -132,6 +134,8 @@ class Job(ProjectOwned, Base):
     # jobs carry the sweep's unless their base names its own.
     name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Its run in MLflow, once logged (core/workflows/mlflow_runs.py).
+    mlflow_run_id: Mapped[str | None] = mapped_column(String(64), default=None)
     train_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     # What the job is doing now ("e0s", "training", "evaluating"), shown while it runs.
     stage: Mapped[str | None] = mapped_column(String(64), default=None)

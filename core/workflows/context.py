@@ -27,6 +27,11 @@ class JobContext:
     lease_seconds: float = 60.0
     max_attempts: int = 3
     progress_interval_s: float = 2.0
+    # MLflow: None logs nothing (core/workflows/mlflow_runs.py).
+    mlflow_tracking_uri: str | None = None
+    mlflow_experiment: str = "mlft"
+    mlflow_request_timeout_s: float = 10.0
+    mlflow_request_retries: int = 2
 
 
 def context_from_settings(settings: Settings) -> JobContext:
@@ -48,4 +53,8 @@ def context_from_settings(settings: Settings) -> JobContext:
         lease_seconds=settings.job_lease_seconds,
         max_attempts=settings.max_attempts,
         progress_interval_s=settings.progress_interval_s,
+        mlflow_tracking_uri=settings.mlflow_tracking_uri,
+        mlflow_experiment=settings.mlflow_experiment,
+        mlflow_request_timeout_s=settings.mlflow_request_timeout_s,
+        mlflow_request_retries=settings.mlflow_request_retries,
     )

@@ -39,6 +39,7 @@ from core.service.models import Job, JobState, ReplaySet, utcnow
 from core.workflows.checkpoints import CheckpointSync, prepare_resume
 from core.workflows.context import JobContext
 from core.workflows.early_stopping import judge_rung, rung_plan
+from core.workflows.mlflow_runs import log_job_run
 from core.workflows.replay_sets import with_built_replay
 from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
 from core.workflows.work import Work, claim_work, end, run_claimed, state_of
@@ -158,6 +159,7 @@ def execute_job(context: JobContext, job_id: str) -> JobState:
         # Ended (succeeded, failed or cancelled): what matters is in storage and on the row.
         # Still running means another worker took the job over after a lease expiry.
         _store_log(context, log)
+        log_job_run(context, job_id)
         checkpoints.discard()
         shutil.rmtree(work_dir, ignore_errors=True)
     return state

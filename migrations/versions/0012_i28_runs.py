@@ -1,5 +1,6 @@
 """Runs a researcher can find (issue 28): jobs and sweeps get a name and tags (a string-to-string
-map), copied from their specs; the lists filter on them.
+map), copied from their specs; the lists filter on them. Both remember their MLflow run once
+logged.
 
 Revision ID: 0012_i28_runs
 Revises: 0011_trust2
@@ -22,6 +23,7 @@ def upgrade() -> None:
         with op.batch_alter_table(table) as batch:
             batch.add_column(sa.Column("name", sa.String(255), nullable=True))
             batch.add_column(sa.Column("tags", sa.JSON(), nullable=False, server_default="{}"))
+            batch.add_column(sa.Column("mlflow_run_id", sa.String(64), nullable=True))
             batch.create_index(f"ix_{table}_name", ["name"])
     # The lists sort newest first on every page.
     op.create_index("ix_jobs_created_at", "jobs", ["created_at"])
@@ -34,5 +36,6 @@ def downgrade() -> None:
     for table in TABLES:
         with op.batch_alter_table(table) as batch:
             batch.drop_index(f"ix_{table}_name")
+            batch.drop_column("mlflow_run_id")
             batch.drop_column("tags")
             batch.drop_column("name")

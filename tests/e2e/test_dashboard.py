@@ -383,3 +383,29 @@ def test_an_api_token_is_kept_and_sent_as_a_bearer_header(page) -> None:
 
     assert sent.value.headers.get("authorization") == "Bearer s3cret"
     assert page.evaluate("localStorage.getItem('mlft.token')") == "s3cret"
+
+
+def test_the_jobs_list_filters_by_tag_and_says_how_many_match(page, api, target_files) -> None:
+    train = upload(api, target_files["train"])["id"]
+    campaign = f"c{time.monotonic_ns()}"
+    tagged = []
+    for strategy in ("naive", "lora"):
+        spec = {
+            "train_dataset": train,
+            "strategy": {"name": strategy},
+            "name": f"{campaign} {strategy}",
+            "tags": {"campaign": campaign},
+        }
+        job = api.post("/jobs", json=spec).json()
+        api.post(f"/jobs/{job['id']}/cancel")  # the list is under test, not the training
+        tagged.append(job["id"])
+    page.goto("#/jobs")
+
+    page.fill(".filters input[name=tag]", f"campaign={campaign}")
+    page.select_option(".filters select[name=strategy]", "lora")
+    rows = page.locator("#jobs-table tbody tr")
+    page.wait_for_function("() => document.querySelectorAll('#jobs-table tbody tr').length === 1")
+
+    assert tagged[1][:8] in rows.first.inner_text()
+    assert f"campaign={campaign}" in rows.first.inner_text()
+    assert f"{campaign} lora" in rows.first.inner_text()

@@ -1,4 +1,5 @@
 import { get, upload } from "../api.js";
+import { filterBar } from "../filters.js";
 import { barChart } from "../charts.js";
 import { append, errorBox, facts, h, num, replace, section, shortId, table, when } from "../ui.js";
 
@@ -71,8 +72,10 @@ function datasetRows(datasets) {
 
 export async function renderDatasets(page, signal) {
   const list = h("div", { id: "datasets-table" }, h("p", { class: "muted" }, "Loading…"));
+  const filters = filterBar("datasets", () => refresh().catch(() => {}));
   const refresh = async () => {
-    const { data } = await get("datasets", { signal });
+    const query = filters.query();
+    const { data } = await get(query ? `datasets?${query}` : "datasets", { signal });
     replace(list, data.length
       ? table(["Name", "Id", "Configs", "Atoms", "Elements (atoms)", "Labels", "Uploaded"],
         datasetRows(data), { numeric: [2, 3], className: "datasets" })
@@ -82,7 +85,7 @@ export async function renderDatasets(page, signal) {
     page,
     h("h1", {}, "Datasets"),
     section("Upload a dataset", uploadForm(() => refresh())),
-    section("Uploaded", list),
+    section("Uploaded", filters.element, list),
   );
   await refresh();
 }

@@ -1,4 +1,6 @@
 import { get } from "../api.js";
+import { filterBar, shownOf } from "../filters.js";
+import { tagChips } from "./jobs.js";
 import { PALETTE, barChart, plot } from "../charts.js";
 import {
   append, errorBox, h, num, replace, section, shortId, stateBadge, table, when,
@@ -37,12 +39,36 @@ function remember(sweep) {
   localStorage.setItem(RECENT_KEY, JSON.stringify(entries));
 }
 
-export async function renderSweeps(page) {
+function sweepRows(sweeps) {
+  return sweeps.map((sweep) => [
+    h("a", { href: `#/sweeps/${sweep.id}`, title: sweep.id }, h("code", {}, shortId(sweep.id))),
+    sweep.name || "—",
+    tagChips(sweep.tags),
+    (sweep.strategies || []).join(", "),
+    Object.entries(sweep.jobs || {}).map(([state, count]) => `${count} ${state}`).join(", ") || "—",
+    when(sweep.created_at),
+  ]);
+}
+
+export async function renderSweeps(page, signal) {
   const input = h("input", { name: "sweep", placeholder: "sweep id", required: true, pattern: "[\\w-]+" });
   const entries = recent();
+  const list = h("div", { id: "sweeps-table" }, h("p", { class: "muted" }, "Loading…"));
+  const stamp = h("span", { class: "muted" });
+  const { strategies } = await get("strategies", { signal }).catch(() => ({ strategies: [] }));
+  const filters = filterBar("sweeps", () => refresh().catch(() => {}), strategies.map((s) => s.name));
+  const refresh = async () => {
+    const query = filters.query();
+    const body = await get(query ? `sweeps?${query}` : "sweeps", { signal });
+    replace(list, body.data.length
+      ? table(["Sweep", "Name", "Tags", "Strategies", "Jobs", "Created"], sweepRows(body.data), { numeric: [] })
+      : h("p", { class: "muted" }, query ? "No sweeps match these filters." : "No sweeps yet."));
+    stamp.textContent = shownOf(body, "sweeps");
+  };
   append(
     page,
-    h("h1", {}, "Sweeps"),
+    h("div", { class: "title-row" }, h("h1", {}, "Sweeps"), stamp),
+    section("The project's sweeps", filters.element, list),
     section("Open a sweep",
       h("p", { class: "muted" }, "A sweep runs several strategies on the same data (POST /sweeps); its page compares them."),
       h("form", {
@@ -59,6 +85,7 @@ export async function renderSweeps(page) {
       ]), { numeric: [] })
       : h("p", { class: "muted" }, "None yet.")),
   );
+  await refresh();
 }
 
 // The evaluation section a measured column comes from (SWEEP_COLUMN_SECTIONS in reports.py).
