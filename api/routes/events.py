@@ -134,7 +134,7 @@ async def job_events(
         epochs = job.epochs or []
         if len(epochs) < epochs_sent:
             epochs_sent = 0
-        frames = [event_frame("epoch", entry) for entry in epochs[epochs_sent:]]
+        frames = [event_frame("epoch", entry.to_json()) for entry in epochs[epochs_sent:]]
         epochs_sent = len(epochs)
         if tail is not None:
             lines = await run_in_threadpool(tail.new_lines)
