@@ -3,8 +3,8 @@
 import logging
 import re
 import subprocess
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 from fastapi import Depends, FastAPI
 from fastapi.middleware.cors import CORSMiddleware
@@ -12,7 +12,7 @@ from fastapi.middleware.cors import CORSMiddleware
 from api.deps import Dispatcher, get_project_id
 from api.errors import install_error_handlers
 from api.openapi_links import install_links
-from api.queue import celery_sender, start_embedded_worker
+from api.queue import WorkerSupervisor, celery_sender, start_embedded_worker
 from api.routes import dashboard, datasets, evaluations, events, foundations, jobs, projects, sweeps
 from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
@@ -21,6 +21,7 @@ from api.routes import replay_sets as replay_sets_routes
 from api.routes import strategies as strategies_routes
 from api.schemas import Liveness
 from core.config import Settings, get_settings
+from core.registry.foundations import FoundationRegistry
 from core.service.auth import TokenCache
 from core.service.db import migrate, reading_sessions
 from core.workflows.context import context_from_settings
@@ -67,23 +68,10 @@ def create_app(
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        settings.data_dir.mkdir(parents=True, exist_ok=True)
-        migrate(settings.resolved_database_url)
-        # Pinned files an operator dropped in the models folder become visible to every worker.
-        app.state.context.registry.import_models_folder()
-        supervisor = build = None
-        if start_worker:
-            supervisor = start_embedded_worker(settings)
-            if settings.build_demo_foundation:
-                build = _build_demo_foundation_in_background(settings)
-        app.state.worker_supervisor = supervisor
-        try:
+        prepare_storage(settings, app.state.context.registry)
+        with machine_services(settings, start_worker) as supervisor:
+            app.state.worker_supervisor = supervisor
             yield
-        finally:
-            if supervisor is not None:
-                supervisor.stop()
-            if build is not None and build.poll() is None:
-                build.terminate()  # the next start builds it again
 
     app = FastAPI(
         title="mlft",
@@ -125,6 +113,34 @@ def create_app(
         return Liveness(status="ok")
 
     return app
+
+
+def prepare_storage(settings: Settings, registry: FoundationRegistry) -> None:
+    """The database schema, and the models folder's pinned files in the registry; safe to run
+    again (each API process runs it when it starts, after `mlft-server` ran it once)."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    migrate(settings.resolved_database_url)
+    # Pinned files an operator dropped in the models folder become visible to every worker.
+    registry.import_models_folder()
+
+
+@contextmanager
+def machine_services(settings: Settings, start_worker: bool) -> Iterator[WorkerSupervisor | None]:
+    """What runs once per machine beside the API: the embedded worker (and, on first start, the
+    demo foundation's build). Several API processes (`mlft-server`) share the one their parent
+    started; a lone API process (`create_app`) starts its own."""
+    supervisor = build = None
+    if start_worker:
+        supervisor = start_embedded_worker(settings)
+        if settings.build_demo_foundation:
+            build = _build_demo_foundation_in_background(settings)
+    try:
+        yield supervisor
+    finally:
+        if supervisor is not None:
+            supervisor.stop()
+        if build is not None and build.poll() is None:
+            build.terminate()  # the next start builds it again
 
 
 def _build_demo_foundation_in_background(settings: Settings) -> subprocess.Popen | None:

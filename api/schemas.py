@@ -28,9 +28,11 @@ from core.reporting.report_models import (
     JobChecks,
     PreflightResult,
     ReportModel,
+    VerdictReport,
 )
 from core.science.spec import JobSpec, SpecModel
 from core.service.jobs import JobPart
+from core.service.listing import Page
 from core.service.models import Job, JobState
 
 
@@ -58,9 +60,21 @@ class DatasetPublic(BaseModel):
     summary: DatasetSummary
 
 
-class DatasetsPublic(BaseModel):
-    data: list[DatasetPublic]
+class Listed(BaseModel):
+    """What every list answers beside its `data`: `count` (on this page), `total` (matching the
+    filters) and `has_more` (a next page exists: ask again with offset + count)."""
+
     count: int
+    total: int
+    has_more: bool
+
+    @staticmethod
+    def paging(page: Page[Any]) -> dict[str, Any]:
+        return {"count": len(page.data), "total": page.total, "has_more": page.has_more}
+
+
+class DatasetsPublic(Listed):
+    data: list[DatasetPublic]
 
 
 class JobProgress(BaseModel):
@@ -77,6 +91,9 @@ class JobPublic(BaseModel):
     model_config = ConfigDict(from_attributes=True, protected_namespaces=())
 
     id: str
+    # What a researcher finds it by (GET /jobs?name=...&tag=key=value).
+    name: str | None = None
+    tags: dict[str, str] = {}
     state: JobState
     spec: JobSpec
     progress: JobProgress
@@ -84,6 +101,8 @@ class JobPublic(BaseModel):
     # with `?include=epochs` / `?include=split` (the events stream sends the epochs too).
     epochs: list[EpochReport] | None = None
     e0s: E0sReport | None
+    # Every element the delivered model knows (issue 25), once its E0s are chosen.
+    elements: list[str] | None = None
     warnings: list[str]
     checks: JobChecks | None
     effective_hyperparameters: dict[str, Any] | None
@@ -106,6 +125,9 @@ class JobPublic(BaseModel):
     multihead_model_url: str | None
     metrics_url: str | None
     model_card_url: str | None = None
+    # The report's opening verdicts, graded when the job succeeded; the MD one says how long the
+    # runs lasted beside the study's ("yes, 100 K over 0.1 of 250 ps, ...").
+    verdicts: list[VerdictReport] | None = None
 
     _stored_sections = field_serializer(
         "spec", "epochs", "e0s", "checks", "preflight", mode="wrap"
@@ -156,6 +178,15 @@ class JobRead:
         )
 
     @property
+    def elements(self) -> list[str] | None:
+        e0s = self._job.e0s
+        return E0sReport.from_json(e0s).model_elements() if e0s else None
+
+    @property
+    def tags(self) -> dict[str, str]:
+        return self._job.tags or {}
+
+    @property
     def model_available(self) -> bool:
         return self._job.model_key is not None
 
@@ -178,13 +209,12 @@ class JobRead:
         return f"/jobs/{self._job.id}/model-card" if self._job.has_model_card else None
 
 
-class JobsPublic(BaseModel):
+class JobsPublic(Listed):
     data: list[JobPublic]
-    count: int
 
 
 class FoundationPublic(BaseModel):
-    """A foundation model; local ones with what their file holds (read once per sha256)."""
+    """A foundation model; registered ones with what they hold, as recorded at registration."""
 
     name: str
     source: str
@@ -201,11 +231,16 @@ class FoundationPublic(BaseModel):
     r_max: float | None = None
     parameters: int | None = None
     dtype: str | None = None
+    # E0s (eV) per head and element.
+    e0s: dict[str, dict[str, float]] | None = None
+    # `sha256` pins the safe form the service stores; this is the file as it was uploaded.
+    upload_sha256: str | None = None
 
 
 class FoundationRegistered(BaseModel):
     name: str
     sha256: str
+    upload_sha256: str
 
 
 class ReplaySetPublic(BaseModel):
@@ -335,6 +370,10 @@ class EvaluationPublic(BaseModel):
     def _nothing_measured_is_none(cls, report: Any) -> Any:
         # An evaluation that measured nothing yet holds no report (an old row may hold {}).
         return report or None
+
+
+class EvaluationsPublic(Listed):
+    data: list[EvaluationPublic]
 
 
 class Liveness(BaseModel):

@@ -37,7 +37,7 @@ from ase.calculators.emt import EMT  # noqa: E402
 from bench.common import write_section  # noqa: E402
 from core.config import get_settings  # noqa: E402
 from core.data.demo_data import write_extxyz  # noqa: E402
-from core.registry.foundations import FoundationModel, file_sha256  # noqa: E402
+from core.registry.foundations import FoundationRegistry  # noqa: E402
 from core.science.spec import JobSpec  # noqa: E402
 from core.workflows.training import JobFiles, run_training  # noqa: E402
 
@@ -187,7 +187,8 @@ def run(epochs: int, n_train: int, n_test: int, folder: Path) -> dict[str, Any]:
             "preflight": {"acknowledge": ["reference_mismatch", "energy_units", "forces_units"]},
         }
     )
-    foundation = FoundationModel("mp0-small-shaped", model_path, file_sha256(model_path))
+    # Registered as an admin would: the job trains from its safe form, rebuilt by mace.
+    foundation = FoundationRegistry(folder / "models").register("mp0-small-shaped", model_path)
     recorder = StageRecorder()
     started = time.perf_counter()
     run_training(

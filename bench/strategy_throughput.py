@@ -68,7 +68,7 @@ from core.data.demo_data import (  # noqa: E402
     generate_target_dataset,
     write_extxyz,
 )
-from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationModel, file_sha256  # noqa: E402
+from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationModel  # noqa: E402
 from core.science.inference import edge_budget  # noqa: E402
 from core.science.spec import JobSpec  # noqa: E402
 from core.science.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
@@ -205,8 +205,10 @@ def write_data(folder: Path, configs: int, replay: int, system: str = "molecules
 
 
 def demo_foundation() -> FoundationModel:
-    path = demo_foundation_path()
-    return FoundationModel(DEMO_FOUNDATION_NAME, path, file_sha256(path))
+    from core.registry.foundations import FoundationRegistry
+
+    # The pinned demo pickle in the models folder, converted to its safe form once.
+    return FoundationRegistry(demo_foundation_path().parent).resolve(DEMO_FOUNDATION_NAME)
 
 
 def foundation_of(family: str) -> FoundationModel:

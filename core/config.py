@@ -1,5 +1,6 @@
 """All settings of the service in one pydantic-settings object, read from `MLFT_*` variables."""
 
+import os
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -39,6 +40,10 @@ class Settings(BaseSettings):
     # models_dir holds it. Online, its URL is probed (this timeout) when it is not cached.
     offline: bool = False
     foundation_probe_timeout_s: float = 3.0
+    # The sandbox that reads a model file at registration (core/registry/model_sandbox.py): its
+    # address-space limit and CPU time. A 100 MB MACE needs about 2 GiB to read and convert.
+    model_sandbox_memory_mb: int = 6144
+    model_sandbox_cpu_s: int = 300
     # Device mace-torch trains on: "cpu" or "cuda".
     device: str = "cpu"
     # In the embedded default the API starts a local Celery worker process beside itself.
@@ -58,7 +63,12 @@ class Settings(BaseSettings):
     # (neighbour pairs within the model's r_max) in one forward pass; memory grows with edges,
     # not configurations. 30k edges of a MACE-MP-0-small-sized model take well under 1 GB in
     # float64; a single structure with more edges still runs, alone.
+    # On a GPU, unset, each job plans its budget from the device's free memory and the memory
+    # one edge costs (core/science/edge_budget.py); setting it fixes the budget there too.
     max_edges_per_batch: int = 30_000
+    # Jobs one worker runs at once (Celery prefork children): on a GPU, each is admitted when
+    # its predicted peak memory fits beside the others' (core/workflows/gpu_share.py).
+    gpu_jobs_per_worker: int = Field(default=1, ge=1, le=64)
     # Runs of a job (evaluation, replay-set build) whose worker died; after the last one it
     # fails with the reason.
     max_attempts: int = 3
@@ -97,6 +107,10 @@ class Settings(BaseSettings):
     s3_prefix: str = ""
     # Browser origins allowed to call the API (CORS), as JSON: '["https://lab.example.org"]'.
     cors_origins: list[str] = []
+    # API processes `mlft-server` runs (uvicorn workers sharing one port); unset: one per core
+    # this process may run on. One process serves requests on one core: Python runs one thread
+    # at a time, and a status read is CPU-bound (routing, validation, JSON), not I/O-bound.
+    api_workers: int | None = Field(default=None, ge=1, le=256)
 
     @property
     def resolved_database_url(self) -> str:
@@ -111,8 +125,19 @@ class Settings(BaseSettings):
         return self.broker_url is None
 
     @property
+    def resolved_api_workers(self) -> int:
+        return self.api_workers or cores_available()
+
+    @property
     def resolved_models_dir(self) -> Path:
         return self.models_dir or self.data_dir / "foundations"
+
+
+def cores_available() -> int:
+    """Cores this process may run on (a container's or taskset's share, not the machine's)."""
+    if hasattr(os, "sched_getaffinity"):  # Linux
+        return len(os.sched_getaffinity(0))
+    return os.cpu_count() or 1
 
 
 @lru_cache

@@ -1,8 +1,14 @@
-"""Typed domain errors; `api/errors.py` maps them to HTTP status codes in one place."""
+"""Typed domain errors; `api/errors.py` maps them to HTTP status codes and machine-readable
+codes in one place."""
 
 
 class MlftError(Exception):
-    """Base class of every error the domain raises on purpose."""
+    """Base class of every error the domain raises on purpose. `param`: the path of the one
+    request field at fault ("train_dataset", "strategy.replay.dataset"), when there is one."""
+
+    def __init__(self, message: str = "", *, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param
 
 
 class InvalidDatasetError(MlftError):
@@ -39,6 +45,10 @@ class FoundationModelUnavailableError(MlftError):
 
 class FoundationModelBuildingError(FoundationModelUnavailableError):
     """A foundation model is being built here (the demo model on first start); ask again later."""
+
+
+class InvalidQueryError(MlftError):
+    """A list's filter cannot be read (a tag filter without a key, ...)."""
 
 
 class InvalidStateTransitionError(MlftError):

@@ -121,3 +121,13 @@ def test_replay_sets_benchmark_measures_each_step(demo_foundation, capsys) -> No
     )
     assert batched > 0 and single > 0
     assert printed_numbers(printed, "whole build: peak RSS / increase during the build (MB)")[0] > 0
+
+
+def test_gpu_workers_benchmark_picks_a_batch_from_its_curve(capsys) -> None:
+    from bench import gpu_workers
+
+    gpu_workers.main(["--small", "--device", "cpu"])
+
+    printed = capsys.readouterr().out
+    assert "picked batch" in printed
+    assert "atoms/s" in printed

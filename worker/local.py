@@ -22,9 +22,10 @@ POLL_SECONDS = 0.5
 
 
 def worker_command(queues: list[str] | None = None) -> list[str]:
-    """A one-job-at-a-time worker; by default on both queues, so one local worker serves all."""
+    """A worker running MLFT_GPU_JOBS_PER_WORKER jobs at once (one by default); by default on
+    both queues, so one local worker serves all."""
+    settings = get_settings()
     if queues is None:
-        settings = get_settings()
         queues = [settings.gpu_queue, settings.cpu_queue]
     return [
         sys.executable,
@@ -33,8 +34,13 @@ def worker_command(queues: list[str] | None = None) -> list[str]:
         "-A",
         "worker.celery_app",
         "worker",
-        "--pool=solo",
-        "--concurrency=1",
+        # Several jobs at once share the GPU by their predicted peaks (gpu_share.py); one job
+        # runs in the worker process itself.
+        *(
+            ["--pool=solo", "--concurrency=1"]
+            if settings.gpu_jobs_per_worker == 1
+            else ["--pool=prefork", f"--concurrency={settings.gpu_jobs_per_worker}"]
+        ),
         f"--queues={','.join(queues)}",
         "--loglevel=INFO",
     ]
@@ -55,7 +61,10 @@ def worker_environment(settings: Settings) -> dict[str, str]:
     env["MLFT_CPU_QUEUE"] = settings.cpu_queue
     env["MLFT_JOB_LEASE_SECONDS"] = str(settings.job_lease_seconds)
     env["MLFT_MAX_ATTEMPTS"] = str(settings.max_attempts)
-    env["MLFT_MAX_EDGES_PER_BATCH"] = str(settings.max_edges_per_batch)
+    if "max_edges_per_batch" in settings.model_fields_set:
+        # Only a budget the operator set: unset, a GPU worker plans its own.
+        env["MLFT_MAX_EDGES_PER_BATCH"] = str(settings.max_edges_per_batch)
+    env["MLFT_GPU_JOBS_PER_WORKER"] = str(settings.gpu_jobs_per_worker)
     return env
 
 

@@ -7,6 +7,7 @@ from starlette.datastructures import UploadFile
 from starlette.formparsers import MultiPartException, MultiPartParser
 
 from api.deps import ContextDep, LimitParam, OffsetParam, SessionDep, SettingsDep
+from api.list_params import DatasetFilters
 from api.schemas import DatasetPublic, DatasetsPublic
 from core.artifacts.uploads import CHUNK_BYTES, UploadSpool, stored_name, upload_spool
 from core.data.catalog import find_same_upload, get_dataset, list_datasets, register_dataset
@@ -135,12 +136,13 @@ async def _spool(file: UploadFile, spool: UploadSpool) -> None:
 
 @router.get("", response_model=DatasetsPublic)
 def read_datasets(
-    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+    session: SessionDep, filters: DatasetFilters, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> DatasetsPublic:
-    datasets = list_datasets(session, limit=limit, offset=offset)
-    return DatasetsPublic(
-        data=[DatasetPublic.model_validate(d) for d in datasets], count=len(datasets)
-    )
+    """The project's datasets matching the filters, newest first, with `total` and
+    `has_more`."""
+    page = list_datasets(session, filters, limit=limit, offset=offset)
+    data = [DatasetPublic.model_validate(dataset) for dataset in page.data]
+    return DatasetsPublic(data=data, **DatasetsPublic.paging(page))
 
 
 @router.get("/{dataset_id}", response_model=DatasetPublic)

@@ -3,16 +3,17 @@ from typing import Any, Literal
 from fastapi import APIRouter, status
 from fastapi.responses import FileResponse, Response
 
-from api.deps import ContextDep, DispatchDep, SessionDep
+from api.deps import ContextDep, DispatchDep, LimitParam, OffsetParam, SessionDep
+from api.list_params import EvaluationFilters
 from api.responses import also_as, file_response, in_format, stored_file
-from api.schemas import EvaluationPublic
+from api.schemas import EvaluationPublic, EvaluationsPublic
 from core.artifacts.storage_keys import RSS_FLAGGED_FILE, evaluation_artifact_key
 from core.reporting.job_report import evaluation_report
 from core.reporting.report_models import EvaluationReport
 from core.reporting.reports import render_html
 from core.science.spec import EvaluationSpec
 from core.service.jobs import cancel
-from core.workflows.evaluations import get_evaluation, submit_evaluation
+from core.workflows.evaluations import get_evaluation, list_evaluations, submit_evaluation
 
 router = APIRouter(prefix="/evaluations", tags=["evaluations"])
 
@@ -34,6 +35,20 @@ def create_evaluation(
     evaluation = submit_evaluation(session, spec, context)
     dispatch_work(session, "evaluation", evaluation.id)
     return EvaluationPublic.model_validate(evaluation)
+
+
+@router.get("", response_model=EvaluationsPublic, response_model_exclude_unset=True)
+def read_evaluations(
+    session: SessionDep,
+    filters: EvaluationFilters,
+    limit: LimitParam = 100,
+    offset: OffsetParam = 0,
+) -> EvaluationsPublic:
+    """The project's evaluations matching the filters, newest first, with `total` and
+    `has_more`."""
+    page = list_evaluations(session, filters, limit=limit, offset=offset)
+    data = [EvaluationPublic.model_validate(evaluation) for evaluation in page.data]
+    return EvaluationsPublic(data=data, **EvaluationsPublic.paging(page))
 
 
 @router.get("/{evaluation_id}", response_model=EvaluationPublic, response_model_exclude_unset=True)

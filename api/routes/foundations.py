@@ -45,10 +45,13 @@ def register_foundation_model(
     settings: SettingsDep,
     _admin: AdminDep,
 ) -> FoundationRegistered:
-    """Register a model under a name, pinned by its sha256.
+    """Register a model under a name.
 
-    A .model file is a pickle, and loading it runs code: only admins may add one, and a file that
-    changes afterwards is refused.
+    A .model file is a pickle, and loading a pickle runs code: only admins may add one, and it is
+    read only in a locked-down sandbox, with an allowlist of the classes a MACE model is made of.
+    What is kept is its safe form (weights as safetensors, architecture as JSON), pinned by its
+    sha256; anything that is not a ScaleShiftMACE mace-torch can fine-tune from is a 422 naming
+    why. docs/model-registration.md.
     """
     folder = settings.data_dir / "uploads"
     folder.mkdir(parents=True, exist_ok=True)
@@ -56,4 +59,8 @@ def register_foundation_model(
         shutil.copyfileobj(file.file, spool, length=1 << 20)
         spool.flush()
         model = registry.register(name, Path(spool.name))
-    return FoundationRegistered(name=model.name, sha256=model.sha256)
+    info = registry.info(model.name)
+    assert info is not None  # just registered
+    return FoundationRegistered(
+        name=model.name, sha256=model.sha256, upload_sha256=info.upload_sha256
+    )

@@ -9,6 +9,8 @@ from api.schemas import Liveness, Readiness
 from core.service.health import Check, database_probe, run_check, storage_probe, workers_probe
 
 router = APIRouter(tags=["health"])
+# A dependency that is down is usually back within seconds (a restart, a worker starting).
+NOT_READY_RETRY_AFTER_SECONDS = 10
 
 
 @router.get("/healthz", response_model=Liveness)
@@ -42,6 +44,8 @@ def readiness(
     ready = all(check.ok for check in checks)
     return JSONResponse(
         status_code=200 if ready else 503,
+        # Every 503 says when to ask again (a load balancer or client backing off reads it).
+        headers=None if ready else {"Retry-After": str(NOT_READY_RETRY_AFTER_SECONDS)},
         content={
             "status": "ready" if ready else "not ready",
             "checks": {check.name: check.detail for check in checks},

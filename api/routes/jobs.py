@@ -12,6 +12,7 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
+from api.list_params import JobFilters
 from api.responses import also_as, file_response, in_format, stored_file
 from api.schemas import JobPublic, JobsPublic
 from core.artifacts.storage_keys import (
@@ -107,12 +108,16 @@ IncludeParam = Annotated[
 @router.get("", response_model=JobsPublic)
 def read_jobs(
     session: SessionDep,
+    filters: JobFilters,
     limit: LimitParam = 100,
     offset: OffsetParam = 0,
     include: IncludeParam = (),
 ) -> JobsPublic:
-    jobs = list_jobs(session, limit=limit, offset=offset, include=include)
-    return JobsPublic(data=[JobPublic.of(job, include) for job in jobs], count=len(jobs))
+    """The project's jobs matching the filters, newest first; `total` counts them all and
+    `has_more` says whether a next page (offset + count) exists."""
+    page = list_jobs(session, filters, limit=limit, offset=offset, include=include)
+    data = [JobPublic.of(job, include) for job in page.data]
+    return JobsPublic(data=data, **JobsPublic.paging(page))
 
 
 @router.get("/{job_id}", response_model=JobPublic)

@@ -12,7 +12,9 @@ from api.deps import (
     SessionDep,
     SettingsDep,
 )
+from api.list_params import SweepFilters
 from api.responses import also_as, in_format
+from api.schemas import Listed
 from core.errors import BrokerUnavailableError
 from core.reporting.report_models import SweepsListed, SweepSummary
 from core.reporting.sweep_page import render_sweep_html
@@ -57,11 +59,12 @@ def cancel(sweep_id: str, session: SessionDep) -> dict[str, Any]:
 
 @router.get("", response_model=SweepsListed)
 def read_sweeps(
-    session: SessionDep, limit: LimitParam = 100, offset: OffsetParam = 0
+    session: SessionDep, filters: SweepFilters, limit: LimitParam = 100, offset: OffsetParam = 0
 ) -> dict[str, Any]:
-    """The project's sweeps, newest first: strategies and job states of each."""
-    sweeps = list_sweeps(session, limit=limit, offset=offset)
-    return {"data": sweeps, "count": len(sweeps)}
+    """The project's sweeps matching the filters, newest first: strategies and job states of
+    each; `total` and `has_more` as every list."""
+    page = list_sweeps(session, filters, limit=limit, offset=offset)
+    return {"data": page.data, **Listed.paging(page)}
 
 
 @router.get("/{sweep_id}", response_model=SweepSummary)

@@ -1,10 +1,10 @@
 """`mlft`: the service from a shell. Every command talks to a server at --url; the server side
-is its own programs (`mlft-server`, `mlft-worker`), installed with the server, not this client."""
+is its own programs (`mlft-server`, `mlft-worker`), installed with the server, not this client.
+The commands are in commands.py; this module is their parser."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Callable, Sequence
@@ -13,18 +13,12 @@ from typing import Any
 
 import httpx
 
+from mlft_client import commands as run
 from mlft_client.client import Client
 from mlft_client.errors import MlftError
 
-# The labels whose keys an upload can name (--energy-key ...), as the server's form fields.
-LABELS = ("energy", "forces", "stress", "virials")
-
 DEFAULT_URL = "http://127.0.0.1:8000"
-Handler = Callable[[argparse.Namespace, Client], int]
-
-
-class CommandError(Exception):
-    """Something wrong on this side (an unreadable spec), said in one line like server errors."""
+JOB_STATES = ["queued", "running", "succeeded", "failed", "cancelled"]
 
 
 def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None) -> int:
@@ -35,17 +29,12 @@ def main(argv: Sequence[str] | None = None, *, http: httpx.Client | None = None)
             return args.handler(args)
         with Client(args.url, args.token, http=http) as client:
             return args.handler(args, client)
-    except (MlftError, CommandError) as error:
-        return fail(str(error))
+    except (MlftError, run.CommandError) as error:
+        return run.fail(str(error))
     except OSError as error:
-        return fail(describe_os_error(error))
+        return run.fail(describe_os_error(error))
     except KeyboardInterrupt:
         return 130
-
-
-def fail(message: str) -> int:
-    print(f"mlft: error: {message}", file=sys.stderr)
-    return 1
 
 
 def describe_os_error(error: OSError) -> str:
@@ -65,237 +54,199 @@ def build_parser() -> argparse.ArgumentParser:
         "--token", default=os.environ.get("MLFT_TOKEN"), help="bearer token ($MLFT_TOKEN)"
     )
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    _add_dataset_commands(commands.add_parser("datasets", help="upload and list datasets"))
-    _add_job_commands(commands.add_parser("jobs", help="submit, follow and download jobs"))
-    _add_evaluation_commands(
-        commands.add_parser("evaluations", help="evaluate a model on a dataset")
-    )
-    serve = _command(commands, "serve", moved_to_server, "moved: run `mlft-server`", local=True)
+    _datasets(_group(commands, "datasets", "upload, list, show and delete datasets"))
+    _foundations(_group(commands, "foundations", "foundation models: list, show, register"))
+    _json(_command(commands, "strategies", run.list_strategies, "strategies and E0 methods"))
+    preflight = _command(commands, "preflight", run.run_preflight, "check a job spec first")
+    preflight.add_argument("spec", type=Path, metavar="SPEC", help="JSON or YAML; - for stdin")
+    _json(preflight)
+    _jobs(_group(commands, "jobs", "submit, find, follow, promote and download jobs"))
+    _evaluations(_group(commands, "evaluations", "evaluate a model on a dataset"))
+    _sweeps(_group(commands, "sweeps", "run one base job with several strategies"))
+    _replay_sets(_group(commands, "replay-sets", "replay sets that guard against forgetting"))
+    _projects(_group(commands, "projects", "projects and their tokens (admin token)"))
+    serve = _command(commands, "serve", run.moved_to_server, "moved: run `mlft-server`", local=True)
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8000)
-    _command(commands, "worker", moved_to_server, "moved: run `mlft-worker`", local=True)
+    _command(commands, "worker", run.moved_to_server, "moved: run `mlft-worker`", local=True)
     return parser
 
 
-def _add_dataset_commands(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    upload = _command(commands, "upload", upload_datasets, "upload extxyz files; prints each id")
+def _datasets(commands: Any) -> None:
+    upload = _command(commands, "upload", run.upload_datasets, "upload extxyz files; prints ids")
     upload.add_argument("files", nargs="+", type=Path, metavar="FILE")
-    for label in LABELS:
+    for label in run.LABELS:
         upload.add_argument(
             f"--{label}-key",
             metavar="KEY",
             help=f"the key holding the {label} when it is not recognised (mace's --{label}_key)",
         )
-    _command(commands, "list", list_datasets, "list uploaded datasets with labels and warnings")
+    listed = _list(commands, run.list_datasets, "datasets, newest first")
+    listed.add_argument("--name", help="only datasets of this (file) name")
+    listed.add_argument("--name-contains", metavar="TEXT", help="names containing TEXT")
+    _show(commands, run.show_dataset, "a dataset's summary: labels, elements, warnings")
+    _with_id(commands, "delete", run.delete_dataset, "delete a dataset no job needs")
 
 
-def _add_evaluation_commands(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    submit = _command(
-        commands, "submit", submit_evaluation, "submit an evaluation spec (JSON or YAML)"
+def _foundations(commands: Any) -> None:
+    _json(_command(commands, "list", run.list_foundations, "foundation models a job can use"))
+    show = _command(commands, "show", run.show_foundation, "one foundation model")
+    show.add_argument("name", metavar="NAME")
+    _json(show)
+    register = _command(
+        commands, "register", run.register_foundation, "register a .model file (admin token)"
     )
-    submit.add_argument("spec", type=Path, metavar="SPEC")
-    submit.add_argument("--watch", action="store_true", help="then wait until it ends")
-    for name, handler, text in [
-        ("show", show_evaluation, "print an evaluation as JSON"),
-        ("report", evaluation_report, "print an evaluation's report as JSON"),
-    ]:
-        _command(commands, name, handler, text).add_argument("evaluation_id", metavar="ID")
+    register.add_argument("name", metavar="NAME")
+    register.add_argument("file", type=Path, metavar="FILE")
 
 
-def _add_job_commands(parser: argparse.ArgumentParser) -> None:
-    commands = parser.add_subparsers(dest="action", required=True, metavar="ACTION")
-    submit = _command(commands, "submit", submit_job, "submit a job spec (JSON or YAML)")
-    submit.add_argument("spec", type=Path, metavar="SPEC")
+def _jobs(commands: Any) -> None:
+    submit = _submit(commands, run.submit_job, "submit a job spec (JSON or YAML)")
     submit.add_argument("--watch", action="store_true", help="then follow it until it ends")
-    _command(commands, "list", list_jobs, "list jobs, newest first")
-    for name, handler, text in [
-        ("show", show_job, "print a job as JSON"),
-        ("watch", watch_job, "follow a job with a progress bar until it ends"),
-        ("cancel", cancel_job, "cancel a queued or running job"),
-    ]:
-        _command(commands, name, handler, text).add_argument("job_id", metavar="ID")
-    download = _command(commands, "download", download_model, "download a job's model")
-    download.add_argument("job_id", metavar="ID")
+    listed = _list(commands, run.list_jobs, "jobs, newest first, filtered")
+    _find_runs(listed)
+    listed.add_argument("--sweep", metavar="SWEEP_ID", help="only this sweep's jobs")
+    _show(commands, run.show_job, "a job: state, progress, spec, E0s, cost")
+    _with_id(commands, "watch", run.watch_job, "follow a job with progress bars until it ends")
+    _with_id(commands, "cancel", run.cancel_job, "cancel a queued or running job")
+    _show(commands, run.job_metrics, "a finished job's test errors, forgetting, MD", "metrics")
+    _report(commands, run.job_report, "a job's report (JSON, or --html)")
+    log = _with_id(commands, "log", run.job_log, "mace-torch's training log")
+    _output_file(log)
+    card = _with_id(commands, "model-card", run.job_model_card, "the model card (Markdown)")
+    _json(card)
+    _output_file(card)
+    download = _with_id(commands, "download", run.download_model, "download a job's model")
     download.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
     download.add_argument(
         "--variant", choices=["target", "multihead", "torchscript", "lammps"], default="target"
     )
+    holes = _with_id(commands, "holes", run.download_job_holes, "the RSS holes as extxyz")
+    holes.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
+    promote = _with_id(
+        commands, "promote", run.promote_job, "register the job's model as a foundation"
+    )
+    promote.add_argument("name", metavar="NAME", help="the new foundation's name")
+
+
+def _evaluations(commands: Any) -> None:
+    submit = _command(commands, "submit", run.submit_evaluation, "submit an evaluation spec")
+    submit.add_argument("spec", type=Path, metavar="SPEC", help="JSON or YAML; - for stdin")
+    submit.add_argument("--watch", action="store_true", help="then wait until it ends")
+    listed = _list(commands, run.list_evaluations, "evaluations, newest first")
+    listed.add_argument("--state", choices=JOB_STATES)
+    listed.add_argument("--foundation", help="of, or compared with, this foundation model")
+    listed.add_argument("--job", metavar="JOB_ID", help="of this job's model")
+    _show(commands, run.show_evaluation, "an evaluation")
+    _with_id(commands, "cancel", run.cancel_evaluation, "cancel an evaluation")
+    _report(commands, run.evaluation_report, "an evaluation's report (JSON, or --html)")
+    holes = _with_id(commands, "holes", run.download_evaluation_holes, "RSS holes as extxyz")
+    holes.add_argument("-o", "--output", type=Path, default=Path("."), metavar="PATH")
+
+
+def _sweeps(commands: Any) -> None:
+    submit = _submit(commands, run.submit_sweep, "submit a sweep spec (JSON or YAML)")
+    submit.add_argument("--watch", action="store_true", help="then wait and show the table")
+    _find_runs(_list(commands, run.list_sweeps, "sweeps, newest first"))
+    _show(commands, run.show_sweep, "the comparison table and the recommendation")
+    _with_id(commands, "watch", run.watch_sweep, "wait until every job ended; show the table")
+    _with_id(commands, "cancel", run.cancel_sweep, "cancel every job of a sweep not ended")
+    _report(commands, run.sweep_report, "a sweep's report (JSON, or --html)")
+
+
+def _replay_sets(commands: Any) -> None:
+    create = _command(commands, "create", run.create_replay_set, "build a replay set")
+    create.add_argument("spec", type=Path, metavar="SPEC", help="JSON or YAML; - for stdin")
+    _list(commands, run.list_replay_sets, "replay sets, newest first")
+    _show(commands, run.show_replay_set, "a replay set: state, size, composition")
+    _with_id(commands, "cancel", run.cancel_replay_set, "cancel a replay set's build")
+
+
+def _projects(commands: Any) -> None:
+    _json(_command(commands, "list", run.list_projects, "every project"))
+    create = _command(commands, "create", run.create_project, "create a project; prints its id")
+    create.add_argument("name", metavar="NAME")
+    token = _command(commands, "token", run.create_token, "issue a project token; prints it")
+    token.add_argument("project", metavar="PROJECT_ID")
+    token.add_argument("name", metavar="NAME")
+    revoke = _command(commands, "revoke", run.revoke_token, "revoke a project token")
+    revoke.add_argument("project", metavar="PROJECT_ID")
+    revoke.add_argument("token", metavar="TOKEN_ID")
+
+
+def _group(commands: Any, name: str, text: str) -> Any:
+    parser = commands.add_parser(name, help=text, description=text)
+    return parser.add_subparsers(dest="action", required=True, metavar="ACTION")
 
 
 def _command(
     commands: Any, name: str, handler: Callable[..., int], text: str, *, local: bool = False
 ) -> argparse.ArgumentParser:
-    parser = commands.add_parser(name, help=text, description=text)
+    parser: argparse.ArgumentParser = commands.add_parser(name, help=text, description=text)
     parser.set_defaults(handler=handler, local=local)
     return parser
 
 
-def upload_datasets(args: argparse.Namespace, client: Client) -> int:
-    keys = {f"{label}_key": getattr(args, f"{label}_key") for label in LABELS}
-    for path in args.files:
-        dataset = client.upload_dataset(path, **keys)
-        # The id alone on stdout, so `TRAIN=$(mlft datasets upload train.extxyz)` works.
-        print(dataset["id"])
-        print(f"{path}: {describe_dataset(dataset)}", file=sys.stderr)
-        for warning in dataset.get("summary", {}).get("warnings", []):
-            print(f"mlft: warning: {path}: {warning}", file=sys.stderr)
-    return 0
+def _with_id(
+    commands: Any, name: str, handler: Callable[..., int], text: str
+) -> argparse.ArgumentParser:
+    parser = _command(commands, name, handler, text)
+    parser.add_argument("id", metavar="ID")
+    return parser
 
 
-def list_datasets(_args: argparse.Namespace, client: Client) -> int:
-    for dataset in client.datasets():
-        print(f"{dataset['id']}  {dataset['name']}  {describe_dataset(dataset)}")
-        for warning in dataset.get("summary", {}).get("warnings", []):
-            print(f"    warning: {warning}")
-    return 0
+def _show(
+    commands: Any, handler: Callable[..., int], text: str, name: str = "show"
+) -> argparse.ArgumentParser:
+    return _json(_with_id(commands, name, handler, text))
 
 
-def describe_dataset(dataset: dict[str, Any]) -> str:
-    summary = dataset.get("summary", {})
-    elements = " ".join(summary.get("elements", []))
-    return (
-        f"{summary.get('n_configs', '?')} configurations, elements {elements or '?'}, "
-        f"labels {describe_labels(summary)}"
+def _list(commands: Any, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
+    parser = _json(_command(commands, "list", handler, text))
+    parser.add_argument(
+        "--limit", type=int, metavar="N", help="show the newest N only (default: all)"
+    )
+    return parser
+
+
+def _submit(commands: Any, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
+    parser = _command(commands, "submit", handler, text)
+    parser.add_argument("spec", type=Path, metavar="SPEC", help="JSON or YAML; - for stdin")
+    parser.add_argument("--name", help="a name to find it by")
+    parser.add_argument(
+        "--tag", action="append", metavar="KEY=VALUE", help="a tag (repeat for more)"
+    )
+    return parser
+
+
+def _report(commands: Any, handler: Callable[..., int], text: str) -> argparse.ArgumentParser:
+    parser = _show(commands, handler, text, "report")
+    parser.add_argument("--html", action="store_true", help="the HTML page instead")
+    _output_file(parser)
+    return parser
+
+
+def _find_runs(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--state", choices=JOB_STATES)
+    parser.add_argument("--strategy", help="e.g. lora, naive, frozen_embeddings")
+    parser.add_argument("--foundation", help="the foundation model's name")
+    parser.add_argument("--name", help="exactly this name")
+    parser.add_argument("--name-contains", metavar="TEXT", help="names containing TEXT")
+    parser.add_argument(
+        "--tag",
+        action="append",
+        metavar="KEY[=VALUE]",
+        help="with this tag (and value); repeat to require several",
     )
 
 
-def describe_labels(summary: dict[str, Any]) -> str:
-    """`energy 120/120, forces 120/120, stress 100/120 (dft_stress)`: counts and keys."""
-    counts = summary.get("label_counts", {})
-    parts = []
-    for label in summary.get("labels", []):
-        count = counts.get(label)
-        key = summary.get(f"{label}_key")
-        text = f"{label} {count['configs']}/{count['of']}" if count else label
-        parts.append(f"{text} ({key})" if key and key != label else text)
-    return ", ".join(parts) or "none"
+def _json(parser: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    parser.add_argument("--json", action="store_true", help="print the server's JSON")
+    return parser
 
 
-def submit_evaluation(args: argparse.Namespace, client: Client) -> int:
-    evaluation = client.create_evaluation(read_spec(args.spec))
-    print(evaluation["id"])
-    if not args.watch:
-        return 0
-    evaluation = client.wait_evaluation(evaluation["id"])
-    if evaluation["state"] != "succeeded":
-        reason = f": {evaluation['error']}" if evaluation.get("error") else ""
-        return fail(f"evaluation {evaluation['id']} {evaluation['state']}{reason}")
-    print(f"evaluation {evaluation['id']} succeeded", file=sys.stderr)
-    return 0
-
-
-def show_evaluation(args: argparse.Namespace, client: Client) -> int:
-    print(json.dumps(client.evaluation(args.evaluation_id), indent=2))
-    return 0
-
-
-def evaluation_report(args: argparse.Namespace, client: Client) -> int:
-    print(json.dumps(client.evaluation_report(args.evaluation_id), indent=2))
-    return 0
-
-
-def submit_job(args: argparse.Namespace, client: Client) -> int:
-    job = client.create_job(read_spec(args.spec))
-    print(job["id"])
-    for warning in job.get("warnings", []):
-        print(f"mlft: warning: {warning}", file=sys.stderr)
-    return follow(client, job["id"]) if args.watch else 0
-
-
-def read_spec(path: Path) -> dict[str, Any]:
-    text = path.read_text(encoding="utf-8")
-    if path.suffix.lower() in {".yaml", ".yml"}:
-        spec = _load_yaml(text, path)
-    else:
-        try:
-            spec = json.loads(text)
-        except json.JSONDecodeError as error:
-            raise CommandError(f"{path} is not valid JSON: {error}") from error
-    if not isinstance(spec, dict):
-        raise CommandError(f"{path} must hold one object (the job spec), not a list or value")
-    return spec
-
-
-def _load_yaml(text: str, path: Path) -> Any:
-    try:
-        import yaml
-    except ImportError as error:
-        raise CommandError(f"reading {path} needs PyYAML; write the spec as JSON") from error
-    try:
-        return yaml.safe_load(text)
-    except yaml.YAMLError as error:
-        raise CommandError(f"{path} is not valid YAML: {error}") from error
-
-
-def list_jobs(_args: argparse.Namespace, client: Client) -> int:
-    for job in client.jobs():
-        progress = job["progress"]
-        # A row stored before a spec rule existed may lack parts of today's spec.
-        strategy = (job.get("spec") or {}).get("strategy", {}).get("name", "?")
-        print(
-            f"{job['id']}  {job['state']:<9}  {strategy:<19}  "
-            f"{progress['epochs_done']}/{progress['max_epochs']} epochs  {job['created_at']}"
-        )
-    return 0
-
-
-def show_job(args: argparse.Namespace, client: Client) -> int:
-    print(json.dumps(client.job(args.job_id), indent=2))
-    return 0
-
-
-def watch_job(args: argparse.Namespace, client: Client) -> int:
-    return follow(client, args.job_id)
-
-
-def follow(client: Client, job_id: str) -> int:
-    """Exit status 0 only for a job that succeeded, so scripts can chain on it."""
-    job = client.wait(job_id, progress=True)
-    if job["state"] == "succeeded":
-        # The bar's last numbers are validation errors during training; the test set's are
-        # what the model is judged by.
-        print(f"job {job_id} succeeded; {test_errors(client.metrics(job_id))}")
-        return 0
-    reason = f": {job['error']}" if job.get("error") else ""
-    return fail(f"job {job_id} {job['state']}{reason}")
-
-
-def test_errors(metrics: dict[str, Any]) -> str:
-    test = (metrics.get("accuracy") or {}).get("test")
-    if not test:
-        return "no test set was evaluated (give test_dataset or split.test_fraction)"
-    parts = [f"test errors on {test.get('n_configs')} configurations:"]
-    for key, name, unit in (
-        ("energy_rmse_mev_per_atom", "energy RMSE", "meV/atom"),
-        ("forces_rmse_mev_per_a", "forces RMSE", "meV/Å"),
-        ("stress_rmse_mev_per_a3", "stress RMSE", "meV/Å³"),
-    ):
-        if test.get(key) is not None:
-            parts.append(f"{name} {test[key]:.3g} {unit}")
-    return " ".join(parts[:1]) + " " + ", ".join(parts[1:])
-
-
-def cancel_job(args: argparse.Namespace, client: Client) -> int:
-    print(f"job {args.job_id} {client.cancel(args.job_id)['state']}")
-    return 0
-
-
-def download_model(args: argparse.Namespace, client: Client) -> int:
-    print(client.download_model(args.job_id, args.output, variant=args.variant))
-    return 0
-
-
-def moved_to_server(args: argparse.Namespace) -> int:
-    """`mlft serve` and `mlft worker` predate the client's own distribution: say where they went."""
-    program = "mlft-worker"
-    if args.command == "serve":
-        program = f"mlft-server --host {args.host} --port {args.port}"
-    return fail(
-        f"`mlft {args.command}` moved to the server: run `{program}` where the mlft server is "
-        "installed (this client does not include it)"
-    )
+def _output_file(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("-o", "--output", type=Path, metavar="FILE", help="write it to FILE")
 
 
 if __name__ == "__main__":

@@ -31,7 +31,7 @@ def dataset_key(dataset_id: str, file_name: str) -> str:
 
 def foundation_key(sha256: str) -> str:
     # By content: two registrations of one file share one object.
-    return f"foundations/{sha256}.model"
+    return f"foundations/{sha256}.safetensors"
 
 
 def prediction_key(file_name: str) -> str:

@@ -13,6 +13,7 @@ from core.artifacts.storage_keys import dataset_key
 from core.data.datasets import inspect_extxyz, write_normalised
 from core.data.labels import AUTOMATIC, LabelKeys
 from core.errors import InvalidSpecError, NotFoundError
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Dataset, new_id
 
 logger = logging.getLogger(__name__)
@@ -84,17 +85,22 @@ def get_dataset(session: Session, dataset_id: str) -> Dataset:
     return dataset
 
 
-def referenced_dataset(session: Session, dataset_id: str, role: str) -> Dataset:
-    """A dataset named in a job spec: a missing one makes the spec invalid, not the URL."""
+def referenced_dataset(
+    session: Session, dataset_id: str, role: str, *, param: str | None = None
+) -> Dataset:
+    """A dataset named in a job spec: a missing one makes the spec invalid, not the URL.
+    `param`: the spec's field naming it, when `role` is not that field's path."""
     dataset = session.get(Dataset, dataset_id)
     if dataset is None:
-        raise InvalidSpecError(f"{role} {dataset_id} does not exist")
+        raise InvalidSpecError(f"{role} {dataset_id} does not exist", param=param or role)
     return dataset
 
 
-def list_datasets(session: Session, *, limit: int = 100, offset: int = 0) -> list[Dataset]:
-    query = select(Dataset).order_by(Dataset.created_at.desc()).limit(limit).offset(offset)
-    return list(session.scalars(query))
+def list_datasets(
+    session: Session, filters: ListFilters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+) -> Page[Dataset]:
+    """The datasets matching `filters`, newest first: one page and how many match."""
+    return list_page(session, Dataset, filters, limit=limit, offset=offset)
 
 
 def _safe_filename(name: str) -> str:

@@ -18,7 +18,7 @@ import torch
 from ase.data import atomic_numbers, covalent_radii
 from ase.geometry import find_mic
 
-from core.evaluation.md import MIN_DISTANCE_FRACTION
+from core.evaluation.md_criteria import MIN_DISTANCE_FRACTION
 from core.evaluation.rdf import pair_label
 from core.registry import mace_model
 from core.science.inference import Neighbourhood, neighbourhood, predict

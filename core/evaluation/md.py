@@ -1,14 +1,15 @@
 """MD stability (science.md §3): does a model keep structures physical under Langevin dynamics?
 
-Two runs per structure, as in the study: one at a constant low temperature and one temperature
-ramp. The study ran 250 ps at 100 K (NPT) and a 50 → 800 K ramp over 50 ps; the defaults here are
-CPU-sized (0.2 ps each, ~15 ms per step for 14 atoms on one CPU core). They catch what fails
-early (explosions, atoms fusing); pass longer MDRunSpecs for a verdict comparable to the study's.
+Two runs per structure, as in the study: one at a constant low temperature (100 K; the study ran
+250 ps) and one temperature ramp (50 → 800 K; the study ran 50 ps). How long each run is here
+(core.evaluation.md_plan), what it runs on (core.evaluation.md_systems: replicated until it has a
+temperature) and what ends it as unstable (core.evaluation.md_criteria) have their own modules;
+every run records its length beside the study's, so a verdict says what it covers.
 
 Choices the study did not state:
 - Langevin dynamics at constant volume (NVT): a barostat needs stresses and periodic cells, but
-  most fine-tuning targets include molecules in vacuum; the failures looked for (atoms fusing,
-  energy runaway) do not depend on the ensemble.
+  most fine-tuning targets include molecules in vacuum; the failures looked for (bonds breaking,
+  atoms fusing, heat runaway) do not depend on the ensemble.
 - Time step 0.5 fs: stable for hydrogen vibrations (period ~9 fs) with a good model, so a failure
   is the model's, not the integrator's.
 - Friction 0.02 fs⁻¹ (50 fs relaxation time): strong enough that the thermostat follows a ramp
@@ -17,6 +18,7 @@ Choices the study did not state:
 
 import copy
 import math
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any, Literal, TypeVar
@@ -26,22 +28,22 @@ import numpy as np
 import torch
 from ase import units
 from ase.calculators.calculator import Calculator
-from ase.data import covalent_radii
 from ase.md.langevin import Langevin
 from ase.md.velocitydistribution import MaxwellBoltzmannDistribution, Stationary, ZeroRotation
 from mace.calculators import MACECalculator
 
+from core.evaluation.md_criteria import Criteria, Failure, FailureReason, Monitor
+from core.science.cueq import inference_uses_cueq
+
 T = TypeVar("T")
 ProgressCallback = Callable[[float, str], None]
-FailureReason = Literal["not_finite", "close_contact", "energy_drift"]
-_Failure = tuple[FailureReason, str]  # reason and a message naming the step
+RunKind = Literal["constant", "ramp"]
 
-# science.md §3 (random structure search): closer than half the sum of covalent radii is
-# unphysical for any bond.
-MIN_DISTANCE_FRACTION = 0.5
 # Traces (time, temperature, energy) are stored with the job and drawn in its report; a bounded
 # number of points keeps a 250 ps run's record small and its plot readable.
 MAX_TRACE_POINTS = 200
+# The study's lengths (science.md §3), the most a run may last here.
+STUDY_PS: dict[RunKind, float] = {"constant": 250.0, "ramp": 50.0}
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,10 @@ class MDRunSpec:
     end_temperature_k: float
     n_steps: int
 
+    @property
+    def kind(self) -> RunKind:
+        return "constant" if self.start_temperature_k == self.end_temperature_k else "ramp"
+
 
 CONSTANT_TEMPERATURE_RUN = MDRunSpec("constant_100K", 100.0, 100.0, 400)
 TEMPERATURE_RAMP_RUN = MDRunSpec("ramp_50_800K", 50.0, 800.0, 400)
@@ -63,9 +69,7 @@ class MDSettings:
     timestep_fs: float = 0.5
     friction_per_fs: float = 0.02
     frame_interval: int = 10  # steps between the frames kept for RDFs
-    min_distance_fraction: float = MIN_DISTANCE_FRACTION
-    # Heating 50 → 800 K adds ~0.1 eV/atom of kinetic energy; 1 eV/atom is a runaway, not heat.
-    max_energy_drift_ev_per_atom: float = 1.0
+    criteria: Criteria = Criteria()
     seed: int = 0
 
 
@@ -75,6 +79,7 @@ DEFAULT_SETTINGS = MDSettings()
 @dataclass(frozen=True)
 class MDRun:
     name: str
+    kind: RunKind
     start_temperature_k: float
     end_temperature_k: float
     timestep_fs: float
@@ -82,12 +87,15 @@ class MDRun:
     steps_completed: int
     time_survived_ps: float
     total_time_ps: float
+    study_ps: float  # the study's length for this kind of run
     stable: bool
     failure_reason: FailureReason | None
     failure_detail: str | None  # what failed, at which step, between which atoms
     max_energy_drift_ev_per_atom: float  # largest |E_total(t) - E_total(0)| / N seen
     # Closest pair seen, over the sum of its covalent radii; None for a single atom.
     min_distance_ratio: float | None
+    peak_temperature_k: float  # highest mean over a window of the runaway criterion
+    bonds_at_start: int  # bonds the bonds_changed criterion watched
     final_temperature_k: float
     # Snapshots every frame_interval steps (no calculator), for radial distribution functions;
     # left out of to_dict, which is what gets stored.
@@ -120,7 +128,12 @@ def model_calculator(model: torch.nn.Module, device: str = "cpu") -> Calculator:
     MACECalculator moves the model it is given and switches off requires_grad on every parameter,
     so it gets a copy.
     """
-    return MACECalculator(models=copy.deepcopy(model), device=device, default_dtype="float64")
+    return MACECalculator(
+        models=copy.deepcopy(model),
+        device=device,
+        default_dtype="float64",
+        enable_cueq=inference_uses_cueq(device),
+    )
 
 
 def md_stability(
@@ -154,18 +167,19 @@ def run_md(
     system = atoms.copy()
     system.calc = _as_calculator(model, device)
     dynamics = _start(system, spec, settings)
-    monitor = _Monitor(system, settings)
+    monitor = Monitor(system, settings.criteria, settings.timestep_fs)
     frames: list[ase.Atoms] = []
     trace = [_trace_point(system, 0, settings)]
-    failure: _Failure | None = None
+    failure: Failure | None = None
     step = 0
     while step < spec.n_steps and failure is None:
         step += 1
-        dynamics.set_temperature(temperature_K=_target_temperature(spec, step))
+        target = _target_temperature(spec, step)
+        dynamics.set_temperature(temperature_K=target)
         dynamics.step()
         # Checked every step: one more step from exploded positions can cost minutes and
         # gigabytes in the model's neighbour list.
-        failure = monitor.failure(system, step)
+        failure = monitor.failure(system, step, target, last=step == spec.n_steps)
         if step % settings.frame_interval == 0 and failure is None:
             frames.append(_snapshot(system))
             trace.append(_trace_point(system, step, settings))
@@ -175,6 +189,7 @@ def run_md(
     time_ps, temperature, energy = zip(*_thinned(trace, MAX_TRACE_POINTS), strict=True)
     return MDRun(
         name=spec.name,
+        kind=spec.kind,
         start_temperature_k=spec.start_temperature_k,
         end_temperature_k=spec.end_temperature_k,
         timestep_fs=settings.timestep_fs,
@@ -182,17 +197,46 @@ def run_md(
         steps_completed=completed,
         time_survived_ps=completed * settings.timestep_fs / 1000,
         total_time_ps=spec.n_steps * settings.timestep_fs / 1000,
+        study_ps=STUDY_PS[spec.kind],
         stable=failure is None,
         failure_reason=None if failure is None else failure[0],
         failure_detail=None if failure is None else failure[1],
         max_energy_drift_ev_per_atom=monitor.max_drift,
         min_distance_ratio=monitor.min_distance_ratio,
+        peak_temperature_k=monitor.peak_temperature_k,
+        bonds_at_start=monitor.bonds_at_start,
         final_temperature_k=float(system.get_temperature()),
         frames=tuple(frames),
         time_ps=time_ps,
         temperature_k=temperature,
         total_energy_ev=energy,
     )
+
+
+def measure_step_seconds(
+    calculator: Calculator,
+    atoms: ase.Atoms,
+    *,
+    steps: int = 10,
+    settings: MDSettings = DEFAULT_SETTINGS,
+) -> float:
+    """Wall seconds per MD step of `atoms` with this calculator, the checks included: a few
+    steps at the constant run's temperature after one untimed call (the model's first call
+    builds what later calls reuse). Ends early at a failure: steps from exploded positions
+    measure nothing useful and can take minutes."""
+    system = atoms.copy()
+    system.calc = calculator
+    dynamics = _start(system, CONSTANT_TEMPERATURE_RUN, settings)
+    monitor = Monitor(system, settings.criteria, settings.timestep_fs)
+    target = CONSTANT_TEMPERATURE_RUN.start_temperature_k
+    started = time.perf_counter()
+    done = 0
+    while done < steps:
+        done += 1
+        dynamics.step()
+        if monitor.failure(system, done, target, last=False) is not None:
+            break
+    return (time.perf_counter() - started) / done
 
 
 def _trace_point(atoms: ase.Atoms, step: int, settings: MDSettings) -> tuple[float, float, float]:
@@ -210,60 +254,6 @@ def _thinned(points: list[T], limit: int) -> list[T]:
         return points
     picked = np.unique(np.linspace(0, len(points) - 1, limit).round().astype(int))
     return [points[i] for i in picked]
-
-
-class _Monitor:
-    """Checks each new state of a run against the failure criteria; remembers the worst seen."""
-
-    def __init__(self, atoms: ase.Atoms, settings: MDSettings) -> None:
-        self.settings = settings
-        self.reference_energy = float(atoms.get_total_energy())
-        self.max_drift = 0.0
-        closest = _closest_pair(atoms)
-        self._min_ratio = math.inf if closest is None else closest[2]
-
-    @property
-    def min_distance_ratio(self) -> float | None:
-        return None if math.isinf(self._min_ratio) else self._min_ratio
-
-    def failure(self, atoms: ase.Atoms, step: int) -> _Failure | None:
-        # Finite first: distances and energies of NaN positions mean nothing.
-        if not _is_finite(atoms):
-            return "not_finite", f"step {step}: energy, forces or positions are not finite"
-        return self._close_contact(atoms, step) or self._energy_drift(atoms, step)
-
-    def _close_contact(self, atoms: ase.Atoms, step: int) -> _Failure | None:
-        closest = _closest_pair(atoms)
-        if closest is None:
-            return None
-        first, second, ratio = closest
-        self._min_ratio = min(ratio, self._min_ratio)
-        if ratio >= self.settings.min_distance_fraction:
-            return None
-        symbols = atoms.get_chemical_symbols()
-        return "close_contact", (
-            f"step {step}: atoms {first} ({symbols[first]}) and {second} ({symbols[second]}) "
-            f"are {ratio:.2f} × the sum of their covalent radii apart "
-            f"(limit {self.settings.min_distance_fraction})"
-        )
-
-    def _energy_drift(self, atoms: ase.Atoms, step: int) -> _Failure | None:
-        drift = abs(float(atoms.get_total_energy()) - self.reference_energy) / len(atoms)
-        self.max_drift = max(self.max_drift, drift)
-        if drift <= self.settings.max_energy_drift_ev_per_atom:
-            return None
-        return "energy_drift", (
-            f"step {step}: total energy changed by {drift:.3g} eV/atom "
-            f"(limit {self.settings.max_energy_drift_ev_per_atom})"
-        )
-
-
-def _is_finite(atoms: ase.Atoms) -> bool:
-    return bool(
-        np.isfinite(atoms.get_potential_energy())
-        and np.isfinite(atoms.positions).all()
-        and np.isfinite(atoms.get_forces()).all()
-    )
 
 
 def _as_calculator(model: torch.nn.Module | Calculator, device: str) -> Calculator:
@@ -291,20 +281,6 @@ def _start(atoms: ase.Atoms, spec: MDRunSpec, settings: MDSettings) -> Langevin:
 def _target_temperature(spec: MDRunSpec, step: int) -> float:
     fraction = step / spec.n_steps
     return spec.start_temperature_k + fraction * (spec.end_temperature_k - spec.start_temperature_k)
-
-
-def _closest_pair(atoms: ase.Atoms) -> tuple[int, int, float] | None:
-    """The pair with the smallest distance over the sum of its covalent radii, and that ratio."""
-    if len(atoms) < 2:
-        return None
-    # All pairs by minimum image, not a neighbour list: a neighbour list bins space, and a
-    # structure that has just exploded spans kilometres.
-    distances = atoms.get_all_distances(mic=atoms.pbc.any())
-    radii = covalent_radii[atoms.numbers]
-    ratios = distances / (radii[:, None] + radii[None, :])
-    np.fill_diagonal(ratios, np.inf)
-    first, second = np.unravel_index(np.argmin(ratios), ratios.shape)
-    return int(first), int(second), float(ratios[first, second])
 
 
 def _snapshot(atoms: ase.Atoms) -> ase.Atoms:

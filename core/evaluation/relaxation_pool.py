@@ -15,6 +15,7 @@ from threadpoolctl import threadpool_limits
 
 from core.evaluation.relaxation import Relaxed, RelaxSettings, StartingStructure, relax_rattle
 from core.registry.foundations import ModelSource, load_model_source
+from core.science.cueq import inference_uses_cueq
 
 logger = logging.getLogger(__name__)
 
@@ -34,7 +35,12 @@ class MaceCalculatorFactory:
         from mace.calculators import MACECalculator
 
         model = load_model_source(self.model, self.device)
-        return MACECalculator(models=model, device=self.device, default_dtype="float64")
+        return MACECalculator(
+            models=model,
+            device=self.device,
+            default_dtype="float64",
+            enable_cueq=inference_uses_cueq(self.device),
+        )
 
 
 _process_calculator: Calculator | None = None

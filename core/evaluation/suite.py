@@ -5,9 +5,7 @@ the JSON stored with the job or evaluation, which core.reporting.reports renders
 core.workflows.sweeps compares.
 """
 
-import math
-from collections.abc import Callable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from typing import Any
 
 import ase
@@ -17,14 +15,10 @@ from ase.data import chemical_symbols
 from core.evaluation.accuracy import AccuracyMetrics, accuracy
 from core.evaluation.dimers import Repulsion, short_range_repulsion
 from core.evaluation.forgetting import Forgetting, forgetting
-from core.evaluation.md import (
-    CONSTANT_TEMPERATURE_RUN,
-    TEMPERATURE_RAMP_RUN,
-    MDRunSpec,
-    MDStability,
-    md_stability,
-)
+from core.evaluation.md_plan import DEFAULT_MD_BUDGET_S
+from core.evaluation.md_section import StageCallback, StepsCallback, md_outcome
 from core.evaluation.rdf import compare_rdfs, radial_distribution
+from core.evaluation.unmeasured import attempt, require_known_elements, unknown_elements
 from core.registry import mace_model
 from core.reporting.report_models import (
     AccuracyReport,
@@ -41,19 +35,7 @@ from core.reporting.report_models import (
     RdfReport,
     ReplayErrors,
 )
-from core.science.inference import neighbourhood
 from core.science.spec import EvaluationSettings
-
-StageCallback = Callable[[str], None]
-# (stage, done, total): progress inside a long stage, e.g. ("md 1/3", 120, 800) MD steps.
-StepsCallback = Callable[[str, int, int], None]
-# MD steps cost in proportion to the structure's edges (neighbour pairs within r_max): each run
-# takes at most this many edge-steps. A 14-atom molecule (about 200 edges) keeps the full 400
-# steps; a 108-atom copper cell at r_max 6 Å (about 8,000 edges) runs about 50 steps (25 fs),
-# which keeps the evaluation of a MACE-MP-0-small-sized model on a CPU within a quarter of a
-# 10-epoch job (docs/benchmarks.md). Longer runs: core.evaluation.md.md_stability.
-MD_EDGE_STEP_BUDGET = 400_000
-MIN_MD_STEPS = 20
 
 
 @dataclass(frozen=True)
@@ -72,6 +54,7 @@ def evaluate_model(
     on_stage: StageCallback | None = None,
     on_steps: StepsCallback | None = None,
     device: str = "cpu",
+    md_budget_s: float = DEFAULT_MD_BUDGET_S,
 ) -> dict[str, Any]:
     """The sections of `evaluate`, as the JSON stored with the job or evaluation."""
     return evaluate(
@@ -82,6 +65,7 @@ def evaluate_model(
         on_stage=on_stage,
         on_steps=on_steps,
         device=device,
+        md_budget_s=md_budget_s,
     ).to_json()
 
 
@@ -94,102 +78,99 @@ def evaluate(
     on_stage: StageCallback | None = None,
     on_steps: StepsCallback | None = None,
     device: str = "cpu",
+    md_budget_s: float = DEFAULT_MD_BUDGET_S,
 ) -> EvaluationSections:
-    """Every measurement the settings ask for; a section is left unset when it did not run."""
+    """Every measurement the settings ask for; a section is left unset when it did not run, and
+    named with its reason in `not_measured` when it could not (core.evaluation.unmeasured).
+    `md_budget_s`: wall seconds for MD runs whose length the settings leave open
+    (core.evaluation.md_plan.md_budget_s)."""
     stage = on_stage or (lambda _name: None)
     report = EvaluationSections()
+    skipped: dict[str, str] = {}
+    models = {"model": model}
     if data.test:
         stage("evaluating accuracy")
-        report.accuracy = {"test": accuracy_section(accuracy(model, data.test, device=device))}
+
+        def test_accuracy() -> AccuracyReport:
+            require_known_elements(models, data.test or [], "test data")
+            return accuracy_section(accuracy(model, data.test or [], device=device))
+
+        if (measured := attempt("accuracy", skipped, test_accuracy)) is not None:
+            report.accuracy = {"test": measured}
     if data.replay and foundation is not None:
         stage("evaluating forgetting")
-        report.forgetting = forgetting_section(
-            forgetting(foundation, model, data.replay, device=device)
-        )
-    structures = [atoms for atoms in data.test or [] if len(atoms) > 1][: settings.md_structures]
-    if settings.md and structures:
-        runs = md_runs(settings.md_steps)
-        report.md, rdf = _md_and_rdf(
-            model, structures, data.reference or data.test or [], runs, stage, on_steps, device
-        )
-        if rdf is not None:
-            report.rdf = rdf
+
+        def replay_forgetting() -> ForgettingReport:
+            both = {"fine-tuned model": model, "foundation": foundation}
+            require_known_elements(both, data.replay or [], "forgetting (replay) data")
+            return forgetting_section(
+                forgetting(foundation, model, data.replay or [], device=device)
+            )
+
+        if (forgot := attempt("forgetting", skipped, replay_forgetting)) is not None:
+            report.forgetting = forgot
+    test = _known_to(model, data.test or [])
+    if settings.md and test:
+
+        def run_md() -> tuple[list[MDRunReport], RdfReport | None]:
+            md = md_outcome(
+                model,
+                test,
+                settings,
+                budget_s=md_budget_s,
+                on_stage=stage,
+                on_steps=on_steps,
+                device=device,
+            )
+            if not md.frames:
+                return md.runs, None
+            stage("comparing radial distribution functions")
+            return md.runs, _rdf_section(md.frames, data.reference or data.test or [])
+
+        if (measured_md := attempt("md", skipped, run_md)) is not None:
+            report.md, rdf = measured_md
+            if rdf is not None:
+                report.rdf = rdf
+    structures = [atoms for atoms in test if len(atoms) > 1][:1]
     if settings.dimers:
         stage("evaluating short-range repulsion")
-        elements = _elements(data.test or [], model)
-        dimers = repulsion_section(
-            short_range_repulsion(model, elements, structures[:1], device=device)
+        dimers = attempt(
+            "dimers",
+            skipped,
+            lambda: _repulsion(model, foundation, _elements(test, model), structures, device),
         )
-        if foundation is not None:
-            # Holes the foundation has already are inherited, not made by the fine-tuning;
-            # sweeps judge a model by the holes beyond its foundation's (core.workflows.sweeps).
-            dimers.foundation_holes = short_range_repulsion(
-                foundation, elements, structures[:1], device=device
-            ).holes
-        report.dimers = dimers
+        if dimers is not None:
+            report.dimers = dimers
+    if skipped:
+        report.not_measured = skipped
     return report
 
 
-def md_runs(n_steps: int) -> tuple[MDRunSpec, MDRunSpec]:
-    """The two runs of science.md §3 (constant temperature, ramp), `n_steps` each."""
-    return (
-        replace(CONSTANT_TEMPERATURE_RUN, n_steps=n_steps),
-        replace(TEMPERATURE_RAMP_RUN, n_steps=n_steps),
-    )
-
-
-def _md_and_rdf(
+def _repulsion(
     model: torch.nn.Module,
+    foundation: torch.nn.Module | None,
+    elements: list[str],
     structures: list[ase.Atoms],
-    reference: list[ase.Atoms],
-    specs: tuple[MDRunSpec, ...],
-    stage: StageCallback,
-    on_steps: StepsCallback | None,
     device: str,
-) -> tuple[list[MDRunReport], RdfReport | None]:
-    runs: list[MDRunReport] = []
-    frames: list[ase.Atoms] = []
-    for index, atoms in enumerate(structures):
-        name = f"md {index + 1}/{len(structures)}"
-        runs_here = md_runs_for(model, atoms, specs)
-        total = sum(run.n_steps for run in runs_here)
-        stage(f"{name} 0/{total} steps")
-        result = md_stability(
-            model,
-            atoms,
-            runs=runs_here,
-            device=device,
-            on_progress=_steps_of(on_steps, name, total),
-        )
-        runs += md_reports(result, atoms.get_chemical_formula())
-        frames += [frame for run in result.runs for frame in run.frames]
-    if not frames:
-        return runs, None
-    stage("comparing radial distribution functions")
-    return runs, _rdf_section(frames, reference)
+) -> DimersReport:
+    dimers = repulsion_section(short_range_repulsion(model, elements, structures, device=device))
+    if foundation is not None:
+        # Holes the foundation has already are inherited, not made by the fine-tuning;
+        # sweeps judge a model by the holes beyond its foundation's (core.workflows.sweeps).
+        known = [symbol for symbol in elements if not _unknown(foundation, [symbol])]
+        dimers.foundation_holes = short_range_repulsion(
+            foundation, known, structures, device=device
+        ).holes
+    return dimers
 
 
-def _steps_of(
-    on_steps: StepsCallback | None, name: str, total: int
-) -> Callable[[float, str], None] | None:
-    if on_steps is None:
-        return None
-
-    def report(fraction: float, _message: str) -> None:
-        on_steps(name, round(fraction * total), total)
-
-    return report
+def _unknown(model: torch.nn.Module, symbols: list[str]) -> bool:
+    return bool(unknown_elements(model, [ase.Atoms(symbols)]))
 
 
-def md_runs_for(
-    model: torch.nn.Module,
-    atoms: ase.Atoms,
-    specs: tuple[MDRunSpec, ...] = (CONSTANT_TEMPERATURE_RUN, TEMPERATURE_RAMP_RUN),
-) -> tuple[MDRunSpec, ...]:
-    """The runs, shortened for structures with many edges (MD_EDGE_STEP_BUDGET)."""
-    edges = neighbourhood(atoms, mace_model.cutoff(model)).n_edges + len(atoms)
-    steps = max(MIN_MD_STEPS, MD_EDGE_STEP_BUDGET // edges)
-    return tuple(replace(run, n_steps=min(run.n_steps, steps)) for run in specs)
+def _known_to(model: torch.nn.Module, configs: list[ase.Atoms]) -> list[ase.Atoms]:
+    """The configurations of elements the model knows (MD and dimers run on them)."""
+    return [atoms for atoms in configs if not unknown_elements(model, [atoms])]
 
 
 def _rdf_section(frames: list[ase.Atoms], reference: list[ase.Atoms]) -> RdfReport:
@@ -259,32 +240,6 @@ def forgetting_section(result: Forgetting) -> ForgettingReport:
     )
 
 
-def md_section(result: MDStability, structure: str) -> list[dict[str, Any]]:
-    """The runs of `md_reports` as stored JSON."""
-    return [run.to_json() for run in md_reports(result, structure)]
-
-
-def md_reports(result: MDStability, structure: str) -> list[MDRunReport]:
-    return [
-        MDRunReport(
-            run=run.name,
-            structure=structure,
-            survived_ps=run.time_survived_ps,
-            total_ps=run.total_time_ps,
-            stable=run.stable,
-            failure=run.failure_detail,
-            failure_reason=run.failure_reason,
-            max_energy_drift_ev_per_atom=run.max_energy_drift_ev_per_atom,
-            min_distance_ratio=run.min_distance_ratio,
-            # Drawn in the report (core.reporting.reports): time, temperature and total energy.
-            time_ps=list(run.time_ps),
-            temperature_K=list(run.temperature_k),
-            energy_ev=[_finite_or_none(value) for value in run.total_energy_ev],
-        )
-        for run in result.runs
-    ]
-
-
 def repulsion_section(result: Repulsion) -> DimersReport:
     return DimersReport(
         holes=result.holes,
@@ -310,11 +265,6 @@ def repulsion_section(result: Repulsion) -> DimersReport:
 
 def _plain_metrics(metrics: AccuracyMetrics) -> dict[str, Any]:
     return {key: value for key, value in metrics.to_dict().items() if key != "parity"}
-
-
-def _finite_or_none(value: float) -> float | None:
-    # JSON has no NaN; the last point of a run that blew up may be one.
-    return value if math.isfinite(value) else None
 
 
 def _values(array: Any) -> list[float] | None:

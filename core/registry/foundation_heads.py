@@ -16,7 +16,10 @@ from pathlib import Path
 
 import torch
 
-from core.registry.foundations import FoundationModel, choose_head, file_sha256
+from core.registry.catalogue import file_sha256
+from core.registry.heads import choose_head
+from core.registry.loading import FoundationModel
+from core.registry.safe_model import write_safe_model
 
 
 def heads_of(model: torch.nn.Module) -> tuple[str, ...]:
@@ -47,9 +50,9 @@ def working_foundation(
 ) -> tuple[FoundationModel, torch.nn.Module, str]:
     """(file, module, head) of the foundation as a job uses it: single-head, float64.
 
-    When the registered file already is that, it is returned unchanged. Otherwise the file is
-    written into `work_dir` and pinned by its own sha256 (so the one checked loader,
-    `core.registry.foundations.load_foundation`, loads it like a registered file), which also keeps
+    When the registered file already is that, it is returned unchanged. Otherwise its safe form
+    is written into `work_dir` and pinned by its own sha256 (so the one checked loader,
+    `core.registry.loading.load_foundation`, loads it like a registered file), which also keeps
     prediction caches of different heads apart.
     """
     head = choose_head(foundation.name, heads_of(model), requested_head)
@@ -57,7 +60,7 @@ def working_foundation(
     if len(heads_of(model)) <= 1 and dtype == torch.float64:
         return foundation, model, head
     working = keep_head(model, head).to(torch.float64).eval()
-    path = work_dir / f"foundation-{head}-float64.model"
+    path = work_dir / f"foundation-{head}-float64.safetensors"
     work_dir.mkdir(parents=True, exist_ok=True)
-    torch.save(working, path)
+    write_safe_model(working, path, source_sha256=foundation.sha256)
     return FoundationModel(foundation.name, path, file_sha256(path)), working, head

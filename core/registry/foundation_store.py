@@ -1,10 +1,11 @@
 """Foundation model files shared by every process through artifact storage and the database.
 
-A file is stored once under its content hash (`foundations/<sha256>.model`) and a table row pins
-a name to that hash, so an admin's registration on the API host is seen by a GPU worker on
-another machine, and a published model one worker downloaded serves all the others. A process
-that loads a model gets a copy on its own disk from the store (S3: a cache folder of its own);
-core.registry.foundations checks the bytes against the pin before unpickling them.
+A model is stored in its safe form (core.registry.safe_model) once, under its content hash
+(`foundations/<sha256>.safetensors`), and a table row pins a name to that hash with the facts a
+request needs, so an admin's registration on the API host is seen by a GPU worker on another
+machine, a published model one worker downloaded serves all the others, and no request reads the
+file. A process that loads a model gets a copy on its own disk from the store (S3: a cache folder
+of its own); core.registry.loading checks the bytes against the pin before rebuilding the model.
 """
 
 import logging
@@ -18,6 +19,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
 from core.artifacts.storage_keys import foundation_key
+from core.registry.safe_model import ModelFacts
 from core.service.db import session_scope
 from core.service.models import FoundationRecord
 
@@ -27,9 +29,11 @@ logger = logging.getLogger(__name__)
 @dataclass(frozen=True)
 class StoredFoundation:
     name: str
-    sha256: str
+    sha256: str  # of the safe file
     storage_key: str
     source: str  # "upload", "folder" or "published"
+    facts: ModelFacts
+    upload_sha256: str  # of the file it was made from
 
 
 class FoundationStore:
@@ -56,9 +60,17 @@ class FoundationStore:
             rows = session.scalars(select(FoundationRecord).order_by(FoundationRecord.name))
             return [self._remember(row) for row in rows]
 
-    def add(self, name: str, verified_file: Path, sha256: str, source: str) -> StoredFoundation:
-        """Store a file whose bytes the caller has checked against `sha256` and pin `name` to it.
-        A name pinned meanwhile by another process keeps its pin (returned as it is)."""
+    def add(
+        self,
+        name: str,
+        verified_file: Path,
+        sha256: str,
+        source: str,
+        facts: ModelFacts,
+        upload_sha256: str,
+    ) -> StoredFoundation:
+        """Store a safe file whose bytes the caller has checked against `sha256` and pin `name`
+        to it. A name pinned meanwhile by another process keeps its pin (returned as it is)."""
         key = foundation_key(sha256)
         if not self.storage.exists(key):
             self.storage.put_file(key, verified_file)
@@ -71,6 +83,8 @@ class FoundationStore:
                         storage_key=key,
                         source=source,
                         size_bytes=verified_file.stat().st_size,
+                        facts=facts.model_dump(),
+                        upload_sha256=upload_sha256,
                     )
                 )
         except IntegrityError:
@@ -97,7 +111,11 @@ class FoundationStore:
         return self.storage.local_path(stored.storage_key)
 
     def _remember(self, row: FoundationRecord) -> StoredFoundation:
-        stored = StoredFoundation(row.name, row.sha256, row.storage_key, row.source)
+        # Every row has its facts: migration 0012 converted the rows written before them.
+        facts = ModelFacts.model_validate(row.facts)
+        stored = StoredFoundation(
+            row.name, row.sha256, row.storage_key, row.source, facts, row.upload_sha256 or ""
+        )
         with self._lock:
             self._known[row.name] = stored
         return stored

@@ -10,8 +10,10 @@ ScaleShift shift, per-head buffers, export, freezing prefixes) is exercised; the
 predicts mean nothing physically.
 
 Files are cached by content: the name holds a hash of the recipe, the dtype and the mace version,
-so a changed recipe builds a new file and an unchanged one is reused. They are registered like an
-admin registers a downloaded file (`FoundationRegistry.register`, pinned by sha256).
+so a changed recipe builds a new file and an unchanged one is reused. They are placed in the
+models folder as an operator places a downloaded file (`<name>.model` with its sha256 pin), and
+converted to their safe form by the registry's sandbox like any other; the pickle stays beside
+it as the original the tests compare the rebuilt model with.
 """
 
 import hashlib
@@ -25,6 +27,7 @@ import torch
 from ase.data import chemical_symbols
 
 from core.registry.foundations import FoundationRegistry
+from core.registry.pins import pin_model_file, pin_path
 
 Dtype = Literal["float32", "float64"]
 ORGANIC = (1, 6, 7, 8, 9, 15, 16, 17, 35, 53)  # H C N O F P S Cl Br I: MACE-OFF23's elements
@@ -159,12 +162,20 @@ def build_standin(recipe: StandinRecipe, dtype: Dtype) -> torch.nn.Module:
 
 
 def ensure_standin(registry: FoundationRegistry, recipe: StandinRecipe, dtype: Dtype) -> str:
-    """The registry name of the stand-in, building and registering it on first use."""
+    """The registry name of the stand-in, building it into the models folder and converting it
+    to its safe form on first use."""
     name = recipe.registry_name(dtype)
-    if registry.exists(name):
-        return name
-    with tempfile.TemporaryDirectory(prefix="mlft-standin-") as scratch:
-        upload = Path(scratch) / f"{name}.model"
-        torch.save(build_standin(recipe, dtype), upload)
-        registry.register(name, upload)
+    target = registry.models_dir / f"{name}.model"
+    if not registry.folder.holds(name):
+        registry.models_dir.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(
+            prefix="mlft-standin-", dir=registry.models_dir
+        ) as scratch:
+            built = Path(scratch) / f"{name}.model"
+            torch.save(build_standin(recipe, dtype), built)
+            pin_model_file(built)
+            # The pin first, then the file: a model never exists in the folder without its pin.
+            pin_path(built).replace(pin_path(target))
+            built.replace(target)
+    registry.resolve(name)  # converted in the sandbox once; later calls find the safe form
     return name

@@ -18,6 +18,14 @@ def job_report(job: Job) -> dict[str, Any]:
     return _with_verdicts(_job_sections(job))
 
 
+def job_verdicts(metrics: dict[str, Any] | None, warnings: list[str]) -> list[dict[str, str]]:
+    """The verdicts job_report opens with, from the job's metrics and warnings alone: what the
+    job's row keeps for GET /jobs/{id}."""
+    sections = EvaluationSections.from_json(metrics)
+    measured = {**sections.to_json(), "warnings": warnings + sections.measured_warnings()}
+    return verdicts_json(measured)
+
+
 def _with_verdicts(report: dict[str, Any]) -> dict[str, Any]:
     # Graded here, once, so the dashboard shows the HTML report's verdicts
     # (core.reporting.verdicts): [{label, value, level}], level "good", "warn" or "bad".

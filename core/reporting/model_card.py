@@ -11,7 +11,14 @@ import platform
 from importlib import metadata
 from typing import Any
 
-from core.reporting.report_models import CardE0s, EvaluationSections, HeadlineMetrics, ModelCard
+from core.reporting.report_models import (
+    CardE0s,
+    E0sReport,
+    EvaluationSections,
+    HeadlineMetrics,
+    ModelCard,
+)
+from core.reporting.verdicts import md_length_text
 
 SOFTWARE = ("mlft", "mace-torch", "torch", "e3nn", "ase", "numpy")
 
@@ -43,6 +50,7 @@ def build_model_card(
     created_at: str,
 ) -> dict[str, Any]:
     """`datasets` maps a role (train, test, ...) to {id, name, sha256, n_configs, size_bytes}."""
+    measured = EvaluationSections.from_json(metrics)
     card = {
         "job_id": job_id,
         "created_at": created_at,
@@ -52,7 +60,8 @@ def build_model_card(
         "strategy": spec["strategy"],
         "effective_hyperparameters": effective_hyperparameters,
         "e0s": {"method": e0s.get("method"), "values_ev": e0s.get("e0s")},
-        "metrics": headline_metrics(EvaluationSections.from_json(metrics)).to_json(),
+        "elements": E0sReport.from_json(e0s).model_elements(),
+        "metrics": headline_metrics(measured).to_json(),
         "checks": checks,
         "split": _split_summary(split),
         "preflight": _preflight_summary(preflight),
@@ -60,6 +69,11 @@ def build_model_card(
         "exports": exports,
         "software": software_versions(),
     }
+    # Issue 25: only where there is something to say, so older cards keep their shape.
+    if e0s.get("kept_from_foundation"):
+        card["e0s"]["kept_from_foundation_ev"] = e0s["kept_from_foundation"]
+    if measured.not_measured:
+        card["not_measured"] = measured.not_measured
     return ModelCard.model_validate(card).to_json()
 
 
@@ -75,6 +89,7 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
         + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
         f"- Strategy: `{card.strategy['name']}`",
         f"- Level of theory: {card.level_of_theory or 'not given'}",
+        f"- Elements the model knows: {' '.join(card.elements or []) or 'not recorded'}",
         "",
         "## Data",
         "",
@@ -91,13 +106,21 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
     lines += ["", "## Training", "", "| setting | value |", "|---|---|"]
     for key, value in (card.effective_hyperparameters or {}).items():
         lines.append(f"| {key} | {value} |")
+    kernels = (card.cost or {}).get("kernels") or {}
+    if kernels.get("training"):
+        # Issue 27: cuEq kernels train on a GPU; the saved model is e3nn either way.
+        lines += ["", f"Trained with {kernels['training']} kernels; the model file is e3nn MACE."]
     e0s = card.e0s or CardE0s()
     lines += ["", f"## E0s ({e0s.method}, eV)", "", "| element | E0 |", "|---|---|"]
     for symbol, value in (e0s.values_ev or {}).items():
         lines.append(f"| {symbol} | {value:.6f} |")
+    for symbol, value in (e0s.kept_from_foundation_ev or {}).items():
+        lines.append(f"| {symbol} | {value:.6f} (foundation's; not in the training data) |")
     lines += ["", "## Metrics", "", "| metric | value |", "|---|---|"]
     for key, value in (card.metrics.to_json() if card.metrics else {}).items():
         lines.append(f"| {key} | {_format(value)} |")
+    for section, reason in (card.not_measured or {}).items():
+        lines.append(f"| {section} | not measured: {reason} |")
     if card.exports:
         lines += ["", "## Exports", "", "| variant | tested | detail |", "|---|---|---|"]
         for variant, result in card.exports.items():
@@ -139,7 +162,9 @@ def headline_metrics(measured: EvaluationSections) -> HeadlineMetrics:
     if measured.md:
         headline.md_stable = measured.md_stable()
         headline.md_survived_ps = ", ".join(
-            f"{run.structure} {run.run}: {run.survived_ps:.3g}/{run.total_ps:.3g} ps"
+            f"{run.structure} {run.run}: {md_length_text(run.model_dump())}"
+            if run.stable is not None
+            else f"{run.structure}: not applicable ({run.not_applicable})"
             for run in measured.md
         )
     if measured.dimers is not None and "holes" in measured.dimers.model_fields_set:

@@ -130,15 +130,27 @@ class ForgettingReport(ReportModel):
 
 
 class MDRunReport(ReportModel):
+    """One MD run (core.evaluation.md_section), or a structure MD cannot judge (`not_applicable`
+    says why, `stable` is null)."""
+
     run: str | None = None
-    structure: str | None = None  # chemical formula
+    kind: Literal["constant", "ramp"] | None = None
+    structure: str | None = None  # chemical formula of the test structure
+    n_atoms: int | None = None  # atoms simulated
+    replication: str | None = None  # "11 copies 10.7 Å apart", "2×2×2 supercell"
     survived_ps: float | None = None
-    total_ps: float | None = None
+    total_ps: float | None = None  # the length run
+    study_ps: float | None = None  # the study's length for this kind of run (250, 50)
+    length_basis: str | None = None  # how the length was chosen
     stable: bool | None = None
+    not_applicable: str | None = None
     failure: str | None = None
+    # not_finite, close_contact, bonds_changed, temperature_runaway, energy_drift
     failure_reason: str | None = None
     max_energy_drift_ev_per_atom: float | None = None
     min_distance_ratio: float | None = None
+    peak_temperature_K: float | None = None  # noqa: N815 (the stored key); windowed mean
+    bonds_at_start: int | None = None
     # Traces drawn in the report; an energy that blew up to a non-number is null.
     time_ps: list[float] = []
     temperature_K: list[float] = []  # noqa: N815 (the stored key)
@@ -239,6 +251,9 @@ class EvaluationSections(ReportModel):
     rdf: RdfReport | None = None
     dimers: DimersReport | None = None
     rss_holes: RssHolesReport | None = None
+    # Sections that could not run, with the reason: "forgetting" -> "the fine-tuned model does
+    # not know element(s) Pd ..." (core.evaluation.unmeasured); the job still succeeds.
+    not_measured: dict[str, str] | None = None
 
     def headline_accuracy(self) -> tuple[str, AccuracyReport] | None:
         """The test set's accuracy, else the first dataset's."""
@@ -248,7 +263,9 @@ class EvaluationSections(ReportModel):
         return label, self.accuracy[label]
 
     def md_stable(self) -> bool | None:
-        return all(run.stable for run in self.md) if self.md else None
+        """None when MD did not run or could not judge any structure."""
+        judged = [run.stable for run in self.md or [] if run.stable is not None]
+        return all(judged) if judged else None
 
     def measured_warnings(self) -> list[str]:
         """Warnings the evaluation itself raised (a hole rate far above the foundation's)."""
@@ -269,7 +286,19 @@ class E0sReport(ReportModel):
     rank: int | None = None
     n_configs: int | None = None
     note: str | None = None
+    # The model's predicted energy of each element's lone atom (the verification's).
     isolated_atom_energies: dict[str, float] | None = None
+    # Issue 25: elements the training data lack, with the foundation's E0 the model keeps for
+    # them; the foundation's own E0s; the isolated-atom energies found in the data.
+    kept_from_foundation: dict[str, float] | None = None
+    foundation_e0s: dict[str, float] | None = None
+    isolated_atom_references: dict[str, float] | None = None
+
+    def model_elements(self) -> list[str]:
+        """Every element the model carries an E0 for, by atomic number."""
+        from ase.data import atomic_numbers
+
+        return sorted({**(self.kept_from_foundation or {}), **self.e0s}, key=atomic_numbers.get)
 
 
 class E0Verification(ReportModel):
@@ -277,6 +306,8 @@ class E0Verification(ReportModel):
 
     verified: bool | None = None
     isolated_atoms_checked: bool | None = None
+    # Every element of the delivered model, each checked (issue 25).
+    elements: list[str] | None = None
     # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift), in eV.
     lone_atom_interaction_ev: dict[str, float] | None = None
 
@@ -393,6 +424,10 @@ class SweepRow(ReportModel):
     trainable_fraction: float | None = None
     wall_time_s: float | None = None
     warnings: int | None = None
+    # Sections the job could not measure, with the reason (EvaluationSections.not_measured).
+    not_measured: dict[str, str] | None = None
+    # The job's error when it failed.
+    error: str | None = None
 
 
 class SweepChoice(ReportModel):
@@ -406,20 +441,40 @@ class SweepRecommendation(ReportModel):
     broad_use: SweepChoice | None = None
 
 
+class SweepStopped(ReportModel):
+    job_id: str
+    strategy: str | None = None
+    after_epochs: int | None = None
+    reason: str | None = None
+
+
+class SweepEarlyStopping(ReportModel):
+    """A sweep's successive halving (issue 27): its rule (None: not applied) and the jobs it
+    stopped."""
+
+    rule: str | None = None
+    stopped: list[SweepStopped] = []
+
+
 class SweepSummary(ReportModel):
     """GET /sweeps/{id}: the comparison table and the recommendation."""
 
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     spec: dict[str, Any] | None = None
     jobs: dict[str, int] = {}  # how many jobs are in each state
     finished: bool | None = None
     table: list[SweepRow] = []
     recommendation: SweepRecommendation | None = None
+    early_stopping: SweepEarlyStopping | None = None
 
 
 class SweepListed(ReportModel):
     id: str
+    name: str | None = None
+    tags: dict[str, str] = {}
     created_at: datetime | None = None
     strategies: list[str] | None = None
     jobs: dict[str, int] = {}
@@ -430,6 +485,9 @@ class SweepListed(ReportModel):
 class SweepsListed(ReportModel):
     data: list[SweepListed]
     count: int
+    # Matching the filters in all, and whether a next page exists (as every list answers).
+    total: int | None = None
+    has_more: bool | None = None
 
 
 # ---- model card (core.reporting.model_card)
@@ -444,13 +502,15 @@ class HeadlineMetrics(ReportModel):
     test_forces_rmse_mev_per_a: float | None = None
     forgetting_force_rmse_ratio: float | None = None
     md_stable: bool | None = None
-    md_survived_ps: str | None = None  # "structure run: survived/total ps, ..."
+    md_survived_ps: str | None = None  # "H2O constant_100K: 0.1 of 250 ps, ..."
     dimer_holes: list[str] | None = None
 
 
 class CardE0s(ReportModel):
     method: str | None = None
     values_ev: dict[str, float] | None = None
+    # Elements the training data lack: the foundation's E0s, kept in the model (issue 25).
+    kept_from_foundation_ev: dict[str, float] | None = None
 
 
 class ModelCard(ReportModel):
@@ -465,6 +525,10 @@ class ModelCard(ReportModel):
     effective_hyperparameters: dict[str, Any] | None = None
     e0s: CardE0s | None = None
     metrics: HeadlineMetrics | None = None
+    # Every element the model knows (issue 25), and the evaluation sections it could not be
+    # measured on, with the reason.
+    elements: list[str] | None = None
+    not_measured: dict[str, str] | None = None
     checks: dict[str, Any] | None = None
     split: dict[str, Any] | None = None
     preflight: dict[str, Any] | None = None

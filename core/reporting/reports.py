@@ -20,6 +20,7 @@ from matplotlib.ticker import (
     MaxNLocator,
 )
 
+from core.reporting.e0_table import E0_COLUMNS, e0_rows
 from core.reporting.figures import (
     FIGURE_STYLE,
     REFERENCE_COLOUR,
@@ -97,6 +98,7 @@ def render_html(report: dict[str, Any] | JobReport | EvaluationReport) -> str:
                 rdf_section,
                 dimers_section,
                 rss_section,
+                _not_measured_section,
             )
         )
     return html_page(parsed.title or "Fine-tuning report", body)
@@ -227,13 +229,28 @@ def _e0s_section(report: JobReport) -> str:
 
 
 def _e0s_table(e0s: E0sReport) -> str:
-    isolated = e0s.isolated_atom_energies or {}
-    headers = ("Element", "E0 (eV)") + (("Isolated atom (eV)",) if isolated else ())
-    rows = [
-        (symbol, _ev(value)) + ((_ev(isolated.get(symbol)),) if isolated else ())
-        for symbol, value in e0s.e0s.items()
+    rows = e0_rows(e0s)
+    columns = [
+        (title, key)
+        for title, key in E0_COLUMNS
+        if key in ("element", "e0", "method") or any(row[key] is not None for row in rows)
     ]
-    return html_table(headers, rows)
+    return html_table(
+        [title for title, _ in columns],
+        [[_ev(row[key]) if key not in ("element", "method") else row[key] for _, key in columns]
+         for row in rows],
+    )  # fmt: skip
+
+
+def _not_measured_section(report: JobReport) -> str:
+    if not report.not_measured:
+        return ""
+    return html_section(
+        "Not measured",
+        "<p>These sections could not run; the model was delivered and the job succeeded with "
+        "the others.</p>",
+        html_table(("Section", "Reason"), list(report.not_measured.items()), numeric_from=2),
+    )
 
 
 def _ev(value: float | None) -> str:

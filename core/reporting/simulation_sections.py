@@ -55,20 +55,39 @@ def md_section(report: JobReport) -> str:
     rows = [
         (
             run.structure,
-            run.run,
+            _md_system(run),
+            run.run or "",
             number_text(run.survived_ps),
             number_text(run.total_ps),
-            pass_fail(bool(run.stable)),
-            run.failure or "",
+            number_text(run.study_ps),
+            "not applicable" if run.stable is None else pass_fail(run.stable),
+            run.not_applicable or run.failure or "",
         )
         for run in md
     ]
     table = html_table(
-        ("Structure", "Run", "Survived (ps)", "Length (ps)", "Stable", "Failure"),
+        (
+            "Structure",
+            "Simulated as",
+            "Run",
+            "Survived (ps)",
+            "Length (ps)",
+            "Study (ps)",
+            "Stable",
+            "Why",
+        ),
         rows,
-        numeric_from=2,
+        numeric_from=3,
     )
-    return html_section("Molecular dynamics", table, _md_figure(md))
+    bases = sorted({run.length_basis for run in md if run.length_basis})
+    note = "".join(f'<p class="muted">Lengths: {esc(basis)}.</p>' for basis in bases)
+    return html_section("Molecular dynamics", table + note, _md_figure(md))
+
+
+def _md_system(run: MDRunReport) -> str:
+    if run.n_atoms is None:
+        return ""
+    return f"{run.n_atoms} atoms" + (f" ({run.replication})" if run.replication else "")
 
 
 def _md_figure(md: list[MDRunReport]) -> str:

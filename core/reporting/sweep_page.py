@@ -21,6 +21,7 @@ from core.reporting.markup import (
     table_columns,
 )
 from core.reporting.report_models import (
+    SweepEarlyStopping,
     SweepRecommendation,
     SweepRow,
     SweepSummary,
@@ -57,12 +58,14 @@ def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
             [
                 Html(f"<h1>Sweep {esc(sweep.id)}</h1>"),
                 _recommendation(sweep.recommendation or SweepRecommendation()),
+                _early_stopping(sweep.early_stopping),
                 html_section(
                     "Comparison",
                     html_table(
                         [name + (f" ({unit})" if unit else "") for _, name, unit in SWEEP_COLUMNS],
                         [_sweep_cells(row) for row in rows],
                     ),
+                    _sweep_gaps(rows),
                 ),
                 _sweep_figure(rows),
             ]
@@ -70,8 +73,37 @@ def render_sweep_html(summary: dict[str, Any] | SweepSummary) -> str:
     return html_page(f"Sweep {sweep.id}", body)
 
 
+# The evaluation section each measured column comes from (EvaluationSections.not_measured).
+SWEEP_COLUMN_SECTIONS = {
+    "test_energy_rmse_mev_per_atom": "accuracy",
+    "test_forces_rmse_mev_per_a": "accuracy",
+    "forgetting_ratio": "forgetting",
+    "md_stable": "md",
+    "rdf_emd_mean": "md",
+    "dimer_holes": "dimers",
+    "rss_hole_rate": "rss_holes",
+}
+
+
 def _sweep_cells(row: SweepRow) -> list[str]:
-    return [_sweep_cell(getattr(row, key)) for key, _, _ in SWEEP_COLUMNS]
+    missing = row.not_measured or {}
+    return [
+        "not measured"
+        if getattr(row, key) is None and SWEEP_COLUMN_SECTIONS.get(key) in missing
+        else _sweep_cell(getattr(row, key))
+        for key, _, _ in SWEEP_COLUMNS
+    ]
+
+
+def _sweep_gaps(rows: list[SweepRow]) -> str:
+    """Why a job's cells are empty: not measured (with the reason), or the job failed."""
+    items = [
+        f"<li>{esc(row.strategy)} ({esc((row.job_id or '')[:8])}): {esc(text)}</li>"
+        for row in rows
+        for text in [f"{k} not measured: {v}" for k, v in (row.not_measured or {}).items()]
+        + ([f"{row.state}: {row.error}"] if row.error else [])
+    ]
+    return f"<p>Missing numbers:</p><ul>{''.join(items)}</ul>" if items else ""
 
 
 def _sweep_cell(value: Any) -> str:
@@ -91,6 +123,17 @@ def _recommendation(recommendation: SweepRecommendation) -> str:
         if choice
     ]
     return html_section("Recommendation", f"<ul>{''.join(items)}</ul>") if items else ""
+
+
+def _early_stopping(halving: SweepEarlyStopping | None) -> str:
+    if halving is None or halving.rule is None:
+        return ""
+    stopped = "".join(
+        f"<li>{esc(job.strategy or '')} ({esc(job.job_id)}): {esc(job.reason or '')}</li>"
+        for job in halving.stopped
+    )
+    listed = f"<ul>{stopped}</ul>" if stopped else "<p>No job was stopped.</p>"
+    return html_section("Stopped early", f"<p>{esc(halving.rule)}</p>{listed}")
 
 
 # Labels nearer than this (points, about one line of 7 pt text) are stacked apart.

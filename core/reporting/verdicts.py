@@ -29,9 +29,17 @@ def report_verdicts(report: dict) -> list[Verdict]:
         _forgetting_verdict(report.get("forgetting")),
         _md_verdict(report.get("md")),
         _holes_verdict(report.get("dimers")),
+        _not_measured_verdict(report.get("not_measured")),
         _warnings_verdict(report.get("warnings")),
     )
     return [verdict for verdict in found if verdict is not None]
+
+
+def _not_measured_verdict(not_measured: dict | None) -> Verdict | None:
+    # Issue 25: a section that could not run is said up front, not left to look measured.
+    if not not_measured:
+        return None
+    return Verdict("Not measured", ", ".join(not_measured), "warn")
 
 
 def verdicts_json(report: dict) -> list[dict[str, str]]:
@@ -89,12 +97,61 @@ def _forgetting_verdict(forgetting: dict | None) -> Verdict | None:
 
 
 def _md_verdict(md: list[dict] | None) -> Verdict | None:
+    """Stable or not, with the length each kind of run lasted beside the study's, so that
+    "yes" says what it covers ("yes, 100 K over 0.1 of 250 ps, ramp over 0.1 of 50 ps")."""
     if not md:
         return None
-    failed = sum(not run.get("stable") for run in md)
+    judged = [run for run in md if run.get("stable") is not None]
+    if not judged:
+        reasons = sorted({run.get("not_applicable") or "no structure to run" for run in md})
+        return Verdict("MD stable", f"not applicable: {'; '.join(reasons)}", "warn")
+    failed = [run for run in judged if not run.get("stable")]
     if failed:
-        return Verdict("MD stable", f"no ({failed} of {len(md)} runs failed)", "bad")
-    return Verdict("MD stable", f"yes ({len(md)} runs)", "good")
+        first = failed[0]
+        return Verdict(
+            "MD stable",
+            f"no ({len(failed)} of {len(judged)} runs failed; {md_failure_text(first)})",
+            "bad",
+        )
+    return Verdict("MD stable", f"yes, {_lengths_by_kind(judged)}", "good")
+
+
+def md_length_text(run: dict) -> str:
+    """The length a run lasted of the length asked, and the study's: "0.02 of 0.1 ps (study:
+    250 ps)", or "0.1 of 250 ps" for a run that lasted its whole length."""
+    survived, total, study = run.get("survived_ps"), run.get("total_ps"), run.get("study_ps")
+    if survived is not None and total is not None and survived < total:
+        text = f"{_ps(survived)} of {_ps(total)} ps"
+        return text + (f" (study: {_ps(study)} ps)" if study else "")
+    if study:
+        return f"{_ps(total)} of {_ps(study)} ps"
+    return f"{_ps(total)} ps"
+
+
+def _ps(value: float | None) -> str:
+    # Three significant figures without trailing zeros: "0.05", "0.0235", "250".
+    return "—" if value is None else f"{value:.3g}"
+
+
+def md_failure_text(run: dict) -> str:
+    """ "constant_100K on H2O: temperature runaway after 0.02 of 0.1 ps (study: 250 ps)" """
+    reason = (run.get("failure_reason") or "failed").replace("_", " ")
+    return f"{run.get('run')} on {run.get('structure')}: {reason} after {md_length_text(run)}"
+
+
+_KIND_NAMES = {"constant": "100 K", "ramp": "50→800 K ramp"}
+
+
+def _lengths_by_kind(runs: list[dict]) -> str:
+    """The shortest run of each kind: what every structure was run for at least."""
+    parts = []
+    for kind in ("constant", "ramp", None):
+        of_kind = [run for run in runs if run.get("kind") == kind]
+        if of_kind:
+            shortest = min(of_kind, key=lambda run: run.get("total_ps") or 0.0)
+            name = _KIND_NAMES.get(kind or "", "runs")
+            parts.append(f"{name} over {md_length_text(shortest)}")
+    return ", ".join(parts)
 
 
 def _holes_verdict(dimers: dict | None) -> Verdict | None:

@@ -22,6 +22,7 @@ import torch
 
 from core.data.label_values import labels_of
 from core.registry import mace_model
+from core.science.edge_budget import bytes_per_edge
 from core.science.inference import (
     Neighbourhood,
     batch_by_edges,
@@ -55,6 +56,9 @@ class CostEstimate:
     memory_kind: str  # "cuda_allocated" or "process_rss"
     probe_steps: int
     basis: str
+    # One edge's share of the step's peak above what was held before it (issue 27): what a
+    # GPU's edge budget is planned with (core.science.edge_budget).
+    bytes_per_edge: float | None = None
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -147,6 +151,7 @@ def probe_cost(
         memory_kind="cuda_allocated" if cuda else "process_rss",
         probe_steps=len(timings) - 1,
         basis=basis,
+        bytes_per_edge=bytes_per_edge(peak, baseline, sum(edges[i] + 1 for i in probed)),
     )
 
 

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import copy
 from collections.abc import Iterable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 import ase
@@ -26,7 +26,7 @@ from ase.data import atomic_numbers, chemical_symbols
 from core.errors import E0MismatchError, InvalidSpecError
 from core.registry import mace_model
 from core.science.inference import predict
-from core.science.spec import E0Method
+from core.science.spec import E0Method, E0MethodName, ModelElements
 
 # science.md §2: an energy error above this (foundation vs data, per atom) means the E0s do not
 # match the data. Preflight, admission and the job's own E0 warnings all judge by it.
@@ -48,9 +48,24 @@ class E0Fit:
     n_configs: int
     # What a reader must know about the values (a rank-deficient fit is not isolated atoms).
     note: str | None = None
+    # Issue 25: elements the model keeps that the training data lack carry the foundation's own
+    # E0s, written into the model and verified like `e0s` (`for_model_elements`).
+    kept_from_foundation: dict[str, float] = field(default_factory=dict)
+    # For the E0 table: the foundation's own E0 of each element the model knows, and the
+    # isolated-atom energies found in the data (eV), where there are any.
+    foundation_e0s: dict[str, float] | None = None
+    isolated_atom_references: dict[str, float] | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
+
+    def model_e0s(self) -> dict[str, float]:
+        """Every E0 the delivered model carries: the chosen ones and those kept from the
+        foundation for elements the training data lack."""
+        return {**self.kept_from_foundation, **self.e0s}
+
+    def model_elements(self) -> list[str]:
+        return _sorted_by_number(self.model_e0s())
 
 
 @dataclass(frozen=True)
@@ -165,6 +180,46 @@ def average_e0s(
     before, after = _foundation_rmse(model, configs, energies, e0s)
     note = rank_deficiency_note(rank, len(e0s))
     return E0Fit("average", e0s, before, after, rank, len(configs), note)
+
+
+def data_e0_method(elements: Iterable[str], isolated_atom_elements: Iterable[str]) -> E0MethodName:
+    """The E0 method of a model without a foundation whose spec names none (issue 25): isolated
+    atoms when the data hold one of every element, as mace itself uses them; otherwise the fit
+    on the data, the only method left without a foundation."""
+    return "isolated_atoms" if set(elements) <= set(isolated_atom_elements) else "average"
+
+
+def for_model_elements(
+    fit: E0Fit,
+    foundation: torch.nn.Module,
+    keep: ModelElements,
+    *,
+    replay_elements: Iterable[str] = (),
+) -> E0Fit:
+    """`fit` with the foundation's own E0 for every element the fine-tuned model keeps beyond the
+    training data: all the foundation's (keep="foundation", mace's --foundation_model_elements),
+    or the replay data's only (keep="training"). The foundation's E0s are recorded beside."""
+    own = {chemical_symbols[z]: e0 for z, e0 in model_e0s(foundation).items()}
+    elements = set(own) if keep == "foundation" else set(fit.e0s) | set(replay_elements)
+    _require_model_elements(foundation, sorted(elements))
+    kept = {symbol: own[symbol] for symbol in _sorted_by_number(elements - set(fit.e0s))}
+    known = _sorted_by_number(elements | set(fit.e0s))
+    return replace(
+        fit,
+        kept_from_foundation=kept,
+        foundation_e0s={symbol: own[symbol] for symbol in known},
+    )
+
+
+def isolated_atom_references(
+    isolated_atoms: Sequence[ase.Atoms], energies: np.ndarray
+) -> dict[str, float] | None:
+    """The data's isolated-atom energy of each element (eV), None when the data hold none."""
+    found: dict[str, float] = {}
+    for i, (atoms, energy) in enumerate(zip(isolated_atoms, energies, strict=True)):
+        if len(atoms) == 1 and np.isfinite(energy):
+            _add_isolated_atom(found, atoms.get_chemical_symbols()[0], float(energy), i)
+    return {symbol: found[symbol] for symbol in _sorted_by_number(found)} or None
 
 
 def rank_deficiency_note(rank: int, n_elements: int) -> str | None:
@@ -298,15 +353,28 @@ class E0Verification:
 
 
 def verify_model_e0s(
-    model: torch.nn.Module, expected: dict[str, float], *, tol: float = 1e-6
+    model: torch.nn.Module,
+    expected: dict[str, float],
+    *,
+    tol: float = 1e-6,
+    every_element: bool = False,
 ) -> E0Verification:
     """Check that `model` carries `expected` in its atomic_energies buffer and that a lone atom's
     predicted energy is exactly E0 + its lone-atom interaction energy (see
     `lone_atom_interaction_energies`: zero for the demo foundation, scale · readouts + shift for
     ScaleShiftMACE). The buffer check catches mace overwriting the E0s (science.md §5); the
     energy check that the energy a user's calculator gets adds exactly the chosen E0s.
+    `every_element`: `expected` names every element of the model (a delivered model).
     """
     buffer = model_e0s(model)
+    unexpected = sorted(set(buffer) - {atomic_numbers[symbol] for symbol in expected})
+    if every_element and unexpected:
+        # Every element the model knows must carry an E0 the job chose or kept on purpose: mace
+        # pads the ones it was not given with 0 eV.
+        raise E0MismatchError(
+            f"the model knows {', '.join(chemical_symbols[z] for z in unexpected)} without an "
+            "E0 chosen for it"
+        )
     for symbol, value in expected.items():
         found = buffer.get(atomic_numbers[symbol])
         if found is None:

@@ -20,6 +20,7 @@ from mace.tools import AtomicNumberTable, torch_geometric
 
 from core.config import get_settings
 from core.registry import mace_model
+from core.science.cueq import inference_model
 
 
 @dataclass(frozen=True)
@@ -100,8 +101,22 @@ def neighbourhood(atoms: ase.Atoms, cutoff: float) -> Neighbourhood:
     return Neighbourhood(edge_index, shift, unit_shift, cell)
 
 
+# The running job's budget (core.science.edge_budget), set when the job starts: every pass of
+# the job, however deep in the evaluation, is bounded by it. A worker process runs one job at a
+# time (Celery's solo or prefork pool), so one value per process is the job's.
+_job_edge_budget: int | None = None
+
+
+def use_edge_budget(edges: int | None) -> None:
+    """Bound this process's passes by `edges` (None: back to MLFT_MAX_EDGES_PER_BATCH)."""
+    global _job_edge_budget
+    _job_edge_budget = edges
+
+
 def edge_budget(max_edges: int | None = None) -> int:
-    return max_edges if max_edges is not None else get_settings().max_edges_per_batch
+    if max_edges is not None:
+        return max_edges
+    return _job_edge_budget or get_settings().max_edges_per_batch
 
 
 def batch_by_edges(
@@ -194,8 +209,10 @@ def _inference_model(model: torch.nn.Module, device: str) -> torch.nn.Module:
         t.dtype == torch.float64 for t in tensors if t.is_floating_point()
     )
     if ready and not model.training:
-        return model
-    return copy.deepcopy(model).to(device=device, dtype=torch.float64).eval()
+        return inference_model(model, device)
+    return inference_model(
+        copy.deepcopy(model).to(device=device, dtype=torch.float64).eval(), device
+    )
 
 
 def _batches(

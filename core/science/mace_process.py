@@ -25,6 +25,10 @@ StopCheck = Callable[[], bool]
 # mace's entry point, in a child that dies with its worker: a killed worker must not leave mace
 # training on and writing into a job that another worker resumes. Linux asks the kernel
 # (PR_SET_PDEATHSIG); the parent check covers a worker that died before the child got there.
+# MLFT_RUNG_FOLDER and MLFT_RUNGS (a sweep's successive halving, core.science.halving): before
+# the epoch that follows a rung, mace waits for the verdict file the worker writes once it read
+# the rung's validation record; "stop" ends mace's training loop there, and run_train goes on as
+# after a patience stop (best checkpoint loaded, model saved, converted back to e3nn).
 # MLFT_BENCH_CUDA_PEAK_FILE (benchmarks only, bench/strategy_throughput.py): the file where the
 # process writes torch.cuda.max_memory_allocated() as it exits, since only it can read its own.
 _CHILD = """
@@ -42,8 +46,60 @@ if peak_file:
             with open(peak_file, "w") as stream:
                 stream.write(str(torch.cuda.max_memory_allocated()))
     atexit.register(record_cuda_peak)
+rung_folder = os.environ.get("MLFT_RUNG_FOLDER")
+if rung_folder:
+    import time, mace.tools
+    rungs = {int(epochs) for epochs in os.environ["MLFT_RUNGS"].split(",")}
+    wait_s = float(os.environ.get("MLFT_RUNG_WAIT_S", "300"))
+    epoch_module = sys.modules["mace.tools.train"]
+    one_epoch, whole_training = epoch_module.train_one_epoch, mace.tools.train
+    class StoppedEarly(Exception):
+        pass
+    def train_one_epoch(*args, **kwargs):
+        epoch = kwargs.get("epoch")
+        if epoch in rungs:
+            verdict = os.path.join(rung_folder, f"after-{epoch}")
+            deadline = time.monotonic() + wait_s
+            while not os.path.exists(verdict) and time.monotonic() < deadline:
+                time.sleep(0.1)
+            if os.path.exists(verdict) and open(verdict).read().strip() == "stop":
+                raise StoppedEarly
+        return one_epoch(*args, **kwargs)
+    def train(*args, **kwargs):
+        try:
+            whole_training(*args, **kwargs)
+        except StoppedEarly:
+            print("mlft: stopped early at a rung of the sweep's successive halving", flush=True)
+    epoch_module.train_one_epoch = train_one_epoch
+    mace.tools.train = train
 runpy.run_module("mace.cli.run_train", run_name="__main__", alter_sys=True)
 """
+
+
+@dataclass(frozen=True)
+class RungPlan:
+    """Where the verdicts of a job's rungs go, and after how many epochs each is given."""
+
+    folder: Path
+    after_epochs: tuple[int, ...]
+
+    def environment(self) -> dict[str, str]:
+        return {
+            "MLFT_RUNG_FOLDER": str(self.folder),
+            "MLFT_RUNGS": ",".join(str(epochs) for epochs in self.after_epochs),
+        }
+
+    def give_verdict(self, after_epochs: int, stop: bool) -> None:
+        self.folder.mkdir(parents=True, exist_ok=True)
+        partial = self.folder / f".after-{after_epochs}"
+        partial.write_text("stop" if stop else "go on", encoding="utf-8")
+        partial.replace(self.folder / f"after-{after_epochs}")  # whole, or not there yet
+
+    def stopped(self) -> bool:
+        return any(
+            path.read_text(encoding="utf-8").strip() == "stop"
+            for path in self.folder.glob("after-*")
+        )
 
 
 class TrainingCancelled(WorkStopped):
@@ -104,13 +160,18 @@ def run_mace_training(
     on_epoch: EpochCallback,
     should_stop: StopCheck,
     poll_seconds: float = 1.0,
+    rungs: RungPlan | None = None,
 ) -> None:
     log_file.parent.mkdir(parents=True, exist_ok=True)
     # A resumed run appends to the results of the run before it; only its new lines count.
     follower = ResultsFollower(results_file, offset=_size(results_file))
     with log_file.open("ab") as log:
+        environment = {**os.environ, **(rungs.environment() if rungs else {})}
         process = subprocess.Popen(
-            [sys.executable, "-c", _CHILD, str(os.getpid()), *argv], stdout=log, stderr=log
+            [sys.executable, "-c", _CHILD, str(os.getpid()), *argv],
+            stdout=log,
+            stderr=log,
+            env=environment,
         )
         try:
             while process.poll() is None:

@@ -6,9 +6,8 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationName
-
-# STRATEGY_NAMES is also read from here; core.science.strategy_table is its source.
-from core.science.strategy_table import STRATEGY_NAMES, traits_of
+from core.science.run_labels import RunName, RunTags
+from core.science.strategy_table import traits_of
 
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
 # as a mapping instead of a name; a job records it as "explicit" (E0Method, core.science.e0s.E0Fit).
@@ -29,6 +28,11 @@ E0_METHOD_SUMMARIES: dict[E0Method, str] = {
     "explicit": "explicit values",
 }
 AUTO_REPLAY = "auto"
+# Which elements the delivered model knows (issue 25): every element of the foundation (mace's
+# --foundation_model_elements; elements absent from the training data keep the foundation's
+# E0s), or only the training data's (with the replay data's, for replay strategies): a smaller,
+# faster model that cannot be evaluated on anything else.
+ModelElements = Literal["foundation", "training"]
 
 
 def e0_method_of(choice: "E0MethodName | dict[str, float]") -> E0Method:
@@ -65,9 +69,13 @@ def _nul_byte_at(value: Any, where: str) -> str | None:
 
 class SpecModel(BaseModel):
     """Base of every request model: numbers are finite (NaN and Infinity are valid Python
-    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL."""
+    JSON but no valid setting, and PostgreSQL's JSON refuses them) and no string holds NUL.
 
-    model_config = ConfigDict(allow_inf_nan=False)
+    Strict (issue 26): JSON numbers are numbers and booleans booleans; "10" or true for an
+    integer is refused naming the field, never coerced. An integer where a float is expected is
+    a number, and is taken."""
+
+    model_config = ConfigDict(allow_inf_nan=False, strict=True)
 
     @model_validator(mode="before")
     @classmethod
@@ -347,8 +355,13 @@ class EvaluationSettings(SpecModel):
     reference_dataset: ObjectId | None = None
     md: bool = True
     md_structures: int = Field(default=1, ge=1, le=10)
-    # Steps of each of the two MD runs (0.5 fs each; the study ran far longer, see README).
-    md_steps: int = Field(default=400, ge=10, le=1_000_000)
+    # Lengths of the two MD runs in ps, up to the study's (250 ps at 100 K, a 50 -> 800 K ramp over
+    # 50 ps); unset, each is sized so that MD takes about a quarter of the job's training time
+    # (core.evaluation.md_plan, docs/md-stability.md).
+    md_constant_ps: float | None = Field(default=None, ge=0.005, le=250)
+    md_ramp_ps: float | None = Field(default=None, ge=0.005, le=50)
+    # At most this many steps (0.5 fs) per run, whatever the lengths: quick runs.
+    md_steps: int | None = Field(default=None, ge=10, le=500_000)
     dimers: bool = True
     # Random structure search for holes: off unless given (`{}` takes the quick preset).
     rss_holes: RssHolesSettings | None = None
@@ -408,6 +421,11 @@ class JobSpec(SpecModel):
     preflight: PreflightSettings = PreflightSettings()
     # The training data's level of theory ("PBE-D3/def2-TZVP"), carried into the model card.
     level_of_theory: str | None = Field(default=None, max_length=200)
+    # The elements the delivered model knows (ModelElements); scratch knows the training data's.
+    elements: ModelElements = "foundation"
+    # How a researcher finds the job again (GET /jobs?name=...&tag=key=value); no effect on it.
+    name: RunName | None = None
+    tags: RunTags = {}
 
     @field_validator("e0s")
     @classmethod
@@ -430,18 +448,31 @@ class JobSpec(SpecModel):
                 )
         return value
 
-    @model_validator(mode="before")
-    @classmethod
-    def _scratch_defaults_to_average_e0s(cls, value: Any) -> Any:
-        # A scratch model has no foundation to estimate E0s against; without a choice it fits
-        # them on its own data.
-        if isinstance(value, dict) and "e0s" not in value:
-            strategy = value.get("strategy")
-            name = strategy.get("name") if isinstance(strategy, dict) else None
-            name = getattr(strategy, "name", name)
-            if name in STRATEGY_NAMES and not traits_of(name).foundation:
-                return {**value, "e0s": "average"}
-        return value
+    @model_validator(mode="after")
+    def _scratch_e0s_come_from_the_data(self) -> "JobSpec":
+        # A scratch model has no foundation to estimate E0s against. Without a choice its E0s
+        # come from the data: "average" stands in here, and submission replaces it with
+        # isolated atoms when the data hold them (core.science.e0s.data_e0_method). Set around
+        # pydantic's assignment so that "e0s" stays out of model_fields_set: the spec says the
+        # user left it open.
+        if not traits_of(self.strategy.name).foundation and "e0s" not in self.model_fields_set:
+            object.__setattr__(self, "e0s", "average")
+        return self
+
+    def e0s_left_to_the_data(self) -> bool:
+        """Whether the service chooses this scratch spec's E0 method from the data."""
+        return not traits_of(self.strategy.name).foundation and "e0s" not in self.model_fields_set
+
+    @model_validator(mode="after")
+    def _frozen_embedding_keeps_every_element(self) -> "JobSpec":
+        if self.elements == "training" and freeze_level_of(self.strategy) is not None:
+            raise ValueError(
+                f"strategy {self.strategy.name} keeps the foundation's embedding frozen, which "
+                "holds every foundation element: elements='training' would rescale it; use "
+                "elements='foundation' (the default) or lora for a model of the training "
+                "elements only"
+            )
+        return self
 
     @model_validator(mode="after")
     def _distinct_datasets(self) -> "JobSpec":

@@ -50,7 +50,9 @@ REPLAY_SAFE_LR = 1e-4
 def spec_warnings(spec: JobSpec) -> list[str]:
     """Known-bad choices from the study (science.md §1, §2), accepted but flagged."""
     warnings = []
-    if spec.e0s == "average":
+    # The study's finding is about fine-tuning; a scratch model has no foundation to estimate
+    # E0s against, and the service never warns against a choice it made itself (issue 25).
+    if spec.e0s == "average" and traits_of(spec.strategy.name).foundation:
         warnings.append(
             "e0s='average' fits E0s on the data alone; the study found 2-3x worse forces and "
             "unstable MD with it: prefer 'estimated' or isolated atoms"
@@ -81,13 +83,15 @@ class TrainingInputs:
     # Single-head strategies: a copy of the foundation that already carries the job's E0s
     # (science.md §5). Replay: the foundation itself, since the replay head takes its E0s from it.
     foundation_file: Path | None
-    # Scratch: the job's E0s. Replay: the target head's E0s for every element of target and
-    # replay data (mace needs exactly that union). Unused otherwise.
+    # Scratch: the job's E0s. Replay: the target head's E0s for every element the model keeps
+    # (target and replay data, or every foundation element). Unused otherwise.
     e0s: dict[str, float]
     device: str = "cpu"
     replay_file: Path | None = None
     # Whether the training file has periodic configurations with stress (core.workflows.training).
     stress: bool = False
+    # Train with cuEquivariance kernels (core.science.cueq.training_kernels decides).
+    cueq: bool = False
 
 
 RUN_NAME = "mlft"
@@ -147,6 +151,9 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         "--restart_latest",
         "--num_workers=0",
     ]
+    if inputs.cueq:
+        # mace converts the model to cuEq for training and back to e3nn before saving it.
+        argv.append("--enable_cueq=True")
     if inputs.valid_file is not None:
         argv.append(f"--valid_file={inputs.valid_file}")
     else:
@@ -157,11 +164,16 @@ def to_mace_argv(spec: JobSpec, inputs: TrainingInputs) -> list[str]:
         raise ValueError("a fine-tuning strategy needs the prepared foundation model file")
     argv.append(f"--foundation_model={inputs.foundation_file}")
     argv += _replay_arguments(spec, inputs)
+    if spec.elements == "foundation":
+        # Issue 25: the model keeps every element of its foundation, whatever the strategy.
+        # Freezing needs it too (the spec refuses elements='training' there): it makes "frozen"
+        # literal, as mace otherwise rescales the per-element embedding rows it copies into a
+        # smaller model. mace pads a head's missing E0s with 0 eV; TrainingInputs.e0s covers
+        # every foundation element for the replay strategies, so none is padded.
+        argv.append("--foundation_model_elements=True")
     level = freeze_level_of(spec.strategy)
     if level is not None:
-        # Keeping every foundation element makes "frozen" literal: mace otherwise rescales the
-        # per-element embedding rows it copies into a smaller model.
-        argv += [f"--freeze={level}", "--foundation_model_elements=True"]
+        argv.append(f"--freeze={level}")
     lora = lora_of(spec.strategy)
     if lora is not None:
         rank, alpha = lora

@@ -11,21 +11,31 @@ from sqlalchemy import ColumnElement, CursorResult, Result, select, update
 from sqlalchemy.orm import Session, undefer
 
 from core.errors import InvalidStateTransitionError, NotFoundError
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Evaluation, Job, JobState, ReplaySet, utcnow
 
 ALLOWED_TRANSITIONS: dict[JobState, frozenset[JobState]] = {
     JobState.QUEUED: frozenset({JobState.RUNNING, JobState.CANCELLED, JobState.FAILED}),
     JobState.RUNNING: frozenset(
-        {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.QUEUED}
+        {
+            JobState.SUCCEEDED,
+            JobState.FAILED,
+            JobState.CANCELLED,
+            JobState.QUEUED,
+            JobState.STOPPED_EARLY,
+        }
     ),
     JobState.SUCCEEDED: frozenset(),
     JobState.FAILED: frozenset(),
     JobState.CANCELLED: frozenset(),
+    JobState.STOPPED_EARLY: frozenset(),
 }
 Row = TypeVar("Row", Job, Evaluation, ReplaySet)
 WorkTable = type[Job] | type[Evaluation] | type[ReplaySet]
 WorkRow = Job | Evaluation | ReplaySet
-TERMINAL_STATES = frozenset({JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED})
+TERMINAL_STATES = frozenset(
+    {JobState.SUCCEEDED, JobState.FAILED, JobState.CANCELLED, JobState.STOPPED_EARLY}
+)
 
 
 def create_job(
@@ -40,6 +50,8 @@ def create_job(
 ) -> Job:
     job = Job(
         spec=spec,
+        name=spec.get("name"),
+        tags=spec.get("tags") or {},
         train_dataset_id=train_dataset_id,
         epochs=[],
         attempts=0,
@@ -67,16 +79,16 @@ def get_job(session: Session, job_id: str, *, include: Collection[JobPart] = ())
 
 
 def list_jobs(
-    session: Session, *, limit: int = 100, offset: int = 0, include: Collection[JobPart] = ()
-) -> list[Job]:
-    query = (
-        select(Job)
-        .options(*_loading(include))
-        .order_by(Job.created_at.desc())
-        .limit(limit)
-        .offset(offset)
-    )
-    return list(session.scalars(query))
+    session: Session,
+    filters: ListFilters = NO_FILTERS,
+    *,
+    limit: int = 100,
+    offset: int = 0,
+    include: Collection[JobPart] = (),
+) -> Page[Job]:
+    """The jobs matching `filters`, newest first: one page and how many match."""
+    query = select(Job).options(*_loading(include))
+    return list_page(session, Job, filters, limit=limit, offset=offset, query=query)
 
 
 def _loading(include: Collection[JobPart]) -> list:

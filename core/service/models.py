@@ -60,6 +60,9 @@ class JobState(str, enum.Enum):
     SUCCEEDED = "succeeded"
     FAILED = "failed"
     CANCELLED = "cancelled"
+    # A sweep's successive halving stopped the job at a rung (core.science.halving): its model
+    # (the best checkpoint so far) and learning curve are kept; it was not evaluated.
+    STOPPED_EARLY = "stopped_early"
 
 
 class Lifecycle:
@@ -106,7 +109,13 @@ class Sweep(ProjectOwned, Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     spec: Mapped[dict[str, Any]]
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What a researcher finds it by (core/science/run_labels.py), copied from the spec.
+    name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Lists sort on it, newest first.
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
 
 
 class Job(ProjectOwned, Base):
@@ -119,6 +128,10 @@ class Job(ProjectOwned, Base):
         index=True,
     )
     spec: Mapped[dict[str, Any]]
+    # What a researcher finds it by (core/science/run_labels.py), copied from the spec; a sweep's
+    # jobs carry the sweep's unless their base names its own.
+    name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
+    tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     train_dataset_id: Mapped[str] = mapped_column(ForeignKey("datasets.id"))
     # What the job is doing now ("e0s", "training", "evaluating"), shown while it runs.
     stage: Mapped[str | None] = mapped_column(String(64), default=None)
@@ -137,6 +150,9 @@ class Job(ProjectOwned, Base):
     metrics: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, default=None, deferred=True, deferred_group="measured"
     )
+    # The report's opening verdicts ([{label, value, level}], core.reporting.verdicts), graded
+    # when the job succeeded: small, so that GET /jobs/{id} shows them without the metrics.
+    verdicts: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     model_key: Mapped[str | None] = mapped_column(String(512), default=None)
     # Replay strategies: the full model with its replay head, delivered on request.
     multihead_model_key: Mapped[str | None] = mapped_column(String(512), default=None)
@@ -152,6 +168,8 @@ class Job(ProjectOwned, Base):
     preflight: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     split: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None, deferred=True)
     cost: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
+    # A sweep's successive halving: the verdict at each rung the job reached (issue 27).
+    halving: Mapped[list[Any] | None] = mapped_column(JSON, default=None)
     exports: Mapped[dict[str, Any] | None] = mapped_column(JSON, default=None)
     model_card: Mapped[dict[str, Any] | None] = mapped_column(
         JSON, default=None, deferred=True, deferred_group="measured"
@@ -170,7 +188,9 @@ class Job(ProjectOwned, Base):
     # When its task reached the broker; NULL while it never did (core/service/dispatch.py re-sends
     # it).
     enqueued_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
-    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    created_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), default=utcnow, index=True
+    )
     # The first start; a run after a worker died sets resumed_at and keeps this.
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
     resumed_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True), default=None)
@@ -249,6 +269,12 @@ class FoundationRecord(Base):
     source: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
+    # What a request needs to know about the model (core.registry.safe_model.ModelFacts:
+    # elements, heads, E0s, r_max, size, dtype), recorded at registration so that no request
+    # loads the file; and the sha256 of the file as it was uploaded or downloaded (the stored
+    # file is its safe form, pinned by `sha256`).
+    facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
 
 
 class LogLine(Base):

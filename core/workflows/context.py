@@ -11,6 +11,7 @@ from core.artifacts.storage import Storage, storage_from_settings
 from core.config import Settings
 from core.registry.foundation_store import FoundationStore
 from core.registry.foundations import FoundationRegistry
+from core.registry.model_sandbox import SandboxLimits
 from core.science.cache import PredictionCache
 from core.service.db import session_factory
 
@@ -39,6 +40,7 @@ def context_from_settings(settings: Settings) -> JobContext:
             offline=settings.offline,
             probe_timeout_s=settings.foundation_probe_timeout_s,
             store=FoundationStore(sessions, storage),
+            sandbox=SandboxLimits(settings.model_sandbox_memory_mb, settings.model_sandbox_cpu_s),
         ),
         work_root=settings.data_dir / "work",
         device=settings.device,

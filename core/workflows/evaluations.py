@@ -1,6 +1,8 @@
 """Evaluations outside a training job: any model (a job's or a foundation) × any dataset."""
 
 import logging
+import math
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -13,6 +15,7 @@ from core.artifacts.storage_keys import RSS_FLAGGED_FILE, evaluation_artifact_ke
 from core.data.catalog import get_dataset, referenced_dataset
 from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, NotFoundError
+from core.evaluation.md_plan import md_budget_s
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.registry.foundation_heads import working_foundation
@@ -27,6 +30,7 @@ from core.science.spec import EvaluationSpec, JobSpec, RssHolesSettings
 from core.service.db import session_scope
 from core.service.jobs import get_job
 from core.service.leases import leave_no_folder
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Evaluation, Job, JobState
 from core.service.stages import Stage, run_stages
 from core.workflows.context import JobContext
@@ -62,6 +66,13 @@ def submit_evaluation(session: Session, spec: EvaluationSpec, context: JobContex
     return evaluation
 
 
+def list_evaluations(
+    session: Session, filters: ListFilters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+) -> Page[Evaluation]:
+    """The evaluations matching `filters`, newest first: one page and how many match."""
+    return list_page(session, Evaluation, filters, limit=limit, offset=offset)
+
+
 def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
     evaluation = session.get(Evaluation, evaluation_id)
     if evaluation is None:
@@ -92,6 +103,8 @@ class _EvaluationRun:
     foundation_name: str | None = field(init=False)
     head: str | None = field(init=False)
     configs: dict[str, list[Atoms]] = field(init=False)
+    # A quarter of the evaluated job's training time; a foundation's evaluation the default.
+    md_budget_s: float = field(init=False)
     report: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -116,6 +129,7 @@ def _read_inputs(run: _EvaluationRun) -> None:
     context, spec = run.context, run.spec
     with session_scope(context.sessions) as session:
         run.source, run.foundation_name, run.head = _model_source(session, context, spec)
+        run.md_budget_s = md_budget_s(_training_seconds(session, spec))
         roles = {"test": spec.dataset}
         if spec.kind == "standard":
             roles["replay"] = spec.settings.replay_dataset
@@ -150,8 +164,28 @@ def _standard_suite(run: _EvaluationRun) -> None:
         run.spec.settings,
         foundation=foundation,
         on_stage=run.work.stage,
+        on_steps=_StepsRecorder(run.work, context.progress_interval_s),
         device=context.device,
+        md_budget_s=run.md_budget_s,
     )
+
+
+class _StepsRecorder:
+    """MD progress on the evaluation's stage ("md 1/1 120/800 steps"), written at most every
+    `interval_s`: a step takes milliseconds and a row update does too. Through work.stage, so a
+    cancelled evaluation stops inside its MD run, not after it."""
+
+    def __init__(self, work: Work, interval_s: float) -> None:
+        self.work = work
+        self.interval_s = interval_s
+        self._last_write = -math.inf
+
+    def __call__(self, stage: str, done: int, total: int) -> None:
+        now = time.monotonic()
+        if done < total and now - self._last_write < self.interval_s:
+            return
+        self._last_write = now
+        self.work.stage(f"{stage} {done}/{total} steps")
 
 
 def _rss_holes(run: _EvaluationRun) -> None:
@@ -248,6 +282,13 @@ def _model_source(
     assert job.model_key is not None  # _succeeded_job refuses a job without a model
     source = context.storage.local_path(job.model_key)
     return source, spec.foundation_model or job_spec.foundation_model, head
+
+
+def _training_seconds(session: Session, spec: EvaluationSpec) -> float | None:
+    if spec.model.job is None:
+        return None
+    actual = (get_job(session, spec.model.job).cost or {}).get("actual") or {}
+    return actual.get("training_seconds")
 
 
 def _succeeded_job(session: Session, job_id: str) -> Job:

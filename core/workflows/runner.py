@@ -27,7 +27,9 @@ from core.data.datasets import read_configurations
 from core.errors import InvalidSpecError, MlftError, PreflightBlockedError
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import load_foundation, model_load_lock
+from core.reporting.job_report import job_verdicts
 from core.reporting.model_card import build_model_card, render_markdown
+from core.science.mace_process import RungPlan
 from core.science.spec import JobSpec, needs_foundation, replay_of
 from core.service.db import session_scope
 from core.service.job_logs import LogShipper
@@ -36,9 +38,10 @@ from core.service.leases import LeaseKeeper
 from core.service.models import Job, JobState, ReplaySet, utcnow
 from core.workflows.checkpoints import CheckpointSync, prepare_resume
 from core.workflows.context import JobContext
+from core.workflows.early_stopping import judge_rung, rung_plan
 from core.workflows.replay_sets import with_built_replay
 from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
-from core.workflows.work import Work, claim_work, run_claimed, state_of
+from core.workflows.work import Work, claim_work, end, run_claimed, state_of
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +72,8 @@ class RecordedProgress:
         self._last_steps_write = -math.inf
         # What `trained` stored, so the job's end does not store it again.
         self.delivered: Delivery | None = None
+        # A job of a sweep that stops losers early: where mace waits for each rung's verdict.
+        self.rungs: RungPlan | None = None
 
     def stage(self, name: str) -> None:
         with session_scope(self.sessions) as session:
@@ -113,6 +118,13 @@ class RecordedProgress:
             return  # the restored model's initial validation; the first run recorded its own
         with session_scope(self.sessions) as session:
             record_epoch(session, self.job_id, entry)
+        if self.rungs is not None:
+            try:
+                judge_rung(self.sessions, self.job_id, self.rungs, entry)
+            except Exception:  # mace waits for a verdict: a failed judgement lets the job go on
+                logger.exception("job=%s rung not judged; training goes on", self.job_id)
+                if entry.get("epoch") is not None and entry.get("head") != "replay":
+                    self.rungs.give_verdict(entry["epoch"] + 1, stop=False)
 
     def should_stop(self) -> bool:
         if self.checkpoints is not None:
@@ -173,6 +185,7 @@ def _run_job(work: Work, work_dir: Path, checkpoints: CheckpointSync, log: LogSh
         progress_interval_s=context.progress_interval_s,
     )
     spec = with_built_replay(context, job_id, _stored_spec(context, job_id))
+    progress.rungs = rung_plan(context.sessions, job_id, spec, work_dir)
     with session_scope(context.sessions) as session:
         keys = _input_keys(session, spec)
     files = _fetch_inputs(context, keys, work_dir / "inputs")
@@ -385,9 +398,16 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
         context.storage.put_file(evaluated[-1], path)
     with session_scope(context.sessions) as session:
         add_warnings(session, job_id, result.warnings)
-    won = work.succeed(
+        verdicts = job_verdicts(result.evaluation, get_job(session, job_id).warnings)
+    ending = JobState.STOPPED_EARLY if result.stopped_early else JobState.SUCCEEDED
+    won = end(
+        context,
+        Job,
+        job_id,
+        ending,
         e0s=e0s,
         metrics=result.evaluation,
+        verdicts=verdicts,
         checks=checks,
         preflight=result.preflight,
         split=result.split,
@@ -399,11 +419,11 @@ def _finish(work: Work, result: TrainingResult, delivered: Delivery | None) -> N
     if not won:
         # Another run of the job (after a lease takeover) won: its artifacts have these keys.
         # Otherwise (cancelled during the evaluation) the delivered model stays with the job.
-        if state_of(context, Job, job_id) is not JobState.SUCCEEDED:
+        if state_of(context, Job, job_id) is not ending:
             for key in evaluated:
                 context.storage.delete(key)
         return
-    logger.info("job=%s succeeded model=%s", job_id, keys["model_key"])
+    logger.info("job=%s %s model=%s", job_id, ending.value, keys["model_key"])
 
 
 def _store_exports(

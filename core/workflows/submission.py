@@ -4,12 +4,14 @@ import logging
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
+from ase.data import atomic_numbers
 from sqlalchemy.orm import Session
 
 from core.config import Settings
 from core.data.catalog import referenced_dataset
 from core.errors import InvalidSpecError
 from core.registry.foundations import FoundationRegistry, choose_head
+from core.science.e0s import data_e0_method
 from core.science.spec import JobSpec, needs_foundation, replay_of, uses_pseudolabels
 from core.science.strategies import effective_settings, spec_warnings
 from core.service.jobs import create_job
@@ -39,19 +41,16 @@ def submit_job(
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
     _check_trainable("train_dataset", train.id, train.summary)
     train_elements = set(train.summary["elements"])
-    for role in ("valid_dataset", "test_dataset"):
-        dataset_id = getattr(spec, role)
-        if dataset_id is None:
-            continue
-        other = referenced_dataset(session, dataset_id, role)
-        if role == "valid_dataset":
-            # mace validates on energies and forces, as it trains.
-            _check_trainable(role, other.id, other.summary)
-        extra = set(other.summary["elements"]) - train_elements
+    if spec.valid_dataset is not None:
+        valid = referenced_dataset(session, spec.valid_dataset, "valid_dataset")
+        # mace validates on energies and forces, as it trains.
+        _check_trainable("valid_dataset", valid.id, valid.summary)
+        extra = set(valid.summary["elements"]) - train_elements
         if extra:
             raise InvalidSpecError(
-                f"{role} {dataset_id} contains element(s) {', '.join(sorted(extra))} that the "
-                "training data lack, so the model cannot predict them"
+                f"valid_dataset {valid.id} contains element(s) {', '.join(sorted(extra))} that "
+                "the training data lack: mace validates on the elements it trains",
+                param="valid_dataset",
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
@@ -59,17 +58,27 @@ def submit_job(
             session, spec.isolated_atoms_dataset, "isolated_atoms_dataset"
         )
         isolated |= set(atoms_set.summary.get("isolated_atom_elements", []))
+    chosen_by_service = spec.e0s_left_to_the_data()
+    if chosen_by_service:
+        # Issue 25: scratch without an E0 choice uses the data's isolated atoms when they cover
+        # every element (as mace does), the fit on the data otherwise; the stored spec says which.
+        spec = spec.model_copy(update={"e0s": data_e0_method(train_elements, isolated)})
     if spec.e0s == "isolated_atoms" and not train_elements <= isolated:
         missing = ", ".join(sorted(train_elements - isolated))
         raise InvalidSpecError(
             f"e0s='isolated_atoms' needs a single-atom configuration with an energy for {missing} "
-            "in the training data or in isolated_atoms_dataset"
+            "in the training data or in isolated_atoms_dataset",
+            param="e0s",
         )
     _check_explicit_e0s(spec, train_elements)
+    evaluated = {"test_dataset": spec.test_dataset}
     for role in ("replay_dataset", "reference_dataset"):
-        dataset_id = getattr(spec.evaluation, role)
-        if dataset_id is not None:
-            referenced_dataset(session, dataset_id, f"evaluation.{role}")
+        evaluated[f"evaluation.{role}"] = getattr(spec.evaluation, role)
+    evaluated_elements = {
+        role: set(referenced_dataset(session, dataset_id, role).summary["elements"])
+        for role, dataset_id in evaluated.items()
+        if dataset_id is not None
+    }
     registry.require_known(spec.foundation_model)
     if needs_foundation(spec.strategy):
         registry.require_fetchable(spec.fine_tuned_foundation())
@@ -81,14 +90,17 @@ def submit_job(
     if needs_foundation(spec.strategy) and spec.foundation_model is not None:
         _check_foundation_elements(registry, spec.foundation_model, train_elements, replay_elements)
     _check_foundation_head(registry, spec)
-    _check_rss_compositions(spec, train_elements)
+    known = model_elements(spec, registry, train_elements | replay_elements)
+    if known is not None:
+        check_evaluated_elements(spec, known, evaluated_elements, train_elements)
+    _check_rss_compositions(spec, known or train_elements)
     if screen is not None:
         screen(spec, train)
     job = create_job(
         session,
         spec.model_dump(mode="json"),
         train.id,
-        warnings=spec_warnings(spec),
+        warnings=spec_warnings(spec) + ([_service_e0_note(spec)] if chosen_by_service else []),
         effective_hyperparameters=effective_settings(spec, stress=_has_stress(train.summary)),
         replay_dataset_id=replay.dataset if replay is not None and not replay.auto else None,
         sweep_id=sweep_id,
@@ -97,6 +109,60 @@ def submit_job(
         session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def _service_e0_note(spec: JobSpec) -> str:
+    if spec.e0s == "isolated_atoms":
+        return (
+            "E0s: the data's isolated atoms, which cover every element (no e0s was given and a "
+            "scratch model has no foundation to estimate them against)"
+        )
+    return (
+        "E0s: fitted on the data (average), since no e0s was given, a scratch model has no "
+        "foundation and the data lack an isolated atom of every element; for E0s with physical "
+        "meaning add isolated atoms at the data's level of theory"
+    )
+
+
+def model_elements(
+    spec: JobSpec, registry: FoundationRegistry, training: set[str]
+) -> set[str] | None:
+    """The elements the delivered model will know: the training (and replay) data's, or every
+    element of the foundation (spec.elements, issue 25); None while the foundation is not
+    fetched yet (the evaluation then records what it cannot measure)."""
+    if not needs_foundation(spec.strategy) or spec.elements == "training":
+        return training
+    known = registry.local_elements(spec.fine_tuned_foundation())
+    return None if known is None else set(known)
+
+
+def check_evaluated_elements(
+    spec: JobSpec, known: set[str], evaluated: dict[str, set[str]], train: set[str]
+) -> None:
+    """Refuse a test, replay or reference set with elements the delivered model will not know
+    (issue 25): its section could not be measured, which is knowable now."""
+    for role, elements in evaluated.items():
+        missing = _by_number(elements - known)
+        if not missing:
+            continue
+        if not needs_foundation(spec.strategy):
+            fix = "a scratch model knows only its training data's elements: add them to it"
+        elif spec.elements == "training":
+            fix = (
+                "elements='training' keeps only the training data's elements: use "
+                "elements='foundation' (the default) to keep the foundation's"
+            )
+        else:
+            fix = f"the foundation {spec.foundation_model} does not know them either"
+        raise InvalidSpecError(
+            f"{role} holds element(s) {', '.join(missing)} that the delivered model will not "
+            f"know ({fix}), or choose a dataset of {', '.join(_by_number(known))} only; "
+            f"training data: {', '.join(_by_number(train))}"
+        )
+
+
+def _by_number(symbols: set[str]) -> list[str]:
+    return sorted(symbols, key=atomic_numbers.__getitem__)
 
 
 def _has_stress(summary: dict) -> bool:
@@ -112,12 +178,14 @@ def _check_trainable(role: str, dataset_id: str, summary: dict) -> None:
         raise InvalidSpecError(
             f"{role} {dataset_id} has energies but no forces (an energy-only set): "
             "training and validation need forces; use this dataset as test_dataset or evaluate "
-            "a model on it (POST /evaluations)"
+            "a model on it (POST /evaluations)",
+            param=role,
         )
     raise InvalidSpecError(
         f"{role} {dataset_id} needs energy and forces labels; it has "
         f"{', '.join(sorted(labels)) or 'none'}; if the file holds them under other keys, "
-        "upload it again naming them (energy_key, forces_key)"
+        "upload it again naming them (energy_key, forces_key)",
+        param=role,
     )
 
 
@@ -130,16 +198,20 @@ def _check_explicit_e0s(spec: JobSpec, train_elements: set[str]) -> None:
         raise InvalidSpecError(
             f"explicit e0s lack {', '.join(missing)}, which the training data contain: give an "
             f"E0 (eV, at the data's level of theory) for every element, e.g. "
-            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'"
+            f"{{{given}, {missing[0]}: <eV>}}, or use e0s='estimated'",
+            param="e0s",
         )
 
 
 def _check_replay(session: Session, dataset_id: str, pseudolabel: bool) -> set[str]:
-    replay = referenced_dataset(session, dataset_id, "replay dataset")
+    replay = referenced_dataset(
+        session, dataset_id, "replay dataset", param="strategy.replay.dataset"
+    )
     if not pseudolabel and not {"energy", "forces"} <= set(replay.summary["labels"]):
         raise InvalidSpecError(
             f"replay dataset {dataset_id} has no energy and forces labels; unlabelled replay "
-            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)"
+            "data can only be used by pseudolabel_replay (or replay_lora with pseudolabel true)",
+            param="strategy.replay.dataset",
         )
     return set(replay.summary["elements"])
 
@@ -155,7 +227,8 @@ def _check_foundation_elements(
         if missing:
             raise InvalidSpecError(
                 f"foundation model {name} does not know element(s) {', '.join(missing)} of the "
-                f"{role}; choose a foundation that covers them or the scratch strategy"
+                f"{role}; choose a foundation that covers them or the scratch strategy",
+                param="foundation_model",
             )
 
 
@@ -167,20 +240,21 @@ def _check_foundation_head(registry: FoundationRegistry, spec: JobSpec) -> None:
         choose_head(spec.foundation_model, info.heads, spec.foundation_head)
 
 
-def _check_rss_compositions(spec: JobSpec, train_elements: set[str]) -> None:
-    """The fine-tuned model knows the training data's elements; explicit random-structure-search
-    compositions must keep to them."""
+def _check_rss_compositions(spec: JobSpec, known: set[str]) -> None:
+    """Explicit random-structure-search compositions keep to the elements the delivered model
+    knows."""
     rss = spec.evaluation.rss_holes
     if rss is None or not rss.compositions:
         return
     from ase.formula import Formula
 
     wanted = {symbol for text in rss.compositions for symbol in Formula(text).count()}
-    missing = sorted(wanted - train_elements)
+    missing = sorted(wanted - known)
     if missing:
         raise InvalidSpecError(
             f"evaluation.rss_holes.compositions name element(s) {', '.join(missing)} that the "
-            "training data lack; the fine-tuned model cannot be judged on them"
+            "delivered model will not know; it cannot be judged on them",
+            param="evaluation.rss_holes.compositions",
         )
 
 

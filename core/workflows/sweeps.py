@@ -21,6 +21,7 @@ from core.reporting.report_models import (
     SweepRecommendation,
     SweepRow,
 )
+from core.science.run_labels import MAX_TAGS, RunName, RunTags
 from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.science.strategy_table import (
     LORA_STRATEGIES,
@@ -30,7 +31,9 @@ from core.science.strategy_table import (
     traits_of,
 )
 from core.service.jobs import TERMINAL_STATES, transition
+from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Job, JobState, Sweep
+from core.workflows.early_stopping import stopped_jobs
 from core.workflows.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
@@ -63,6 +66,24 @@ class SweepSpec(SpecModel):
     # The replay set of the replay strategies (pseudolabel strategies accept unlabelled data).
     replay: ReplaySpec | None = None
     grid: SweepGrid = SweepGrid()
+    # Successive halving over the sweep's jobs (core.science.halving): None (the default) turns
+    # it on for sweeps of four or more jobs.
+    early_stopping: bool | None = None
+    # The sweep's own; its jobs carry them too, the base's name and tags taking precedence.
+    name: RunName | None = None
+    tags: RunTags = {}
+
+    @model_validator(mode="after")
+    def _jobs_tags_fit(self) -> "SweepSpec":
+        merged = {**self.tags, **self.base.tags}
+        if len(merged) > MAX_TAGS:
+            raise ValueError(f"the sweep's and its base's tags together exceed {MAX_TAGS}")
+        return self
+
+    def labelled(self, job: JobSpec) -> JobSpec:
+        """A job of the sweep, named and tagged as the sweep unless its base says otherwise."""
+        tags = {**self.tags, **job.tags}
+        return job.model_copy(update={"name": job.name or self.name, "tags": tags})
 
     @model_validator(mode="after")
     def _replay_strategies_have_data(self) -> "SweepSpec":
@@ -96,15 +117,16 @@ def expand(spec: SweepSpec) -> list[JobSpec]:
             if rank is not None:
                 strategy["rank"] = rank
             changes: dict[str, Any] = {"strategy": strategy}
-            if not traits_of(name).foundation and spec.base.e0s in FOUNDATION_E0_METHODS:
-                # Both need a foundation, which a scratch model has none of: it fits its E0s on
-                # the data (science.md §2 "average").
-                changes["e0s"] = "average"
             if lr is not None:
                 changes["hyperparameters"] = {**spec.base.hyperparameters.model_dump(), "lr": lr}
             if fraction is not None:
                 changes["train_fraction"] = fraction
-            specs.append(_point_spec(name, {**spec.base.model_dump(), **changes}))
+            values = {**spec.base.model_dump(), **changes}
+            if not traits_of(name).foundation and spec.base.e0s in FOUNDATION_E0_METHODS:
+                # Both need a foundation, which a scratch model has none of: its E0s come from
+                # the data, as submission chooses them (isolated atoms when there, issue 25).
+                del values["e0s"]
+            specs.append(_point_spec(name, values))
     return specs
 
 
@@ -124,11 +146,18 @@ def submit_sweep(
     session: Session, spec: SweepSpec, registry: FoundationRegistry, screen: Screen | None = None
 ) -> tuple[Sweep, list[Job]]:
     """Create the sweep and its jobs in one transaction; the caller enqueues the jobs."""
-    sweep = Sweep(spec=spec.model_dump(mode="json"))
+    sweep = Sweep(spec=spec.model_dump(mode="json"), name=spec.name, tags=spec.tags)
     session.add(sweep)
     session.flush()
     jobs = [
-        submit_job(session, job_spec, registry, sweep_id=sweep.id, commit=False, screen=screen)
+        submit_job(
+            session,
+            spec.labelled(job_spec),
+            registry,
+            sweep_id=sweep.id,
+            commit=False,
+            screen=screen,
+        )
         for job_spec in expand(spec)
     ]
     session.commit()
@@ -197,6 +226,8 @@ def comparison_row(job: Job) -> dict[str, Any]:
         trainable_fraction=trainable.get("fraction"),
         wall_time_s=wall,
         warnings=len(job.warnings),
+        not_measured=measured.not_measured,
+        error=job.error,
     ).to_json()
 
 
@@ -230,42 +261,91 @@ def recommend(rows: list[dict[str, Any]]) -> dict[str, Any]:
         sane,
         lambda row: row.forgetting_ratio,
         "lowest forgetting ratio (replay-set force error relative to the foundation's)",
+        table,
+        "forgetting",
     )
     if broad is None and done:
         measured = any(row.forgetting_ratio is not None for row in done)
+        unmeasured = [
+            f"{_label(row)}: {row.not_measured['forgetting']}"
+            for row in done
+            if row.not_measured and "forgetting" in row.not_measured
+        ]
         reason = (
             "every job with a forgetting ratio has dimer holes its foundation lacks or unstable MD"
             if measured
+            else f"forgetting could not be measured ({'; '.join(unmeasured)})"
+            if unmeasured
             else "no forgetting was measured: give base.evaluation.replay_dataset, a "
             "labelled pretraining-like set, to judge breadth"
         )
         broad = SweepChoice(strategy=None, job_id=None, reason=reason)
-    single = _best(done, lambda row: row.test_forces_rmse_mev_per_a, "lowest test force RMSE")
+    single = _best(
+        done,
+        lambda row: row.test_forces_rmse_mev_per_a,
+        "lowest test force RMSE (meV/Å)",
+        table,
+        "accuracy",
+    )
     return SweepRecommendation(single_system=single, broad_use=broad).to_json()
 
 
 def _best(
-    rows: list[SweepRow], score: Callable[[SweepRow], float | None], reason: str
+    rows: list[SweepRow],
+    score: Callable[[SweepRow], float | None],
+    reason: str,
+    table: list[SweepRow],
+    section: str,
 ) -> SweepChoice | None:
+    """The lowest score among `rows`, citing every number compared and naming each job of the
+    table that was not (failed, or its `section` not measured, with the reason): a lone
+    survivor is said to be one (issue 25)."""
     scored = [(value, row) for row in rows if (value := score(row)) is not None]
     if not scored:
         return None
     value, best = min(scored, key=lambda item: item[0])
-    return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=f"{reason}: {value:.3g}")
+    compared = ", ".join(f"{_label(row)} {value:.3g}" for value, row in sorted(scored, key=_first))
+    text = f"{reason}: {compared}"
+    left_out = [_why_left_out(row, section) for row in table if row not in [r for _, r in scored]]
+    if left_out:
+        only = "the only job" if len(scored) == 1 else f"{len(scored)} of {len(table)} jobs"
+        text += f"; {only} compared ({'; '.join(left_out)})"
+    return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=text)
 
 
-def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[dict[str, Any]]:
-    """Sweeps newest first (the project's own, through the scoped session), each with its
-    strategies and how many of its jobs are in each state."""
-    sweeps = session.scalars(
-        select(Sweep).order_by(Sweep.created_at.desc()).limit(limit).offset(offset)
-    ).all()
+def _first(item: tuple[float, SweepRow]) -> float:
+    return item[0]
+
+
+def _label(row: SweepRow) -> str:
+    return f"{row.strategy} ({(row.job_id or '')[:8]})"
+
+
+def _why_left_out(row: SweepRow, section: str) -> str:
+    if row.state != JobState.SUCCEEDED.value:
+        return f"{_label(row)} {row.state}" + (f": {row.error}" if row.error else "")
+    reason = (row.not_measured or {}).get(section)
+    if reason is not None:
+        return f"{_label(row)} not measured: {reason}"
+    if row.new_dimer_holes or row.md_stable is False:
+        return f"{_label(row)} has new dimer holes or unstable MD"
+    return f"{_label(row)} has no {section} number"
+
+
+def list_sweeps(
+    session: Session, filters: ListFilters = NO_FILTERS, *, limit: int = 100, offset: int = 0
+) -> Page[dict[str, Any]]:
+    """Sweeps matching `filters`, newest first (the project's own, through the scoped session),
+    each with its strategies and how many of its jobs are in each state; and how many match."""
+    page = list_page(session, Sweep, filters, limit=limit, offset=offset)
     listed = []
-    for sweep in sweeps:
+    for sweep in page.data:
         states = [job.state.value for job in sweep_jobs(session, sweep.id)]
         listed.append(
             {
                 "id": sweep.id,
+                "name": sweep.name,
+                "tags": sweep.tags or {},
                 "created_at": sweep.created_at,
                 "strategies": sweep.spec.get("strategies"),
                 "jobs": {state: states.count(state) for state in sorted(set(states))},
@@ -273,19 +353,23 @@ def list_sweeps(session: Session, *, limit: int = 100, offset: int = 0) -> list[
                 "url": f"/sweeps/{sweep.id}",
             }
         )
-    return listed
+    return Page(data=listed, total=page.total, offset=offset)
 
 
 def sweep_summary(session: Session, sweep_id: str) -> dict[str, Any]:
     sweep = get_sweep(session, sweep_id)
-    rows = [comparison_row(job) for job in sweep_jobs(session, sweep_id)]
+    jobs = sweep_jobs(session, sweep_id)
+    rows = [comparison_row(job) for job in jobs]
     states = [row["state"] for row in rows]
     return {
         "id": sweep.id,
+        "name": sweep.name,
+        "tags": sweep.tags or {},
         "created_at": sweep.created_at,
         "spec": sweep.spec,
         "jobs": {state: states.count(state) for state in sorted(set(states))},
         "finished": all(state in TERMINAL for state in states),
         "table": rows,
         "recommendation": recommend(rows),
+        "early_stopping": stopped_jobs(jobs),
     }

@@ -21,25 +21,29 @@ from core.data.datasets import read_configurations, trained_stress_count, write_
 from core.data.label_values import is_isolated_atom, labels_of
 from core.data.splits import Split, split_configurations
 from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
+from core.evaluation.md_plan import md_budget_s
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
+from core.evaluation.unmeasured import attempt
 from core.registry import mace_model
 from core.registry.foundation_heads import working_foundation
 from core.registry.foundations import (
     FoundationModel,
     load_foundation,
     load_own_model,
-    verified_copy,
+    write_mace_foundation,
 )
 from core.reporting.report_models import EvaluationSections
 from core.science import e0s as e0_methods
 from core.science import model_checks
 from core.science.cache import PredictionCache
 from core.science.cost import actual_cost, replay_count
+from core.science.cueq import CUEQ, Kernels, training_kernels
 from core.science.e0s import E0_MISMATCH_MEV_PER_ATOM, E0Fit
+from core.science.edge_budget import EdgeBudget
 from core.science.exports import ExportResult, export_all
-from core.science.inference import edge_budget, neighbourhood
-from core.science.mace_process import run_mace_training
+from core.science.inference import neighbourhood, use_edge_budget
+from core.science.mace_process import RungPlan, run_mace_training
 from core.science.preflight import PreflightOutcome, blocking_message, run_preflight
 from core.science.pseudolabels import pseudolabelled
 from core.science.replay import ReplayFile, prepare_replay_file
@@ -58,6 +62,8 @@ from core.science.strategies import (
     training_loss,
 )
 from core.service.stages import Stage, run_stages
+from core.workflows.device_budget import job_edge_budget
+from core.workflows.gpu_share import train_sharing_the_device
 from core.workflows.memory import return_freed_memory
 
 logger = logging.getLogger(__name__)
@@ -71,7 +77,8 @@ LORA_CHECK_CONFIGS = 20
 class Progress(Protocol):
     """What a job reports while it runs. Progress objects that keep a record (a job's row) may
     also define `preflight(report, cost)`, `e0s_chosen(e0s)`, `steps(stage, done, total)` and
-    `trained(result)`; run_training calls those it finds."""
+    `trained(result)`; run_training calls those it finds. A job of a sweep that stops losers
+    early also has `rungs` (a RungPlan) and `job_id`."""
 
     def stage(self, name: str) -> None: ...
 
@@ -122,12 +129,16 @@ class TrainingResult:
     foundation: dict[str, str] | None = None
     # Further files the job delivers, by file name (the random-structure-search holes).
     artifacts: dict[str, Path] = field(default_factory=dict)
+    # Issue 27: a sweep's successive halving stopped its training at a rung (not evaluated).
+    stopped_early: bool = False
 
 
 @dataclass(frozen=True)
 class _Prepared:
     inputs: TrainingInputs
     replay: ReplayFile | None
+    # The E0s with those the model keeps from its foundation (issue 25).
+    fit: E0Fit
 
 
 @dataclass
@@ -151,6 +162,7 @@ class _TrainingRun:
     foundation_model: torch.nn.Module | None = field(init=False)
     head: str | None = field(init=False)
     batch_note: list[str] = field(init=False)
+    budget: EdgeBudget = field(init=False)
     # preflight
     outcome: PreflightOutcome = field(init=False)
     chosen: list[int] = field(init=False)
@@ -163,7 +175,9 @@ class _TrainingRun:
     loss: dict[str, Any] = field(init=False)
     inputs: TrainingInputs = field(init=False)
     # training
+    kernels: Kernels = field(init=False)
     cost: dict[str, Any] = field(init=False)
+    stopped_early: bool = False
     # verifying
     full_path: Path = field(init=False)
     delivered: torch.nn.Module = field(init=False)
@@ -200,7 +214,10 @@ def run_training(
 ) -> TrainingResult:
     work_dir.mkdir(parents=True, exist_ok=True)
     run = _TrainingRun(spec, files, foundation, work_dir, progress, device, cache)
-    run_stages(TRAINING_STAGES, run, record=progress.stage, should_stop=progress.should_stop)
+    try:
+        run_stages(TRAINING_STAGES, run, record=progress.stage, should_stop=progress.should_stop)
+    finally:
+        use_edge_budget(None)  # the next work in this process chooses its own
     return replace(
         run.trained,
         evaluation=run.evaluation,
@@ -235,8 +252,10 @@ def _read_data_and_foundation(run: _TrainingRun) -> None:
         )
     if run.fine_tuning and (run.foundation is None or run.foundation_model is None):
         raise InvalidSpecError(f"strategy {spec.strategy.name} needs a foundation model")
+    molecules = [run.configs[i] for i in run.candidates]
+    run.budget = job_edge_budget(spec, molecules, run.foundation_model, run.device)
     run.spec, run.batch_note = batch_size_for_edges(
-        spec, [run.configs[i] for i in run.candidates], run.foundation_model, edge_budget()
+        spec, molecules, run.foundation_model, run.budget.edges
     )
 
 
@@ -290,12 +309,11 @@ def _choose_e0s(run: _TrainingRun) -> None:
     predicted = None
     if outcome.predictions is not None and spec.e0s == "estimated":
         predicted = outcome.predictions.energies[[run.chosen[i] for i in fitted]]
-    fit = choose_e0s(
-        spec,
-        run.own_model,
-        run.picked(fitted),
-        _isolated_atoms(run.configs, run.files),
-        predicted=predicted,
+    isolated = _isolated_atoms(run.configs, run.files)
+    fit = choose_e0s(spec, run.own_model, run.picked(fitted), isolated, predicted=predicted)
+    fit = replace(
+        fit,
+        isolated_atom_references=e0_methods.isolated_atom_references(isolated, _energies(isolated)),
     )
     run.fit = fit
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
@@ -318,8 +336,19 @@ def _write_training_inputs(run: _TrainingRun) -> None:
         run.device,
         run.cache,
     )
+    run.fit = run.prepared.fit
+    _notify(run.progress, "e0s_chosen", run.fit.to_dict())
     run.loss = loss_record(run.spec, run.molecules)
-    run.inputs = replace(run.prepared.inputs, stress=run.loss["configs_with_stress"] > 0)
+    run.kernels = training_kernels(
+        run.spec, run.device, type(run.foundation_model).__name__ if run.fine_tuning else None
+    )
+    if run.kernels.reason:
+        run.warnings.append(run.kernels.reason)
+    run.inputs = replace(
+        run.prepared.inputs,
+        stress=run.loss["configs_with_stress"] > 0,
+        cueq=run.kernels.training == CUEQ,
+    )
 
 
 def _train(run: _TrainingRun) -> None:
@@ -331,19 +360,36 @@ def _train(run: _TrainingRun) -> None:
             epochs.add(entry["epoch"])
         run.progress.epoch(entry)
 
+    rungs: RungPlan | None = getattr(run.progress, "rungs", None)
+
+    def train() -> None:
+        run_mace_training(
+            to_mace_argv(spec, run.inputs),
+            results_file=(
+                run.work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt"
+            ),
+            log_file=run.work_dir / MACE_LOG_NAME,
+            on_epoch=on_epoch,
+            should_stop=run.progress.should_stop,
+            rungs=rungs,
+        )
+
     started = time.perf_counter()
-    run_mace_training(
-        to_mace_argv(spec, run.inputs),
-        results_file=(
-            run.work_dir / "results" / f"{RUN_NAME}_run-{spec.hyperparameters.seed}_train.txt"
-        ),
-        log_file=run.work_dir / MACE_LOG_NAME,
-        on_epoch=on_epoch,
+    shared = train_sharing_the_device(
+        train,
+        job_id=getattr(run.progress, "job_id", str(run.work_dir)),
+        device=run.device,
+        probe_peak_mb=outcome.cost.peak_memory_mb if outcome.cost else None,
         should_stop=run.progress.should_stop,
     )
+    run.stopped_early = rungs is not None and rungs.stopped()
     run.cost = {
         "predicted": outcome.cost.to_dict() if outcome.cost else None,
         "actual": actual_cost(time.perf_counter() - started, len(epochs)),
+        # Issue 27: the edge budget chosen and why, the kernels, and the GPU's sharing.
+        "edge_budget": run.budget.to_dict(),
+        "kernels": run.kernels.to_dict(),
+        "gpu_sharing": shared,
     }
 
 
@@ -358,11 +404,13 @@ def _verify(run: _TrainingRun) -> None:
     checks = _strategy_checks(run.spec, full, run.foundation_model, run.molecules, run.work_dir)
     checks["loss"] = run.loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
-    verified = e0_methods.verify_model_e0s(run.delivered, run.fit.e0s)
+    # Issue 25: every element the model knows, those kept from the foundation included.
+    verified = e0_methods.verify_model_e0s(run.delivered, run.fit.model_e0s(), every_element=True)
     run.isolated_energies = verified.isolated_atom_energies
     checks["e0s"] = {
         "verified": True,
         "isolated_atoms_checked": True,
+        "elements": run.fit.model_elements(),
         # A lone atom's energy is E0 + this (ScaleShiftMACE: scale · readouts + shift).
         "lone_atom_interaction_ev": verified.lone_atom_interaction_energies,
     }
@@ -371,8 +419,11 @@ def _verify(run: _TrainingRun) -> None:
 
 def _export(run: _TrainingRun) -> None:
     run.held_out = run.picked(run.split.test) if run.split.test else _read(run.files.test)
-    exports = export_all(
-        run.delivered_path, run.held_out or run.molecules, run.work_dir / "exports"
+    # A job stopped early keeps its model, not the exports a deployment would need.
+    exports = (
+        []
+        if run.stopped_early
+        else export_all(run.delivered_path, run.held_out or run.molecules, run.work_dir / "exports")
     )
     registered, head = run.registered, run.head
     run.trained = TrainingResult(
@@ -397,6 +448,7 @@ def _export(run: _TrainingRun) -> None:
             if run.fine_tuning and registered and head
             else None
         ),
+        stopped_early=run.stopped_early,
     )
     # Issue 21: the verified model is delivered now; the evaluation below can take far longer
     # than the training (MD), and the model does not depend on it.
@@ -410,6 +462,8 @@ def _return_freed_memory(run: _TrainingRun) -> None:
 
 
 def _evaluate(run: _TrainingRun) -> None:
+    if run.stopped_early:
+        return  # only the survivors of a sweep's halving are evaluated
     files = run.files
     run.evaluation = evaluate_model(
         run.delivered,
@@ -422,25 +476,37 @@ def _evaluate(run: _TrainingRun) -> None:
         on_stage=run.progress.stage,
         on_steps=getattr(run.progress, "steps", None),
         device=run.device,
+        md_budget_s=md_budget_s(run.cost["actual"]["training_seconds"]),
     )
 
 
 def _rss_holes(run: _TrainingRun) -> None:
     settings = run.spec.evaluation.rss_holes
-    if settings is None:
+    if settings is None or run.stopped_early:
         return
-    run.artifacts[RSS_FLAGGED_FILE] = run.work_dir / RSS_FLAGGED_FILE
-    run.evaluation["rss_holes"] = rss_holes_stage(
-        settings,
-        run.configs,
-        run.delivered_path,
-        run.artifacts[RSS_FLAGGED_FILE],
-        model_name="fine-tuned",
-        foundation=run.foundation if run.fine_tuning else None,
-        cache_folder=run.cache.folder / "rss" if run.cache is not None else None,
-        device=run.device,
-        on_stage=run.progress.stage,
+    flagged = run.work_dir / RSS_FLAGGED_FILE
+    skipped: dict[str, str] = {}
+    holes = attempt(
+        "rss_holes",
+        skipped,
+        lambda: rss_holes_stage(
+            settings,
+            run.configs,
+            run.delivered_path,
+            flagged,
+            model_name="fine-tuned",
+            foundation=run.foundation if run.fine_tuning else None,
+            cache_folder=run.cache.folder / "rss" if run.cache is not None else None,
+            device=run.device,
+            on_stage=run.progress.stage,
+        ),
     )
+    if holes is None:
+        # Recorded, not fatal: the model was delivered already (issue 25).
+        run.evaluation["not_measured"] = run.evaluation.get("not_measured", {}) | skipped
+        return
+    run.artifacts[RSS_FLAGGED_FILE] = flagged
+    run.evaluation["rss_holes"] = holes
 
 
 # A job's stages in order; the names are what GET /jobs/{id} and the dashboard show. A stage
@@ -617,14 +683,15 @@ def _prepare_inputs(
         write_mace_extxyz(read_configurations(files.valid), valid_file)
     if isinstance(spec.strategy, ScratchStrategy):
         inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
-        return _Prepared(inputs, None)
+        return _Prepared(inputs, None, fit)
     assert foundation is not None and foundation_model is not None
     replay = replay_of(spec.strategy)
     if replay is None:
+        fit = e0_methods.for_model_elements(fit, foundation_model, spec.elements)
         copy_file = work_dir / "foundation_with_e0s.model"
         torch.save(e0_methods.with_e0s(foundation_model, fit.e0s), copy_file)
         inputs = TrainingInputs(work_dir, train_file, valid_file, copy_file, fit.e0s, device)
-        return _Prepared(inputs, None)
+        return _Prepared(inputs, None, fit)
     if files.replay is None:
         raise InvalidSpecError("a replay strategy needs its replay dataset")
     require_elements_known(foundation_model, read_configurations(files.replay), "replay data")
@@ -637,16 +704,18 @@ def _prepare_inputs(
         seed=spec.hyperparameters.seed,
     )
     # The replay head takes its E0s from the foundation itself; the target head from --E0s,
-    # which mace needs for exactly the elements of target and replay data together.
-    own = {chemical_symbols[z]: e0 for z, e0 in e0_methods.model_e0s(foundation_model).items()}
-    e0s = {symbol: own[symbol] for symbol in replay_file.elements} | fit.e0s
-    # mace reads the foundation itself for multihead fine-tuning: it gets the pinned bytes,
-    # copied into the job's folder, never the models folder's file.
-    foundation_file = verified_copy(foundation, work_dir / "foundation.model")
+    # given for every element the model keeps (mace pads missing ones with 0 eV).
+    fit = e0_methods.for_model_elements(
+        fit, foundation_model, spec.elements, replay_elements=replay_file.elements
+    )
+    e0s = fit.model_e0s()
+    # mace reads the foundation itself for multihead fine-tuning: it gets a pickle this service
+    # writes from the model rebuilt from its safe form, never a file someone uploaded.
+    foundation_file = write_mace_foundation(foundation_model, work_dir / "foundation.model")
     inputs = TrainingInputs(
         work_dir, train_file, valid_file, foundation_file, e0s, device, replay_file.path
     )
-    return _Prepared(inputs, replay_file)
+    return _Prepared(inputs, replay_file, fit)
 
 
 def _pseudolabeller(

@@ -345,10 +345,12 @@ def test_only_admins_register_foundation_models_pinned_by_sha256(
             headers=ADMIN,
         )
     assert registered.status_code == 201, registered.text
-    sha256 = registered.json()["sha256"]
-    assert sha256 == file_sha256(upload)
-    # Registration puts the file in artifact storage, keyed by its hash, not in the models folder.
+    sha256 = registered.json()["sha256"]  # of the safe form the service keeps
+    assert registered.json()["upload_sha256"] == file_sha256(upload)
+    # Registration puts the safe form in artifact storage, keyed by its hash, not in the models
+    # folder.
     assert not (settings.resolved_models_dir / f"{name}.model").exists()
+    assert not (settings.resolved_models_dir / f"{name}.safetensors").exists()
     storage = secured_app.state.context.storage
     stored_file = storage.local_path(foundation_key(sha256))
     try:

@@ -167,3 +167,97 @@ def test_stream_of_an_unknown_job_is_a_404_naming_it(client) -> None:
 
     assert response.status_code == 404
     assert response.json()["detail"] == "job nope does not exist"
+
+
+# ---- resuming (issue 28): ids, retry and Last-Event-ID
+
+
+def raw_frames(client, job_id: str, headers: dict[str, str] | None = None, **params) -> list[str]:
+    """The stream of a job that has ended, as its frames of text."""
+    with client.stream("GET", f"/jobs/{job_id}/events", headers=headers, params=params) as response:
+        assert response.status_code == 200
+        text = "".join(response.iter_text())
+    return [frame for frame in text.split("\n\n") if frame]
+
+
+def fields(frame: str) -> dict[str, str]:
+    return dict(line.split(": ", 1) for line in frame.splitlines() if not line.startswith(":"))
+
+
+def ended_with_epochs(app, job_id: str, count: int) -> list[dict[str, Any]]:
+    entries = [{"epoch": n, "head": "target", "loss": 1.0 / (n + 1)} for n in range(count)]
+    with app.state.context.sessions() as session:
+        transition(session, job_id, JobState.QUEUED, JobState.RUNNING, stage="training")
+        for entry in entries:
+            record_epoch(session, job_id, entry)
+        transition(session, job_id, JobState.RUNNING, JobState.SUCCEEDED)
+    return entries
+
+
+def test_the_stream_says_how_to_retry_and_every_event_has_an_id(client, app, job_id) -> None:
+    ended_with_epochs(app, job_id, 2)
+
+    frames = raw_frames(client, job_id)
+
+    assert frames[0] == f"retry: {events_route.RETRY_MS}"
+    events = [fields(frame) for frame in frames[1:]]
+    assert [event["event"] for event in events] == ["epoch", "epoch", "state"]
+    assert events[0]["id"] != events[1]["id"]
+    # The final state stands where the last epoch left the stream: nothing comes between.
+    assert events[2]["id"] == events[1]["id"]
+
+
+def test_a_finished_job_sends_its_final_state_once(client, app, job_id) -> None:
+    ended_with_epochs(app, job_id, 3)
+
+    with client.stream("GET", f"/jobs/{job_id}/events") as response:
+        received = list(sse_events(response.iter_lines()))
+
+    states = [data for name, data in received if name == "state"]
+    assert states == [state("succeeded", stage="training", epochs_done=3)[1]]
+    assert received[-1][0] == "state"
+
+
+def test_a_reconnect_with_last_event_id_goes_on_after_that_event(client, app, job_id) -> None:
+    entries = ended_with_epochs(app, job_id, 4)
+    frames = [fields(frame) for frame in raw_frames(client, job_id)[1:]]
+    second_epoch = frames[1]["id"]
+
+    resumed = raw_frames(client, job_id, headers={"Last-Event-ID": second_epoch})
+    at_the_end = raw_frames(client, job_id, headers={"Last-Event-ID": frames[-1]["id"]})
+
+    events = [fields(frame) for frame in resumed[1:]]
+    assert [json.loads(event["data"]) for event in events[:-1]] == entries[2:]
+    assert events[-1]["event"] == "state"
+    # A client that had everything gets the final state alone, once.
+    assert [fields(frame)["event"] for frame in at_the_end[1:]] == ["state"]
+
+
+def test_a_last_event_id_of_another_attempt_or_not_ours_starts_over(client, app, job_id) -> None:
+    entries = ended_with_epochs(app, job_id, 2)
+
+    other_attempt = raw_frames(client, job_id, headers={"Last-Event-ID": "7.2.0"})
+    not_ours = raw_frames(client, job_id, headers={"Last-Event-ID": "abc"})
+
+    for frames in (other_attempt, not_ours):
+        events = [fields(frame) for frame in frames[1:]]
+        assert [json.loads(event["data"]) for event in events[:2]] == entries
+
+
+def test_log_lines_resume_after_the_last_one_received(client, app, job_id, tmp_path) -> None:
+    log = tmp_path / MACE_LOG_NAME
+    shipper = LogShipper(app.state.context.sessions, job_id, log)
+    log.write_text("first\nsecond\nthird\n")
+    shipper.ship()
+    client.post(f"/jobs/{job_id}/cancel")
+    frames = [fields(frame) for frame in raw_frames(client, job_id, log="true")[1:]]
+    first_line = next(frame for frame in frames if frame["event"] == "log")
+
+    resumed = raw_frames(client, job_id, headers={"Last-Event-ID": first_line["id"]}, log="true")
+
+    lines = [
+        json.loads(event["data"])["line"]
+        for event in map(fields, resumed[1:])
+        if event["event"] == "log"
+    ]
+    assert lines == ["second", "third"]

@@ -44,6 +44,8 @@ def test_a_model_being_built_is_listed_with_its_progress_and_jobs_naming_it_get_
     assert listed["mace-demo-emt"]["status"] == "ready"
     assert refused.status_code == 503
     assert "is being built (epoch 2/12" in refused.json()["detail"]
+    assert refused.json()["code"] == "foundation_building"
+    assert int(refused.headers["Retry-After"]) > 0
 
 
 def test_a_build_whose_process_died_is_not_listed(client, being_built) -> None:

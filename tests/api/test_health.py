@@ -93,6 +93,7 @@ def test_readiness_is_503_naming_each_unreachable_dependency(settings, app) -> N
     response = TestClient(create_app(broken, start_worker=False)).get("/readyz")
 
     assert response.status_code == 503
+    assert int(response.headers["Retry-After"]) > 0
     body = response.json()
     assert body["status"] == "not ready"
     assert body["checks"]["storage"] == "ok"

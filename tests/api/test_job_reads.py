@@ -123,3 +123,19 @@ def test_the_summary_follows_epochs_dropped_for_a_resumed_run(app, trained_job) 
         assert [entry["epoch"] for entry in job.epochs] == [None, 0, 0]
         assert job.epochs_done == 1
         assert job.latest_epoch == EPOCHS[1]
+
+
+def test_a_status_read_shows_the_verdicts_without_loading_the_metrics(
+    client, app, trained_job
+) -> None:
+    # Issue 25: the MD verdict says how long its runs lasted beside the study's.
+    md = {"label": "MD stable", "value": "yes, 100 K over 0.1 of 250 ps", "level": "good"}
+    with app.state.context.sessions() as session:
+        session.execute(update(Job).where(Job.id == trained_job).values(verdicts=[md]))
+        session.commit()
+
+    with statements(app) as sent:
+        job = client.get(f"/jobs/{trained_job}").json()
+
+    assert job["verdicts"] == [md]
+    assert heavy_columns_in(sent) == set()

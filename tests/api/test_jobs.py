@@ -57,16 +57,25 @@ def test_invalid_specs_get_422(client, train_id, change) -> None:
     assert response.status_code == 422, response.text
 
 
-def test_test_set_with_elements_the_training_data_lack_is_rejected(
+def test_a_test_set_is_refused_only_with_elements_the_delivered_model_will_not_know(
     client, train_id, tmp_path
 ) -> None:
+    # Issue 25: the fine-tuned model keeps its foundation's elements (Cu and Au among them) by
+    # default; with elements='training' it knows the training data's H, C, N, O only.
     from core.data.demo_data import generate_target_dataset, write_extxyz
 
     cuau = write_extxyz(generate_target_dataset(3, seed=5, system="CuAu"), tmp_path / "cuau.extxyz")
-    test_id = upload(client, cuau)["id"]
-    response = client.post("/jobs", json={"train_dataset": train_id, "test_dataset": test_id})
-    assert response.status_code == 422
-    assert "Au" in response.json()["detail"]
+    spec = {"train_dataset": train_id, "test_dataset": upload(client, cuau)["id"]}
+
+    accepted = client.post("/jobs", json=spec)
+    refused = client.post("/jobs", json={**spec, "elements": "training"})
+
+    assert accepted.status_code == 201, accepted.text
+    client.post(f"/jobs/{accepted.json()['id']}/cancel")
+    assert refused.status_code == 422
+    detail = refused.json()["detail"]
+    assert "test_dataset holds element(s) Cu, Au" in detail
+    assert "elements='foundation'" in detail
 
 
 def test_foundation_models_are_listed(client, demo_foundation) -> None:

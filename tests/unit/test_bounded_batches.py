@@ -10,7 +10,6 @@ from ase.build import bulk
 from ase.calculators.emt import EMT
 
 from core.evaluation.dimers import compression_curve, compression_structure
-from core.evaluation.suite import md_runs_for
 from core.science.cost import probe_cost
 from core.science.inference import batch_by_edges, model_inputs, neighbourhood, predict
 from core.science.preflight import force_sample
@@ -87,16 +86,6 @@ def test_the_force_sample_is_bounded_by_edges_but_never_empty() -> None:
     assert len(force_sample([10] * 50, 100)) == 10
     assert len(force_sample([1000, 1000], 100)) == 1
     assert force_sample([10] * 50, 100) == sorted(force_sample([10] * 50, 100))
-
-
-def test_md_on_a_large_cell_is_shortened_and_on_a_molecule_is_not(foundation) -> None:
-    from ase.build import molecule
-
-    small = md_runs_for(foundation, molecule("CH3CH2OH"))
-    large = md_runs_for(foundation, copper(3))
-
-    assert [run.n_steps for run in small] == [400, 400]
-    assert all(20 <= run.n_steps < 400 for run in large)
 
 
 def test_the_cost_probe_on_a_batch_above_the_budget_probes_part_and_scales_up(foundation) -> None:

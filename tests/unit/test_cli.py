@@ -50,7 +50,8 @@ def test_datasets_list_shows_an_uploaded_dataset(
     assert main([*URL, "datasets", "list"], http=client) == 0
 
     lines = capsys.readouterr().out.splitlines()
-    assert any(line.startswith(f"{train_id}  train.extxyz  6 configurations") for line in lines)
+    [row] = [line for line in lines if line.startswith(train_id)]
+    assert row.split()[1:3] == ["train.extxyz", "6"]
 
 
 @pytest.mark.parametrize("suffix", [".json", ".yaml"])
@@ -69,7 +70,7 @@ def test_jobs_submit_reads_a_spec_file_then_show_and_cancel(
 
     assert main([*URL, "jobs", "submit", str(spec)], http=client) == 0
     job_id = capsys.readouterr().out.strip()
-    assert main([*URL, "jobs", "show", job_id], http=client) == 0
+    assert main([*URL, "jobs", "show", job_id, "--json"], http=client) == 0
     shown = json.loads(capsys.readouterr().out)
     assert main([*URL, "jobs", "cancel", job_id], http=client) == 0
 
@@ -194,8 +195,10 @@ DIALECTS = REPO_ROOT / "tests" / "data" / "dialects"
 
 
 def test_datasets_upload_names_label_keys_and_list_shows_labels_and_warnings(
-    client: TestClient, capsys: pytest.CaptureFixture[str]
+    client: TestClient, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # Wide enough that the table shows each row's labels whole.
+    monkeypatch.setenv("COLUMNS", "250")
     # Issue 18 item 10: keys as options; labels (with counts and keys) and warnings listed.
     custom = str(DIALECTS / "custom_keys.extxyz")
     assert main([*URL, "datasets", "upload", custom], http=client) == 0
@@ -214,12 +217,10 @@ def test_datasets_upload_names_label_keys_and_list_shows_labels_and_warnings(
     listing = capsys.readouterr().out.splitlines()
     assert "mlft: warning:" in unlabelled_err and "no energy or forces labels" in unlabelled_err
     [labelled] = [line for line in listing if line.startswith(labelled_id)]
-    assert labelled.endswith(
-        "labels energy 6/6 (pbe_energy), forces 6/6 (pbe_forces), virials 6/6 (pbe_virials)"
-    )
-    row = listing.index(next(line for line in listing if line.startswith(unlabelled_id)))
-    assert listing[row].endswith("labels none")
-    assert listing[row + 1].startswith("    warning: no energy or forces labels found")
+    assert "energy 6/6 (pbe_energy), forces 6/6 (pbe_forces), virials 6/6 (pbe_virials)" in labelled
+    [unlabelled] = [line for line in listing if line.startswith(unlabelled_id)]
+    assert " none " in unlabelled
+    assert f"warning: {unlabelled_id}: no energy or forces labels found" in "\n".join(listing)
 
 
 def test_evaluations_submit_and_show(
@@ -236,8 +237,17 @@ def test_evaluations_submit_and_show(
 
     assert main([*URL, "evaluations", "submit", str(spec)], http=client) == 0
     evaluation_id = capsys.readouterr().out.strip()
-    assert main([*URL, "evaluations", "show", evaluation_id], http=client) == 0
+    assert main([*URL, "evaluations", "show", evaluation_id, "--json"], http=client) == 0
 
     shown = json.loads(capsys.readouterr().out)
     assert shown["id"] == evaluation_id
     assert shown["spec"]["dataset"] == dataset_id
+
+
+def test_a_finished_job_prints_its_verdicts_one_a_line() -> None:
+    from mlft_client.commands import verdict_lines
+
+    md = {"label": "MD stable", "value": "yes, 100 K over 0.1 of 250 ps", "level": "good"}
+
+    assert verdict_lines([md]) == ["  MD stable: yes, 100 K over 0.1 of 250 ps"]
+    assert verdict_lines(None) == []

@@ -18,11 +18,14 @@ from core.errors import E0MismatchError, InvalidSpecError
 from core.science.e0s import (
     E0Fit,
     average_e0s,
+    data_e0_method,
     estimate_e0s,
     explicit_e0s,
+    for_model_elements,
     foundation_e0s,
     isolated_atom_e0s,
     isolated_atom_energies,
+    isolated_atom_references,
     model_e0s,
     predict_energies,
     verify_model_e0s,
@@ -362,3 +365,35 @@ def test_a_rank_deficient_fit_says_its_e0s_are_not_isolated_atom_energies():
     assert fit.rank == 1
     assert "NOT isolated-atom energies" in fit.note
     assert "e0s='isolated_atoms'" in fit.note
+
+
+def test_elements_the_training_data_lack_keep_the_foundations_e0s_and_are_verified(model):
+    # Issue 25: a fine-tuned model knows every foundation element; the data only had H and O.
+    fit = E0Fit("estimated", {"H": -13.6, "O": -2.5}, None, None, 2, 5)
+
+    kept = for_model_elements(fit, model, "foundation")
+    delivered = with_e0s(model, kept.e0s)
+
+    assert kept.kept_from_foundation == {"C": MODEL_E0S["C"], "Cu": MODEL_E0S["Cu"]}
+    assert kept.model_elements() == ["H", "C", "O", "Cu"]
+    assert kept.foundation_e0s == MODEL_E0S
+    assert verify_model_e0s(delivered, kept.model_e0s(), every_element=True)
+    # A model carrying an element whose E0 nobody chose (mace pads with 0 eV) fails.
+    with pytest.raises(E0MismatchError, match="knows C, Cu without an E0"):
+        verify_model_e0s(delivered, fit.e0s, every_element=True)
+
+
+def test_training_elements_keep_only_the_replay_datas_foundation_e0s(model):
+    fit = E0Fit("estimated", {"H": -13.6}, None, None, 1, 5)
+
+    kept = for_model_elements(fit, model, "training", replay_elements=["H", "Cu"])
+
+    assert kept.model_e0s() == {"H": -13.6, "Cu": MODEL_E0S["Cu"]}
+
+
+def test_without_a_foundation_the_data_s_isolated_atoms_give_the_e0s_when_complete():
+    assert data_e0_method({"Cu", "Au"}, {"Au", "Cu", "O"}) == "isolated_atoms"
+    assert data_e0_method({"Cu", "Au"}, {"Cu"}) == "average"
+    atoms = [ase.Atoms("Cu"), ase.Atoms("Au"), ase.Atoms("Cu2", positions=[(0, 0, 0), (2, 0, 0)])]
+    assert isolated_atom_references(atoms, np.array([-1.0, -2.0, -5.0])) == {"Cu": -1.0, "Au": -2.0}
+    assert isolated_atom_references(atoms[2:], np.array([-5.0])) is None

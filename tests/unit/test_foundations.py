@@ -1,5 +1,5 @@
 """The foundation registry: names are keys, only pinned regular files are served, and every load
-checks the bytes before unpickling them."""
+checks the bytes of the safe form before rebuilding the model from them."""
 
 import os
 import shutil
@@ -91,16 +91,38 @@ def test_a_model_file_without_its_pin_is_not_served(models_dir: Path, demo_found
 def test_loading_checks_the_bytes_against_the_pin(models_dir: Path) -> None:
     registry = FoundationRegistry(models_dir)
     foundation = registry.resolve("good")
+    assert foundation.path == models_dir / "good.safetensors"  # the safe form, never the pickle
     assert isinstance(load_foundation(foundation), torch.nn.Module)
     assert registry.local_elements("good")
 
-    with (models_dir / "good.model").open("ab") as stream:
+    with foundation.path.open("ab") as stream:
         stream.write(b"tampered")
 
     with pytest.raises(FoundationModelUnavailableError, match="changed since it was registered"):
         load_foundation(registry.resolve("good"))
+    # What a request needs is recorded: reading it loads nothing.
+    assert registry.local_elements("good") == list(registry.info("good").elements)
+
+
+def test_reading_a_foundations_facts_writes_nothing(models_dir: Path) -> None:
+    registry = FoundationRegistry(models_dir)
+    before = sorted(p.name for p in models_dir.iterdir())
+
+    assert registry.info("good") is None  # the operator's pickle is not converted by a read
+    assert registry.local_elements("good") is None
+    assert registry.exists("good")
+    assert sorted(p.name for p in models_dir.iterdir()) == before
+
+    registry.import_models_folder()  # at start and when listing
+    assert registry.info("good").architecture == "ScaleShiftMACE"
+
+
+def test_a_pickle_changed_since_it_was_pinned_is_not_converted(models_dir: Path) -> None:
+    with (models_dir / "good.model").open("ab") as stream:
+        stream.write(b"tampered")
+
     with pytest.raises(FoundationModelUnavailableError, match="changed since it was registered"):
-        registry.local_elements("good")
+        FoundationRegistry(models_dir).resolve("good")
 
 
 class _RunsAShellCommand:
@@ -135,5 +157,5 @@ def test_a_module_without_atomic_numbers_is_not_a_mace_model(tmp_path: Path) -> 
     linear = tmp_path / "linear.model"
     torch.save(torch.nn.Linear(2, 2), linear)
 
-    with pytest.raises(InvalidModelFileError, match="atomic_numbers or r_max"):
+    with pytest.raises(InvalidModelFileError, match="Linear.*fine-tunes only a ScaleShiftMACE"):
         check_mace_model_file(linear)

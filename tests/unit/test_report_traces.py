@@ -9,7 +9,8 @@ from ase.calculators.morse import MorsePotential
 from core.data.demo_data import generate_target_dataset
 from core.evaluation.forgetting import forgetting, offset_free_energy_rmse
 from core.evaluation.md import MDRunSpec, MDSettings, _thinned, run_md
-from core.evaluation.suite import md_section
+from core.evaluation.md_section import md_reports
+from core.evaluation.md_systems import md_system
 from core.reporting.reports import learning_curve_figure, render_html
 from core.science.e0s import model_e0s, with_e0s
 
@@ -23,7 +24,9 @@ def test_an_md_run_stores_time_temperature_and_energy_traces() -> None:
     assert run.time_ps == pytest.approx((0.0, 0.005, 0.01, 0.015))
     assert len(run.temperature_k) == len(run.total_energy_ev) == 4
     assert run.temperature_k[-1] > 0
-    [stored] = [row for row in md_section(_stability(run), "Cu") if row["run"] == "constant"]
+    system = md_system(cell, cutoff=5.0)
+    [stored] = [row.to_json() for row in md_reports(_stability(run), system)]
+    assert (stored["run"], stored["structure"], stored["n_atoms"]) == ("constant", "Au6Cu2", 32)
     assert stored["time_ps"] == list(run.time_ps)
     assert stored["energy_ev"] == pytest.approx(list(run.total_energy_ev))
 

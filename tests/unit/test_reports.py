@@ -113,9 +113,11 @@ def full_report() -> dict:
             },
             {
                 "run": "ramp",
+                "kind": "ramp",
                 "structure": "acac",
                 "survived_ps": 6.5,
                 "total_ps": 10.0,
+                "study_ps": 50.0,
                 "stable": False,
                 "failure": "atoms closer than 0.5 Å at 1210 K",
                 "temperature_K": np.linspace(300, 1500, 130).tolist(),
@@ -203,7 +205,8 @@ def test_numbers_appear_with_sensible_precision_and_units(full_html: str) -> Non
 def test_verdicts_grade_the_job(full_html: str) -> None:
     verdicts = re.search(r'<div class="verdicts">(.*?)</header>', full_html, re.S).group(1)
     assert 'class="badge good">test force RMSE' in verdicts
-    assert 'class="badge bad">MD stable<b>no (1 of 2 runs failed)' in verdicts
+    assert 'class="badge bad">MD stable<b>no (1 of 2 runs failed; ramp on acac' in verdicts
+    assert "after 6.5 of 10 ps (study: 50 ps)" in verdicts
     assert 'class="badge bad">Dimer/compression holes<b>1 of 3' in verdicts
     assert 'class="badge warn">Warnings<b>1' in verdicts
 

@@ -76,7 +76,8 @@ def test_a_model_registered_on_the_api_is_trained_from_on_a_worker_with_its_own_
     registered = api.registry.register(name, upload)
     on_worker = worker.registry.resolve(name)
 
-    assert on_worker.sha256 == registered.sha256 == file_sha256(upload)
+    assert on_worker.sha256 == registered.sha256 == file_sha256(on_worker.path)
+    assert worker.registry.info(name).upload_sha256 == file_sha256(upload)
     assert on_worker.path.is_relative_to(worker.root)  # its own cache, fetched from S3
     assert not list(api.models_dir.iterdir())  # registration writes storage, not a folder
     assert isinstance(load_foundation(on_worker), torch.nn.Module)
@@ -101,12 +102,13 @@ def test_a_pinned_file_dropped_in_the_api_models_folder_reaches_every_worker(
 ) -> None:
     name = f"dropped-{uuid.uuid4().hex[:8]}"
     shutil.copyfile(demo_foundation, api.models_dir / f"{name}.model")
-    sha256 = pin_model_file(api.models_dir / f"{name}.model")
+    pickle_sha256 = pin_model_file(api.models_dir / f"{name}.model")
 
     assert name in api.registry.import_models_folder()
     assert worker.registry.exists(name)
     assert name in worker.registry.local_names()
-    assert worker.registry.resolve(name).sha256 == sha256
+    sha256 = worker.registry.resolve(name).sha256  # of the safe form made from the pickle
+    assert worker.registry.info(name).upload_sha256 == pickle_sha256
     assert api.storage.exists(foundation_key(sha256))
 
 
@@ -132,7 +134,7 @@ def test_a_published_model_is_downloaded_once_and_then_served_from_storage(
     second = worker.registry.resolve(name)
 
     assert downloads == [name]
-    assert first.sha256 == second.sha256 == file_sha256(fetched)
+    assert first.sha256 == second.sha256 == file_sha256(second.path)
     assert second.path.is_relative_to(worker.root)
     assert isinstance(load_foundation(second), torch.nn.Module)
 
@@ -183,8 +185,9 @@ def test_a_stored_file_gone_from_storage_is_put_back_from_the_pinned_folder_copy
 ) -> None:
     name = f"dropped-{uuid.uuid4().hex[:8]}"
     shutil.copyfile(demo_foundation, api.models_dir / f"{name}.model")
-    sha256 = pin_model_file(api.models_dir / f"{name}.model")
+    pin_model_file(api.models_dir / f"{name}.model")
     api.registry.import_models_folder()
+    sha256 = api.registry.info(name).sha256
     api.storage.delete(foundation_key(sha256))
 
     with pytest.raises(FoundationModelUnavailableError, match="not in artifact storage"):

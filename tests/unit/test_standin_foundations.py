@@ -61,7 +61,8 @@ def test_standins_are_cached_by_content(standin) -> None:
     assert MACE_OFF23_SMALL.digest("float32") in name
     assert MACE_OFF23_SMALL.digest("float64") != MACE_OFF23_SMALL.digest("float32")
     assert MACE_MP_0_SMALL.digest("float64") != MULTIHEAD.digest("float64")
-    assert (path.with_name(path.name + ".sha256")).is_file()  # pinned like an admin upload
+    assert (path.with_name(path.name + ".sha256")).is_file()  # pinned like an operator's file
+    assert path.with_suffix(".safetensors").is_file()  # and converted to its safe form
 
 
 def test_a_lone_atoms_energy_is_e0_plus_scale_times_readouts_plus_shift(standin) -> None:
@@ -163,9 +164,11 @@ def test_a_downloaded_published_model_registers_under_its_published_name(
     registered = registry.register("mace-off23-small", downloaded)
 
     resolved = registry.resolve("mace-off23-small")  # the local file: nothing is downloaded
-    assert resolved.path == tmp_path / "mace-off23-small.model"
+    assert resolved.path == tmp_path / "mace-off23-small.safetensors"  # its safe form alone
     assert resolved.sha256 == registered.sha256
-    assert (tmp_path / "mace-off23-small.model.sha256").read_text().strip() == registered.sha256
+    pin = tmp_path / "mace-off23-small.safetensors.sha256"
+    assert pin.read_text().strip() == registered.sha256
+    assert not (tmp_path / "mace-off23-small.model").exists()
     listed = {item.name: item for item in registry.listing()}["mace-off23-small"]
     assert listed.source == "local" and listed.info.elements[0] == "H"
     with pytest.raises(ConflictError):

@@ -164,12 +164,56 @@ def test_data_without_stress_or_a_zero_stress_weight_train_energy_and_forces(tmp
     assert effective_settings(JobSpec(train_dataset="d"), stress=True)["loss"] == "stress"
 
 
-def test_scratch_needs_no_foundation_and_fits_its_e0s_on_the_data_by_default() -> None:
-    # Issue 18 item 6.
+def test_scratch_needs_no_foundation_and_leaves_its_e0s_to_the_data_by_default() -> None:
+    # Issue 18 item 6; issue 25: submission picks isolated atoms when the data hold them
+    # (core.science.e0s.data_e0_method), "average" stands in until then.
     spec = JobSpec(train_dataset="d", foundation_model=None, strategy={"name": "scratch"})
 
     assert spec.foundation_model is None
-    assert spec.e0s == "average"
+    assert spec.e0s == "average" and spec.e0s_left_to_the_data()
+    assert not JobSpec(
+        train_dataset="d", strategy={"name": "scratch"}, e0s="average"
+    ).e0s_left_to_the_data()
+    # The study's warning is about fine-tuning: never said of a scratch model's E0s.
+    from core.science.strategies import spec_warnings
+
+    assert spec_warnings(spec) == []
+
+
+@pytest.mark.parametrize(
+    "strategy",
+    [
+        {"name": "naive"},
+        {"name": "lora"},
+        {"name": "freeze_interactions"},
+        {"name": "multihead_replay", "replay": REPLAY},
+        {"name": "pseudolabel_replay", "replay": REPLAY},
+        {"name": "replay_lora", "replay": REPLAY},
+    ],
+)
+def test_every_fine_tuning_strategy_keeps_the_foundation_elements_unless_told(
+    tmp_path, strategy
+) -> None:
+    # Issue 25: mace keeps only the training data's elements without the flag.
+    inputs = TrainingInputs(
+        work_dir=tmp_path,
+        train_file=tmp_path / "train.extxyz",
+        valid_file=None,
+        foundation_file=tmp_path / "f.model",
+        e0s={"H": -13.6},
+        replay_file=tmp_path / "replay.extxyz",
+    )
+    parser = build_default_arg_parser()
+
+    default = parser.parse_args(to_mace_argv(JobSpec(train_dataset="d", strategy=strategy), inputs))
+
+    assert default.foundation_model_elements is True
+    if strategy["name"].startswith("freeze"):
+        with pytest.raises(ValueError, match="elements='foundation'"):
+            JobSpec(train_dataset="d", strategy=strategy, elements="training")
+        return
+    training = JobSpec(train_dataset="d", strategy=strategy, elements="training")
+    assert parser.parse_args(to_mace_argv(training, inputs)).foundation_model_elements is False
 
 
 @pytest.mark.parametrize("method", ["estimated", "foundation"])

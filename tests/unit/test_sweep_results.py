@@ -90,3 +90,33 @@ def test_the_sweep_plot_renders_with_overlapping_points() -> None:
     html = render_sweep_html({"id": "s", "table": rows, "recommendation": {}})
 
     assert html.count("<img") == 1
+
+
+def test_a_lone_survivor_is_not_crowned_silently() -> None:
+    # Issue 25: two jobs failed or could not be measured; the recommendation says so and cites
+    # the one number it had.
+    measured = comparison_row(job_with([], [], 4.0))
+    unmeasured = job_with([], [], 2.0)
+    unmeasured.id = "job-unmeasured"
+    del unmeasured.metrics["forgetting"]
+    unmeasured.metrics["not_measured"] = {"forgetting": "the fine-tuned model does not know Pd"}
+    failed = Job(
+        id="job-failed",
+        state=JobState.FAILED,
+        spec={"strategy": {"name": "lora"}, "train_fraction": 1.0},
+        metrics=None,
+        warnings=[],
+        error="internal error: out of disk",
+    )
+    rows = [measured, comparison_row(unmeasured), comparison_row(failed)]
+
+    broad = recommend(rows)["broad_use"]
+
+    assert broad["strategy"] == "s4.0"
+    assert "s4.0 (job-4.0) 4" in broad["reason"]
+    assert "the only job compared" in broad["reason"]
+    assert "not measured: the fine-tuned model does not know Pd" in broad["reason"]
+    assert "lora (job-fail) failed: internal error: out of disk" in broad["reason"]
+    assert rows[1]["not_measured"] == {"forgetting": "the fine-tuned model does not know Pd"}
+    html = render_sweep_html({"id": "s", "table": rows, "recommendation": recommend(rows)})
+    assert "not measured" in html and "out of disk" in html

@@ -134,10 +134,16 @@ function forgettingSection(report) {
 function mdSection(report) {
   const md = report.md;
   if (!md?.length) return null;
+  // A row with stable null is a structure MD cannot judge; not_applicable says why.
   const rows = md.map((run) => [
-    run.structure, run.run, num(run.survived_ps), num(run.total_ps),
-    h("span", { class: run.stable ? "ok" : "fail" }, run.stable ? "yes" : "no"), run.failure || "",
+    run.structure,
+    run.n_atoms != null ? `${run.n_atoms} atoms${run.replication ? ` (${run.replication})` : ""}` : "",
+    run.run || "", num(run.survived_ps), num(run.total_ps), num(run.study_ps),
+    run.stable == null ? "not applicable"
+      : h("span", { class: run.stable ? "ok" : "fail" }, run.stable ? "yes" : "no"),
+    run.not_applicable || run.failure || "",
   ]);
+  const bases = [...new Set(md.map((run) => run.length_basis).filter(Boolean))];
   const traces = [["temperature_K", "Temperature", "temperature (K)"], ["energy_ev", "Energy drift", "E − E(t=0) (eV)"]]
     .filter(([key]) => md.some((run) => run.time_ps?.length && run[key]?.length))
     .map(([key, title, label]) => plot({
@@ -156,7 +162,9 @@ function mdSection(report) {
       }),
     }));
   return section("Molecular dynamics",
-    table(["Structure", "Run", "Survived (ps)", "Length (ps)", "Stable", "Failure"], rows, { numeric: [2, 3] }),
+    table(["Structure", "Simulated as", "Run", "Survived (ps)", "Length (ps)", "Study (ps)", "Stable", "Why"],
+      rows, { numeric: [3, 4, 5] }),
+    ...bases.map((basis) => h("p", { class: "muted" }, `Lengths: ${basis}.`)),
     h("div", { class: "charts" }, traces),
     traces.length ? h("p", { class: "muted" }, "A red × marks where an unstable run stopped.") : null);
 }
@@ -211,10 +219,22 @@ function dimersSection(report) {
 
 // ---- E0s and checks -----------------------------------------------------------------------
 
+// Optional E0 columns, each shown only where it differs from the E0 somewhere (as
+// core/reporting/e0_table.py does for the HTML report): no column repeats another.
+const E0_COLUMNS = [
+  ["foundation_e0s", "Foundation's E0 (eV)"],
+  ["isolated_atom_references", "Isolated atom in the data (eV)"],
+  ["isolated_atom_energies", "Lone atom, delivered model (eV)"],
+];
+
 export function e0Section(e0s) {
   if (!e0s) return null;
-  const values = e0s.e0s || {};
-  const isolated = e0s.isolated_atom_energies || {};
+  const kept = e0s.kept_from_foundation || {};
+  const values = { ...kept, ...(e0s.e0s || {}) };
+  const differs = (column) => Object.entries(values)
+    .some(([element, value]) => column[element] != null && Math.abs(column[element] - value) > 1e-9);
+  const shown = E0_COLUMNS.filter(([key]) => differs(e0s[key] || {}));
+  const ev = (value) => (value != null ? Number(value).toFixed(4) : "—");
   const facts = [
     ["Method", e0s.method],
     ["Energy RMSE before", withUnit(e0s.energy_rmse_before, "meV/atom")],
@@ -224,10 +244,23 @@ export function e0Section(e0s) {
   ].filter(([, value]) => value != null && value !== "—");
   return section("Reference energies (E0s)",
     h("dl", { class: "facts" }, facts.map(([name, value]) => h("div", {}, h("dt", {}, name), h("dd", {}, value)))),
-    table(["Element", "E0 (eV)", ...(Object.keys(isolated).length ? ["Isolated atom (eV)"] : [])],
+    Object.keys(kept).length
+      ? h("p", { class: "muted" }, `The model keeps every element of its foundation; ${Object.keys(kept).join(" ")} (not in the training data) carry the foundation's E0s.`)
+      : null,
+    table(["Element", "E0 (eV)", "Method", ...shown.map(([, title]) => title)],
       Object.entries(values).map(([element, value]) => [
-        element, Number(value).toFixed(4), ...(Object.keys(isolated).length ? [isolated[element] != null ? Number(isolated[element]).toFixed(4) : "—"] : []),
+        element, ev(value), element in kept ? "foundation's (not in the training data)" : e0s.method,
+        ...shown.map(([key]) => ev((e0s[key] || {})[element])),
       ])));
+}
+
+// Sections the evaluation could not run, with the reason; the job succeeded with the others.
+function notMeasuredSection(report) {
+  const missing = Object.entries(report.not_measured || {});
+  if (!missing.length) return null;
+  return section("Not measured",
+    h("p", { class: "muted" }, "These sections could not run; the model was delivered and the job succeeded with the others."),
+    table(["Section", "Reason"], missing, { numeric: [] }));
 }
 
 function checkPassed(value) {
@@ -260,5 +293,6 @@ export function reportSections(report) {
     mdSection(report),
     rdfSection(report),
     dimersSection(report),
+    notMeasuredSection(report),
   ].filter(Boolean);
 }

@@ -58,7 +58,7 @@ export function duration(startIso, endIso) {
   return `${Math.floor(seconds / 3600)} h ${Math.round((seconds % 3600) / 60)} min`;
 }
 
-export const TERMINAL = new Set(["succeeded", "failed", "cancelled"]);
+export const TERMINAL = new Set(["succeeded", "failed", "cancelled", "stopped_early"]);
 
 export function stateBadge(state) {
   return h("span", { class: `state state-${state}`, dataset: { state } }, state);

@@ -90,6 +90,7 @@ function details(job) {
       ["Test data", spec.test_dataset ? datasetLink(spec.test_dataset) : heldOut(job)],
       ["Validation", spec.valid_dataset ? datasetLink(spec.valid_dataset) : `${Math.round(spec.valid_fraction * 100)}% of the training data`],
       ["E0s", typeof spec.e0s === "string" ? spec.e0s : "explicit values"],
+      ["Elements the model knows", job.elements ? job.elements.join(" ") : null],
       ["Created", when(job.created_at)],
       ["Started", when(job.started_at)],
       ["Finished", when(job.finished_at)],

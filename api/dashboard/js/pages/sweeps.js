@@ -61,12 +61,31 @@ export async function renderSweeps(page) {
   );
 }
 
+// The evaluation section a measured column comes from (SWEEP_COLUMN_SECTIONS in reports.py).
+const COLUMN_SECTIONS = {
+  test_energy_rmse_mev_per_atom: "accuracy", test_forces_rmse_mev_per_a: "accuracy",
+  forgetting_ratio: "forgetting", md_stable: "md", rdf_emd_mean: "md", dimer_holes: "dimers",
+};
+
 function cell(key, value, row) {
   if (key === "strategy") return h("a", { href: `#/jobs/${row.job_id}`, title: row.job_id }, value);
-  if (key === "state") return stateBadge(value);
+  if (key === "state") return h("span", { title: row.error || "" }, stateBadge(value));
   if (typeof value === "boolean") return value ? "yes" : "no";
+  const reason = (row.not_measured || {})[COLUMN_SECTIONS[key]];
+  if ((value === null || value === undefined) && reason) {
+    return h("span", { class: "warn", title: reason }, "not measured");
+  }
   if (value === null || value === undefined) return "—";
   return typeof value === "number" ? num(value) : String(value);
+}
+
+// Why numbers are missing: a section not measured (with its reason), or the job failed.
+function gaps(rows) {
+  const items = rows.flatMap((row) => [
+    ...Object.entries(row.not_measured || {}).map(([name, reason]) => `${name} not measured: ${reason}`),
+    ...(row.error ? [`${row.state}: ${row.error}`] : []),
+  ].map((text) => h("li", {}, h("b", {}, `${row.strategy} `), text)));
+  return items.length ? [h("p", {}, "Missing numbers:"), h("ul", {}, items)] : [];
 }
 
 // A job's name in the charts: its strategy, and its point on the sweep's grid.
@@ -157,7 +176,8 @@ export async function renderSweep(page, signal, id) {
     drawTable();
     replace(body,
       section("Recommendation", recommendation(summary)),
-      section("Comparison", h("p", { class: "muted" }, "Click a column to sort; a strategy opens its job."), tableSlot),
+      section("Comparison", h("p", { class: "muted" }, "Click a column to sort; a strategy opens its job."), tableSlot,
+        gaps(summary.table)),
       section("Charts", charts(summary.table, summary.spec?.grid || {})));
     return summary.finished;
   };
