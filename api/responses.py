@@ -28,8 +28,8 @@ def also_as(media_type: str, description: str) -> dict[int | str, dict[str, Any]
 def stored_file(
     storage: Storage, key: str | None, *, missing: str, media_type: str, filename: str
 ) -> FileResponse:
-    """The artifact under `key` as a download; 404 with `missing` (what the user can do about
-    it) when there is no key or nothing is stored under it."""
+    """The artifact under `key` as a download; ArtifactMissingError with `missing` (what the
+    user can do about it) when there is no key or nothing is stored under it."""
     if key is None:
         raise ArtifactMissingError(missing)
     try:

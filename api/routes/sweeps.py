@@ -16,7 +16,7 @@ from api.list_params import SweepFilters
 from api.responses import also_as, in_format
 from api.schemas import Listed
 from core.errors import BrokerUnavailableError
-from core.reporting.report_models import SweepsListed, SweepSummary
+from core.reporting.sweep_models import SweepsListed, SweepSummary
 from core.reporting.sweep_page import render_sweep_html
 from core.workflows.submission import reference_screen
 from core.workflows.sweeps import SweepSpec, cancel_sweep, list_sweeps, submit_sweep, sweep_summary

@@ -20,7 +20,7 @@ from core.reporting.markup import (
     html_table,
     table_columns,
 )
-from core.reporting.report_models import (
+from core.reporting.sweep_models import (
     SweepEarlyStopping,
     SweepRecommendation,
     SweepRow,

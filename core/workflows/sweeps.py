@@ -17,10 +17,8 @@ from core.reporting.report_models import (
     ErrorMetricsReport,
     EvaluationSections,
     RdfReport,
-    SweepChoice,
-    SweepRecommendation,
-    SweepRow,
 )
+from core.reporting.sweep_models import SweepChoice, SweepRecommendation, SweepRow
 from core.science.run_labels import MAX_TAGS, RunName, RunTags
 from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.science.strategy_table import (

@@ -1,4 +1,4 @@
-"""api/responses.py: one way to send a stored artifact (or a 404 that says why) and one way to
+"""api/responses.py: one way to send a stored artifact (or a refusal that says why) and one way to
 answer a JSON route in HTML or Markdown."""
 
 from pathlib import Path
@@ -25,7 +25,7 @@ def test_a_stored_artifact_is_sent_under_its_download_name(tmp_path: Path) -> No
 
 
 @pytest.mark.parametrize("key", [None, "jobs/j1/absent.model"])
-def test_a_missing_artifact_is_a_404_saying_why(tmp_path: Path, key: str | None) -> None:
+def test_a_missing_artifact_is_refused_saying_why(tmp_path: Path, key: str | None) -> None:
     storage = LocalStorage(tmp_path)
 
     with pytest.raises(ArtifactMissingError, match="job j1 has no model yet"):
