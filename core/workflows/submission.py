@@ -39,6 +39,7 @@ def submit_job(
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
     _check_trainable("train_dataset", train.id, train.summary)
     train_elements = set(train.summary["elements"])
+    learned = learned_elements(train.summary)
     for role in ("valid_dataset", "test_dataset"):
         dataset_id = getattr(spec, role)
         if dataset_id is None:
@@ -47,11 +48,16 @@ def submit_job(
         if role == "valid_dataset":
             # mace validates on energies and forces, as it trains.
             _check_trainable(role, other.id, other.summary)
-        extra = set(other.summary["elements"]) - train_elements
+        extra = set(other.summary["elements"]) - learned
         if extra:
+            # Issue 26: mace needs an E0 for every element it validates on, and only the
+            # training structures give one; an element there only as an isolated atom failed
+            # deep in mace with a KeyError.
             raise InvalidSpecError(
                 f"{role} {dataset_id} contains element(s) {', '.join(sorted(extra))} that the "
-                "training data lack, so the model cannot predict them"
+                "training data lack (other than as isolated atoms), so the model cannot learn "
+                "or predict them: add training configurations with them, or leave them out of "
+                f"{role}"
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
     if spec.isolated_atoms_dataset is not None:
@@ -97,6 +103,12 @@ def submit_job(
         session.commit()
     logger.info("job=%s queued strategy=%s dataset=%s", job.id, spec.strategy.name, train.id)
     return job
+
+
+def learned_elements(summary: dict) -> set[str]:
+    """Elements of a dataset's structures other than isolated atoms (datasets uploaded before
+    the summary recorded them: all their elements)."""
+    return set(summary.get("structure_elements") or summary["elements"])
 
 
 def _has_stress(summary: dict) -> bool:
