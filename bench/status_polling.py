@@ -215,8 +215,10 @@ def measure(name: str, sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
             # machine settle before measuring.
             time.sleep(10 if name == "sqlite" else 2)
             processes = len(descendant_pids(api.popen.pid))
-            prefix = run_dashboards(api.url, ids_file, token, sizes, folder / name)
-            polling = read_locust(prefix)
+            polling = None
+            if sizes.users:
+                prefix = run_dashboards(api.url, ids_file, token, sizes, folder / name)
+                polling = read_locust(prefix)
             pages = page_through(api.url, token, sizes.jobs, sizes.page)
     server = (
         f"mlft-server, {workers} API processes; PostgreSQL, Redis, tokens on"
@@ -224,11 +226,20 @@ def measure(name: str, sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
         else f"mlft-server, {workers} API processes; embedded default (SQLite, folder broker, "
         "local worker), no tokens"
     )
-    dashboards = f"{sizes.users} locust users, one poll each every {sizes.period_s:g} s"
-    return [
+    rows = [
         (f"{name}: server", server),
         (f"{name}: processes under mlft-server", f"{processes}"),
         (f"{name}: load average before", load),
+    ]
+    paging = (
+        f"{name}: GET /jobs pages of {sizes.page} over {sizes.jobs} jobs: p50 / p99 / max (ms)",
+        " / ".join(f"{np.percentile(pages, q) * 1e3:.1f}" for q in (50, 99, 100)),
+    )
+    if polling is None:  # --users 0: the pages alone
+        return [*rows, paging]
+    dashboards = f"{sizes.users} locust users, one poll each every {sizes.period_s:g} s"
+    return [
+        *rows,
         (f"{name}: GET /jobs/{{id}} load", f"{dashboards}, {sizes.seconds} s measured"),
         (
             f"{name}: GET /jobs/{{id}} requests / failures",
@@ -240,17 +251,14 @@ def measure(name: str, sizes: Sizes, folder: Path) -> list[tuple[str, str]]:
             f"{name}: GET /jobs/{{id}} p50 / p99 / max (ms)",
             f"{polling.p50_ms:.0f} / {polling.p99_ms:.0f} / {polling.max_ms:.0f}",
         ),
-        (
-            f"{name}: GET /jobs pages of {sizes.page} over {sizes.jobs} jobs: p50 / p99 / max (ms)",
-            " / ".join(f"{np.percentile(pages, q) * 1e3:.1f}" for q in (50, 99, 100)),
-        ),
+        paging,
     ]
 
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--backends", nargs="+", default=["postgresql", "sqlite"])
-    parser.add_argument("--users", type=int, default=500)
+    parser.add_argument("--users", type=int, default=500, help="0: GET /jobs pages only")
     parser.add_argument("--period", type=float, default=2.0)
     parser.add_argument("--seconds", type=int, default=60)
     parser.add_argument("--jobs", type=int, default=10_000)

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     # checked for the E0 reference mismatch preflight would block on (0: never; the foundation's
     # energies are computed once and cached for the worker).
     submission_check_max_atoms: int = 2_000
+    # A running job's last log lines live in the database for its live log; once the job (or
+    # evaluation, or replay-set build) ended this long ago, the worker's sweep deletes them (the
+    # whole log is an artifact by then).
+    log_lines_retention_seconds: float = Field(default=24 * 3600.0, ge=0)
     # Progress inside a long stage (MD steps) is written to the job's row at most this often.
     progress_interval_s: float = 2.0
     # Unset (the embedded default): no tokens, one implicit project. Set: every request needs a

@@ -7,7 +7,7 @@ the broker server, so there is one code path from a laptop to a GPU cluster.
 from pathlib import Path
 
 from celery import Celery
-from kombu import Queue
+from kombu import Exchange, Queue
 
 from core.config import Settings, get_settings
 
@@ -39,6 +39,14 @@ def broker_settings(settings: Settings) -> tuple[str, dict]:
     return "filesystem://", options
 
 
+def _queue(name: str) -> Queue:
+    return Queue(name, Exchange(name, type="direct"), routing_key=name)
+
+
+def _route(queue: str) -> dict[str, str]:
+    return {"queue": queue, "exchange": queue, "routing_key": queue}
+
+
 def make_celery(settings: Settings) -> Celery:
     broker, transport_options = broker_settings(settings)
     app = Celery(
@@ -48,11 +56,14 @@ def make_celery(settings: Settings) -> Celery:
         broker_transport_options=transport_options,
         broker_connection_retry_on_startup=True,
         task_default_queue=settings.gpu_queue,
-        # Declared, not only routed to: purge and inspection then know both queues.
-        task_queues=(Queue(settings.gpu_queue), Queue(settings.cpu_queue)),
+        # Declared, not only routed to: purge and inspection then know both queues. Each queue
+        # has its own exchange: kombu's default binds a declared queue to the default queue's
+        # exchange (the gpu one), so the cpu queue was reachable through the gpu exchange.
+        task_queues=tuple(_queue(name) for name in (settings.gpu_queue, settings.cpu_queue)),
+        task_default_exchange=settings.gpu_queue,
         task_routes={
-            **{name: {"queue": settings.gpu_queue} for name in GPU_TASKS},
-            **{name: {"queue": settings.cpu_queue} for name in CPU_TASKS},
+            **{name: _route(settings.gpu_queue) for name in GPU_TASKS},
+            **{name: _route(settings.cpu_queue) for name in CPU_TASKS},
         },
         task_ignore_result=True,
         task_acks_late=True,

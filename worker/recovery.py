@@ -10,6 +10,7 @@ again only after the visibility timeout, which is days so that long trainings ar
 import logging
 import threading
 import time
+from datetime import timedelta
 from functools import partial
 
 from celery.signals import worker_ready
@@ -17,6 +18,7 @@ from celery.signals import worker_ready
 from core.config import Settings, get_settings
 from core.service.db import session_factory, session_scope
 from core.service.dispatch import WORK_KINDS, resend_undispatched
+from core.service.job_logs import delete_ended_lines
 from core.service.leases import recover_abandoned
 from worker.celery_app import app
 from worker.tasks import TASK_BY_KIND
@@ -49,11 +51,18 @@ def sweep_undispatched_work(settings: Settings) -> list[tuple[str, str]]:
         )
 
 
+def sweep_ended_log_lines(settings: Settings) -> int:
+    retention = timedelta(seconds=settings.log_lines_retention_seconds)
+    with session_scope(session_factory(settings.resolved_database_url)) as session:
+        return delete_ended_lines(session, retention)
+
+
 def _sweep_forever(settings: Settings) -> None:
     while True:
         for name, sweep in (
             ("abandoned work", sweep_abandoned_work),
             ("undispatched work", sweep_undispatched_work),
+            ("log lines of ended work", sweep_ended_log_lines),
         ):
             try:
                 swept = sweep(settings)

@@ -38,6 +38,9 @@ class DatasetSummary:
     requested_keys: dict[str, str] = field(default_factory=dict)
     # What the user should know about the labels (not found, energy only, partial stress).
     warnings: list[str] = field(default_factory=list)
+    # Elements of the configurations other than isolated atoms: what a model trained on the
+    # data learns (an element present only as an isolated atom is an E0 reference, no more).
+    structure_elements: list[str] = field(default_factory=list)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -54,6 +57,7 @@ class RunningSummary:
         self.config_types: Counter[str] = Counter()
         self.n_periodic = 0
         self.isolated_atom_elements: set[str] = set()
+        self.structure_numbers: set[int] = set()
         # Per label: configurations that carry it among those it applies to.
         self.present = dict.fromkeys(LABELS, 0)
         self.applicable = dict.fromkeys(LABELS, 0)
@@ -79,6 +83,8 @@ class RunningSummary:
         self.n_periodic += bool(atoms.pbc.any())
         if is_isolated_atom(atoms) and found["energy"] is not None:
             self.isolated_atom_elements.add(atoms.get_chemical_symbols()[0])
+        if not is_isolated_atom(atoms):
+            self.structure_numbers.update(atoms.numbers.tolist())
         for label in LABELS:
             if label_applies(atoms, label):
                 self.applicable[label] += 1
@@ -136,6 +142,7 @@ class RunningSummary:
             warnings=label_warnings(
                 self.first_names, self.competing, label_counts, self.trained_stress
             ),
+            structure_elements=[chemical_symbols[z] for z in sorted(self.structure_numbers)],
         )
 
 

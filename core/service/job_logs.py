@@ -3,19 +3,22 @@
 The API streams the lines (GET /jobs/{id}/events?log=true) from the `log_lines` table, so it
 never reads the worker's folder, which may be on another machine. Only the last
 LOG_LINES_KEPT lines of a job are kept there; the whole log is stored as an artifact when the
-job ends.
+job ends, and the worker's sweep deletes the lines of work that ended longer ago than
+`log_lines_retention_seconds` (delete_ended_lines), so the table stays bounded.
 """
 
 import logging
+from datetime import timedelta
 from pathlib import Path
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import delete, func, select, union_all
 from sqlalchemy.orm import Session, sessionmaker
 
 from core.artifacts.storage import Storage
 from core.artifacts.storage_keys import mace_log_key
 from core.service.db import session_scope
-from core.service.models import LogLine
+from core.service.jobs import updated_rows
+from core.service.models import Evaluation, Job, LogLine, ReplaySet, utcnow
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +67,25 @@ def append_lines(session: Session, owner_id: str, lines: list[str]) -> None:
     session.execute(
         delete(LogLine).where(LogLine.owner_id == owner_id, LogLine.seq <= newest - LOG_LINES_KEPT)
     )
+
+
+def delete_ended_lines(session: Session, retention: timedelta) -> int:
+    """Delete the lines of every job, evaluation and replay-set build that ended (finished_at)
+    more than `retention` ago: their whole log is in storage; returns how many lines went."""
+    cutoff = utcnow() - retention
+    ended = union_all(
+        *(
+            select(table.id).where(table.finished_at < cutoff)
+            for table in (Job, Evaluation, ReplaySet)
+        )
+    )
+    result = session.execute(
+        delete(LogLine)
+        .where(LogLine.owner_id.in_(ended))
+        .execution_options(synchronize_session=False)
+    )
+    session.commit()
+    return updated_rows(result)
 
 
 def lines_after(session: Session, owner_id: str, seq: int, limit: int = 500) -> list[LogLine]:

@@ -176,11 +176,22 @@ def record_stage(
     session.commit()
 
 
-def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> None:
+def record_epoch(session: Session, job_id: str, entry: dict[str, Any]) -> bool:
+    """Add one epoch's record to a job that has not ended; False (nothing written) once it has:
+    a cancelled job's training process may still report the epoch it was in after finished_at.
+    The row is locked (PostgreSQL) so that an end committed meanwhile is seen."""
     parts: tuple[JobPart, ...] = ("epochs",)
-    job = get_job(session, job_id, include=parts)
+    job = session.get(
+        Job, job_id, options=_loading(parts), with_for_update=True, populate_existing=True
+    )
+    if job is None:
+        raise NotFoundError(f"job {job_id} does not exist")
+    if job.state in TERMINAL_STATES:
+        session.rollback()
+        return False
     job.epochs = [*job.epochs, entry]
     session.commit()
+    return True
 
 
 def add_warnings(session: Session, job_id: str, warnings: list[str]) -> None:

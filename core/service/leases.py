@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from core.errors import NotFoundError
 from core.service.db import session_scope
-from core.service.jobs import WorkRow, WorkTable, transition, updated_rows
+from core.service.jobs import TERMINAL_STATES, WorkRow, WorkTable, transition, updated_rows
 from core.service.models import Evaluation, Job, JobState, ReplaySet, new_id, utcnow
 
 logger = logging.getLogger(__name__)
@@ -40,10 +40,10 @@ class Claim:
 
 def leave_no_folder(state: JobState, folder: Path) -> JobState:
     """After a worker's run: an ended row's working folder goes, whatever the end (what matters
-    is in storage and on the row); one still running was taken over by another worker, which
-    works in the same folder. A run that a killed worker left behind is removed by the rerun
-    that ends it."""
-    if state is not JobState.RUNNING:
+    is in storage and on the row); one still running was taken over by another worker, and one
+    queued again is resumed from it, in the same folder. A run that a killed worker left behind
+    is removed by the rerun (or the redelivery of an ended row) that ends it."""
+    if state in TERMINAL_STATES:
         shutil.rmtree(folder, ignore_errors=True)
     return state
 

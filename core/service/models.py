@@ -5,7 +5,18 @@ import uuid
 from datetime import datetime, timezone
 from typing import Any, cast
 
-from sqlalchemy import JSON, BigInteger, DateTime, Enum, ForeignKey, Integer, String, Text, event
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    DateTime,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    event,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, MappedColumn, column_property, mapped_column
 
 
@@ -122,6 +133,8 @@ class Sweep(ProjectOwned, Base):
 
 class Job(ProjectOwned, Base):
     __tablename__ = "jobs"
+    # GET /jobs lists a project's jobs newest first, a page at a time (migration 0012).
+    __table_args__ = (Index("ix_jobs_project_id_created_at", "project_id", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     state: Mapped[JobState] = mapped_column(

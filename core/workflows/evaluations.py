@@ -29,12 +29,12 @@ from core.registry.foundations import (
 from core.science.spec import EvaluationSpec, JobSpec, RssHolesSettings
 from core.service.db import session_scope
 from core.service.jobs import get_job
-from core.service.leases import leave_no_folder
 from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Evaluation, Job, JobState
 from core.service.stages import Stage, run_stages
 from core.workflows.context import JobContext
 from core.workflows.work import Work, execute
+from core.workflows.work import work_folder as work_folder_of
 
 logger = logging.getLogger(__name__)
 
@@ -82,12 +82,11 @@ def get_evaluation(session: Session, evaluation_id: str) -> Evaluation:
 
 def execute_evaluation(context: JobContext, evaluation_id: str) -> JobState:
     """Run a queued evaluation, or rerun one whose worker died; idempotent otherwise."""
-    state = execute(context, Evaluation, evaluation_id, _evaluate)
-    return leave_no_folder(state, work_folder(context, evaluation_id))
+    return execute(context, Evaluation, evaluation_id, _evaluate)
 
 
 def work_folder(context: JobContext, evaluation_id: str) -> Path:
-    return context.work_root / f"evaluation-{evaluation_id}"
+    return work_folder_of(context, Evaluation, evaluation_id)
 
 
 @dataclass

@@ -37,12 +37,12 @@ from core.science.replay_build import (
 from core.science.spec import SEED_MAX, JobSpec, ObjectId, SpecModel, replay_of
 from core.service.db import session_scope
 from core.service.jobs import TERMINAL_STATES, get_job, record_stage
-from core.service.leases import leave_no_folder
 from core.service.models import Dataset, JobState, ReplaySet
 from core.service.scoping import scope_session
 from core.service.stages import Stage, WorkStopped, run_stages
 from core.workflows.context import JobContext
 from core.workflows.work import Work, execute
+from core.workflows.work import work_folder as work_folder_of
 
 logger = logging.getLogger(__name__)
 
@@ -231,14 +231,11 @@ def list_replay_sets(session: Session, *, limit: int = 100, offset: int = 0) -> 
 
 def execute_replay_set(context: JobContext, replay_set_id: str) -> JobState:
     """Build a queued replay set (or rebuild one whose worker died); idempotent otherwise."""
-    state = execute(context, ReplaySet, replay_set_id, _build)
-    return leave_no_folder(state, work_folder(context, replay_set_id))
+    return execute(context, ReplaySet, replay_set_id, _build)
 
 
 def work_folder(context: JobContext, replay_set_id: str) -> Path:
-    # The worker's folder of this build (not a temporary one), so that a rerun after a killed
-    # worker finds what it left and removes it (execute_replay_set).
-    return context.work_root / f"replay-set-{replay_set_id}"
+    return work_folder_of(context, ReplaySet, replay_set_id)
 
 
 @dataclass

@@ -4,7 +4,6 @@ core.workflows.training."""
 import json
 import logging
 import math
-import shutil
 import tempfile
 import time
 from dataclasses import dataclass
@@ -42,7 +41,7 @@ from core.workflows.early_stopping import judge_rung, rung_plan
 from core.workflows.mlflow_runs import log_job_run
 from core.workflows.replay_sets import with_built_replay
 from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
-from core.workflows.work import Work, claim_work, end, run_claimed, state_of
+from core.workflows.work import Work, end, execute, state_of, work_folder
 
 logger = logging.getLogger(__name__)
 
@@ -143,26 +142,20 @@ class RecordedProgress:
 
 def execute_job(context: JobContext, job_id: str) -> JobState:
     """Run a job that is queued, or running after its worker died; idempotent otherwise."""
-    claimed = claim_work(context, Job, job_id)
-    if claimed is None:
-        return state_of(context, Job, job_id)
-    work_dir = context.work_root / job_id
+    work_dir = work_folder(context, Job, job_id)
     checkpoints = CheckpointSync(context.storage, job_id, work_dir / "checkpoints")
-
     log = LogShipper(context.sessions, job_id, work_dir / MACE_LOG_NAME)
 
     def body(work: Work) -> None:
         _run_job(work, work_dir, checkpoints, log)
 
-    state = run_claimed(context, Job, job_id, claimed, body, _failure_details)
-    if state is not JobState.RUNNING:
-        # Ended (succeeded, failed or cancelled): what matters is in storage and on the row.
-        # Still running means another worker took the job over after a lease expiry.
+    def ended() -> None:
+        # What matters is in storage and on the row; the folder goes with the shared lifecycle.
         _store_log(context, log)
         log_job_run(context, job_id)
         checkpoints.discard()
-        shutil.rmtree(work_dir, ignore_errors=True)
-    return state
+
+    return execute(context, Job, job_id, body, _failure_details, ended=ended)
 
 
 def _store_log(context: JobContext, log: LogShipper) -> None:

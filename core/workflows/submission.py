@@ -41,15 +41,21 @@ def submit_job(
     train = referenced_dataset(session, spec.train_dataset, "train_dataset")
     _check_trainable("train_dataset", train.id, train.summary)
     train_elements = set(train.summary["elements"])
+    learned = learned_elements(train.summary)
     if spec.valid_dataset is not None:
         valid = referenced_dataset(session, spec.valid_dataset, "valid_dataset")
         # mace validates on energies and forces, as it trains.
         _check_trainable("valid_dataset", valid.id, valid.summary)
-        extra = set(valid.summary["elements"]) - train_elements
+        extra = set(valid.summary["elements"]) - learned
         if extra:
+            # Issue 26: mace needs an E0 for every element it validates on, and only the
+            # training structures give one; an element there only as an isolated atom failed
+            # deep in mace with a KeyError.
             raise InvalidSpecError(
                 f"valid_dataset {valid.id} contains element(s) {', '.join(sorted(extra))} that "
-                "the training data lack: mace validates on the elements it trains",
+                "the training data lack (other than as isolated atoms): mace validates on the "
+                "elements it trains; add training configurations with them, or leave them out "
+                "of valid_dataset",
                 param="valid_dataset",
             )
     isolated = set(train.summary.get("isolated_atom_elements", []))
@@ -160,6 +166,12 @@ def check_evaluated_elements(
 
 def _by_number(symbols: set[str]) -> list[str]:
     return sorted(symbols, key=atomic_numbers.__getitem__)
+
+
+def learned_elements(summary: dict) -> set[str]:
+    """Elements of a dataset's structures other than isolated atoms (datasets uploaded before
+    the summary recorded them: all their elements)."""
+    return set(summary.get("structure_elements") or summary["elements"])
 
 
 def _has_stress(summary: dict) -> bool:

@@ -36,6 +36,7 @@ from core.registry.foundations import (
 from core.reporting.report_models import EvaluationSections
 from core.science import e0s as e0_methods
 from core.science import model_checks
+from core.science.batch_limits import batch_size_within_training_set
 from core.science.cache import PredictionCache
 from core.science.cost import actual_cost, replay_count
 from core.science.cueq import CUEQ, Kernels, training_kernels
@@ -300,6 +301,8 @@ def _split(run: _TrainingRun) -> None:
         seed=spec.hyperparameters.seed,
     )
     run.molecules = run.picked(run.split.train)
+    run.spec, note = batch_size_within_training_set(run.spec, len(run.molecules))
+    run.batch_note += note
 
 
 def _choose_e0s(run: _TrainingRun) -> None:

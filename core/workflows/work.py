@@ -6,15 +6,16 @@ taken over by another worker after a lease expiry)."""
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
 
 from core.errors import MlftError, NotFoundError
 from core.service.db import session_scope
-from core.service.jobs import WorkTable, record_stage, transition
-from core.service.leases import Claim, LeaseKeeper, claim, work_noun
-from core.service.models import Job, JobState
+from core.service.jobs import TERMINAL_STATES, WorkTable, record_stage, transition
+from core.service.leases import Claim, LeaseKeeper, claim, leave_no_folder, work_noun
+from core.service.models import Evaluation, Job, JobState, ReplaySet
 from core.service.stages import WorkStopped
 from core.workflows.context import JobContext
 
@@ -67,12 +68,39 @@ def claim_work(context: JobContext, table: WorkTable, row_id: str) -> Claim | No
         )
 
 
-def execute(context: JobContext, table: WorkTable, row_id: str, body: Body) -> JobState:
-    """Run a queued row, or rerun one whose worker died; idempotent otherwise."""
+# Where each kind of work keeps its files on the worker's machine: a fixed folder per row (not a
+# temporary one), so that a rerun after a killed worker finds what that worker left.
+FOLDER_PREFIXES: dict[WorkTable, str] = {
+    Job: "",
+    Evaluation: "evaluation-",
+    ReplaySet: "replay-set-",
+}
+
+
+def work_folder(context: JobContext, table: WorkTable, row_id: str) -> Path:
+    return context.work_root / f"{FOLDER_PREFIXES[table]}{row_id}"
+
+
+def execute(
+    context: JobContext,
+    table: WorkTable,
+    row_id: str,
+    body: Body,
+    failure_details: FailureDetails = lambda _: {},
+    *,
+    ended: Callable[[], None] = lambda: None,
+) -> JobState:
+    """Run a queued row, or rerun one whose worker died; idempotent otherwise. Once the row has
+    ended, `ended` runs (after a run of this worker's only) and the row's working folder goes,
+    whoever ended it: jobs, evaluations and replay-set builds alike."""
     claimed = claim_work(context, table, row_id)
     if claimed is None:
-        return state_of(context, table, row_id)
-    return run_claimed(context, table, row_id, claimed, body)
+        state = state_of(context, table, row_id)
+    else:
+        state = run_claimed(context, table, row_id, claimed, body, failure_details)
+        if state in TERMINAL_STATES:
+            ended()
+    return leave_no_folder(state, work_folder(context, table, row_id))
 
 
 def run_claimed(

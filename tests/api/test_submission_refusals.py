@@ -1,6 +1,10 @@
 """Issue 21: what would fail later and can be known at submission is refused then, with the fix."""
 
+import ase.io
 import pytest
+from ase import Atoms
+from ase.calculators.emt import EMT
+from ase.calculators.singlepoint import SinglePointCalculator
 
 from tests.conftest import upload
 
@@ -92,3 +96,35 @@ def test_a_published_foundation_in_maces_cache_is_accepted_offline(
     # Accepted past the fetch check; elements of an unloaded published model are the worker's.
     assert response.status_code == 201, response.text
     client.post(f"/jobs/{response.json()['id']}/cancel")
+
+
+def labelled(atoms: Atoms) -> Atoms:
+    atoms.calc = EMT()
+    energy, forces = atoms.get_potential_energy(), atoms.get_forces()
+    atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces)
+    return atoms
+
+
+def test_a_validation_element_the_training_data_hold_only_as_an_isolated_atom_is_refused(
+    client, target_files, tmp_path
+) -> None:
+    # Issue 26: Cu in the training data only as an isolated atom (an E0 reference) and in the
+    # validation data as structures: accepted before, then a KeyError deep inside mace.
+    molecules = ase.io.read(target_files["train"], index=":", format="extxyz")
+    isolated_cu = labelled(Atoms("Cu", positions=[[0, 0, 0]]))
+    train = tmp_path / "train-with-isolated-cu.extxyz"
+    ase.io.write(train, [*molecules[:20], isolated_cu], format="extxyz")
+    dimer = labelled(Atoms("Cu2", positions=[[0, 0, 0], [0, 0, 2.4]]))
+    valid = tmp_path / "valid-with-cu.extxyz"
+    ase.io.write(valid, [*molecules[20:30], dimer], format="extxyz")
+    spec = {
+        "train_dataset": upload(client, train)["id"],
+        "valid_dataset": upload(client, valid)["id"],
+    }
+
+    response = client.post("/jobs", json=spec)
+
+    assert response.status_code == 422, response.text
+    detail = response.json()["detail"]
+    assert "valid_dataset" in detail
+    assert "element(s) Cu that the training data lack (other than as isolated atoms)" in detail

@@ -1,6 +1,7 @@
 """Issue 17 item 11: the working folders of evaluations and replay-set builds go once the row
 ends, failed or cancelled as well as succeeded, as jobs' do; a rerun after a killed worker
-removes what that worker left. (A sweep has no folder of its own: its points are jobs.)"""
+removes what that worker left. (A sweep has no folder of its own: its points are jobs.)
+Issue 26 item 5: one lifecycle (core.workflows.work.execute) does it for all three kinds."""
 
 from pathlib import Path
 
@@ -8,11 +9,13 @@ import pytest
 from sqlalchemy import update
 
 from core.service.leases import leave_no_folder
-from core.service.models import Evaluation, JobState, ReplaySet
+from core.service.models import Evaluation, Job, JobState, ReplaySet
 from core.workflows.evaluations import execute_evaluation
 from core.workflows.evaluations import work_folder as evaluation_folder
 from core.workflows.replay_sets import execute_replay_set
 from core.workflows.replay_sets import work_folder as replay_set_folder
+from core.workflows.runner import execute_job
+from core.workflows.work import work_folder
 from tests.conftest import upload
 
 
@@ -92,3 +95,22 @@ def test_a_folder_of_work_another_worker_took_over_stays(tmp_path) -> None:
     assert folder.exists()
     assert leave_no_folder(JobState.SUCCEEDED, folder) is JobState.SUCCEEDED
     assert not folder.exists()
+
+
+def test_a_job_cancelled_after_its_worker_was_killed_leaves_no_working_folder(
+    client, app, train_id
+) -> None:
+    created = client.post("/jobs", json={"train_dataset": train_id}).json()
+    folder = left_by_a_killed_worker(work_folder(app.state.context, Job, created["id"]))
+    assert client.post(f"/jobs/{created['id']}/cancel").status_code == 200
+
+    # The task's redelivery finds the job ended: nothing to claim, and its folder goes.
+    assert execute_job(app.state.context, created["id"]) is JobState.CANCELLED
+    assert not folder.exists()
+
+
+def test_a_queued_row_keeps_its_folder_for_the_run_that_resumes_it(tmp_path) -> None:
+    folder = left_by_a_killed_worker(tmp_path / "job-x")
+
+    assert leave_no_folder(JobState.QUEUED, folder) is JobState.QUEUED
+    assert folder.exists()
