@@ -106,9 +106,13 @@ def test_a_model_larger_than_the_memory_limit_is_refused_not_the_service(
 ) -> None:
     from core.registry.model_sandbox import convert_in_sandbox
 
-    # 700 MiB of address space cannot even hold torch: the reader dies, the caller gets a 422.
+    # 700 MiB of address space cannot even hold torch: the reader fails (or spins until its CPU
+    # limit stops it), and the caller gets a 422.
     with pytest.raises(InvalidModelFileError):
         convert_in_sandbox(
-            demo_foundation, tmp_path / "out.safetensors", "x", SandboxLimits(memory_mb=700)
+            demo_foundation,
+            tmp_path / "out.safetensors",
+            "x",
+            SandboxLimits(memory_mb=700, cpu_s=15),
         )
     assert not (tmp_path / "out.safetensors").exists()
