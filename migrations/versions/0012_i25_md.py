@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision = "0012_i25_md"
-down_revision = "0012_i26_trust"
+down_revision = "0012_i26_ops"
 branch_labels = None
 depends_on = None
 

@@ -10,7 +10,7 @@ Create Date: 2026-12-07
 from alembic import op
 
 revision = "0012_i26_ops"
-down_revision = "0011_trust2"
+down_revision = "0012_i26_trust"
 branch_labels = None
 depends_on = None
 
