@@ -7,6 +7,7 @@ import pytest
 from core.artifacts.storage import LocalStorage
 from core.artifacts.storage_keys import MACE_LOG_NAME, mace_log_key
 from core.config import Settings
+from core.science.spec import JobSpec
 from core.service.db import session_factory
 from core.service.job_logs import (
     LOG_LINES_KEPT,
@@ -91,7 +92,9 @@ def ended_job_with_lines(sessions, ended_ago: timedelta | None, lines: int = 3) 
         dataset = Dataset(name="d", storage_key="-", sha256="0" * 64, summary={})
         session.add(dataset)
         session.flush()
-        job = Job(spec={}, train_dataset_id=dataset.id, epochs=[], warnings=[])
+        # A whole spec: other tests list the default project's jobs and read theirs.
+        spec = JobSpec(train_dataset=dataset.id).model_dump(mode="json")
+        job = Job(spec=spec, train_dataset_id=dataset.id, epochs=[], warnings=[])
         if ended_ago is not None:
             job.state, job.finished_at = JobState.CANCELLED, utcnow() - ended_ago
         else:
