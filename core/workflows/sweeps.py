@@ -21,7 +21,6 @@ from core.reporting.report_models import (
     SweepRecommendation,
     SweepRow,
 )
-from core.science.run_labels import MAX_TAGS, RunName, RunTags
 from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.science.strategy_table import (
     LORA_STRATEGIES,
@@ -33,6 +32,7 @@ from core.science.strategy_table import (
 from core.service.jobs import TERMINAL_STATES, transition
 from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Job, JobState, Sweep
+from core.service.run_labels import MAX_TAGS, RunName, RunTags
 from core.workflows.submission import Screen, submit_job
 
 logger = logging.getLogger(__name__)
