@@ -6,8 +6,8 @@ from typing import Annotated, Any, Final, Literal, get_args
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationName
-from core.science.run_labels import RunName, RunTags
 from core.science.strategy_table import traits_of
+from core.service.run_labels import RunName, RunTags
 
 # The E0 methods a spec names (science.md §2). The fifth, explicit {element: eV} values, is given
 # as a mapping instead of a name; a job records it as "explicit" (E0Method, core.science.e0s.E0Fit).

@@ -12,9 +12,11 @@ from sqlalchemy import ColumnElement, Select, and_, exists, func, or_, select
 from sqlalchemy.orm import InstrumentedAttribute, Session
 
 from core.errors import InvalidQueryError
-from core.service.models import Dataset, Evaluation, Job, JobState, Sweep
+from core.service.models import Base, Dataset, Evaluation, Job, JobState, Sweep
+from core.service.run_labels import TAG_KEY_PATTERN
 
 Row = TypeVar("Row")
+Table = TypeVar("Table", bound=Base)
 # ilike's wildcards, taken literally in a `name_contains` filter.
 _LIKE_ESCAPE = "\\"
 
@@ -29,9 +31,10 @@ class TagFilter:
     @classmethod
     def parse(cls, text: str) -> "TagFilter":
         key, sep, value = text.partition("=")
-        if not key:
+        if not TAG_KEY_PATTERN.fullmatch(key):
             raise InvalidQueryError(
-                f"tag filter {text[:80]!r}: write it as key=value (or key alone for any value)",
+                f"tag filter {text[:80]!r}: write it as key=value (or key alone for any value), "
+                "the key as tags have them (letters, digits, _ . - / :)",
                 param="tag",
             )
         return cls(key, value if sep else None)
@@ -41,6 +44,16 @@ class TagFilter:
 class ListFilters:
     """What a list is narrowed to; None (or empty) filters nothing. Each list reads the filters
     that apply to its rows (docs/runs-and-mlflow.md lists them)."""
+
+    def __post_init__(self) -> None:
+        # PostgreSQL's text refuses NUL: a filter holding one names nothing it could match.
+        for name in ("strategy", "foundation", "name", "name_contains", "sweep", "job"):
+            value = getattr(self, name)
+            if isinstance(value, str) and "\x00" in value:
+                raise InvalidQueryError(f"filter {name} contains a NUL byte", param=name)
+        for tag in self.tags:
+            if "\x00" in tag.key or "\x00" in (tag.value or ""):
+                raise InvalidQueryError("a tag filter contains a NUL byte", param="tag")
 
     state: JobState | None = None
     strategy: str | None = None
@@ -149,13 +162,13 @@ CONDITIONS = {
 
 def list_page(
     session: Session,
-    table: type[Row],
+    table: type[Table],
     filters: ListFilters,
     *,
     limit: int,
     offset: int,
-    query: Select[tuple[Row]] | None = None,
-) -> Page[Row]:
+    query: Select[Any] | None = None,
+) -> Page[Table]:
     """One page of `table`'s rows matching `filters`, newest first (ties broken by id so pages
     never overlap), and how many match in all. `query`: the select to start from (its loading
     options)."""

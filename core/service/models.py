@@ -120,7 +120,7 @@ class Sweep(ProjectOwned, Base):
 
     id: Mapped[str] = mapped_column(String(32), primary_key=True, default=new_id)
     spec: Mapped[dict[str, Any]]
-    # What a researcher finds it by (core/science/run_labels.py), copied from the spec.
+    # What a researcher finds it by (core/service/run_labels.py), copied from the spec.
     name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     # The parent run of its jobs' runs in MLflow, once the first of them was logged.
@@ -143,7 +143,7 @@ class Job(ProjectOwned, Base):
         index=True,
     )
     spec: Mapped[dict[str, Any]]
-    # What a researcher finds it by (core/science/run_labels.py), copied from the spec; a sweep's
+    # What a researcher finds it by (core/service/run_labels.py), copied from the spec; a sweep's
     # jobs carry the sweep's unless their base names its own.
     name: Mapped[str | None] = mapped_column(String(255), default=None, index=True)
     tags: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -12,12 +12,13 @@ import json
 import logging
 import re
 import tempfile
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import update
+from sqlalchemy import CursorResult, update
 
 from core.reporting.job_report import job_report
 from core.reporting.model_card import render_markdown
@@ -228,16 +229,15 @@ def _log_artifacts(client: Any, run_id: str, snapshot: _JobSnapshot) -> list[str
     problems = []
     with tempfile.TemporaryDirectory(prefix="mlft-mlflow-") as folder:
         out = Path(folder)
-        parts = {
-            "model_card.json": lambda: _json(snapshot.model_card),
-            "model_card.md": lambda: render_markdown(snapshot.model_card),
-            "report.json": lambda: _json(snapshot.report),
-            "report.html": lambda: render_html(snapshot.report),
-        }
+        card, report = snapshot.model_card, snapshot.report
+        parts: dict[str, Callable[[], str]] = {}
+        if card is not None:
+            parts["model_card.json"] = lambda: _json(card)
+            parts["model_card.md"] = lambda: render_markdown(card)
+        if report is not None:
+            parts["report.json"] = lambda: _json(report)
+            parts["report.html"] = lambda: render_html(report)
         for name, render in parts.items():
-            source = snapshot.model_card if name.startswith("model_card") else snapshot.report
-            if source is None:
-                continue
             try:
                 (out / name).write_text(render(), encoding="utf-8")
             except Exception as error:
@@ -261,11 +261,9 @@ def _sweep_run(context: JobContext, client: Any, experiment_id: str, sweep_id: s
     sweep_params = {key: value for key, value in spec.items() if key not in ("base", *LABEL_FIELDS)}
     _log_values(client, run_id, {k: _param_text(v) for k, v in flatten(sweep_params).items()}, [])
     with session_scope(context.sessions) as session:
-        won = session.execute(
-            update(Sweep)
-            .where(Sweep.id == sweep_id, Sweep.mlflow_run_id.is_(None))
-            .values(mlflow_run_id=run_id)
-        ).rowcount
+        recorded_here = update(Sweep).where(Sweep.id == sweep_id, Sweep.mlflow_run_id.is_(None))
+        result = session.execute(recorded_here.values(mlflow_run_id=run_id))
+        won = cast(CursorResult[Any], result).rowcount
         session.commit()
         if won:
             return run_id

@@ -19,7 +19,6 @@ from core.reporting.report_models import (
     RdfReport,
 )
 from core.reporting.sweep_models import SweepChoice, SweepRecommendation, SweepRow
-from core.science.run_labels import MAX_TAGS, RunName, RunTags
 from core.science.spec import FOUNDATION_E0_METHODS, JobSpec, ReplaySpec, SpecModel
 from core.science.strategy_table import (
     LORA_STRATEGIES,
@@ -31,6 +30,7 @@ from core.science.strategy_table import (
 from core.service.jobs import TERMINAL_STATES, transition
 from core.service.listing import NO_FILTERS, ListFilters, Page, list_page
 from core.service.models import Job, JobState, Sweep
+from core.service.run_labels import MAX_TAGS, RunName, RunTags
 from core.workflows.early_stopping import stopped_jobs
 from core.workflows.submission import Screen, submit_job
 

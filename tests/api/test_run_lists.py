@@ -198,3 +198,10 @@ def test_datasets_filter_by_name(api, project, train, target_files) -> None:
     assert ids(exact) == [train]
     assert ids(partial) == [test.json()["id"]]
     assert api.get("/datasets", headers=project).json()["total"] == 2
+
+
+def test_a_nul_byte_in_a_filter_is_refused_not_sent_to_the_database(api, project) -> None:
+    for params in ({"name": "a\x00"}, {"tag": "k\x00=v"}, {"foundation": "\x00"}):
+        response = api.get("/jobs", params=params, headers=project)
+        assert response.status_code == 422, (params, response.text)
+        assert response.json()["code"] == "invalid_query"

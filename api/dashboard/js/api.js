@@ -94,11 +94,12 @@ export async function download(path, filename) {
 
 // Server-sent events over fetch rather than EventSource: EventSource cannot send an
 // Authorization header. Resolves when the server ends the stream (after a terminal state).
-export async function followEvents(path, onEvent, signal) {
-  const response = await fetch(path, {
-    headers: headers({ Accept: "text/event-stream" }),
-    signal,
-  });
+// `cursor.id` is the id of the last event received: a reconnect sends it as Last-Event-ID and the
+// stream goes on after it, without the epochs and log lines already shown.
+export async function followEvents(path, onEvent, signal, cursor = {}) {
+  const extra = { Accept: "text/event-stream" };
+  if (cursor.id) extra["Last-Event-ID"] = cursor.id;
+  const response = await fetch(path, { headers: headers(extra), signal });
   if (!response.ok) throw await errorOf(response);
   const reader = response.body.pipeThrough(new TextDecoderStream()).getReader();
   let buffer = "";
@@ -111,12 +112,15 @@ export async function followEvents(path, onEvent, signal) {
       const frame = buffer.slice(0, end);
       buffer = buffer.slice(end + 2);
       let name = "message";
+      let id = null;
       const data = [];
       for (const line of frame.split("\n")) {
         if (line.startsWith("event:")) name = line.slice(6).trim();
         else if (line.startsWith("data:")) data.push(line.slice(5).trimStart());
+        else if (line.startsWith("id:")) id = line.slice(3).trim();
       }
       if (data.length) onEvent(name, JSON.parse(data.join("\n")));
+      if (id !== null) cursor.id = id;
     }
   }
 }

@@ -173,14 +173,18 @@ export async function renderJob(page, signal, id) {
       while (log.childNodes.length > MAX_LOG_LINES) log.firstChild.remove();
     }
   };
+  const cursor = { id: null };
   while (!signal.aborted) {
-    // Each connection replays the epochs and the log from the start.
-    epochs = [];
-    log.replaceChildren();
+    // A first connection sends the epochs and the log from the start; a reconnect goes on
+    // after the last event received (Last-Event-ID).
+    if (!cursor.id) {
+      epochs = [];
+      log.replaceChildren();
+    }
     connection.textContent = "● live";
     connection.className = "live";
     try {
-      await followEvents(`jobs/${id}/events?log=true`, onEvent, signal);
+      await followEvents(`jobs/${id}/events?log=true`, onEvent, signal, cursor);
     } catch (error) {
       if (error.name === "AbortError") return;
       connection.textContent = `connection lost (${error.message}), retrying…`;
