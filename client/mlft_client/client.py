@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from mlft_client.errors import MlftError, NotFound
+from mlft_client.errors import MlftError
 from mlft_client.progress import JobProgress
 from mlft_client.reconnect import Backoff, is_transient
 from mlft_client.sse import TERMINAL_STATES, JobEvent
