@@ -17,6 +17,7 @@ from api.routes import dashboard, datasets, evaluations, events, foundations, jo
 from api.routes import health as health_routes
 from api.routes import metrics as metrics_routes
 from api.routes import preflight as preflight_routes
+from api.routes import promotion as promotion_routes
 from api.routes import replay_sets as replay_sets_routes
 from api.routes import strategies as strategies_routes
 from api.schemas import Liveness
@@ -101,7 +102,8 @@ def create_app(
         app.include_router(module.router, dependencies=in_project)
     for module in (replay_sets_routes, preflight_routes):
         app.include_router(module.router, dependencies=in_project)
-    for module in (foundations, strategies_routes, projects, dashboard):
+    # Promotion: the admin promotes any project's job, a project token its own.
+    for module in (foundations, promotion_routes, strategies_routes, projects, dashboard):
         app.include_router(module.router)
     app.include_router(health_routes.router)
     app.include_router(metrics_routes.router)

@@ -237,6 +237,11 @@ class FoundationPublic(BaseModel):
     e0s: dict[str, dict[str, float]] | None = None
     # `sha256` pins the safe form the service stores; this is the file as it was uploaded.
     upload_sha256: str | None = None
+    # How a registered model came in: "upload", "folder" or "promoted" (from a job).
+    registered_as: str | None = None
+    # A promoted model's lineage: parent foundation {name, sha256, head}, job_id, datasets
+    # {role: sha256}, e0s_method, strategy (POST /jobs/{id}/promote).
+    lineage: dict[str, Any] | None = None
 
 
 class FoundationRegistered(BaseModel):

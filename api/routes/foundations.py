@@ -8,25 +8,47 @@ from fastapi import APIRouter, File, Form, UploadFile, status
 
 from api.deps import AdminDep, PrincipalDep, RegistryDep, SettingsDep
 from api.schemas import FoundationPublic, FoundationRegistered
+from core.errors import NotFoundError
+from core.registry.foundations import FoundationListing, require_foundation_name
 
 router = APIRouter(prefix="/foundation-models", tags=["foundation models"])
+
+
+def _public(item: FoundationListing) -> FoundationPublic:
+    return FoundationPublic(
+        name=item.name,
+        source=item.source,
+        available=item.available,
+        status=item.status,
+        progress=item.progress,
+        **(asdict(item.info) if item.info is not None else {}),
+    )
 
 
 @router.get("", response_model=list[FoundationPublic])
 def read_foundation_models(
     registry: RegistryDep, _principal: PrincipalDep
 ) -> list[FoundationPublic]:
-    return [
-        FoundationPublic(
-            name=item.name,
-            source=item.source,
-            available=item.available,
-            status=item.status,
-            progress=item.progress,
-            **(asdict(item.info) if item.info is not None else {}),
-        )
-        for item in registry.listing()
-    ]
+    return [_public(item) for item in registry.listing()]
+
+
+@router.get(
+    "/{name}",
+    response_model=FoundationPublic,
+    responses={404: {"description": "No foundation model of that name"}},
+)
+def read_foundation_model(
+    name: str, registry: RegistryDep, _principal: PrincipalDep
+) -> FoundationPublic:
+    """One foundation model; a promoted one with its lineage (parent foundation, job, data)."""
+    require_foundation_name(name)
+    info = registry.info(name)
+    if info is not None:
+        return FoundationPublic(name=name, source="local", available=True, **asdict(info))
+    for item in registry.listing():
+        if item.name == name:
+            return _public(item)
+    raise NotFoundError(f"foundation model {name!r} does not exist; GET /foundation-models")
 
 
 @router.post(

@@ -127,6 +127,7 @@ def _jobs(commands: Any) -> None:
         commands, "promote", run.promote_job, "register the job's model as a foundation"
     )
     promote.add_argument("name", metavar="NAME", help="the new foundation's name")
+    promote.add_argument("--description", help="a note kept with the foundation's lineage")
 
 
 def _evaluations(commands: Any) -> None:

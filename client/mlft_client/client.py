@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import httpx
 
-from mlft_client.errors import MlftError, NotFound
+from mlft_client.errors import MlftError
 from mlft_client.progress import JobProgress
 from mlft_client.reconnect import Backoff, is_transient
 from mlft_client.sse import TERMINAL_STATES, JobEvent
@@ -105,11 +105,9 @@ class Client:
 
     @route("GET", "/foundation-models/{name}")
     def foundation(self, name: str) -> dict[str, Any]:
-        """One foundation model; read from the list, since a name can hold a slash."""
-        for model in self.foundations():
-            if model["name"] == name:
-                return model
-        raise NotFound(404, f"foundation model {name} does not exist", code="not_found")
+        """One foundation model; a promoted one with its `lineage` (parent foundation, job,
+        dataset sha256s, E0 method, strategy)."""
+        return self._json("GET", f"/foundation-models/{name}")
 
     @route("POST", "/foundation-models")
     def register_foundation(self, name: str, path: str | os.PathLike[str]) -> dict[str, Any]:
@@ -124,10 +122,14 @@ class Client:
             )
 
     @route("POST", "/jobs/{job_id}/promote")
-    def promote(self, job_id: str, name: str) -> dict[str, Any]:
+    def promote(self, job_id: str, name: str, description: str | None = None) -> dict[str, Any]:
         """Register a succeeded job's model as a foundation named `name`, with its lineage; the
-        next job can start from it with `"foundation_model": name`."""
-        return self._json("POST", f"/jobs/{job_id}/promote", json={"name": name})
+        next job can start from it with `"foundation_model": name`. A project token's names
+        start with `<project id>.`; the admin's may be anything."""
+        body: dict[str, Any] = {"name": name}
+        if description is not None:
+            body["description"] = description
+        return self._json("POST", f"/jobs/{job_id}/promote", json=body)
 
     @route("GET", "/strategies")
     def strategies(self) -> dict[str, Any]:

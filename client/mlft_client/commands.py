@@ -297,7 +297,7 @@ def download_job_holes(args: argparse.Namespace, client: Client) -> int:
 
 
 def promote_job(args: argparse.Namespace, client: Client) -> int:
-    promoted = client.promote(args.id, args.name)
+    promoted = client.promote(args.id, args.name, getattr(args, "description", None))
     sha = promoted.get("sha256", "?")
     print(f"job {args.id} promoted to foundation {promoted.get('name', args.name)} (sha256 {sha})")
     return 0

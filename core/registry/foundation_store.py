@@ -12,6 +12,7 @@ import logging
 import threading
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
@@ -31,9 +32,11 @@ class StoredFoundation:
     name: str
     sha256: str  # of the safe file
     storage_key: str
-    source: str  # "upload", "folder" or "published"
+    source: str  # "upload", "folder", "published" or "promoted"
     facts: ModelFacts
     upload_sha256: str  # of the file it was made from
+    # A promoted job's model: its parent foundation, job and data (None for other sources).
+    lineage: dict[str, Any] | None = None
 
 
 class FoundationStore:
@@ -68,6 +71,7 @@ class FoundationStore:
         source: str,
         facts: ModelFacts,
         upload_sha256: str,
+        lineage: dict[str, Any] | None = None,
     ) -> StoredFoundation:
         """Store a safe file whose bytes the caller has checked against `sha256` and pin `name`
         to it. A name pinned meanwhile by another process keeps its pin (returned as it is)."""
@@ -85,6 +89,7 @@ class FoundationStore:
                         size_bytes=verified_file.stat().st_size,
                         facts=facts.model_dump(),
                         upload_sha256=upload_sha256,
+                        lineage=lineage,
                     )
                 )
         except IntegrityError:
@@ -114,7 +119,13 @@ class FoundationStore:
         # Every row has its facts: migration 0012 converted the rows written before them.
         facts = ModelFacts.model_validate(row.facts)
         stored = StoredFoundation(
-            row.name, row.sha256, row.storage_key, row.source, facts, row.upload_sha256 or ""
+            row.name,
+            row.sha256,
+            row.storage_key,
+            row.source,
+            facts,
+            row.upload_sha256 or "",
+            row.lineage,
         )
         with self._lock:
             self._known[row.name] = stored

@@ -116,9 +116,19 @@ class FoundationInfo:
     e0s: dict[str, dict[str, float]]
     # The sha256 of the file as it was uploaded or downloaded.
     upload_sha256: str
+    # "upload", "folder" or "promoted" (a job's model, with its lineage).
+    registered_as: str = "upload"
+    lineage: dict[str, Any] | None = None
 
     @classmethod
-    def of(cls, sha256: str, facts: ModelFacts, upload_sha256: str) -> "FoundationInfo":
+    def of(
+        cls,
+        sha256: str,
+        facts: ModelFacts,
+        upload_sha256: str,
+        registered_as: str = "upload",
+        lineage: dict[str, Any] | None = None,
+    ) -> "FoundationInfo":
         heads = tuple(facts.heads)
         return cls(
             sha256=sha256,
@@ -131,6 +141,8 @@ class FoundationInfo:
             dtype=facts.dtype,
             e0s=facts.e0s,
             upload_sha256=upload_sha256,
+            registered_as=registered_as,
+            lineage=lineage,
         )
 
 
@@ -213,13 +225,15 @@ class FoundationRegistry:
         if stored is not None:
             if stored.source == "published":
                 return None
-            return FoundationInfo.of(stored.sha256, stored.facts, stored.upload_sha256)
+            return FoundationInfo.of(
+                stored.sha256, stored.facts, stored.upload_sha256, stored.source, stored.lineage
+            )
         try:
             found = self.folder.facts(name)
         except InvalidModelFileError as error:
             logger.warning("models folder: %s cannot be read: %s", name, error)
             return None
-        return None if found is None else FoundationInfo.of(found[1], found[0], found[2])
+        return None if found is None else FoundationInfo.of(found[1], found[0], found[2], "folder")
 
     def local_elements(self, name: str) -> list[str] | None:
         """Elements of a registered foundation; None when it is only published (not fetched)."""
@@ -381,10 +395,18 @@ class FoundationRegistry:
             self._restore_if_missing(stored, in_folder)
         return self._loadable(stored)
 
-    def register(self, name: str, upload: Path) -> FoundationModel:
-        """Add an uploaded MACE model under a name (admins only). The file is read in the sandbox
-        and only its safe form kept, pinned by its sha256; anything else is refused
-        (InvalidModelFileError naming why) and leaves nothing behind."""
+    def register(
+        self,
+        name: str,
+        upload: Path,
+        *,
+        source: str = "upload",
+        lineage: dict[str, Any] | None = None,
+    ) -> FoundationModel:
+        """Add an uploaded MACE model under a name (admins only), or a succeeded job's model
+        (source "promoted", with its lineage). The file is read in the sandbox and only its safe
+        form kept, pinned by its sha256; anything else is refused (InvalidModelFileError naming
+        why) and leaves nothing behind."""
         require_foundation_name(name)
         # A published name not registered is free: registering the downloaded file under it is
         # how an offline site brings that model in.
@@ -398,13 +420,14 @@ class FoundationRegistry:
                 registered = self.folder.add(name, safe)
             else:
                 sha256 = file_sha256(safe)
-                stored = self.store.add(name, safe, sha256, "upload", facts, upload_sha256)
-                if stored.sha256 != sha256 or stored.source != "upload":
+                stored = self.store.add(name, safe, sha256, source, facts, upload_sha256, lineage)
+                if stored.sha256 != sha256 or stored.source != source:
                     raise ConflictError(f"a foundation model named {name!r} exists already")
                 registered = self._loadable(stored)
         logger.info(
-            "foundation %s registered sha256=%s upload_sha256=%s",
+            "foundation %s registered source=%s sha256=%s upload_sha256=%s",
             name,
+            source,
             registered.sha256,
             upload_sha256,
         )

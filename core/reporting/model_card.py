@@ -77,6 +77,14 @@ def build_model_card(
     return ModelCard.model_validate(card).to_json()
 
 
+def _lineage_text(lineage: dict[str, Any] | None) -> str:
+    """A promoted foundation's origin (issue 28): the job it came from and that job's parent."""
+    if not lineage:
+        return ""
+    parent = (lineage.get("parent_foundation") or {}).get("name", "none (scratch)")
+    return f"; promoted from job {lineage.get('job_id')}, itself fine-tuned from {parent}"
+
+
 def render_markdown(card: dict[str, Any] | ModelCard) -> str:
     card = ModelCard.from_json(card)
     foundation = card.foundation_model or {}
@@ -86,7 +94,8 @@ def render_markdown(card: dict[str, Any] | ModelCard) -> str:
         f"- Created: {card.created_at}",
         f"- Foundation model: {foundation.get('name', 'none (trained from scratch)')}"
         + (f" (sha256 `{foundation['sha256']}`)" if foundation.get("sha256") else "")
-        + (f", head `{foundation['head']}`" if foundation.get("head") else ""),
+        + (f", head `{foundation['head']}`" if foundation.get("head") else "")
+        + _lineage_text(foundation.get("lineage")),
         f"- Strategy: `{card.strategy['name']}`",
         f"- Level of theory: {card.level_of_theory or 'not given'}",
         f"- Elements the model knows: {' '.join(card.elements or []) or 'not recorded'}",

@@ -281,8 +281,9 @@ class FoundationRecord(Base):
     name: Mapped[str] = mapped_column(String(100), primary_key=True)
     sha256: Mapped[str] = mapped_column(String(64))
     storage_key: Mapped[str] = mapped_column(String(512))
-    # "upload" (POST /foundation-models), "folder" (imported from a models folder) or
-    # "published" (downloaded from mace-torch's address on first use).
+    # "upload" (POST /foundation-models), "folder" (imported from a models folder),
+    # "published" (downloaded from mace-torch's address on first use) or "promoted" (a
+    # succeeded job's model, POST /jobs/{id}/promote).
     source: Mapped[str] = mapped_column(String(16))
     size_bytes: Mapped[int] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), default=utcnow)
@@ -292,6 +293,9 @@ class FoundationRecord(Base):
     # file is its safe form, pinned by `sha256`).
     facts: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     upload_sha256: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    # A foundation promoted from a job (source "promoted"): where it came from
+    # (core.workflows.promotion.Lineage); None for every other source.
+    lineage: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True, default=None)
 
 
 class LogLine(Base):

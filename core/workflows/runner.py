@@ -39,6 +39,7 @@ from core.workflows.checkpoints import CheckpointSync, prepare_resume
 from core.workflows.context import JobContext
 from core.workflows.early_stopping import judge_rung, rung_plan
 from core.workflows.mlflow_runs import log_job_run
+from core.workflows.promotion import with_lineage
 from core.workflows.replay_sets import with_built_replay
 from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
 from core.workflows.work import Work, end, execute, state_of, work_folder
@@ -477,7 +478,7 @@ def model_card_of(
     return build_model_card(
         job_id=job.id,
         spec=spec,
-        foundation=result.foundation,
+        foundation=with_lineage(session, result.foundation),
         datasets=datasets,
         effective_hyperparameters=job.effective_hyperparameters,
         e0s=e0s,

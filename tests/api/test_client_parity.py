@@ -41,8 +41,6 @@ def test_methods_name_routes_in_the_servers_spelling(app: FastAPI) -> None:
     expected_later = {
         ("GET", "/evaluations"),
         ("DELETE", "/datasets/{dataset_id}"),
-        ("GET", "/foundation-models/{name}"),
-        ("POST", "/jobs/{job_id}/promote"),
     }
 
     assert routes_of(Client).keys() - openapi_routes(app) <= expected_later
