@@ -275,8 +275,9 @@ def _bodies_naming(dataset: str, job: str, own: str) -> list[tuple[str, dict]]:
     return bodies
 
 
-# Project routes whose bodies name no stored object (an upload is a new object).
-BODIES_WITHOUT_IDS = {"POST /datasets"}
+# Project routes whose bodies name no stored object (an upload is a new object; a promotion's
+# body is the new foundation's name, its job is in the path, which the test above walks).
+BODIES_WITHOUT_IDS = {"POST /datasets", "POST /jobs/{job_id}/promote"}
 
 
 def test_project_b_naming_project_a_ids_in_a_body_gets_the_answer_for_an_unknown_id(

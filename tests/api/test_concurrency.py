@@ -17,6 +17,7 @@ from core.service.db import session_factory
 from core.service.jobs import create_job
 from core.service.models import Dataset, JobState
 from core.service.scoping import scope_session
+from tests.rows import dataset_summary
 
 ADMIN_TOKEN = "concurrency-admin-token"
 CONCURRENT_REQUESTS = 200
@@ -33,7 +34,7 @@ def stored_job(sessions, project_id: str, **values) -> str:
             name="load.extxyz",
             storage_key="datasets/none/load.extxyz",
             sha256="0" * 64,
-            summary={"n_configs": 1, "elements": ["H"], "labels": ["energy"]},
+            summary=dataset_summary(),
         )
         session.add(dataset)
         session.flush()

@@ -13,6 +13,7 @@ from core.service.db import session_factory
 from core.service.heartbeats import WorkerIdentity, beat
 from core.service.jobs import create_job, record_epoch
 from core.service.models import Dataset, WorkerHeartbeat, new_id, utcnow
+from tests.rows import dataset_summary
 
 
 def samples(text: str) -> dict[tuple[str, tuple], float]:
@@ -106,7 +107,9 @@ def test_metrics_report_jobs_by_state_queue_depth_and_epoch_times(client, settin
 
     before = samples(client.get("/metrics").text)
     with session_factory(settings.resolved_database_url)() as session:
-        dataset = Dataset(id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary={})
+        dataset = Dataset(
+            id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary=dataset_summary()
+        )
         session.add(dataset)
         session.flush()
         job = create_job(session, {"hyperparameters": {"max_num_epochs": 2}}, dataset.id)

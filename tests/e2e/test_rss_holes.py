@@ -138,14 +138,20 @@ def test_a_standard_evaluation_still_needs_a_dataset(client) -> None:
     assert response.status_code == 422 and "needs a dataset" in response.text
 
 
-def test_a_job_naming_compositions_outside_its_training_data_is_refused(
-    client, target_files
-) -> None:
-    spec = {
-        "train_dataset": upload(client, target_files["train"])["id"],
+def test_a_job_naming_compositions_its_model_will_not_know_is_refused(client, target_files) -> None:
+    train = upload(client, target_files["train"])["id"]
+    # The delivered model knows the foundation's elements (the demo's metals among them) unless
+    # the spec keeps only the training elements; Xe it never knows.
+    outside_training = {
+        "train_dataset": train,
+        "elements": "training",
         "evaluation": {"rss_holes": {"compositions": ["Cu4"]}},
     }
+    outside_foundation = {
+        "train_dataset": train,
+        "evaluation": {"rss_holes": {"compositions": ["Xe4"]}},
+    }
 
-    response = client.post("/jobs", json=spec)
-
-    assert response.status_code == 422 and "Cu" in response.text
+    for spec, element in ((outside_training, "Cu"), (outside_foundation, "Xe")):
+        response = client.post("/jobs", json=spec)
+        assert response.status_code == 422 and element in response.text, response.text

@@ -281,5 +281,6 @@ def test_a_cpu_queue_worker_never_trains_and_a_fresh_worker_trains_the_admins_fo
 
     done = wait_until_ended(client, f"/jobs/{job_id}", topology, JOB_TIMEOUT_S)
     assert done["state"] == "succeeded", done["error"]
-    fetched = list(fresh.data_dir.rglob(f"{registered['sha256']}.model"))
+    # The store keeps the safe form (weights and architecture), named by its sha256.
+    fetched = list(fresh.data_dir.rglob(f"{registered['sha256']}.*"))
     assert fetched, "the worker trained without fetching the registered file"

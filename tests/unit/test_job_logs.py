@@ -25,6 +25,7 @@ from core.service.models import (
     new_id,
     utcnow,
 )
+from tests.rows import dataset_summary
 
 
 @pytest.fixture()
@@ -89,7 +90,7 @@ def ended_job_with_lines(sessions, ended_ago: timedelta | None, lines: int = 3) 
             id=DEFAULT_PROJECT_ID, name=DEFAULT_PROJECT_ID
         )
         session.merge(project)
-        dataset = Dataset(name="d", storage_key="-", sha256="0" * 64, summary={})
+        dataset = Dataset(name="d", storage_key="-", sha256="0" * 64, summary=dataset_summary())
         session.add(dataset)
         session.flush()
         # A whole spec: other tests list the default project's jobs and read theirs.

@@ -6,6 +6,7 @@ from core.errors import InvalidStateTransitionError
 from core.service.db import session_factory
 from core.service.jobs import cancel_job, create_job, get_job, transition
 from core.service.models import Dataset, JobState, new_id
+from tests.rows import dataset_summary
 
 
 @pytest.fixture()
@@ -16,7 +17,9 @@ def session(database_url):
 
 @pytest.fixture()
 def job_id(session) -> str:
-    dataset = Dataset(id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary={})
+    dataset = Dataset(
+        id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary=dataset_summary()
+    )
     session.add(dataset)
     session.flush()
     job = create_job(session, {"hyperparameters": {"max_num_epochs": 1}}, dataset.id)

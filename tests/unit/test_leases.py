@@ -19,6 +19,7 @@ from core.workflows.checkpoints import (
     newest_checkpoint,
     prepare_resume,
 )
+from tests.rows import dataset_summary
 
 LEASE = {"lease_seconds": 60.0, "max_attempts": 2}
 
@@ -36,7 +37,9 @@ def session(sessions):
 
 @pytest.fixture()
 def job_id(session) -> str:
-    dataset = Dataset(id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary={})
+    dataset = Dataset(
+        id=new_id(), name="d", storage_key="k", sha256="0" * 64, summary=dataset_summary()
+    )
     session.add(dataset)
     session.flush()
     job = create_job(session, {"hyperparameters": {"max_num_epochs": 4}}, dataset.id)
