@@ -45,7 +45,8 @@ from core.science.cost import probe_cost  # noqa: E402
 from core.science.edge_budget import CurvePoint, pick_batch_size  # noqa: E402
 from core.science.spec import JobSpec  # noqa: E402
 from core.science.strategies import TrainingInputs, to_mace_argv  # noqa: E402
-from core.workflows.training import JobFiles, run_training  # noqa: E402
+from core.workflows.training import run_training  # noqa: E402
+from core.workflows.training_records import JobFiles  # noqa: E402
 
 TITLE = "GPU workers at full use"
 MB = 2**20

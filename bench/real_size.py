@@ -39,7 +39,8 @@ from core.config import get_settings  # noqa: E402
 from core.data.demo_data import write_extxyz  # noqa: E402
 from core.registry.foundations import FoundationRegistry  # noqa: E402
 from core.science.spec import JobSpec  # noqa: E402
-from core.workflows.training import JobFiles, run_training  # noqa: E402
+from core.workflows.training import run_training  # noqa: E402
+from core.workflows.training_records import JobFiles  # noqa: E402
 
 TITLE = "Real size: MACE-MP-0-small-shaped model, 108-atom copper cells"
 TARGET_EPOCHS = 10

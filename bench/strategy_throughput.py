@@ -72,7 +72,9 @@ from core.registry.foundations import DEMO_FOUNDATION_NAME, FoundationModel  # n
 from core.science.inference import edge_budget  # noqa: E402
 from core.science.spec import JobSpec  # noqa: E402
 from core.science.strategy_table import REPLAY_STRATEGIES, STRATEGY_NAMES  # noqa: E402
-from core.workflows.training import JobFiles, batch_size_for_edges, run_training  # noqa: E402
+from core.workflows.mace_inputs import batch_size_for_edges  # noqa: E402
+from core.workflows.training import run_training  # noqa: E402
+from core.workflows.training_records import JobFiles  # noqa: E402
 
 # mace-torch 0.3.16 logs these around its epoch loop, with millisecond timestamps.
 LOOP_STARTS = "Started training"

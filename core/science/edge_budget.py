@@ -1,7 +1,7 @@
 """How many edges one forward or training pass may hold: from the device's free memory on a GPU.
 
 A MACE pass grows with edges (neighbour pairs within r_max), so one number bounds every batched
-pass of a job: training (half of it: core.workflows.training.TRAINING_EDGE_SHARE), preflight,
+pass of a job: training (half of it: core.workflows.mace_inputs.TRAINING_EDGE_SHARE), preflight,
 E0 estimation, evaluation, MD and the random-structure-search relaxations. On a CPU it stays
 MLFT_MAX_EDGES_PER_BATCH (30k edges, well under 1 GB); on a GPU it comes from the memory free
 on the device and the bytes one edge costs in a training step, which the cost probe measures

@@ -7,11 +7,13 @@ unmerged adapters predicted; a replay model is delivered as its target head alon
 import copy
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 import ase
 import numpy as np
 import torch
 
+from core.errors import TrainingFailedError
 from core.registry.foundation_heads import keep_head
 from core.registry.foundations import load_own_model
 from core.science.inference import predict
@@ -24,6 +26,9 @@ FROZEN_PREFIXES = {
     5: ("node_embedding.", "interactions."),
     6: ("node_embedding.", "interactions.", "products."),
 }
+# Merged LoRA weights must reproduce the adapters' predictions to numerical precision.
+LORA_MERGE_TOLERANCE_EV = 1e-6
+LORA_CHECK_CONFIGS = 20
 
 
 def target_head(model: torch.nn.Module) -> torch.nn.Module:
@@ -108,3 +113,38 @@ def trainable_parameters(spec: JobSpec, model: torch.nn.Module) -> dict[str, flo
     module, trains = trained_parameters(spec, copied)
     trainable = sum(p.numel() for name, p in module.named_parameters() if trains(name))
     return {"trainable": trainable, "total": total, "fraction": trainable / total}
+
+
+def strategy_checks(
+    spec: JobSpec,
+    full: torch.nn.Module,
+    foundation_model: torch.nn.Module | None,
+    molecules: list[ase.Atoms],
+    work_dir: Path,
+) -> dict[str, Any]:
+    """The checks of the strategy's meaning on the trained model (frozen weights unchanged, merged
+    LoRA equal to its adapters), recorded on the job; a failed one fails the job."""
+    checks: dict[str, Any] = {"trainable_parameters": trainable_parameters(spec, full)}
+    level = freeze_level_of(spec.strategy)
+    if level is not None:
+        assert foundation_model is not None
+        changed = changed_frozen_parameters(full, foundation_model, level)
+        if changed:
+            raise TrainingFailedError(
+                f"--freeze={level} left parameters that should be frozen changed: "
+                f"{', '.join(changed[:5])}"
+            )
+        frozen = [
+            name for name, _ in full.named_parameters() if name.startswith(FROZEN_PREFIXES[level])
+        ]
+        checks["frozen_parameters"] = {"level": level, "count": len(frozen), "unchanged": True}
+    lora = lora_of(spec.strategy)
+    if lora is not None:
+        unmerged = unmerged_lora_model(full, newest_checkpoint(work_dir / "checkpoints"), *lora)
+        difference = max_energy_difference(full, unmerged, molecules[:LORA_CHECK_CONFIGS])
+        if difference > LORA_MERGE_TOLERANCE_EV:
+            raise TrainingFailedError(
+                f"the merged LoRA model differs from the adapters by {difference:.3g} eV"
+            )
+        checks["lora_merge_max_energy_difference_ev"] = difference
+    return checks

@@ -75,7 +75,7 @@ def spec_warnings(spec: JobSpec) -> list[str]:
 
 @dataclass(frozen=True)
 class TrainingInputs:
-    """Files a job hands to mace-torch, all prepared by core.workflows.training."""
+    """Files a job hands to mace-torch, all prepared by core.workflows.mace_inputs."""
 
     work_dir: Path
     train_file: Path

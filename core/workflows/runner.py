@@ -38,10 +38,12 @@ from core.service.models import Job, JobState, ReplaySet, utcnow
 from core.workflows.checkpoints import CheckpointSync, prepare_resume
 from core.workflows.context import JobContext
 from core.workflows.early_stopping import judge_rung, rung_plan
+from core.workflows.job_preflight import preflight_job
 from core.workflows.mlflow_runs import log_job_run
 from core.workflows.promotion import with_lineage
 from core.workflows.replay_sets import with_built_replay
-from core.workflows.training import JobFiles, TrainingResult, preflight_job, run_training
+from core.workflows.training import run_training
+from core.workflows.training_records import JobFiles, TrainingResult
 from core.workflows.work import Work, end, execute, state_of, work_folder
 
 logger = logging.getLogger(__name__)

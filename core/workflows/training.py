@@ -6,140 +6,64 @@ the job row and the artifact store around them.
 
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Protocol, TypeVar
+from typing import Any, TypeVar
 
 import ase
 import numpy as np
 import torch
-from ase.data import chemical_symbols
 
 from core.artifacts.storage_keys import MACE_LOG_NAME, RSS_FLAGGED_FILE
-from core.data.datasets import read_configurations, trained_stress_count, write_mace_extxyz
-from core.data.label_values import is_isolated_atom, labels_of
+from core.data.datasets import read_configurations
+from core.data.label_values import is_isolated_atom
 from core.data.splits import Split, split_configurations
-from core.errors import InvalidSpecError, PreflightBlockedError, TrainingFailedError
+from core.errors import InvalidSpecError, PreflightBlockedError
 from core.evaluation.md_plan import md_budget_s
 from core.evaluation.rss import rss_holes_stage
 from core.evaluation.suite import EvaluationData, evaluate_model
 from core.evaluation.unmeasured import attempt
-from core.registry import mace_model
 from core.registry.foundation_heads import working_foundation
-from core.registry.foundations import (
-    FoundationModel,
-    load_foundation,
-    load_own_model,
-    write_mace_foundation,
-)
+from core.registry.foundations import FoundationModel, load_foundation, load_own_model
 from core.reporting.report_models import EvaluationSections
 from core.science import e0s as e0_methods
 from core.science import model_checks
 from core.science.batch_limits import batch_size_within_training_set
 from core.science.cache import PredictionCache
-from core.science.cost import actual_cost, replay_count
+from core.science.cost import actual_cost
 from core.science.cueq import CUEQ, Kernels, training_kernels
-from core.science.e0s import E0_MISMATCH_MEV_PER_ATOM, E0Fit
+from core.science.e0_choice import choose_e0s, e0_warnings, label_energies
+from core.science.e0s import E0Fit
 from core.science.edge_budget import EdgeBudget
-from core.science.exports import ExportResult, export_all
-from core.science.inference import neighbourhood, use_edge_budget
+from core.science.exports import export_all
+from core.science.inference import use_edge_budget
 from core.science.mace_process import RungPlan, run_mace_training
-from core.science.preflight import PreflightOutcome, blocking_message, run_preflight
-from core.science.pseudolabels import pseudolabelled
-from core.science.replay import ReplayFile, prepare_replay_file
-from core.science.spec import (
-    JobSpec,
-    ScratchStrategy,
-    freeze_level_of,
-    lora_of,
-    replay_of,
-    uses_pseudolabels,
-)
-from core.science.strategies import (
-    RUN_NAME,
-    TrainingInputs,
-    to_mace_argv,
-    training_loss,
-)
+from core.science.preflight import PreflightOutcome, blocking_message
+from core.science.spec import JobSpec, ScratchStrategy
+from core.science.strategies import RUN_NAME, TrainingInputs, to_mace_argv
 from core.service.stages import Stage, run_stages
 from core.workflows.device_budget import job_edge_budget
 from core.workflows.gpu_share import train_sharing_the_device
+from core.workflows.job_preflight import preflight_job, preflight_warnings
+from core.workflows.mace_inputs import (
+    PreparedInputs,
+    batch_size_for_edges,
+    loss_record,
+    prepare_inputs,
+    require_elements_known,
+)
 from core.workflows.memory import return_freed_memory
+from core.workflows.training_records import (
+    JobFiles,
+    Progress,
+    TrainingResult,
+    notify,
+    recorded_split,
+    set_aside_configurations,
+)
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
-
-# Merged LoRA weights must reproduce the adapters' predictions to numerical precision.
-LORA_MERGE_TOLERANCE_EV = 1e-6
-LORA_CHECK_CONFIGS = 20
-
-
-class Progress(Protocol):
-    """What a job reports while it runs. Progress objects that keep a record (a job's row) may
-    also define `preflight(report, cost)`, `e0s_chosen(e0s)`, `steps(stage, done, total)` and
-    `trained(result)`; run_training calls those it finds. A job of a sweep that stops losers
-    early also has `rungs` (a RungPlan) and `job_id`."""
-
-    def stage(self, name: str) -> None: ...
-
-    def epoch(self, entry: dict) -> None: ...
-
-    def should_stop(self) -> bool: ...
-
-
-def _notify(progress: Progress, hook: str, *args: Any) -> None:
-    # Optional hooks: benchmarks and tests pass progress objects that record only stages.
-    method = getattr(progress, hook, None)
-    if method is not None:
-        method(*args)
-
-
-@dataclass(frozen=True)
-class JobFiles:
-    train: Path
-    valid: Path | None = None
-    test: Path | None = None
-    isolated_atoms: Path | None = None
-    replay: Path | None = None
-    # Evaluation only: pretraining-like data for the forgetting ratio, and RDF reference data.
-    forgetting: Path | None = None
-    reference: Path | None = None
-
-
-@dataclass(frozen=True)
-class TrainingResult:
-    # Single head, LoRA merged: what a user downloads for an ASE calculator.
-    model_path: Path
-    e0_fit: E0Fit
-    isolated_atom_energies: dict[str, float]
-    # The report sections of core.evaluation.suite (accuracy, forgetting, md, rdf, dimers).
-    evaluation: dict[str, Any]
-    checks: dict[str, Any] = field(default_factory=dict)
-    warnings: list[str] = field(default_factory=list)
-    # Replay strategies: the full model with its replay head, and how the replay set was made.
-    multihead_model_path: Path | None = None
-    replay: ReplayFile | None = None
-    # Issue 9: the preflight report, which configuration went where, cost predicted vs actual,
-    # and the export variants that passed or failed their check.
-    preflight: dict[str, Any] | None = None
-    split: dict[str, Any] | None = None
-    cost: dict[str, Any] | None = None
-    exports: list[ExportResult] = field(default_factory=list)
-    # {name, sha256, head} of the foundation fine-tuned; None for scratch.
-    foundation: dict[str, str] | None = None
-    # Further files the job delivers, by file name (the random-structure-search holes).
-    artifacts: dict[str, Path] = field(default_factory=dict)
-    # Issue 27: a sweep's successive halving stopped its training at a rung (not evaluated).
-    stopped_early: bool = False
-
-
-@dataclass(frozen=True)
-class _Prepared:
-    inputs: TrainingInputs
-    replay: ReplayFile | None
-    # The E0s with those the model keeps from its foundation (issue 25).
-    fit: E0Fit
 
 
 @dataclass
@@ -172,7 +96,7 @@ class _TrainingRun:
     fit: E0Fit = field(init=False)
     warnings: list[str] = field(init=False)
     molecules: list[ase.Atoms] = field(init=False)
-    prepared: _Prepared = field(init=False)
+    prepared: PreparedInputs = field(init=False)
     loss: dict[str, Any] = field(init=False)
     inputs: TrainingInputs = field(init=False)
     # training
@@ -272,7 +196,7 @@ def _preflight(run: _TrainingRun) -> None:
         run.device,
     )
     run.outcome = outcome
-    _notify(
+    notify(
         run.progress,
         "preflight",
         outcome.report.to_dict(),
@@ -316,18 +240,20 @@ def _choose_e0s(run: _TrainingRun) -> None:
     fit = choose_e0s(spec, run.own_model, run.picked(fitted), isolated, predicted=predicted)
     fit = replace(
         fit,
-        isolated_atom_references=e0_methods.isolated_atom_references(isolated, _energies(isolated)),
+        isolated_atom_references=e0_methods.isolated_atom_references(
+            isolated, label_energies(isolated)
+        ),
     )
     run.fit = fit
     logger.info("e0s chosen method=%s e0s=%s", fit.method, fit.e0s)
     # Shown on the job from now on: the model learns against them, and a failed job keeps them.
-    _notify(run.progress, "e0s_chosen", fit.to_dict())
+    notify(run.progress, "e0s_chosen", fit.to_dict())
     run.warnings = e0_warnings(fit, spec) + preflight_warnings(outcome) + run.batch_note
 
 
 def _write_training_inputs(run: _TrainingRun) -> None:
     valid = run.picked(run.split.valid) if run.files.valid is None else None
-    run.prepared = _prepare_inputs(
+    run.prepared = prepare_inputs(
         run.spec,
         run.files,
         run.foundation,
@@ -340,7 +266,7 @@ def _write_training_inputs(run: _TrainingRun) -> None:
         run.cache,
     )
     run.fit = run.prepared.fit
-    _notify(run.progress, "e0s_chosen", run.fit.to_dict())
+    notify(run.progress, "e0s_chosen", run.fit.to_dict())
     run.loss = loss_record(run.spec, run.molecules)
     run.kernels = training_kernels(
         run.spec, run.device, type(run.foundation_model).__name__ if run.fine_tuning else None
@@ -404,7 +330,9 @@ def _verify(run: _TrainingRun) -> None:
     if run.delivered is not full:
         run.delivered_path = run.work_dir / "model" / f"{RUN_NAME}_target_head.model"
         torch.save(run.delivered, run.delivered_path)
-    checks = _strategy_checks(run.spec, full, run.foundation_model, run.molecules, run.work_dir)
+    checks = model_checks.strategy_checks(
+        run.spec, full, run.foundation_model, run.molecules, run.work_dir
+    )
     checks["loss"] = run.loss
     # science.md §5: mace can silently swap E0s; the delivered model must carry the chosen ones.
     # Issue 25: every element the model knows, those kept from the foundation included.
@@ -455,7 +383,7 @@ def _export(run: _TrainingRun) -> None:
     )
     # Issue 21: the verified model is delivered now; the evaluation below can take far longer
     # than the training (MD), and the model does not depend on it.
-    _notify(run.progress, "trained", run.trained)
+    notify(run.progress, "trained", run.trained)
 
 
 def _return_freed_memory(run: _TrainingRun) -> None:
@@ -530,49 +458,6 @@ TRAINING_STAGES: list[Stage[_TrainingRun]] = [
 ]
 
 
-def preflight_job(
-    spec: JobSpec,
-    configs: list[ase.Atoms],
-    files: JobFiles,
-    foundation: FoundationModel | None,
-    foundation_model: torch.nn.Module | None,
-    cache: PredictionCache | None,
-    device: str,
-) -> PreflightOutcome:
-    """core.science.preflight on a job's files: the findings, and the foundation's energies that E0
-    estimation reuses."""
-    replay = replay_of(spec.strategy)
-    n_replay = 0
-    if replay is not None and files.replay is not None:
-        n_replay = replay_count(spec, len(read_configurations(files.replay)))
-    isolated = _read(files.isolated_atoms) or []
-    return run_preflight(
-        spec,
-        configs,
-        foundation_model,
-        isolated_atoms=[atoms for atoms in isolated if is_isolated_atom(atoms)],
-        foundation_sha256=foundation.sha256 if foundation else None,
-        cache=cache,
-        device=device,
-        n_replay=n_replay,
-    )
-
-
-def loss_record(spec: JobSpec, molecules: list[ase.Atoms]) -> dict[str, Any]:
-    """Which loss the job trains with and on how many configurations' stress: the job says it."""
-    with_stress = trained_stress_count(molecules)
-    loss = training_loss(spec, with_stress > 0)
-    return {
-        "loss": loss,
-        "energy_weight": spec.hyperparameters.energy_weight,
-        "forces_weight": spec.hyperparameters.forces_weight,
-        "stress_weight": spec.hyperparameters.stress_weight if loss == "stress" else None,
-        "configs_with_stress": with_stress,
-        "periodic_configs": sum(bool(atoms.pbc.any()) for atoms in molecules),
-        "n_configs": len(molecules),
-    }
-
-
 def accuracy_warnings(evaluation: dict[str, Any] | EvaluationSections) -> list[str]:
     """Labels on which the delivered model is worse than predicting zero (issue 18 item 3)."""
     warnings = []
@@ -585,241 +470,6 @@ def accuracy_warnings(evaluation: dict[str, Any] | EvaluationSections) -> list[s
                 "sign, and train longer or with a larger stress_weight"
             )
     return warnings
-
-
-# mace-torch's training step (forces in the loss, so a double backward pass) holds about 200 kB
-# per edge at MACE-MP-0-small size in float64, against a few kB in a prediction: a default batch
-# is kept to this share of MLFT_MAX_EDGES_PER_BATCH.
-TRAINING_EDGE_SHARE = 0.5
-
-
-def batch_size_for_edges(
-    spec: JobSpec,
-    molecules: list[ase.Atoms],
-    model: torch.nn.Module | None,
-    max_edges: int,
-) -> tuple[JobSpec, list[str]]:
-    """The spec with its batch size lowered so that a batch of its largest configurations stays
-    within TRAINING_EDGE_SHARE of the edge budget, with a note saying so: the worker's memory is
-    bounded by the setting, whatever the data (a single configuration is still trained on)."""
-    hyper = spec.hyperparameters
-    if not molecules:
-        return spec, []
-    if isinstance(spec.strategy, ScratchStrategy):
-        r_max = spec.strategy.architecture.r_max
-    elif model is not None:
-        r_max = mace_model.cutoff(model)
-    else:
-        return spec, []
-    largest = max(neighbourhood(atoms, r_max).n_edges + len(atoms) for atoms in molecules)
-    fitting = max(1, int(TRAINING_EDGE_SHARE * max_edges) // largest)
-    if fitting >= hyper.batch_size:
-        return spec, []
-    lowered = spec.model_copy(
-        update={"hyperparameters": hyper.model_copy(update={"batch_size": fitting})}
-    )
-    note = (
-        f"batch size {fitting} instead of {hyper.batch_size}: the largest training "
-        f"configuration has {largest} edges within r_max {r_max:g} Å, and training memory grows "
-        f"with edges; a batch holds at most {int(TRAINING_EDGE_SHARE * max_edges)} "
-        f"(half of MLFT_MAX_EDGES_PER_BATCH={max_edges}, which a worker with more memory may "
-        "raise)"
-    )
-    logger.info(note)
-    return lowered, [note]
-
-
-def preflight_warnings(outcome: PreflightOutcome) -> list[str]:
-    return [
-        f"preflight [{finding.code}]: {finding.message}"
-        for finding in outcome.report.findings
-        if finding.severity == "warning"
-    ]
-
-
-def recorded_split(
-    split: Split, dataset_indices: list[int], set_aside: dict[str, list[int]] | None = None
-) -> dict[str, Any]:
-    """The split in positions of the training dataset's configurations (0-based), with every
-    configuration left out of it named under `set_aside` and counted."""
-    record = split.to_dict()
-    for side in ("train", "valid", "test", "duplicates_removed"):
-        record[side] = [dataset_indices[i] for i in record[side]]
-    record["set_aside"] = set_aside or {}
-    for reason, indices in record["set_aside"].items():
-        record["counts"][reason] = len(indices)
-    return record
-
-
-def set_aside_configurations(
-    configs: list[ase.Atoms], candidates: list[int], chosen: list[int]
-) -> dict[str, list[int]]:
-    """Dataset positions kept out of the split, by reason: isolated atoms (E0 references, not
-    trained on) and configurations train_fraction did not sample."""
-    picked = {candidates[i] for i in chosen}
-    return {
-        "isolated_atoms": [i for i, atoms in enumerate(configs) if is_isolated_atom(atoms)],
-        "not_sampled": [i for i in candidates if i not in picked],
-    }
-
-
-def _prepare_inputs(
-    spec: JobSpec,
-    files: JobFiles,
-    foundation: FoundationModel | None,
-    foundation_model: torch.nn.Module | None,
-    fit: E0Fit,
-    molecules: list[ase.Atoms],
-    valid: list[ase.Atoms] | None,
-    work_dir: Path,
-    device: str,
-    cache: PredictionCache | None,
-) -> _Prepared:
-    train_file = work_dir / "train.extxyz"
-    write_mace_extxyz(molecules, train_file)
-    valid_file = None
-    if valid:
-        valid_file = work_dir / "valid.extxyz"
-        write_mace_extxyz(valid, valid_file)
-    elif files.valid is not None:
-        valid_file = work_dir / "valid.extxyz"
-        write_mace_extxyz(read_configurations(files.valid), valid_file)
-    if isinstance(spec.strategy, ScratchStrategy):
-        inputs = TrainingInputs(work_dir, train_file, valid_file, None, fit.e0s, device)
-        return _Prepared(inputs, None, fit)
-    assert foundation is not None and foundation_model is not None
-    replay = replay_of(spec.strategy)
-    if replay is None:
-        fit = e0_methods.for_model_elements(fit, foundation_model, spec.elements)
-        copy_file = work_dir / "foundation_with_e0s.model"
-        torch.save(e0_methods.with_e0s(foundation_model, fit.e0s), copy_file)
-        inputs = TrainingInputs(work_dir, train_file, valid_file, copy_file, fit.e0s, device)
-        return _Prepared(inputs, None, fit)
-    if files.replay is None:
-        raise InvalidSpecError("a replay strategy needs its replay dataset")
-    require_elements_known(foundation_model, read_configurations(files.replay), "replay data")
-    replay_file = prepare_replay_file(
-        replay,
-        files.replay,
-        work_dir / "replay.extxyz",
-        pseudolabels=_pseudolabeller(spec, foundation, foundation_model, cache, device),
-        foundation=foundation,
-        seed=spec.hyperparameters.seed,
-    )
-    # The replay head takes its E0s from the foundation itself; the target head from --E0s,
-    # given for every element the model keeps (mace pads missing ones with 0 eV).
-    fit = e0_methods.for_model_elements(
-        fit, foundation_model, spec.elements, replay_elements=replay_file.elements
-    )
-    e0s = fit.model_e0s()
-    # mace reads the foundation itself for multihead fine-tuning: it gets a pickle this service
-    # writes from the model rebuilt from its safe form, never a file someone uploaded.
-    foundation_file = write_mace_foundation(foundation_model, work_dir / "foundation.model")
-    inputs = TrainingInputs(
-        work_dir, train_file, valid_file, foundation_file, e0s, device, replay_file.path
-    )
-    return _Prepared(inputs, replay_file, fit)
-
-
-def _pseudolabeller(
-    spec: JobSpec,
-    foundation: FoundationModel,
-    foundation_model: torch.nn.Module,
-    cache: PredictionCache | None,
-    device: str,
-) -> Callable[[list[ase.Atoms]], list[ase.Atoms]] | None:
-    if not uses_pseudolabels(spec.strategy):
-        return None
-
-    def label(configs: list[ase.Atoms]) -> list[ase.Atoms]:
-        # Computed once per foundation and structures, shared by every job (and sweep) replaying
-        # them; mace's own --pseudolabel_replay would relabel them in each job.
-        return pseudolabelled(
-            configs, foundation_model, foundation.sha256, cache=cache, device=device
-        )
-
-    return label
-
-
-def _strategy_checks(
-    spec: JobSpec,
-    full: torch.nn.Module,
-    foundation_model: torch.nn.Module | None,
-    molecules: list[ase.Atoms],
-    work_dir: Path,
-) -> dict[str, Any]:
-    checks: dict[str, Any] = {"trainable_parameters": model_checks.trainable_parameters(spec, full)}
-    level = freeze_level_of(spec.strategy)
-    if level is not None:
-        assert foundation_model is not None
-        changed = model_checks.changed_frozen_parameters(full, foundation_model, level)
-        if changed:
-            raise TrainingFailedError(
-                f"--freeze={level} left parameters that should be frozen changed: "
-                f"{', '.join(changed[:5])}"
-            )
-        frozen = [
-            name
-            for name, _ in full.named_parameters()
-            if name.startswith(model_checks.FROZEN_PREFIXES[level])
-        ]
-        checks["frozen_parameters"] = {"level": level, "count": len(frozen), "unchanged": True}
-    lora = lora_of(spec.strategy)
-    if lora is not None:
-        unmerged = model_checks.unmerged_lora_model(
-            full, model_checks.newest_checkpoint(work_dir / "checkpoints"), *lora
-        )
-        difference = model_checks.max_energy_difference(
-            full, unmerged, molecules[:LORA_CHECK_CONFIGS]
-        )
-        if difference > LORA_MERGE_TOLERANCE_EV:
-            raise TrainingFailedError(
-                f"the merged LoRA model differs from the adapters by {difference:.3g} eV"
-            )
-        checks["lora_merge_max_energy_difference_ev"] = difference
-    return checks
-
-
-def e0_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
-    notes = [f"E0s: {fit.note}"] if fit.note else []
-    return notes + _e0_mismatch_warnings(fit, spec)
-
-
-def _e0_mismatch_warnings(fit: E0Fit, spec: JobSpec) -> list[str]:
-    before = fit.energy_rmse_before
-    if before is None or before <= E0_MISMATCH_MEV_PER_ATOM:
-        return []
-    after = fit.energy_rmse_after
-    if spec.e0s == "foundation":
-        return [
-            f"E0 mismatch: the foundation's energy error on the training data is {before:.0f} "
-            f"meV/atom with its own E0s (above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom); the data "
-            "likely come from another level of theory: use e0s='estimated' or isolated atoms"
-        ]
-    if after is not None and after <= E0_MISMATCH_MEV_PER_ATOM:
-        return [
-            f"E0 mismatch corrected: the foundation's energy error on the training data was "
-            f"{before:.0f} meV/atom with its own E0s and is {after:.1f} meV/atom with the "
-            f"chosen E0s ({fit.method})"
-        ]
-    still = "cannot be told" if after is None else f"is still {after:.0f} meV/atom"
-    return [
-        f"E0 mismatch not corrected: the foundation's energy error on the training data was "
-        f"{before:.0f} meV/atom with its own E0s and {still} with the chosen E0s ({fit.method}), "
-        f"above {E0_MISMATCH_MEV_PER_ATOM:.0f} meV/atom: use e0s='estimated' or isolated atoms "
-        "at the data's level of theory"
-    ]
-
-
-def require_elements_known(model: torch.nn.Module, configs: list[ase.Atoms], role: str) -> None:
-    known = set(mace_model.atomic_numbers(model))
-    numbers = {int(z) for atoms in configs for z in atoms.numbers}
-    missing = [chemical_symbols[z] for z in sorted(numbers - known)]
-    if missing:
-        raise InvalidSpecError(
-            f"the foundation model does not know element(s) {', '.join(missing)} of the "
-            f"{role}; fine-tune a foundation that covers them or train from scratch"
-        )
 
 
 def _fraction(configs: list[T], fraction: float, seed: int) -> list[T]:
@@ -841,49 +491,3 @@ def _isolated_atoms(configs: list[ase.Atoms], files: JobFiles) -> list[ase.Atoms
             atoms for atoms in read_configurations(files.isolated_atoms) if is_isolated_atom(atoms)
         ]
     return singles
-
-
-def _energies(configs: list[ase.Atoms]) -> np.ndarray:
-    return np.array([labels_of(atoms).energy for atoms in configs], dtype=float)
-
-
-def choose_e0s(
-    spec: JobSpec,
-    foundation_model: torch.nn.Module | None,
-    configs: list[ase.Atoms],
-    isolated_atoms: list[ase.Atoms],
-    *,
-    predicted: np.ndarray | None = None,
-) -> E0Fit:
-    energies = _energies(configs)
-    elements = sorted({symbol for atoms in configs for symbol in atoms.get_chemical_symbols()})
-    method = spec.e0s
-    if isinstance(method, dict):
-        return e0_methods.explicit_e0s(
-            method, elements, model=foundation_model, configs=configs, energies=energies
-        )
-    if method == "isolated_atoms":
-        fit = e0_methods.isolated_atom_e0s(
-            isolated_atoms,
-            _energies(isolated_atoms),
-            model=foundation_model,
-            training=configs,
-            training_energies=energies,
-        )
-        missing = sorted(set(elements) - set(fit.e0s))
-        if missing:
-            raise InvalidSpecError(
-                f"e0s='isolated_atoms' needs a single-atom configuration of {', '.join(missing)} "
-                "in the training data or in isolated_atoms_dataset"
-            )
-        # Isolated atoms of elements the data lack would give mace E0s for absent elements.
-        return replace(fit, e0s={symbol: fit.e0s[symbol] for symbol in elements})
-    if method == "average":
-        return e0_methods.average_e0s(configs, energies, model=foundation_model)
-    if foundation_model is None:
-        raise InvalidSpecError(f"e0s={method!r} needs a foundation model")
-    if method == "foundation":
-        return e0_methods.foundation_e0s(
-            foundation_model, elements, configs=configs, energies=energies
-        )
-    return e0_methods.estimate_e0s(foundation_model, configs, energies, predicted=predicted)

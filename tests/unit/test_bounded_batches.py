@@ -108,7 +108,7 @@ def test_the_training_batch_is_lowered_to_fit_the_edge_budget_and_small_data_kee
 ) -> None:
     from ase.build import molecule
 
-    from core.workflows.training import batch_size_for_edges
+    from core.workflows.mace_inputs import batch_size_for_edges
 
     spec = JobSpec(train_dataset="x")
     cells = [copper(3), copper(3, vacancy=True)]

@@ -8,6 +8,7 @@ from ase.calculators.singlepoint import SinglePointCalculator
 
 from core.reporting.model_card import render_markdown
 from core.reporting.reports import render_html
+from core.science.e0_choice import e0_warnings
 from core.science.e0s import E0Fit
 from core.science.preflight_findings import FoundationPredictions, review
 from core.science.replay import ReplayFile
@@ -15,7 +16,7 @@ from core.science.spec import JobSpec
 from core.science.strategies import spec_warnings
 from core.service.models import ReplaySet
 from core.workflows.runner import _checks_of
-from core.workflows.training import TrainingResult, e0_warnings
+from core.workflows.training_records import TrainingResult
 from tests.unit.test_model_card import card
 
 
