@@ -183,7 +183,29 @@ def architecture_of(model: "torch.nn.Module") -> MaceArchitecture:
         "atomic_inter_shift": _floats(config["atomic_inter_shift"]),
         "heads": [str(head) for head in config["heads"]],
     }
-    return parse_architecture(json.dumps(fields))
+    return _with_basis_of(model, parse_architecture(json.dumps(fields)))
+
+
+def _contraction_shapes(model: "torch.nn.Module") -> dict[str, tuple[int, ...]]:
+    return {
+        key: tuple(value.shape)
+        for key, value in model.state_dict().items()
+        if ".symmetric_contractions." in key
+    }
+
+
+def _with_basis_of(model: "torch.nn.Module", architecture: MaceArchitecture) -> MaceArchitecture:
+    """`architecture` with the coupling basis `model` was built with. mace's use_reduced_cg (on
+    by default) takes effect only where cuEquivariance was installed when the model was built, so
+    the flag alone does not say which basis its symmetric contractions hold; rebuilt with the
+    flag on where cuEquivariance is installed, a model built without it would not fit its own
+    weights (and mace's fine-tuning, which reads the flag, would build the wrong basis)."""
+    if not architecture.use_reduced_cg:
+        return architecture
+    plain = architecture.model_copy(update={"use_reduced_cg": False})
+    if _contraction_shapes(build_model(plain)) == _contraction_shapes(model):
+        return plain
+    return architecture
 
 
 def parse_architecture(text: str) -> MaceArchitecture:
@@ -338,15 +360,29 @@ def read_safe_model(data: bytes, device: str = "cpu") -> "torch.nn.Module":
     from safetensors.torch import load as load_tensors
 
     architecture, _, _ = _parsed(_header(data))
-    model = build_model(architecture)
     try:
         tensors = load_tensors(data)
-        model.load_state_dict(tensors, strict=True)
     except (RuntimeError, ValueError) as error:
-        raise InvalidModelFileError(
-            f"the weights do not fit the architecture: {str(error)[:300]}"
-        ) from None
-    return model.to(device).eval()
+        raise InvalidModelFileError(f"the weights cannot be read: {str(error)[:300]}") from None
+    # Files written before the basis was recorded (_with_basis_of) may carry mace's flag for a
+    # model built without cuEquivariance: the plain basis is the one to try next.
+    candidates = [architecture]
+    if architecture.use_reduced_cg:
+        candidates.append(architecture.model_copy(update={"use_reduced_cg": False}))
+    for candidate in candidates:
+        model = build_model(candidate)
+        try:
+            model.load_state_dict(tensors, strict=True)
+        except RuntimeError as error:
+            failure = str(error)
+            continue
+        return model.to(device).eval()
+    hint = (
+        " (its symmetric contractions use cuEquivariance's reduced basis: install the gpu extra)"
+        if architecture.use_reduced_cg
+        else ""
+    )
+    raise InvalidModelFileError(f"the weights do not fit the architecture{hint}: {failure[:300]}")
 
 
 def facts_from_json(text: str) -> ModelFacts:

@@ -13,11 +13,17 @@ def batch_size_within_training_set(spec: JobSpec, n_train: int) -> tuple[JobSpec
     hyper = spec.hyperparameters
     if n_train < 1 or hyper.batch_size <= n_train:
         return spec, []
-    lowered = spec.model_copy(
-        update={"hyperparameters": hyper.model_copy(update={"batch_size": n_train})}
-    )
+    lowered = with_batch_size(spec, n_train)
     note = (
         f"batch size {n_train} instead of {hyper.batch_size}: the training set holds "
         f"{n_train} configuration(s) after the split, and mace trains on full batches only"
     )
     return lowered, [note]
+
+
+def with_batch_size(spec: JobSpec, batch_size: int) -> JobSpec:
+    """The spec with another batch size, everything else as it was."""
+    hyper = spec.hyperparameters
+    return spec.model_copy(
+        update={"hyperparameters": hyper.model_copy(update={"batch_size": batch_size})}
+    )

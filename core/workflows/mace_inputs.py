@@ -17,6 +17,7 @@ from core.errors import InvalidSpecError
 from core.registry import mace_model
 from core.registry.foundations import FoundationModel, write_mace_foundation
 from core.science import e0s as e0_methods
+from core.science.batch_limits import with_batch_size
 from core.science.cache import PredictionCache
 from core.science.e0s import E0Fit
 from core.science.inference import neighbourhood
@@ -168,9 +169,7 @@ def batch_size_for_edges(
     fitting = max(1, int(TRAINING_EDGE_SHARE * max_edges) // largest)
     if fitting >= hyper.batch_size:
         return spec, []
-    lowered = spec.model_copy(
-        update={"hyperparameters": hyper.model_copy(update={"batch_size": fitting})}
-    )
+    lowered = with_batch_size(spec, fitting)
     note = (
         f"batch size {fitting} instead of {hyper.batch_size}: the largest training "
         f"configuration has {largest} edges within r_max {r_max:g} Å, and training memory grows "
