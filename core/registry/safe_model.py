@@ -338,15 +338,37 @@ def read_safe_model(data: bytes, device: str = "cpu") -> "torch.nn.Module":
     from safetensors.torch import load as load_tensors
 
     architecture, _, _ = _parsed(_header(data))
-    model = build_model(architecture)
     try:
         tensors = load_tensors(data)
+        model = _built_in_stored_basis(architecture, tensors)
         model.load_state_dict(tensors, strict=True)
     except (RuntimeError, ValueError) as error:
         raise InvalidModelFileError(
             f"the weights do not fit the architecture: {str(error)[:300]}"
         ) from None
     return model.to(device).eval()
+
+
+def _built_in_stored_basis(
+    architecture: MaceArchitecture, tensors: dict[str, "torch.Tensor"]
+) -> "torch.nn.Module":
+    """The model in the Clebsch-Gordan basis its weights were trained in. mace-torch 0.3.16
+    builds its reduced basis for `use_reduced_cg=True` (its default) only where cuequivariance
+    is installed, and e3nn's basis otherwise, with fewer symmetric-contraction weights in the
+    reduced one; a model saved from either says True. e3nn's basis is tried first and, when the
+    weights fit it, kept with the flag False, so that mace's training process, which rebuilds
+    the model from the flag, uses the same basis whatever is installed (issue 25)."""
+    e3nn_basis = build_model(architecture.model_copy(update={"use_reduced_cg": False}))
+    if not architecture.use_reduced_cg or _shapes_fit(e3nn_basis, tensors):
+        return e3nn_basis
+    return build_model(architecture)
+
+
+def _shapes_fit(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"]) -> bool:
+    return all(
+        key in tensors and tensors[key].shape == value.shape
+        for key, value in model.state_dict().items()
+    )
 
 
 def facts_from_json(text: str) -> ModelFacts:
