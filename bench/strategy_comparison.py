@@ -169,7 +169,7 @@ def table(rows: list[dict], metrics: dict[str, dict]) -> list[str]:
         forgetting = measured.get("forgetting")
         if forgetting:
             rmse = forgetting["finetuned"]["forces_rmse_mev_per_a"]
-            cell = f"{_number(rmse)}, {_number(forgetting['force_rmse_ratio'], '.4g')}×"
+            cell = f"{_number(rmse)}, {_number(forgetting['force_rmse_ratio'], '.6g')}×"
         else:
             reason = (measured.get("not_measured") or {}).get("forgetting", "not measured")
             cell = f"not measured: {reason}"
