@@ -39,7 +39,9 @@ def machine_description() -> str:
 
 def write_section(out: Path, title: str, rows: list[tuple[str, str]], *, command: str) -> None:
     """Replace (or add) this benchmark's section of the results file, keeping the others."""
-    body = (
+    replace_section(
+        out,
+        title,
         "\n".join(
             [
                 f"## {title}",
@@ -52,10 +54,18 @@ def write_section(out: Path, title: str, rows: list[tuple[str, str]], *, command
             ]
             + [f"| {name} | {value} |" for name, value in rows]
         )
-        + "\n"
+        + "\n",
     )
+
+
+def replace_section(out: Path, title: str, body: str) -> None:
+    """Replace the section `## title` of the results file with `body` (which starts with that
+    heading), or add it at the end; the other sections are kept."""
     text = out.read_text() if out.is_file() else "# Benchmarks\n"
     pattern = re.compile(rf"## {re.escape(title)}\n.*?(?=\n## |\Z)", re.S)
-    text = pattern.sub(body, text) if pattern.search(text) else text.rstrip() + "\n\n" + body
+    if pattern.search(text):
+        text = pattern.sub(lambda _: body, text)  # a function: body is not a template
+    else:
+        text = text.rstrip() + "\n\n" + body
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(text.rstrip() + "\n")

@@ -131,3 +131,37 @@ def test_gpu_workers_benchmark_picks_a_batch_from_its_curve(capsys) -> None:
     printed = capsys.readouterr().out
     assert "picked batch" in printed
     assert "atoms/s" in printed
+
+
+def test_strategy_comparison_rows_say_what_was_not_measured_and_why_md_failed() -> None:
+    from bench.strategy_comparison import table
+
+    row = {
+        "job_id": "j",
+        "strategy": "scratch",
+        "state": "succeeded",
+        "test_energy_rmse_mev_per_atom": 1.25,
+        "test_forces_rmse_mev_per_a": 30.0,
+        "dimer_holes": 0,
+        "new_dimer_holes": 0,
+        "wall_time_s": 12.0,
+    }
+    metrics = {
+        "not_measured": {"forgetting": "nothing to forget"},
+        "md": [
+            {"stable": True, "kind": "constant", "total_ps": 0.01, "study_ps": 250},
+            {
+                "stable": False,
+                "kind": "ramp",
+                "total_ps": 0.01,
+                "study_ps": 50,
+                "failure_reason": "bonds_changed",
+                "survived_ps": 0.004,
+            },
+        ],
+    }
+
+    (line,) = table([row], {"j": metrics})[2:]
+
+    assert "not measured: nothing to forget" in line
+    assert "unstable (ramp: bonds_changed at 0.004 ps)" in line

@@ -37,6 +37,9 @@ from core.reporting.report_models import (
 )
 from core.science.spec import EvaluationSettings
 
+# Forgetting is a model's error on pretraining-like data relative to its foundation's.
+NO_FOUNDATION = "no foundation to compare with: a model trained from scratch has nothing to forget"
+
 
 @dataclass(frozen=True)
 class EvaluationData:
@@ -97,7 +100,9 @@ def evaluate(
 
         if (measured := attempt("accuracy", skipped, test_accuracy)) is not None:
             report.accuracy = {"test": measured}
-    if data.replay and foundation is not None:
+    if data.replay and foundation is None:
+        skipped["forgetting"] = NO_FOUNDATION
+    elif data.replay:
         stage("evaluating forgetting")
 
         def replay_forgetting() -> ForgettingReport:

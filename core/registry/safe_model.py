@@ -183,29 +183,12 @@ def architecture_of(model: "torch.nn.Module") -> MaceArchitecture:
         "atomic_inter_shift": _floats(config["atomic_inter_shift"]),
         "heads": [str(head) for head in config["heads"]],
     }
-    return _with_basis_of(model, parse_architecture(json.dumps(fields)))
-
-
-def _contraction_shapes(model: "torch.nn.Module") -> dict[str, tuple[int, ...]]:
-    return {
-        key: tuple(value.shape)
-        for key, value in model.state_dict().items()
-        if ".symmetric_contractions." in key
-    }
-
-
-def _with_basis_of(model: "torch.nn.Module", architecture: MaceArchitecture) -> MaceArchitecture:
-    """`architecture` with the coupling basis `model` was built with. mace's use_reduced_cg (on
-    by default) takes effect only where cuEquivariance was installed when the model was built, so
-    the flag alone does not say which basis its symmetric contractions hold; rebuilt with the
-    flag on where cuEquivariance is installed, a model built without it would not fit its own
-    weights (and mace's fine-tuning, which reads the flag, would build the wrong basis)."""
+    architecture = parse_architecture(json.dumps(fields))
     if not architecture.use_reduced_cg:
         return architecture
-    plain = architecture.model_copy(update={"use_reduced_cg": False})
-    if _contraction_shapes(build_model(plain)) == _contraction_shapes(model):
-        return plain
-    return architecture
+    # The flag as built (_built_in_stored_basis): the file then says which basis it holds.
+    stored_basis = _built_in_stored_basis(architecture, model.state_dict())
+    return architecture.model_copy(update={"use_reduced_cg": bool(stored_basis.use_reduced_cg)})
 
 
 def parse_architecture(text: str) -> MaceArchitecture:
@@ -362,27 +345,35 @@ def read_safe_model(data: bytes, device: str = "cpu") -> "torch.nn.Module":
     architecture, _, _ = _parsed(_header(data))
     try:
         tensors = load_tensors(data)
+        model = _built_in_stored_basis(architecture, tensors)
+        model.load_state_dict(tensors, strict=True)
     except (RuntimeError, ValueError) as error:
-        raise InvalidModelFileError(f"the weights cannot be read: {str(error)[:300]}") from None
-    # Files written before the basis was recorded (_with_basis_of) may carry mace's flag for a
-    # model built without cuEquivariance: the plain basis is the one to try next.
-    candidates = [architecture]
-    if architecture.use_reduced_cg:
-        candidates.append(architecture.model_copy(update={"use_reduced_cg": False}))
-    for candidate in candidates:
-        model = build_model(candidate)
-        try:
-            model.load_state_dict(tensors, strict=True)
-        except RuntimeError as error:
-            failure = str(error)
-            continue
-        return model.to(device).eval()
-    hint = (
-        " (its symmetric contractions use cuEquivariance's reduced basis: install the gpu extra)"
-        if architecture.use_reduced_cg
-        else ""
+        raise InvalidModelFileError(
+            f"the weights do not fit the architecture: {str(error)[:300]}"
+        ) from None
+    return model.to(device).eval()
+
+
+def _built_in_stored_basis(
+    architecture: MaceArchitecture, tensors: dict[str, "torch.Tensor"]
+) -> "torch.nn.Module":
+    """The model in the Clebsch-Gordan basis its weights were trained in. mace-torch 0.3.16
+    builds its reduced basis for `use_reduced_cg=True` (its default) only where cuequivariance
+    is installed, and e3nn's basis otherwise, with fewer symmetric-contraction weights in the
+    reduced one; a model saved from either says True. e3nn's basis is tried first and, when the
+    weights fit it, kept with the flag False, so that mace's training process, which rebuilds
+    the model from the flag, uses the same basis whatever is installed (issue 25)."""
+    e3nn_basis = build_model(architecture.model_copy(update={"use_reduced_cg": False}))
+    if not architecture.use_reduced_cg or _shapes_fit(e3nn_basis, tensors):
+        return e3nn_basis
+    return build_model(architecture)
+
+
+def _shapes_fit(model: "torch.nn.Module", tensors: dict[str, "torch.Tensor"]) -> bool:
+    return all(
+        key in tensors and tensors[key].shape == value.shape
+        for key, value in model.state_dict().items()
     )
-    raise InvalidModelFileError(f"the weights do not fit the architecture{hint}: {failure[:300]}")
 
 
 def facts_from_json(text: str) -> ModelFacts:

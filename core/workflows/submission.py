@@ -77,9 +77,15 @@ def submit_job(
             param="e0s",
         )
     _check_explicit_e0s(spec, train_elements)
-    evaluated = {"test_dataset": spec.test_dataset}
-    for role in ("replay_dataset", "reference_dataset"):
-        evaluated[f"evaluation.{role}"] = getattr(spec.evaluation, role)
+    evaluated = {
+        "test_dataset": spec.test_dataset,
+        "evaluation.reference_dataset": spec.evaluation.reference_dataset,
+    }
+    if needs_foundation(spec.strategy):
+        # Scratch has no foundation, so nothing to forget: its forgetting is recorded as not
+        # measured (core.evaluation.suite), and a sweep's forgetting set with more elements than
+        # the training data must not refuse its scratch member (issue 25).
+        evaluated["evaluation.replay_dataset"] = spec.evaluation.replay_dataset
     evaluated_elements = {
         role: set(referenced_dataset(session, dataset_id, role).summary["elements"])
         for role, dataset_id in evaluated.items()

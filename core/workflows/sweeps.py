@@ -302,13 +302,26 @@ def _best(
     if not scored:
         return None
     value, best = min(scored, key=lambda item: item[0])
-    compared = ", ".join(f"{_label(row)} {value:.3g}" for value, row in sorted(scored, key=_first))
+    digits = distinguishing_digits([value for value, _ in scored])
+    compared = ", ".join(
+        f"{_label(row)} {value:.{digits}g}" for value, row in sorted(scored, key=_first)
+    )
     text = f"{reason}: {compared}"
     left_out = [_why_left_out(row, section) for row in table if row not in [r for _, r in scored]]
     if left_out:
         only = "the only job" if len(scored) == 1 else f"{len(scored)} of {len(table)} jobs"
         text += f"; {only} compared ({'; '.join(left_out)})"
     return SweepChoice(strategy=best.strategy, job_id=best.job_id, reason=text)
+
+
+def distinguishing_digits(values: list[float], fewest: int = 3, most: int = 6) -> int:
+    """Significant digits that print different values differently (a best of 1.0012 and a
+    runner-up of 1.0015 both read "1" at three), between `fewest` and `most`."""
+    distinct = set(values)
+    for digits in range(fewest, most):
+        if len({f"{value:.{digits}g}" for value in distinct}) == len(distinct):
+            return digits
+    return most
 
 
 def _first(item: tuple[float, SweepRow]) -> float:

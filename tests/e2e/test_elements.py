@@ -111,6 +111,31 @@ def test_a_forgetting_set_the_training_elements_lack_is_refused_with_the_fix(cli
     assert "elements='foundation'" in detail
 
 
+def test_a_scratch_sweep_member_accepts_a_forgetting_set_with_more_elements_and_records_why(
+    client, worker, settings, ids
+) -> None:
+    sweep = {
+        "base": {
+            "train_dataset": ids["copper"],
+            "hyperparameters": QUICK,
+            "evaluation": {"md": False, "dimers": False, "replay_dataset": ids["forgetting"]},
+        },
+        "strategies": ["scratch"],
+    }
+
+    created = client.post("/sweeps", json=sweep)
+
+    assert created.status_code == 201, created.text
+    (job_id,) = [row["job_id"] for row in created.json()["table"]]
+    job = wait_for_job(client, job_id, settings.data_dir / "worker.log")
+    assert job["state"] == "succeeded", job["error"]
+    metrics = client.get(f"/jobs/{job_id}/metrics").json()
+    assert metrics.get("forgetting") is None
+    assert "nothing to forget" in metrics["not_measured"]["forgetting"]
+    summary = client.get(f"/sweeps/{created.json()['id']}").json()
+    assert "nothing to forget" in summary["recommendation"]["broad_use"]["reason"]
+
+
 def test_scratch_on_data_with_isolated_atoms_uses_them(client, worker, settings, ids) -> None:
     spec = {
         "train_dataset": ids["single_atoms"],

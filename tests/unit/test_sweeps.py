@@ -3,7 +3,7 @@
 import pytest
 from pydantic import ValidationError
 
-from core.workflows.sweeps import SweepSpec, expand, recommend
+from core.workflows.sweeps import SweepSpec, distinguishing_digits, expand, recommend
 
 BASE = {"train_dataset": "d", "hyperparameters": {"max_num_epochs": 1}}
 
@@ -75,3 +75,31 @@ def test_recommendation_names_the_measured_winners() -> None:
     assert choice["single_system"]["strategy"] == "naive"
     assert choice["broad_use"]["strategy"] == "pseudolabel_replay"
     assert "1.2" in choice["broad_use"]["reason"]
+
+
+def test_recommendation_prints_the_best_and_runner_up_apart() -> None:
+    def row(strategy: str, job_id: str, forces: float, ratio: float) -> dict:
+        return {
+            "strategy": strategy,
+            "job_id": job_id,
+            "state": "succeeded",
+            "test_forces_rmse_mev_per_a": forces,
+            "forgetting_ratio": ratio,
+            "dimer_holes": 0,
+            "md_stable": True,
+        }
+
+    rows = [row("multihead_replay", "a", 231.41, 1.00123), row("naive", "b", 231.44, 1.00148)]
+
+    choice = recommend(rows)
+
+    assert choice["broad_use"]["strategy"] == "multihead_replay"
+    assert "multihead_replay (a) 1.0012, naive (b) 1.0015" in choice["broad_use"]["reason"]
+    assert "multihead_replay (a) 231.41, naive (b) 231.44" in choice["single_system"]["reason"]
+
+
+def test_recommendation_numbers_keep_three_significant_digits_when_they_differ() -> None:
+    assert distinguishing_digits([40.0123, 1.2]) == 3
+    assert distinguishing_digits([1.00123, 1.00148]) == 5
+    assert distinguishing_digits([2.0, 2.0]) == 3
+    assert distinguishing_digits([1.0000001, 1.0000002]) == 6

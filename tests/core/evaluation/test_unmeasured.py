@@ -48,6 +48,23 @@ def test_forgetting_data_with_elements_the_models_lack_are_not_measured_not_fata
     assert report.accuracy["test"].n_configs == len(molecules)
 
 
+def test_forgetting_without_a_foundation_is_not_measured_with_the_reason(
+    foundation, molecules
+) -> None:
+    # A model trained from scratch: the foundation's model stands in for it, none is compared.
+    report = evaluate(
+        foundation,
+        EvaluationData(test=molecules, replay=[iron_dimer(), *molecules]),
+        EvaluationSettings(md=False, dimers=False),
+        foundation=None,
+    )
+
+    assert report.forgetting is None
+    assert report.not_measured == {"forgetting": suite.NO_FOUNDATION}
+    assert "scratch" in report.not_measured["forgetting"]
+    assert report.accuracy["test"].n_configs == len(molecules)
+
+
 def test_a_section_that_crashes_is_recorded_and_the_others_still_run(
     foundation, molecules, monkeypatch
 ) -> None:
