@@ -18,7 +18,7 @@ import boto3
 import httpx
 import pytest
 import redis
-from sqlalchemy import create_engine, text
+from sqlalchemy import bindparam, create_engine, text
 
 from bench.topology import Topology, prepare_database, register_foundation
 from core.artifacts.storage_keys import job_artifact_key, mace_log_key
@@ -51,7 +51,8 @@ pytestmark = [
 WORKERS = ("worker-gpu-1", "worker-gpu-2")
 # Each worker's data folder: the foundation, the datasets and a job's folder take a few MB.
 DISK_MB = 128
-DATABASE_OUTAGE_S = 10
+# Shorter than the lease (LEASE_SECONDS): the training worker keeps its job.
+DATABASE_OUTAGE_S = 5
 # The figure: S3 away for a minute while a job uploads its artifacts.
 S3_OUTAGE_S = 60
 # Foundation E0s are far off these data, so validation improves every epoch and mace leaves a
@@ -182,7 +183,7 @@ def active_rows(database_url: str) -> dict[str, int]:
                 if (
                     count := connection.execute(
                         text(f"SELECT count(*) FROM {table} WHERE state IN :states").bindparams(
-                            states=ACTIVE_STATES
+                            bindparam("states", value=ACTIVE_STATES, expanding=True)
                         ),
                     ).scalar_one()
                 )
@@ -215,7 +216,8 @@ def test_postgres_restarted_while_a_job_trains_answers_503_then_the_job_finishes
     )
     done = ended(researcher, job_id, faults)
     assert done["state"] == "succeeded", done["error"]
-    assert done["attempts"] in (1, 2)  # finished, or resumed from its checkpoint
+    # Away for less than a lease: the worker kept its job and trained through the outage.
+    assert done["attempts"] == 1
     trained = [entry["epoch"] for entry in done["epochs"] if entry["epoch"] is not None]
     assert trained == list(range(epochs))
     assert active_rows(faults.database_url) == {}
