@@ -104,10 +104,12 @@ def resend_lost(
         ).all()
         for row_id in stale:
             send(kind, row_id)
+            # Stamped no earlier than `before`, so that the next sweep, seconds later, does not
+            # send it a third time.
             session.execute(
                 update(table)
                 .where(table.id == row_id)
-                .values(enqueued_at=utcnow())
+                .values(enqueued_at=max(utcnow(), before))
                 .execution_options(synchronize_session=False)
             )
             session.commit()

@@ -18,10 +18,13 @@ import boto3
 import httpx
 import pytest
 import redis
-from sqlalchemy import bindparam, create_engine, text
+from sqlalchemy import create_engine, func, select
+from sqlalchemy.orm import Session
 
 from bench.topology import Topology, prepare_database, register_foundation
 from core.artifacts.storage_keys import job_artifact_key, mace_log_key
+from core.service.dispatch import WORK_KINDS
+from core.service.models import JobState
 from tests.topology.conftest import (
     ADMIN_TOKEN,
     JOB_TIMEOUT_S,
@@ -58,7 +61,7 @@ S3_OUTAGE_S = 60
 # Foundation E0s are far off these data, so validation improves every epoch and mace leaves a
 # checkpoint per epoch (a resumed job restarts from it).
 CHECKPOINTING = {"e0s": "foundation", "preflight": {"acknowledge": ["reference_mismatch"]}}
-ACTIVE_STATES = ("queued", "running")
+ACTIVE_STATES = (JobState.QUEUED, JobState.RUNNING)
 
 
 @dataclass
@@ -173,23 +176,19 @@ def training(client: httpx.Client, job_id: str) -> bool:
 
 
 def active_rows(database_url: str) -> dict[str, int]:
-    """Work rows still queued or running, by table: none once every test's work ended."""
+    """Work rows still queued or running, by kind: none once every test's work ended."""
     engine = create_engine(database_url)
     try:
-        with engine.connect() as connection:
-            return {
-                table: count
-                for table in ("jobs", "evaluations", "replay_sets")
-                if (
-                    count := connection.execute(
-                        text(f"SELECT count(*) FROM {table} WHERE state IN :states").bindparams(
-                            bindparam("states", value=ACTIVE_STATES, expanding=True)
-                        ),
-                    ).scalar_one()
+        with Session(engine) as session:
+            counts = {
+                kind: session.scalar(
+                    select(func.count()).select_from(table).where(table.state.in_(ACTIVE_STATES))
                 )
+                for kind, table in WORK_KINDS.items()
             }
     finally:
         engine.dispose()
+    return {kind: count for kind, count in counts.items() if count}
 
 
 def test_postgres_restarted_while_a_job_trains_answers_503_then_the_job_finishes(
