@@ -85,6 +85,8 @@ def resend_undispatched(
 # this much; a row sent this soon after the broker started is sent again (harmless) rather than
 # risked.
 CLOCK_SKEW_SECONDS = 10.0
+# Redis gives its uptime in whole seconds: two sweeps read its start time up to this far apart.
+START_TIME_RESOLUTION = timedelta(seconds=1)
 
 
 def resend_lost(
@@ -104,12 +106,12 @@ def resend_lost(
         ).all()
         for row_id in stale:
             send(kind, row_id)
-            # Stamped no earlier than `before`, so that the next sweep, seconds later, does not
-            # send it a third time.
+            # Stamped after `before` (as the next sweep reads it), so that the next sweep,
+            # seconds later, does not send it once more.
             session.execute(
                 update(table)
                 .where(table.id == row_id)
-                .values(enqueued_at=max(utcnow(), before))
+                .values(enqueued_at=max(utcnow(), before + START_TIME_RESOLUTION))
                 .execution_options(synchronize_session=False)
             )
             session.commit()

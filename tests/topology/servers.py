@@ -54,7 +54,10 @@ class PrivatePostgres:
         self.data = self.folder / "data"
         self._as_owner: list[str] = []
         if os.geteuid() == 0:
-            shutil.chown(self.folder, "postgres")
+            try:
+                shutil.chown(self.folder, "postgres")
+            except LookupError as error:
+                raise ServerUnavailable("initdb refuses root, and no postgres user") from error
             self._as_owner = ["runuser", "-u", "postgres", "--"]
         self._run("initdb", "-D", str(self.data), "-A", "trust", "-U", "postgres", "--no-sync")
 
