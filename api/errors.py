@@ -28,6 +28,7 @@ from core.errors import (
     NotFoundError,
     PermissionDeniedError,
     ServiceBusyError,
+    StorageUnavailableError,
     UploadTooLargeError,
 )
 
@@ -49,6 +50,7 @@ ERROR_TABLE: list[tuple[type[MlftError], int, str]] = [
     (FoundationModelUnavailableError, 503, "foundation_unavailable"),
     (BrokerUnavailableError, 503, "broker_unavailable"),
     (DatabaseBusyError, 503, "database_busy"),
+    (StorageUnavailableError, 503, "storage_unavailable"),
     (ServiceBusyError, 503, "service_busy"),
 ]
 STATUS_BY_ERROR: list[tuple[type[MlftError], int]] = [
@@ -221,6 +223,7 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(sa_exc.TimeoutError)
     @app.exception_handler(sa_exc.OperationalError)
+    @app.exception_handler(sa_exc.InterfaceError)
     async def _database_unavailable(_request: Request, error: Exception) -> JSONResponse:
         # Pool exhausted beyond the request gate (a route with a second session), or the
         # database server briefly unreachable.

@@ -109,6 +109,10 @@ class Settings(BaseSettings):
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
     s3_prefix: str = ""
+    # A write to S3 (a model, a checkpoint, an upload) that cannot reach the server is tried
+    # again, with pauses growing from 1 s to 15 s, for this long before the work fails; a read
+    # fails at once (the API answers 503).
+    s3_write_retry_seconds: float = Field(default=300.0, ge=0)
     # MLflow tracking server (or a file:/sqlite: store) every job that ends is logged to, as a
     # run in this experiment; sweeps as parent runs (docs/runs-and-mlflow.md). Needs the mlflow
     # extra. Unset: nothing is logged.

@@ -67,6 +67,10 @@ class TrainingFailedError(MlftError):
     """mace-torch training stopped with an error."""
 
 
+class DiskFullError(MlftError):
+    """The worker's disk has no space left for the work's files; the message names the disk."""
+
+
 class PreflightBlockedError(MlftError):
     """The preflight stage found a problem that would waste the training run
     (core.science.preflight)."""
@@ -95,3 +99,10 @@ class BrokerUnavailableError(ServiceBusyError):
 
 class DatabaseBusyError(ServiceBusyError):
     """Every database connection of the pool stayed busy for the pool timeout."""
+
+
+class StorageUnavailableError(ServiceBusyError):
+    """Artifact storage (S3) cannot be reached: a read at once, a write after its retries."""
+
+    def __init__(self, message: str, retry_after: int = 30) -> None:
+        super().__init__(message, retry_after)

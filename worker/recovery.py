@@ -1,7 +1,8 @@
 """Crash recovery and dispatch in every worker: when it starts, and then every lease period,
 running work (jobs, evaluations, replay-set builds) whose worker died (its lease expired) is
-re-queued, or failed after its last attempt; and queued rows whose task never reached the broker
-(it was down when they were submitted) are sent.
+re-queued, or failed after its last attempt; queued rows whose task never reached the broker
+(it was down when they were submitted) are sent; and queued rows sent before the broker last
+restarted are sent again (the restart may have lost their tasks).
 
 Celery alone cannot do this: with late acknowledgement Redis hands a dead worker's task out
 again only after the visibility timeout, which is days so that long trainings are not doubled.
@@ -10,14 +11,15 @@ again only after the visibility timeout, which is days so that long trainings ar
 import logging
 import threading
 import time
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 
+from celery import Celery
 from celery.signals import worker_ready
 
 from core.config import Settings, get_settings
 from core.service.db import session_factory, session_scope
-from core.service.dispatch import WORK_KINDS, resend_undispatched
+from core.service.dispatch import WORK_KINDS, resend_lost, resend_undispatched
 from core.service.job_logs import delete_ended_lines
 from core.service.leases import recover_abandoned
 from worker.celery_app import app
@@ -51,6 +53,26 @@ def sweep_undispatched_work(settings: Settings) -> list[tuple[str, str]]:
         )
 
 
+def sweep_work_lost_with_the_broker(settings: Settings) -> list[tuple[str, str]]:
+    started_at = broker_started_at(app)
+    if started_at is None:
+        return []
+    with session_scope(session_factory(settings.resolved_database_url)) as session:
+        return resend_lost(session, broker_started_at=started_at, send=send)
+
+
+def broker_started_at(celery: Celery) -> datetime | None:
+    """When the broker server last started, by its own clock: Redis's time less its uptime.
+    None for the folder broker, whose messages are files that outlive any process."""
+    with celery.connection_for_read() as connection:
+        if connection.transport.driver_type != "redis":
+            return None
+        client = connection.default_channel.client
+        seconds, microseconds = client.time()
+        uptime = client.info("server")["uptime_in_seconds"]
+    return datetime.fromtimestamp(seconds + microseconds / 1e6 - uptime, UTC)
+
+
 def sweep_ended_log_lines(settings: Settings) -> int:
     retention = timedelta(seconds=settings.log_lines_retention_seconds)
     with session_scope(session_factory(settings.resolved_database_url)) as session:
@@ -62,6 +84,7 @@ def _sweep_forever(settings: Settings) -> None:
         for name, sweep in (
             ("abandoned work", sweep_abandoned_work),
             ("undispatched work", sweep_undispatched_work),
+            ("work lost with the broker", sweep_work_lost_with_the_broker),
             ("log lines of ended work", sweep_ended_log_lines),
         ):
             try:

@@ -85,4 +85,5 @@ def storage_from_settings(settings: Settings) -> Storage:
             else None
         ),
         prefix=settings.s3_prefix,
+        write_retry_seconds=settings.s3_write_retry_seconds,
     )

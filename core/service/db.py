@@ -17,6 +17,9 @@ from core.config import PoolLimits
 
 MIGRATIONS_DIR = Path(__file__).resolve().parents[2] / "migrations"
 DEFAULT_POOL = PoolLimits()
+# What SQLAlchemy raises while the database server is away (restarting, unreachable): the
+# connection refused, or dropped under a statement. Worth trying again later, never a bug.
+DATABASE_UNREACHABLE = (sa_exc.OperationalError, sa_exc.InterfaceError)
 
 
 def make_engine(url: str, pool: PoolLimits = DEFAULT_POOL) -> Engine:

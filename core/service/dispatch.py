@@ -3,13 +3,15 @@ before its task goes to the broker, and records when the broker took it (`enqueu
 
 A row whose task never reached the broker (the broker was down, the API died in between) keeps
 `enqueued_at` NULL; `resend_undispatched`, which every worker runs each lease period and which
-can be called on its own, sends it once the broker is back. The database stays the truth: a task
-whose row is no longer queued does nothing, so a task sent twice is harmless.
+can be called on its own, sends it once the broker is back. A row whose task reached a broker
+that has restarted since may have lost it with the broker's memory; `resend_lost` sends it
+again. The database stays the truth: a task whose row is no longer queued does nothing, so a
+task sent twice is harmless.
 """
 
 import logging
 from collections.abc import Callable
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
 from sqlalchemy.orm import Session
@@ -75,5 +77,44 @@ def resend_undispatched(
             send(kind, row_id)
             mark_enqueued(session, kind, row_id)
             logger.warning("%s=%s sent: its task had not reached the broker", kind, row_id)
+            sent.append((kind, row_id))
+    return sent
+
+
+# Clocks of the broker's machine and of the processes that stamped `enqueued_at` may differ by
+# this much; a row sent this soon after the broker started is sent again (harmless) rather than
+# risked.
+CLOCK_SKEW_SECONDS = 10.0
+# Redis gives its uptime in whole seconds: two sweeps read its start time up to this far apart.
+START_TIME_RESOLUTION = timedelta(seconds=1)
+
+
+def resend_lost(
+    session: Session, *, broker_started_at: datetime, send: Send
+) -> list[tuple[str, str]]:
+    """Send again the tasks of queued rows sent before the broker last started: a broker that
+    restarted without its messages (Redis without its append-only file, or one that crashed
+    before writing them) lost them, and nothing else would ever run these rows. Returns (kind,
+    id) of those sent."""
+    before = broker_started_at + timedelta(seconds=CLOCK_SKEW_SECONDS)
+    sent = []
+    for kind, table in WORK_KINDS.items():
+        stale = session.scalars(
+            select(table.id)
+            .where(table.state == JobState.QUEUED, table.enqueued_at < before)
+            .order_by(table.created_at)
+        ).all()
+        for row_id in stale:
+            send(kind, row_id)
+            # Stamped after `before` (as the next sweep reads it), so that the next sweep,
+            # seconds later, does not send it once more.
+            session.execute(
+                update(table)
+                .where(table.id == row_id)
+                .values(enqueued_at=max(utcnow(), before + START_TIME_RESOLUTION))
+                .execution_options(synchronize_session=False)
+            )
+            session.commit()
+            logger.warning("%s=%s sent again: the broker restarted after it was sent", kind, row_id)
             sent.append((kind, row_id))
     return sent

@@ -30,7 +30,7 @@ from core.reporting.job_report import job_verdicts
 from core.reporting.model_card import build_model_card, render_markdown
 from core.science.mace_process import RungPlan
 from core.science.spec import JobSpec, needs_foundation, replay_of
-from core.service.db import session_scope
+from core.service.db import DATABASE_UNREACHABLE, session_scope
 from core.service.job_logs import LogShipper
 from core.service.jobs import add_warnings, current_state, get_job, record_epoch, record_stage
 from core.service.leases import LeaseKeeper
@@ -73,12 +73,15 @@ class RecordedProgress:
         self.context = context
         self.progress_interval_s = progress_interval_s
         self._last_steps_write = -math.inf
+        # Epochs mace reported while the database was away, written once it is back.
+        self._unrecorded: list[dict] = []
         # What `trained` stored, so the job's end does not store it again.
         self.delivered: Delivery | None = None
         # A job of a sweep that stops losers early: where mace waits for each rung's verdict.
         self.rungs: RungPlan | None = None
 
     def stage(self, name: str) -> None:
+        self._record_epochs()
         with session_scope(self.sessions) as session:
             record_stage(session, self.job_id, name)
         logger.info("job=%s stage=%s", self.job_id, name)
@@ -119,8 +122,8 @@ class RecordedProgress:
     def epoch(self, entry: dict) -> None:
         if entry.get("epoch") is None and self.resumed:
             return  # the restored model's initial validation; the first run recorded its own
-        with session_scope(self.sessions) as session:
-            record_epoch(session, self.job_id, entry)
+        self._unrecorded.append(entry)
+        self._record_epochs()
         if self.rungs is not None:
             try:
                 judge_rung(self.sessions, self.job_id, self.rungs, entry)
@@ -139,8 +142,30 @@ class RecordedProgress:
             self.log.ship()
         if self.lease is not None and self.lease.lost.is_set():
             return True  # cancelled, or taken over by another worker after a lease expiry
-        with session_scope(self.sessions) as session:
-            return current_state(session, self.job_id) is JobState.CANCELLED
+        self._record_epochs()
+        try:
+            with session_scope(self.sessions) as session:
+                return current_state(session, self.job_id) is JobState.CANCELLED
+        except DATABASE_UNREACHABLE:
+            # mace trains on while the database is away; were the job taken over meanwhile,
+            # the lease keeper finds out once it is back.
+            return False
+
+    def _record_epochs(self) -> None:
+        """Write the epochs not on the row yet, oldest first; a database that is away keeps
+        the rest for the next try, and training goes on."""
+        try:
+            while self._unrecorded:
+                with session_scope(self.sessions) as session:
+                    record_epoch(session, self.job_id, self._unrecorded[0])
+                self._unrecorded.pop(0)
+        except DATABASE_UNREACHABLE as error:
+            logger.warning(
+                "job=%s database unreachable, %d epoch(s) to record later: %s",
+                self.job_id,
+                len(self._unrecorded),
+                type(error).__name__,
+            )
 
 
 def execute_job(context: JobContext, job_id: str) -> JobState:

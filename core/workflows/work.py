@@ -18,6 +18,7 @@ from core.service.leases import Claim, LeaseKeeper, claim, leave_no_folder, work
 from core.service.models import Evaluation, Job, JobState, ReplaySet
 from core.service.stages import WorkStopped
 from core.workflows.context import JobContext
+from core.workflows.disk_space import disk_full_error
 
 logger = logging.getLogger(__name__)
 
@@ -112,9 +113,10 @@ def run_claimed(
     failure_details: FailureDetails = lambda _: {},
 ) -> JobState:
     """Run `body` while the row's lease is renewed, and end the row by what happened: `body`
-    itself marks it succeeded; an MlftError fails it with its message (and the details
-    `failure_details` takes from the error), any other error as an internal one; stopped work
-    leaves the row as whoever stopped it set it. Returns the row's state after."""
+    itself marks it succeeded; a full disk fails it naming the disk, whatever raised; an
+    MlftError fails it with its message (and the details `failure_details` takes from the
+    error), any other error as an internal one; stopped work leaves the row as whoever stopped
+    it set it. Returns the row's state after."""
     key = log_key(table)
     if claimed.resumed:
         logger.warning("%s=%s resumed: attempt %d", key, row_id, claimed.attempt)
@@ -125,11 +127,15 @@ def run_claimed(
         state = state_of(context, table, row_id)
         logger.info("%s=%s stopped: it is %s", key, row_id, state.value)
         return state
-    except MlftError as error:
-        fail(context, table, row_id, str(error), **failure_details(error))
     except Exception as error:
-        logger.exception("%s=%s failed unexpectedly", key, row_id)
-        fail(context, table, row_id, f"internal error: {type(error).__name__}: {error}")
+        full = disk_full_error(work_folder(context, table, row_id), error)
+        if full is not None:
+            fail(context, table, row_id, str(full))
+        elif isinstance(error, MlftError):
+            fail(context, table, row_id, str(error), **failure_details(error))
+        else:
+            logger.exception("%s=%s failed unexpectedly", key, row_id)
+            fail(context, table, row_id, f"internal error: {type(error).__name__}: {error}")
     return state_of(context, table, row_id)
 
 

@@ -5,13 +5,15 @@ Retry-After and their rows stay queued; the dispatch sweeper sends them once the
 import re
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 
 import pytest
 import redis
 from fastapi.testclient import TestClient
+from sqlalchemy import update
 
-from core.service.dispatch import resend_undispatched
-from core.service.models import Evaluation, Job, JobState, ReplaySet
+from core.service.dispatch import resend_lost, resend_undispatched
+from core.service.models import Evaluation, Job, JobState, ReplaySet, utcnow
 from tests.conftest import upload
 
 UNREACHABLE_BROKER = "redis://127.0.0.1:1/0"
@@ -99,6 +101,32 @@ def test_a_job_submitted_while_the_broker_is_down_is_sent_by_the_sweeper_once_it
         assert session.get(Job, job_id).state is JobState.QUEUED
         # Sent once: the next round finds nothing left to send for it.
         assert ("job", job_id) not in resend_undispatched(session, grace_seconds=0, send=send)
+    assert sum(job_id.encode() in message for message in messages()) == 1
+
+
+def test_a_queued_row_sent_before_the_broker_restarted_is_sent_again_once(
+    broker_down_client, app, train_id, broker_back
+) -> None:
+    """Issue 26: a broker that restarts without its messages (Redis without its append-only
+    file) loses the tasks of queued rows; the sweeper sends them again, once per restart."""
+    send, messages = broker_back
+    job_id = refused(broker_down_client, "/jobs", {"train_dataset": train_id}, "job")
+    sent_at = utcnow() - timedelta(minutes=5)
+
+    with app.state.context.sessions() as session:
+        session.execute(update(Job).where(Job.id == job_id).values(enqueued_at=sent_at))
+        session.commit()
+        # A broker running since before the row was sent still holds its task.
+        running_since = sent_at - timedelta(hours=1)
+        kept = resend_lost(session, broker_started_at=running_since, send=send)
+        # Restarted since; the sweeps after it (seconds later) find the row sent already.
+        restarted_at = utcnow()
+        sent = resend_lost(session, broker_started_at=restarted_at, send=send)
+        again = resend_lost(session, broker_started_at=restarted_at, send=send)
+
+    assert ("job", job_id) not in kept
+    assert ("job", job_id) in sent
+    assert ("job", job_id) not in again
     assert sum(job_id.encode() in message for message in messages()) == 1
 
 

@@ -15,6 +15,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from bench.topology import Topology, prepare_database, register_foundation
+from core.data.demo_data import generate_target_dataset, write_extxyz
 from tests.conftest import TEST_DATABASE_URL
 
 GPU_QUEUE = "topology-gpu"
@@ -25,6 +26,10 @@ ADMIN_TOKEN = "topology-admin-token"
 # lost their jobs to the sweep, and the same training ran three times.
 LEASE_SECONDS = 15
 TERMINAL = {"succeeded", "failed", "cancelled"}
+HYPERPARAMETERS = {"max_num_epochs": 1, "batch_size": 5}
+QUICK_EVALUATION = {"md": False, "dimers": False}
+# Generous: on a shared machine of 2 cores one epoch may take minutes.
+JOB_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="package")
@@ -70,11 +75,68 @@ def admin(topology: Topology) -> Iterator[httpx.Client]:
 @pytest.fixture(scope="package")
 def client(topology: Topology, admin: httpx.Client) -> Iterator[httpx.Client]:
     """A project's client, as a researcher uses the service."""
-    project = admin.post("/projects", json={"name": "topology"}).json()
+    with project_client(topology.api_url, admin, "topology") as client:
+        yield client
+
+
+def project_client(api_url: str, admin: httpx.Client, name: str) -> httpx.Client:
+    project = admin.post("/projects", json={"name": name}).json()
     token = admin.post(f"/projects/{project['id']}/tokens", json={"name": "tests"}).json()
     headers = {"Authorization": f"Bearer {token['token']}"}
-    with httpx.Client(base_url=topology.api_url, headers=headers, timeout=120) as client:
-        yield client
+    return httpx.Client(base_url=api_url, headers=headers, timeout=120)
+
+
+def upload_datasets(client: httpx.Client, folder: Path) -> dict[str, str]:
+    """A small training and test set of molecules, uploaded; their ids by role."""
+    files = {
+        "train": write_extxyz(
+            generate_target_dataset(20, seed=1, system="molecules"), folder / "train.extxyz"
+        ),
+        "test": write_extxyz(
+            generate_target_dataset(6, seed=2, system="molecules"), folder / "test.extxyz"
+        ),
+    }
+    ids = {}
+    for role, path in files.items():
+        with path.open("rb") as stream:
+            response = client.post("/datasets", files={"file": (path.name, stream)})
+        assert response.status_code == 201, response.text
+        ids[role] = response.json()["id"]
+    return ids
+
+
+def job_spec(datasets: dict[str, str], epochs: int = 1, **extra: object) -> dict:
+    return {
+        "train_dataset": datasets["train"],
+        "test_dataset": datasets["test"],
+        "hyperparameters": {**HYPERPARAMETERS, "max_num_epochs": epochs},
+        "evaluation": QUICK_EVALUATION,
+        **extra,
+    }
+
+
+def submit(client: httpx.Client, path: str, body: dict) -> str:
+    response = client.post(path, json=body)
+    assert response.status_code in (200, 201), response.text
+    return response.json()["id"]
+
+
+def worker_running(topology: Topology, job_id: str) -> str | None:
+    """The worker whose data folder holds the job's working folder (mace trains in it)."""
+    for name, process in topology.processes.items():
+        folder = process.data_dir
+        if name.startswith("worker-") and folder and (folder / "work" / job_id).exists():
+            return name
+    return None
+
+
+def wait_until(condition, timeout: float, what: str):
+    deadline = time.monotonic() + timeout
+    while not (value := condition()):
+        if time.monotonic() > deadline:
+            pytest.fail(f"timed out after {timeout} s waiting for {what}")
+        time.sleep(0.3)
+    return value
 
 
 def wait_until_ended(client: httpx.Client, path: str, topology: Topology, timeout: float) -> dict:

@@ -18,38 +18,28 @@ from bench.topology import Topology, register_foundation
 from core.artifacts.storage import Storage, storage_from_settings
 from core.artifacts.storage_keys import checkpoint_pointer_key, model_key
 from core.config import Settings
-from core.data.demo_data import generate_target_dataset, write_extxyz
 from core.workflows.checkpoints import checkpoint_epoch
-from tests.topology.conftest import ADMIN_TOKEN, wait_until_ended
+from tests.topology.conftest import (
+    ADMIN_TOKEN,
+    JOB_TIMEOUT_S,
+    QUICK_EVALUATION,
+    job_spec,
+    submit,
+    upload_datasets,
+    wait_until,
+    wait_until_ended,
+    worker_running,
+)
 
 pytestmark = [
     pytest.mark.topology,
     pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc"),
 ]
-HYPERPARAMETERS = {"max_num_epochs": 1, "batch_size": 5}
-QUICK_EVALUATION = {"md": False, "dimers": False}
-# Generous: on a shared machine of 2 cores one epoch may take minutes.
-JOB_TIMEOUT_S = 900
 
 
 @pytest.fixture(scope="module")
 def datasets(client: httpx.Client, tmp_path_factory) -> dict[str, str]:
-    folder = tmp_path_factory.mktemp("topology-data")
-    files = {
-        "train": write_extxyz(
-            generate_target_dataset(20, seed=1, system="molecules"), folder / "train.extxyz"
-        ),
-        "test": write_extxyz(
-            generate_target_dataset(6, seed=2, system="molecules"), folder / "test.extxyz"
-        ),
-    }
-    ids = {}
-    for role, path in files.items():
-        with path.open("rb") as stream:
-            response = client.post("/datasets", files={"file": (path.name, stream)})
-        assert response.status_code == 201, response.text
-        ids[role] = response.json()["id"]
-    return ids
+    return upload_datasets(client, tmp_path_factory.mktemp("topology-data"))
 
 
 @pytest.fixture(scope="module")
@@ -64,22 +54,6 @@ def bucket(topology: Topology, tmp_path_factory) -> Storage:
         s3_secret_access_key=topology.setting("MLFT_S3_SECRET_ACCESS_KEY"),
     )
     return storage_from_settings(settings)
-
-
-def job_spec(datasets: dict[str, str], epochs: int = 1, **extra: object) -> dict:
-    return {
-        "train_dataset": datasets["train"],
-        "test_dataset": datasets["test"],
-        "hyperparameters": {**HYPERPARAMETERS, "max_num_epochs": epochs},
-        "evaluation": QUICK_EVALUATION,
-        **extra,
-    }
-
-
-def submit(client: httpx.Client, path: str, body: dict) -> str:
-    response = client.post(path, json=body)
-    assert response.status_code in (200, 201), response.text
-    return response.json()["id"]
 
 
 SWEEP_STRATEGIES = ["naive", "freeze_readout_only"]
@@ -194,24 +168,6 @@ def stored_checkpoint_epoch(bucket: Storage, job_id: str, folder: Path) -> int:
         return -1
     pointer = bucket.fetch(checkpoint_pointer_key(job_id), folder / f"{job_id}.json")
     return checkpoint_epoch(Path(json.loads(pointer.read_text())["file"]))
-
-
-def worker_running(topology: Topology, job_id: str) -> str | None:
-    """The worker whose data folder holds the job's working folder (mace trains in it)."""
-    for name, process in topology.processes.items():
-        folder = process.data_dir
-        if name.startswith("worker-") and folder and (folder / "work" / job_id).exists():
-            return name
-    return None
-
-
-def wait_until(condition, timeout: float, what: str):
-    deadline = time.monotonic() + timeout
-    while not (value := condition()):
-        if time.monotonic() > deadline:
-            pytest.fail(f"timed out after {timeout} s waiting for {what}")
-        time.sleep(0.3)
-    return value
 
 
 def test_a_killed_worker_leaves_the_job_to_the_other_resumed_from_the_bucket(

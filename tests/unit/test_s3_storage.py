@@ -1,6 +1,8 @@
 """Artifact storage on a real S3-compatible server (moto's, started here): the same behaviour as
 the local folder, and an upload through the API lands in the bucket."""
 
+import logging
+import threading
 from collections.abc import Iterator
 
 import boto3
@@ -11,7 +13,8 @@ from pydantic import SecretStr
 
 from core.artifacts.s3_storage import S3Storage
 from core.artifacts.storage import LocalStorage
-from core.errors import ArtifactMissingError
+from core.errors import ArtifactMissingError, StorageUnavailableError
+from tests.topology.servers import CuttableLink
 
 CREDENTIALS = {"access_key_id": "testing", "secret_access_key": "testing", "region": "us-east-1"}
 GOOD = """2
@@ -58,6 +61,58 @@ def test_a_stored_object_comes_back_byte_for_byte_and_is_deleted(s3, tmp_path) -
         s3.local_path("jobs/1/model.model")
     with pytest.raises(ArtifactMissingError):
         s3.fetch("jobs/1/model.model", tmp_path / "again")
+
+
+@pytest.fixture()
+def link(s3_endpoint) -> Iterator[CuttableLink]:
+    """The S3 server through a link the test cuts (connections refused and reset)."""
+    link = CuttableLink(int(s3_endpoint.rsplit(":", 1)[1]))
+    link.mend()
+    yield link
+    link.cut()
+
+
+def s3_through(link: CuttableLink, tmp_path, write_retry_seconds: float) -> S3Storage:
+    return S3Storage(
+        "bucket-cut",
+        tmp_path / "cache",
+        endpoint_url=link.url,
+        write_retry_seconds=write_retry_seconds,
+        **CREDENTIALS,
+    )
+
+
+def test_a_write_while_s3_is_unreachable_is_retried_until_it_is_back(
+    link, s3_endpoint, tmp_path, caplog
+) -> None:
+    storage = s3_through(link, tmp_path, write_retry_seconds=60)
+    source = tmp_path / "model.model"
+    source.write_bytes(b"weights" * 1000)
+    link.cut()
+    threading.Timer(2.5, link.mend).start()
+
+    with caplog.at_level(logging.WARNING, logger="core.artifacts.s3_storage"):
+        storage.put_file("jobs/3/model.model", source)
+
+    assert "retrying in" in caplog.text and "jobs/3/model.model" in caplog.text
+    bucket = boto3.client("s3", endpoint_url=s3_endpoint, **_boto(CREDENTIALS))
+    stored = bucket.get_object(Bucket="bucket-cut", Key="jobs/3/model.model")["Body"].read()
+    assert stored == source.read_bytes()
+
+
+def test_a_write_gives_up_after_its_retry_window_and_a_read_at_once(link, tmp_path) -> None:
+    storage = s3_through(link, tmp_path, write_retry_seconds=2)
+    source = tmp_path / "model.model"
+    source.write_bytes(b"weights")
+    link.cut()
+
+    with pytest.raises(StorageUnavailableError, match="after retrying for 2 s"):
+        storage.put_file("jobs/4/model.model", source)
+    with pytest.raises(StorageUnavailableError, match="read of jobs/4/model.model"):
+        storage.exists("jobs/4/model.model")
+    with pytest.raises(StorageUnavailableError):
+        storage.fetch("jobs/4/model.model", tmp_path / "back.model")
+    assert not (tmp_path / "back.model.partial").exists()
 
 
 def test_an_overwritten_object_refreshes_the_cached_copy(s3, tmp_path) -> None:
