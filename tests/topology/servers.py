@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from bench.topology import free_port
+from core.service.processes import stop_process
 
 # Starting a cluster or a Redis takes about a second; a loaded machine of 2 cores, more.
 START_TIMEOUT_S = 60.0
@@ -116,8 +117,7 @@ class PrivateRedis:
 
     def stop(self) -> None:
         if self.process is not None:
-            self.process.terminate()
-            self.process.wait(timeout=START_TIMEOUT_S)
+            stop_process(self.process, START_TIMEOUT_S)
             self.process = None
 
     def remove(self) -> None:

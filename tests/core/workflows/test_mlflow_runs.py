@@ -16,6 +16,7 @@ import pytest
 
 from core.service.jobs import get_job, record_epoch, transition
 from core.service.models import JobState
+from core.service.processes import stop_process
 from core.workflows.mlflow_runs import log_job_run, redacted
 from tests.conftest import upload
 
@@ -55,8 +56,7 @@ def tracking_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
             time.sleep(0.5)
         yield uri
     finally:
-        server.terminate()
-        server.wait(timeout=30)
+        stop_process(server)
         log.close()
 
 
