@@ -102,14 +102,15 @@ def evaluate(
             report.accuracy = {"test": measured}
     if data.replay and foundation is None:
         skipped["forgetting"] = NO_FOUNDATION
-    elif data.replay:
+    elif data.replay and foundation is not None:
         stage("evaluating forgetting")
+        reference = foundation
 
         def replay_forgetting() -> ForgettingReport:
-            both = {"fine-tuned model": model, "foundation": foundation}
+            both = {"fine-tuned model": model, "foundation": reference}
             require_known_elements(both, data.replay or [], "forgetting (replay) data")
             return forgetting_section(
-                forgetting(foundation, model, data.replay or [], device=device)
+                forgetting(reference, model, data.replay or [], device=device)
             )
 
         if (forgot := attempt("forgetting", skipped, replay_forgetting)) is not None:
