@@ -28,11 +28,9 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-import ase  # noqa: E402
 import httpx  # noqa: E402
 import numpy as np  # noqa: E402
 from ase.build import bulk  # noqa: E402
-from ase.calculators.emt import EMT  # noqa: E402
 from ase.calculators.singlepoint import SinglePointCalculator  # noqa: E402
 
 from bench.common import (  # noqa: E402
@@ -42,7 +40,7 @@ from bench.common import (  # noqa: E402
     replace_section,
 )
 from bench.service import embedded_service, wait_for  # noqa: E402
-from core.data.demo_data import DEFAULT_ENERGY_OFFSETS, write_extxyz  # noqa: E402
+from core.data.demo_data import copper_cells, write_extxyz  # noqa: E402
 from core.registry.foundations import FoundationRegistry, load_foundation  # noqa: E402
 from core.registry.standin_foundations import RECIPES, Dtype, ensure_standin  # noqa: E402
 from core.science.inference import predict  # noqa: E402
@@ -57,21 +55,6 @@ FORCE_NOISE_EV_PER_A = 0.030
 # Random weights are far from EMT's copper: the preflight says so, the sweep goes on as a user
 # who acknowledged it would.
 ACKNOWLEDGED = ["reference_mismatch", "energy_units", "forces_units"]
-
-
-def copper(count: int, seed: int) -> list[ase.Atoms]:
-    """Rattled, strained 4-atom copper cells, EMT shifted by the target's Cu offset."""
-    rng = np.random.default_rng(seed)
-    configs = []
-    for index in range(count):
-        atoms = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.02, 0.02)), cubic=True)
-        atoms.rattle(0.05, seed=seed * 1000 + index)
-        atoms.calc = EMT()
-        energy = atoms.get_potential_energy() + DEFAULT_ENERGY_OFFSETS["Cu"] * len(atoms)
-        forces, stress = atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        configs.append(atoms)
-    return configs
 
 
 def pretraining_like(count: int, seed: int, registry: FoundationRegistry, name: str) -> list:
@@ -198,8 +181,8 @@ def run(args: argparse.Namespace, folder: Path) -> tuple[dict, dict[str, dict], 
     name = ensure_standin(registry, RECIPES[FAMILY], dtype)
     demo_foundation_path()  # the service's default foundation, present as in every deployment
     files = {
-        "train": write_extxyz(copper(args.configs, seed=1), folder / "train.extxyz"),
-        "test": write_extxyz(copper(args.test, seed=2), folder / "test.extxyz"),
+        "train": write_extxyz(copper_cells(args.configs, seed=1), folder / "train.extxyz"),
+        "test": write_extxyz(copper_cells(args.test, seed=2), folder / "test.extxyz"),
         "replay": write_extxyz(
             pretraining_like(args.replay, 3, registry, name), folder / "replay.extxyz"
         ),

@@ -78,6 +78,22 @@ def generate_foundation_configurations(n_configs: int, seed: int) -> list[Atoms]
     return configs
 
 
+def copper_cells(count: int, seed: int) -> list[Atoms]:
+    """Rattled, strained 4-atom copper cells labelled by EMT shifted by the target's Cu offset:
+    one-element training data for a many-element foundation."""
+    rng = np.random.default_rng(seed)
+    configs = []
+    for index in range(count):
+        atoms = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.02, 0.02)), cubic=True)
+        atoms.rattle(0.05, seed=seed * 1000 + index)
+        atoms.calc = EMT()
+        energy = atoms.get_potential_energy() + DEFAULT_ENERGY_OFFSETS["Cu"] * len(atoms)
+        forces, stress = atoms.get_forces(), atoms.get_stress()
+        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
+        configs.append(atoms)
+    return configs
+
+
 def isolated_atom_energies(symbols: Iterable[str]) -> dict[str, float]:
     """EMT energy of each element as a single atom in vacuum: the demo foundation's E0s."""
     return {symbol: _emt_energy(_isolated_atom(symbol)) for symbol in symbols}

@@ -5,16 +5,11 @@ atoms."""
 
 from pathlib import Path
 
-import ase
-import numpy as np
 import pytest
 import torch
-from ase.build import bulk
-from ase.calculators.emt import EMT
-from ase.calculators.singlepoint import SinglePointCalculator
 from ase.data import chemical_symbols
 
-from core.data.demo_data import DEFAULT_ENERGY_OFFSETS, generate_foundation_configurations
+from core.data.demo_data import copper_cells, generate_foundation_configurations
 from core.science.e0s import isolated_atom_energies, model_e0s
 from tests.conftest import upload
 from tests.e2e.conftest import wait_for_job
@@ -22,21 +17,6 @@ from tests.e2e.conftest import wait_for_job
 pytestmark = pytest.mark.e2e
 DIALECTS = Path(__file__).resolve().parent.parent / "data" / "dialects"
 QUICK = {"max_num_epochs": 1, "batch_size": 4}
-
-
-def copper(n_configs: int, seed: int) -> list[ase.Atoms]:
-    """Rattled copper cells, EMT shifted by the target's Cu offset: one element only."""
-    rng = np.random.default_rng(seed)
-    configs = []
-    for index in range(n_configs):
-        atoms = bulk("Cu", "fcc", a=3.61 * (1 + rng.uniform(-0.02, 0.02)), cubic=True)
-        atoms.rattle(0.05, seed=seed * 1000 + index)
-        atoms.calc = EMT()
-        energy = atoms.get_potential_energy() + DEFAULT_ENERGY_OFFSETS["Cu"] * len(atoms)
-        forces, stress = atoms.get_forces(), atoms.get_stress()
-        atoms.calc = SinglePointCalculator(atoms, energy=energy, forces=forces, stress=stress)
-        configs.append(atoms)
-    return configs
 
 
 @pytest.fixture(scope="module")
@@ -47,7 +27,7 @@ def ids(client, tmp_path_factory) -> dict[str, str]:
     # Every element of the demo foundation: more than the training data hold.
     pretraining_like = generate_foundation_configurations(16, seed=11)
     files = {
-        "copper": write_extxyz(copper(12, seed=5), folder / "copper.extxyz"),
+        "copper": write_extxyz(copper_cells(12, seed=5), folder / "copper.extxyz"),
         "forgetting": write_extxyz(pretraining_like, folder / "forgetting.extxyz"),
         "single_atoms": DIALECTS / "single_atoms.extxyz",
     }
