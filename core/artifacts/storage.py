@@ -7,6 +7,7 @@ share artifacts through the object store; `local_path` gives a file on this mach
 """
 
 import shutil
+import uuid
 from pathlib import Path
 from typing import Protocol
 
@@ -37,8 +38,10 @@ class LocalStorage:
     def put_file(self, key: str, source: Path) -> None:
         target = self._path(key)
         target.parent.mkdir(parents=True, exist_ok=True)
-        # Copy to a temporary name then rename, so a reader never sees half a file.
-        partial = target.with_name(target.name + ".partial")
+        # Copy to a temporary name then rename, so a reader never sees half a file; the name is
+        # the writer's own, since processes starting together store the same file (the demo
+        # foundation under several API processes).
+        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.partial")
         shutil.copyfile(source, partial)
         partial.replace(target)
 

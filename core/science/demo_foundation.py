@@ -11,6 +11,7 @@ import shutil
 import subprocess
 import sys
 import tempfile
+import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -58,7 +59,7 @@ def install_shipped_demo_foundation(out_path: Path) -> bool:
         )
         return False
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(out_path.name + ".partial")
+    partial = out_path.with_name(f"{out_path.name}.{uuid.uuid4().hex}.partial")
     partial.write_bytes(data)
     partial.replace(out_path)  # whole or absent, as a build writes it
     pin_model_file(out_path, replace=True)
@@ -91,7 +92,7 @@ def build_demo_foundation(
             argv = _mace_argv(train_file, folder, seed=seed, max_epochs=max_epochs)
             with _restored_process_state():
                 run_mace_training(build_default_arg_parser().parse_args(argv))
-            partial = out_path.with_name(out_path.name + ".partial")
+            partial = out_path.with_name(f"{out_path.name}.{uuid.uuid4().hex}.partial")
             shutil.copyfile(saved_model_file(folder, DEMO_FOUNDATION_NAME), partial)
             partial.replace(out_path)  # whole or absent: a reader never sees half a model
             # Registered as it is written: the registry serves only pinned files.

@@ -45,8 +45,14 @@ def test_datasets_upload_prints_the_id_alone_and_a_summary_on_stderr(
 
 
 def test_datasets_list_shows_an_uploaded_dataset(
-    client: TestClient, train_id: str, capsys: pytest.CaptureFixture[str]
+    client: TestClient,
+    train_id: str,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
+    # Wide enough for every column whatever other tests named their uploads (a narrow terminal
+    # drops the widest columns).
+    monkeypatch.setenv("COLUMNS", "400")
     assert main([*URL, "datasets", "list"], http=client) == 0
 
     lines = capsys.readouterr().out.splitlines()
