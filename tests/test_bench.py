@@ -56,7 +56,6 @@ def printed_numbers(printed: str, name: str) -> list[float]:
     return [float(part) for part in line.removeprefix(name).split("/")]
 
 
-@heavy
 def test_api_load_benchmark_measures_requests_and_upload_and_leaves_nothing_queued(
     demo_foundation, capsys
 ) -> None:
