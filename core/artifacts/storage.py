@@ -7,10 +7,10 @@ share artifacts through the object store; `local_path` gives a file on this mach
 """
 
 import shutil
-import uuid
 from pathlib import Path
 from typing import Protocol
 
+from core.artifacts.atomic_files import copy_atomically
 from core.artifacts.storage_keys import checked_key
 from core.config import Settings
 from core.errors import ArtifactMissingError
@@ -36,14 +36,7 @@ class LocalStorage:
         return self.root / checked_key(key)
 
     def put_file(self, key: str, source: Path) -> None:
-        target = self._path(key)
-        target.parent.mkdir(parents=True, exist_ok=True)
-        # Copy to a temporary name then rename, so a reader never sees half a file; the name is
-        # the writer's own, since processes starting together store the same file (the demo
-        # foundation under several API processes).
-        partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.partial")
-        shutil.copyfile(source, partial)
-        partial.replace(target)
+        copy_atomically(source, self._path(key))
 
     def fetch(self, key: str, destination: Path) -> Path:
         destination.parent.mkdir(parents=True, exist_ok=True)

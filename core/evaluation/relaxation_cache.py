@@ -3,7 +3,6 @@
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Sequence
 from dataclasses import asdict
 from pathlib import Path
@@ -11,6 +10,7 @@ from typing import Any
 
 import ase
 
+from core.artifacts.atomic_files import write_atomically
 from core.evaluation.relaxation import Relaxed, RelaxSettings
 
 logger = logging.getLogger(__name__)
@@ -38,12 +38,8 @@ class RelaxationCache:
         return [_relaxed_from_dict(entry) for entry in json.loads(path.read_text())]
 
     def store(self, key: str, relaxed: Sequence[Relaxed]) -> None:
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{key}.json"
-        # Write then rename, so concurrent workers never read half a file.
-        partial = path.with_suffix(f".{os.getpid()}.partial")
-        partial.write_text(json.dumps([_relaxed_to_dict(r) for r in relaxed]))
-        partial.replace(path)
+        text = json.dumps([_relaxed_to_dict(r) for r in relaxed])
+        write_atomically(self.folder / f"{key}.json", lambda partial: partial.write_text(text))
 
 
 def _relaxed_to_dict(relaxed: Relaxed) -> dict[str, Any]:

@@ -9,11 +9,10 @@ followed; a file without its pin is not served.
 """
 
 import logging
-import shutil
 import tempfile
-import uuid
 from pathlib import Path
 
+from core.artifacts.atomic_files import copy_atomically
 from core.errors import FoundationModelUnavailableError, InvalidModelFileError
 from core.registry.catalogue import file_sha256, foundation_name_problem
 from core.registry.loading import FoundationModel
@@ -31,10 +30,8 @@ def write_pinned(safe_file: Path, target: Path) -> str:
     """Put a safe file in place with its pin; the pin first, so the file never exists here
     without the hash it must have. Its sha256 is returned."""
     sha256 = file_sha256(safe_file)
-    partial = target.with_name(f"{target.name}.{uuid.uuid4().hex}.partial")
-    shutil.copyfile(safe_file, partial)
     pin_path(target).write_text(sha256 + "\n")
-    partial.replace(target)
+    copy_atomically(safe_file, target)
     return sha256
 
 

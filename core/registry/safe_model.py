@@ -187,8 +187,8 @@ def architecture_of(model: "torch.nn.Module") -> MaceArchitecture:
     if not architecture.use_reduced_cg:
         return architecture
     # The flag as built (_built_in_stored_basis): the file then says which basis it holds.
-    stored_basis = _built_in_stored_basis(architecture, model.state_dict())
-    return architecture.model_copy(update={"use_reduced_cg": bool(stored_basis.use_reduced_cg)})
+    plain = architecture.model_copy(update={"use_reduced_cg": False})
+    return plain if _shapes_fit(build_model(plain), model.state_dict()) else architecture
 
 
 def parse_architecture(text: str) -> MaceArchitecture:

@@ -6,13 +6,13 @@ the configurations' numbers, positions, cells and periodicity — so a changed i
 
 import hashlib
 import logging
-import uuid
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
 import ase
 import numpy as np
 
+from core.artifacts.atomic_files import write_atomically
 from core.artifacts.storage import Storage
 from core.artifacts.storage_keys import prediction_key
 from core.errors import ArtifactMissingError
@@ -51,7 +51,7 @@ class PredictionCache:
             logger.info("cache hit: foundation labels %s", path.stem[:12])
             return _unpack_predictions(np.load(path), configs)
         predictions = compute()
-        _write_atomically(
+        write_atomically(
             path,
             # numpy's stub cannot tell these array names from its own `allow_pickle` keyword.
             lambda partial: np.savez(partial, **_pack_predictions(predictions)),  # type: ignore[arg-type]
@@ -70,7 +70,7 @@ class PredictionCache:
             logger.info("cache hit: foundation energies %s", path.stem[:12])
             return np.load(path)
         values = np.asarray(compute(), dtype=np.float64)
-        _write_atomically(path, lambda partial: np.save(partial, values))
+        write_atomically(path, lambda partial: np.save(partial, values))
         self._share(path)
         return values
 
@@ -82,7 +82,7 @@ class PredictionCache:
         if storage is None or not storage.exists(key):
             return False
         try:
-            _write_atomically(path, lambda partial: storage.fetch(key, partial))
+            write_atomically(path, lambda partial: storage.fetch(key, partial))
         except ArtifactMissingError:  # removed meanwhile: computed again
             return False
         return True
@@ -98,14 +98,6 @@ class PredictionCache:
             f"{kind}|{foundation_sha256}|{configurations_digest(configs)}".encode()
         ).hexdigest()
         return self.folder / f"{key}{suffix}"
-
-
-def _write_atomically(path: Path, write: Callable[[Path], object]) -> None:
-    # Write then rename, so concurrent workers never read half a file.
-    path.parent.mkdir(parents=True, exist_ok=True)
-    partial = path.with_suffix(f".{uuid.uuid4().hex}.partial{path.suffix}")
-    write(partial)
-    partial.replace(path)
 
 
 def _pack_predictions(predictions: Sequence[Prediction]) -> dict[str, np.ndarray]:

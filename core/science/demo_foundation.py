@@ -7,11 +7,9 @@ module that real foundations (MACE-MP, MACE-OFF) are: loadable with `torch.load`
 
 import hashlib
 import logging
-import shutil
 import subprocess
 import sys
 import tempfile
-import uuid
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ from ase.data import atomic_numbers
 from mace.cli.run_train import run as run_mace_training
 from mace.tools import build_default_arg_parser
 
+from core.artifacts.atomic_files import copy_atomically, write_atomically
 from core.data.demo_data import (
     EMT_ELEMENTS,
     generate_foundation_configurations,
@@ -59,9 +58,7 @@ def install_shipped_demo_foundation(out_path: Path) -> bool:
         )
         return False
     out_path.parent.mkdir(parents=True, exist_ok=True)
-    partial = out_path.with_name(f"{out_path.name}.{uuid.uuid4().hex}.partial")
-    partial.write_bytes(data)
-    partial.replace(out_path)  # whole or absent, as a build writes it
+    write_atomically(out_path, lambda partial: partial.write_bytes(data))  # as a build does
     pin_model_file(out_path, replace=True)
     logger.info("installed the shipped demo foundation at %s", out_path)
     return True
@@ -92,9 +89,7 @@ def build_demo_foundation(
             argv = _mace_argv(train_file, folder, seed=seed, max_epochs=max_epochs)
             with _restored_process_state():
                 run_mace_training(build_default_arg_parser().parse_args(argv))
-            partial = out_path.with_name(f"{out_path.name}.{uuid.uuid4().hex}.partial")
-            shutil.copyfile(saved_model_file(folder, DEMO_FOUNDATION_NAME), partial)
-            partial.replace(out_path)  # whole or absent: a reader never sees half a model
+            copy_atomically(saved_model_file(folder, DEMO_FOUNDATION_NAME), out_path)
             # Registered as it is written: the registry serves only pinned files.
             pin_model_file(out_path, replace=True)
         finally:
